@@ -1,0 +1,477 @@
+"""``benchdata``: the command line of Bench Data Manager.
+
+Every command works on the local store (``--data-dir``, else ``$BENCHDATA_HOME``, else the
+platform's data directory) and needs no server. ``--json`` prints machine-readable output
+for scripts; errors go to stderr with exit status 1 and a sentence saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+from pydantic import ValidationError as PydanticValidationError
+
+from app import __version__
+from app.core.errors import BenchDataError
+from app.core.ids import OWNERSHIP_KINDS
+from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
+from app.service import BenchService
+
+#: Files at least this large get a progress bar while they are captured.
+PROGRESS_THRESHOLD = 32 * 1024 * 1024
+#: Ownership kinds offered as options (``--experiment EXP42``); names or ULIDs.
+_CLI_KINDS = tuple(kind for kind in OWNERSHIP_KINDS if kind != "manager")
+
+
+def _ownership_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for kind in reversed(_CLI_KINDS):
+        func = click.option(f"--{kind}", f"{kind}_name", metavar="NAME",
+                            help=f"{kind.capitalize()} name (or ULID).")(func)
+    return func
+
+
+def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
+        metadata[key.strip()] = value
+    return metadata
+
+
+class Context:
+    """Lazily opened service shared by the commands of one invocation."""
+
+    def __init__(self, data_dir: Optional[str]) -> None:
+        self.data_dir = data_dir
+        self._service: Optional[BenchService] = None
+
+    @property
+    def service(self) -> BenchService:
+        if self._service is None:
+            self._service = BenchService(self.data_dir)
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _emit_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+
+
+def _summary_line(datapoint: DataPoint) -> str:
+    when = datapoint.data_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(datapoint, ValueDataPoint):
+        detail = json.dumps(datapoint.value, ensure_ascii=False)
+        detail = detail if len(detail) <= 60 else detail[:57] + "..."
+    else:
+        size = getattr(datapoint, "size_bytes", None)
+        detail = f"{getattr(datapoint, 'filename', None) or datapoint.path}"
+        if size is not None:
+            detail += f" ({_human_size(size)})"
+    label = datapoint.label or "-"
+    return f"{when}  {datapoint.datapoint_id}  {datapoint.data_type.value:<6}  {label}  {detail}"
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _print_datapoints(datapoints: Sequence[DataPoint], as_json: bool) -> None:
+    if as_json:
+        _emit_json([dp.to_document() for dp in datapoints])
+        return
+    if not datapoints:
+        click.echo("No datapoints.")
+    for datapoint in datapoints:
+        click.echo(_summary_line(datapoint))
+
+
+def _print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[str] = None) -> None:
+    document = datapoint.to_document()
+    if as_json:
+        if sync_state is not None:
+            document["sync_state"] = sync_state
+        _emit_json(document)
+        return
+    for key, value in document.items():
+        if key == "ownership_info":
+            for field, ident in (value or {}).items():
+                name = datapoint.custom_metadata.get(f"{field[:-3]}_name")
+                click.echo(f"{field:>16}: {ident}" + (f"  ({name})" if name else ""))
+            continue
+        if value in (None, {}, ""):
+            continue
+        shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+        click.echo(f"{key:>16}: {shown}")
+    if sync_state is not None:
+        click.echo(f"{'sync_state':>16}: {sync_state}")
+
+
+@contextmanager
+def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, Optional[int]], None]]]:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if quiet or size < PROGRESS_THRESHOLD:
+        yield None
+        return
+    with click.progressbar(length=size, label=f"Capturing {path.name}", file=sys.stderr,
+                           show_eta=True, show_percent=True) as bar:
+        last = [0]
+
+        def advance(done: int, _total: Optional[int]) -> None:
+            bar.update(done - last[0])
+            last[0] = done
+
+        yield advance
+
+
+class BenchGroup(click.Group):
+    """Turns our errors into one clear line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BenchDataError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except PydanticValidationError as exc:
+            click.echo(f"error: {describe_validation_error(exc)}", err=True)
+            ctx.exit(1)
+
+
+def describe_validation_error(exc: PydanticValidationError) -> str:
+    """One line per problem, without pydantic's URLs and type names."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "datapoint"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+@click.group(cls=BenchGroup)
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar=None,
+              help="Use the local store in this folder (default: $BENCHDATA_HOME or the "
+                   "platform's data directory).")
+@click.version_option(__version__, prog_name="benchdata")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Optional[str]) -> None:
+    """Bench Data Manager: capture lab data on this bench, offline first."""
+    context = Context(data_dir)
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+@cli.group()
+def add() -> None:
+    """Capture a JSON value or files."""
+
+
+@add.command("value")
+@click.argument("value")
+@click.option("--label", "-l", help="Label of the datapoint.")
+@_ownership_options
+@click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Custom metadata (repeatable).")
+@click.option("--timestamp", help="When the data was taken (ISO-8601); default now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the datapoint as JSON.")
+@pass_ctx
+def add_value(ctx: Context, value: str, label: Optional[str], meta: Sequence[str],
+              timestamp: Optional[str], as_json: bool, **names: Optional[str]) -> None:
+    """Capture VALUE, a JSON text ('-' reads it from stdin), e.g. '{"t": 23.5}'."""
+    text = sys.stdin.read() if value == "-" else value
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "quote text values, e.g. '\"hello\"'", param_hint="VALUE") from exc
+    service = ctx.service
+    extra: dict[str, Any] = {"data_timestamp": timestamp} if timestamp else {}
+    datapoint = service.submit(ValueDataPoint(
+        label=label, value=parsed, ownership_info=_ownership(service, names),
+        custom_metadata=_parse_meta(meta), **extra))
+    _report_captured([datapoint], as_json)
+
+
+def _reject_constant(name: str) -> Any:
+    raise click.BadParameter(f"{name} is not JSON; use null or a number", param_hint="VALUE")
+
+
+def _ownership(service: BenchService, names: dict[str, Optional[str]]) -> Any:
+    return service.ownership(**{key[:-5]: value for key, value in names.items() if value})
+
+
+@add.command("file")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--label", "-l", help="Label (default: the file name).")
+@_ownership_options
+@click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Custom metadata (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the datapoints as JSON.")
+@pass_ctx
+def add_file(ctx: Context, paths: Sequence[Path], label: Optional[str], meta: Sequence[str],
+             quiet: bool, as_json: bool, **names: Optional[str]) -> None:
+    """Capture one or more files (copied into the store; the originals are untouched)."""
+    service = ctx.service
+    ownership = _ownership(service, names)
+    metadata = _parse_meta(meta)
+    captured: list[DataPoint] = []
+    failures = 0
+    for path in paths:
+        try:
+            with _progress_for(path, quiet or as_json) as progress:
+                captured.append(service.submit(
+                    FileDataPoint(label=label or path.name, path=str(path),
+                                  ownership_info=ownership, custom_metadata=metadata),
+                    progress=progress))
+        except BenchDataError as exc:
+            failures += 1
+            click.echo(f"error: {exc}", err=True)
+    _report_captured(captured, as_json)
+    if failures:
+        click.echo(f"{failures} of {len(paths)} file(s) were not captured.", err=True)
+        sys.exit(1)
+
+
+def _report_captured(datapoints: Sequence[DataPoint], as_json: bool) -> None:
+    if as_json:
+        payload: Any = [dp.to_document() for dp in datapoints]
+        _emit_json(payload[0] if len(payload) == 1 else payload)
+        return
+    for datapoint in datapoints:
+        click.echo(f"captured {datapoint.datapoint_id}  {datapoint.label or ''}".rstrip())
+
+
+@cli.command()
+@click.argument("datapoint_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
+@pass_ctx
+def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
+    """Show a datapoint's metadata."""
+    stored = ctx.service.get_stored(datapoint_id)
+    _print_datapoint(stored.datapoint, as_json, stored.sync_state)
+
+
+@cli.command()
+@click.argument("datapoint_id")
+@pass_ctx
+def value(ctx: Context, datapoint_id: str) -> None:
+    """Print a datapoint's value: JSON, or the file's bytes to stdout."""
+    datapoint = ctx.service.get(datapoint_id)
+    if isinstance(datapoint, ValueDataPoint):
+        _emit_json(datapoint.value)
+        return
+    with ctx.service.open_file(datapoint_id) as stream:
+        out = sys.stdout.buffer
+        while chunk := stream.read(1024 * 1024):
+            out.write(chunk)
+        out.flush()
+
+
+@cli.command()
+@click.argument("datapoint_id")
+@click.argument("destination", type=click.Path(dir_okay=True, path_type=Path))
+@pass_ctx
+def save(ctx: Context, datapoint_id: str, destination: Path) -> None:
+    """Save a datapoint's file (or JSON value) to DESTINATION (a file or a folder)."""
+    if destination.is_dir():
+        datapoint = ctx.service.get(datapoint_id)
+        name = getattr(datapoint, "filename", None) or f"{datapoint.datapoint_id}.json"
+        destination = destination / Path(name).name
+    written = ctx.service.save_value(datapoint_id, destination)
+    click.echo(f"saved {datapoint_id} to {written}")
+
+
+@cli.command("list")
+@click.option("-n", "--number", default=10, show_default=True, help="How many (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the documents as JSON.")
+@pass_ctx
+def list_(ctx: Context, number: int, as_json: bool) -> None:
+    """List the newest datapoints, newest first."""
+    _print_datapoints(ctx.service.latest(number), as_json)
+
+
+@cli.command()
+@click.argument("selector", default="{}")
+@click.option("--sort", help="Sort keys, e.g. '-data_timestamp' or 'label,-value.t'.")
+@click.option("--limit", type=int, default=100, show_default=True, help="Page size (0 = all).")
+@click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
+@click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@pass_ctx
+def query(ctx: Context, selector: str, sort: Optional[str], limit: int, cursor: Optional[str],
+          count_only: bool, as_json: bool) -> None:
+    """Find datapoints with a Mongo-style SELECTOR, e.g. '{"value.t": {"$gt": 20}}'.
+
+    Ownership fields take names or ULIDs: '{"ownership_info.experiment_id": "EXP42"}'.
+    """
+    parsed = _parse_selector(selector)
+    service = ctx.service
+    if count_only:
+        total = service.count(parsed)
+        _emit_json({"count": total}) if as_json else click.echo(str(total))
+        return
+    if limit == 0:
+        items = list(service.iter_query(parsed, sort=sort))
+        next_cursor = None
+    else:
+        page = service.query(parsed, sort=sort, limit=limit, cursor=cursor)
+        items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        _emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
+        return
+    _print_datapoints(items, False)
+    if next_cursor:
+        click.echo(f"next_cursor: {next_cursor}", err=True)
+
+
+def _parse_selector(text: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg})", param_hint="SELECTOR") from exc
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("a selector is a JSON object, e.g. '{\"label\": \"x\"}'",
+                                 param_hint="SELECTOR")
+    return parsed
+
+
+@cli.command()
+@click.argument("datapoint_id")
+@click.option("--label", "-l", help="New label.")
+@click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Set custom metadata.")
+@click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove a metadata key.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def edit(ctx: Context, datapoint_id: str, label: Optional[str], meta: Sequence[str],
+         unset: Sequence[str], as_json: bool) -> None:
+    """Change a datapoint's label or custom metadata."""
+    datapoint = ctx.service.update(datapoint_id, label=label, set_metadata=_parse_meta(meta),
+                                   remove_metadata=unset)
+    _print_datapoint(datapoint, as_json)
+
+
+@cli.command()
+@click.argument("datapoint_ids", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def delete(ctx: Context, datapoint_ids: Sequence[str], yes: bool) -> None:
+    """Delete datapoints (tombstones; sync removes them centrally)."""
+    if not yes:
+        click.confirm(f"Delete {len(datapoint_ids)} datapoint(s)?", abort=True, err=True)
+    for datapoint_id in datapoint_ids:
+        ctx.service.delete(datapoint_id)
+        click.echo(f"deleted {datapoint_id}")
+
+
+@cli.command()
+@click.argument("selector", default="{}")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]),
+              help="Default: from the output file's suffix.")
+@click.option("--sort", help="Sort keys (default newest first).")
+@pass_ctx
+def export(ctx: Context, selector: str, output: Path, fmt: Optional[str], sort: Optional[str]) -> None:
+    """Export datapoints matching SELECTOR to CSV or Parquet."""
+    from app.core.export import export_datapoints
+
+    rows = export_datapoints(ctx.service.iter_query(_parse_selector(selector), sort=sort),
+                             output, fmt)
+    click.echo(f"exported {rows} datapoint(s) to {output}")
+
+
+@cli.group()
+def names() -> None:
+    """The names-to-ids mapping (experiment EXP42 -> its ULID)."""
+
+
+@names.command("list")
+@click.argument("kind", type=click.Choice(OWNERSHIP_KINDS))
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def names_list(ctx: Context, kind: str, as_json: bool) -> None:
+    """Names this bench has seen for KIND."""
+    pairs = ctx.service.names.names(kind)
+    if as_json:
+        _emit_json([{"name": name, "id": ident} for name, ident in pairs])
+        return
+    for name, ident in pairs:
+        click.echo(f"{ident}  {name}")
+
+
+@names.command("id")
+@click.argument("kind", type=click.Choice(OWNERSHIP_KINDS))
+@click.argument("name")
+@pass_ctx
+def names_id(ctx: Context, kind: str, name: str) -> None:
+    """Print the id of a name (the same on every bench)."""
+    click.echo(ctx.service.names.resolve(kind, name))
+
+
+@names.command("pin")
+@click.argument("kind", type=click.Choice(OWNERSHIP_KINDS))
+@click.argument("name")
+@click.argument("ulid")
+@pass_ctx
+def names_pin(ctx: Context, kind: str, name: str, ulid: str) -> None:
+    """Map NAME to an id that already exists (e.g. assigned by MADSci)."""
+    ctx.service.names.pin(kind, name, ulid)
+    click.echo(f"{kind} {name} -> {ulid.upper()}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def info(ctx: Context, as_json: bool) -> None:
+    """Where this bench keeps its data, and how much it holds."""
+    service = ctx.service
+    facts = {
+        "version": __version__,
+        "data_dir": str(service.paths.data_dir),
+        "database": str(service.paths.database),
+        "files": str(service.paths.files),
+        "config": str(service.paths.config_file),
+        "datapoints": service.count(),
+        "sync_states": service.store.sync_state_counts(),
+    }
+    if as_json:
+        _emit_json(facts)
+        return
+    for key, val in facts.items():
+        click.echo(f"{key:>11}: {val}")
+
+
+@cli.command()
+@pass_ctx
+def gui(ctx: Context) -> None:
+    """Open the desktop window."""
+    click.echo(
+        "Bench Data Manager " + __version__ + "\n"
+        "The desktop window is not built yet (it is the next milestone). The local store is\n"
+        f"ready at {ctx.service.paths.data_dir} with {ctx.service.count()} datapoint(s);\n"
+        "capture and browse from the command line meanwhile: benchdata --help"
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="benchdata")

@@ -1,0 +1,127 @@
+"""``DataClient``: MADSci's Python API, on the bench's local store.
+
+Method names and behaviour follow ``madsci.client.DataClient`` 0.8.1, so automation code
+written for MADSci runs here unchanged and captures offline; the bench extras (batches,
+edits, tombstones, exports, names) sit beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from app.core.errors import NotFoundError
+from app.core.export import export_datapoints
+from app.core.filestore import ProgressCallback
+from app.core.models import DataPoint, OwnershipInfo
+from app.core.store import Page
+from app.service import BenchService
+
+
+class DataClient:
+    """Capture and read datapoints on this bench, with or without a network."""
+
+    def __init__(self, data_dir: Optional[os.PathLike[str] | str] = None, *,
+                 service: Optional[BenchService] = None) -> None:
+        self._owns_service = service is None
+        self.service = service or BenchService(data_dir)
+
+    def close(self) -> None:
+        if self._owns_service:
+            self.service.close()
+
+    def __enter__(self) -> "DataClient":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- MADSci's DataClient API -------------------------------------------------------
+
+    def submit_datapoint(self, datapoint: DataPoint, *,
+                         progress: Optional[ProgressCallback] = None) -> DataPoint:
+        """Capture a datapoint (a file is copied into the store); returns it as stored."""
+        return self.service.submit(datapoint, progress=progress)
+
+    def get_datapoint(self, datapoint_id: str) -> DataPoint:
+        """The datapoint; raises ``NotFoundError`` (a ``KeyError``) if unknown."""
+        return self.service.get(str(datapoint_id))
+
+    def get_datapoint_value(self, datapoint_id: str) -> Any:
+        """The JSON value, or the file's bytes."""
+        return self.service.value(str(datapoint_id))
+
+    def save_datapoint_value(self, datapoint_id: str, output_filepath: os.PathLike[str] | str) -> None:
+        """Write the file (byte-exact) or the JSON value (as JSON text) to a path."""
+        self.service.save_value(str(datapoint_id), output_filepath)
+
+    def get_datapoints(self, number: int = 10) -> list[DataPoint]:
+        """The newest ``number`` datapoints, newest first (``0`` means all)."""
+        return self.service.latest(number)
+
+    def query_datapoints(self, selector: Mapping[str, Any]) -> dict[str, DataPoint]:
+        """Datapoints matching a Mongo-style selector, keyed by id (newest first)."""
+        return {dp.datapoint_id: dp for dp in self.service.iter_query(selector)}
+
+    def get_datapoints_by_ids(self, datapoint_ids: Sequence[str]) -> dict[str, DataPoint]:
+        """The datapoints that exist among ``datapoint_ids``, keyed by id."""
+        return {dp.datapoint_id: dp for dp in self.service.store.get_many(list(datapoint_ids))}
+
+    def get_datapoint_metadata(self, datapoint_id: str) -> dict[str, Any]:
+        """Label, type, timestamp, ownership and file facts, without the value."""
+        datapoint = self.get_datapoint(datapoint_id)
+        metadata: dict[str, Any] = {
+            "datapoint_id": datapoint.datapoint_id,
+            "label": datapoint.label,
+            "data_type": datapoint.data_type,
+            "data_timestamp": datapoint.data_timestamp,
+            "ownership_info": datapoint.ownership_info,
+            "custom_metadata": dict(datapoint.custom_metadata),
+        }
+        for field in ("size_bytes", "content_type", "filename", "sha256", "path"):
+            if getattr(datapoint, field, None) is not None:
+                metadata[field] = getattr(datapoint, field)
+        return metadata
+
+    # -- what a bench adds -------------------------------------------------------------
+
+    def submit_datapoints(self, datapoints: Sequence[DataPoint]) -> list[DataPoint]:
+        """Capture many datapoints in one transaction: all are stored or none."""
+        return self.service.submit_many(list(datapoints))
+
+    def ownership(self, **names_or_ids: Optional[str]) -> OwnershipInfo:
+        """``ownership(experiment="EXP42", user="alice")``: ids for names, remembered."""
+        return self.service.ownership(**names_or_ids)
+
+    def update_datapoint(self, datapoint_id: str, *, label: Optional[str] = None,
+                         metadata: Optional[Mapping[str, str]] = None,
+                         remove_metadata: Iterable[str] = ()) -> DataPoint:
+        """Change the label and/or custom metadata; the edit syncs as a new revision."""
+        return self.service.update(str(datapoint_id), label=label, set_metadata=metadata,
+                                   remove_metadata=remove_metadata)
+
+    def delete_datapoint(self, datapoint_id: str) -> None:
+        """Delete (a tombstone that sync propagates to the central store)."""
+        self.service.delete(str(datapoint_id))
+
+    def count_datapoints(self, selector: Optional[Mapping[str, Any]] = None) -> int:
+        return self.service.count(selector)
+
+    def query_page(self, selector: Optional[Mapping[str, Any]] = None, *, sort: Any = None,
+                   limit: int = 100, cursor: Optional[str] = None) -> Page:
+        """One page of a query, with the cursor of the next page."""
+        return self.service.query(selector, sort=sort, limit=limit, cursor=cursor)
+
+    def export(self, selector: Optional[Mapping[str, Any]], path: os.PathLike[str] | str,
+               fmt: Optional[str] = None, *, sort: Any = None) -> int:
+        """Export matching datapoints to CSV or Parquet (by ``fmt`` or the suffix)."""
+        return export_datapoints(self.service.iter_query(selector, sort=sort), Path(path), fmt)
+
+    def has_datapoint(self, datapoint_id: str) -> bool:
+        try:
+            self.get_datapoint(datapoint_id)
+        except NotFoundError:
+            return False
+        return True

@@ -1,0 +1,62 @@
+"""The errors the core raises, each with a message a person can act on."""
+
+from __future__ import annotations
+
+
+class BenchDataError(Exception):
+    """Base class of every error Bench Data Manager raises on purpose."""
+
+
+class ValidationError(BenchDataError, ValueError):
+    """A datapoint, value or argument is malformed; nothing was stored."""
+
+
+class ValueNotJSONError(ValidationError):
+    """A value cannot be represented as strict JSON (NaN, bytes, sets, ...)."""
+
+
+class ValueTooLargeError(ValidationError):
+    """A JSON value would not fit in one central MongoDB document."""
+
+
+class QueryError(BenchDataError, ValueError):
+    """A selector, sort or cursor is malformed or uses an unsupported operator."""
+
+
+class NotFoundError(BenchDataError, KeyError):
+    """No datapoint with the given id exists (or it was deleted)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0]) if self.args else "not found"
+
+
+class ConflictError(BenchDataError):
+    """A datapoint id is already used by a datapoint with different content."""
+
+
+class CaptureError(BenchDataError, OSError):
+    """A file could not be captured; nothing was stored for it."""
+
+
+class SourceMissingError(CaptureError):
+    """The file to capture does not exist (or vanished while it was copied)."""
+
+
+class SourceIsDirectoryError(CaptureError):
+    """A directory was given where a file was expected."""
+
+
+class SourceUnreadableError(CaptureError):
+    """The file to capture exists but cannot be read (permissions, locks, I/O)."""
+
+
+class SourceChangedError(CaptureError):
+    """The file changed while it was being copied; the copy was discarded."""
+
+
+class DiskFullError(CaptureError):
+    """The data directory's disk is full; the partial copy was removed."""
+
+
+class StoreError(BenchDataError):
+    """The local store is unusable (corrupt, locked by another process, too new)."""

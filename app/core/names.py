@@ -1,0 +1,86 @@
+"""The names-and-ids mapping every capture path uses (see ``app.core.ids``).
+
+Operators and folder conventions say ``EXP42`` and ``alice``; MADSci's ownership fields hold
+ULIDs. An id is derived deterministically from (kind, name) so benches agree offline; this
+registry remembers which names this bench has seen (for autocompletion and to show the
+name beside the id) and lets a facility pin a name to an id MADSci already assigned.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from app.core.ids import id_for, is_ulid, kind_of_field, normalize_name, require_ulid
+from app.core.store import LocalStore
+from app.core.timestamps import CANONICAL_FORMAT, utc_now
+
+
+class NameRegistry:
+    """(kind, name) → ULID, persisted in the store's ``names`` table."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._by_id: dict[tuple[str, str], str] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+        self._load()
+
+    def _load(self) -> None:
+        with self._store.reader() as conn:
+            for kind, name, canonical, ident in conn.execute(
+                "SELECT kind, name, canonical, id FROM names"
+            ):
+                self._by_id.setdefault((kind, ident), name)
+                self._by_name[(kind, canonical)] = ident
+
+    def resolve(self, kind: str, name_or_id: str) -> str:
+        """The id for a name (remembering it) — or the id itself if given a ULID."""
+        kind = kind_of_field(kind)
+        if is_ulid(name_or_id):
+            return name_or_id.upper()
+        canonical = normalize_name(name_or_id)
+        with self._lock:
+            known = self._by_name.get((kind, canonical))
+            if known is not None:
+                return known
+        ident = id_for(kind, name_or_id)
+        self._remember(kind, name_or_id.strip(), canonical, ident)
+        return ident
+
+    def pin(self, kind: str, name: str, ident: str) -> None:
+        """Map a name to an existing id (e.g. one MADSci's experiment manager assigned)."""
+        kind = kind_of_field(kind)
+        require_ulid(ident, f"{kind} id")
+        canonical = normalize_name(name)
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO names (kind, name, canonical, id, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, canonical) DO UPDATE SET id = excluded.id, name = excluded.name",
+                (kind, name.strip(), canonical, ident.upper(), utc_now().strftime(CANONICAL_FORMAT)),
+            )
+        with self._lock:
+            self._by_name[(kind, canonical)] = ident.upper()
+            self._by_id[(kind, ident.upper())] = name.strip()
+
+    def _remember(self, kind: str, name: str, canonical: str, ident: str) -> None:
+        with self._store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO names (kind, name, canonical, id, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, canonical) DO NOTHING",
+                (kind, name, canonical, ident, utc_now().strftime(CANONICAL_FORMAT)),
+            )
+        with self._lock:
+            self._by_name[(kind, canonical)] = ident
+            self._by_id.setdefault((kind, ident), name)
+
+    def name_for(self, kind: str, ident: str) -> Optional[str]:
+        with self._lock:
+            return self._by_id.get((kind_of_field(kind), ident.upper()))
+
+    def names(self, kind: str) -> list[tuple[str, str]]:
+        """(name, id) pairs this bench knows for a kind, sorted by name."""
+        kind = kind_of_field(kind)
+        with self._lock:
+            pairs = [(name, ident) for (k, ident), name in self._by_id.items() if k == kind]
+        return sorted(pairs, key=lambda pair: pair[0].casefold())

@@ -1,0 +1,399 @@
+"""The local datapoint store: SQLAlchemy over SQLite in WAL mode, one writer.
+
+Durability first: every write is one ``BEGIN IMMEDIATE`` … ``COMMIT`` on the single writer
+connection with ``synchronous=FULL`` (in WAL mode NORMAL can lose commits that already
+returned if power fails). Readers use pooled connections; WAL lets them read while the
+writer writes, so a long export never blocks a capture.
+
+Rows are MADSci documents split into columns (see ``app.core.schema``); this module maps
+between the two and owns the bookkeeping columns (revision, sync state, tombstones).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Optional
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
+
+from app.core import query as querylang
+from app.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from app.core.ids import OWNERSHIP_FIELDS, require_ulid
+from app.core.jsonvalue import dump_json_value
+from app.core.models import DataPoint, DataPointTypeEnum
+from app.core.schema import SCHEMA_VERSION, migrate
+from app.core.timestamps import CANONICAL_FORMAT, to_canonical, utc_now
+
+log = logging.getLogger(__name__)
+
+#: Document fields that have a column of the same name.
+_PLAIN_FIELDS: Final[tuple[str, ...]] = (
+    "label",
+    "path",
+    "filename",
+    "size_bytes",
+    "content_type",
+    "sha256",
+    "bucket_name",
+    "object_name",
+    "storage_endpoint",
+    "public_endpoint",
+    "url",
+    "etag",
+    "replaces",
+)
+_DOCUMENT_KEYS: Final[frozenset[str]] = frozenset(
+    {"_id", "datapoint_id", "data_type", "data_timestamp", "ownership_info", "value",
+     "custom_metadata", *_PLAIN_FIELDS}
+)
+#: Columns that say something about the datapoint itself (compared for idempotency).
+_CONTENT_COLUMNS: Final[tuple[str, ...]] = (
+    "id", "label", "data_type", "data_timestamp", *OWNERSHIP_FIELDS, "value",
+    *_PLAIN_FIELDS, "custom_metadata", "extra",
+)
+_ALL_COLUMNS: Final[tuple[str, ...]] = (
+    *_CONTENT_COLUMNS, "revision", "deleted", "sync_state", "origin", "created_at",
+    "updated_at",
+)
+_INSERT_SQL: Final[str] = (
+    f"INSERT INTO datapoints ({', '.join(_ALL_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ALL_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+)
+_SELECT_COLUMNS: Final[str] = ", ".join(_ALL_COLUMNS)
+
+#: Sync states a row moves through; the sync engine owns every state after ``pending``.
+SYNC_PENDING: Final[str] = "pending"
+SYNC_CONFIRMED: Final[str] = "confirmed"
+
+
+@dataclass(frozen=True)
+class StoredDataPoint:
+    """A datapoint as the bench holds it, with the bookkeeping around it."""
+
+    datapoint: DataPoint
+    revision: int
+    sync_state: str
+    deleted: bool
+    origin: str
+    created_at: str
+    updated_at: str
+
+    @property
+    def datapoint_id(self) -> str:
+        return self.datapoint.datapoint_id
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: the datapoints and the cursor of the next page, if any."""
+
+    items: list[DataPoint]
+    next_cursor: Optional[str]
+
+
+def _now_text() -> str:
+    return utc_now().strftime(CANONICAL_FORMAT)
+
+
+def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local") -> dict[str, Any]:
+    """Split a datapoint into the store's columns (validating the JSON value)."""
+    document = datapoint.model_dump(mode="json", by_alias=True)
+    ownership = document.get("ownership_info") or {}
+    row: dict[str, Any] = {
+        "id": require_ulid(datapoint.datapoint_id, "datapoint_id").upper(),
+        "data_type": DataPointTypeEnum(document["data_type"]).value,
+        "data_timestamp": to_canonical(datapoint.data_timestamp),
+        "value": None,
+        "custom_metadata": json.dumps(document.get("custom_metadata") or {},
+                                      ensure_ascii=False, sort_keys=True),
+    }
+    for field in OWNERSHIP_FIELDS:
+        row[field] = ownership.get(field)
+    for field in _PLAIN_FIELDS:
+        row[field] = document.get(field)
+    if row["data_type"] == DataPointTypeEnum.JSON.value:
+        # Validate the Python value (NaN, bytes, sets ...) rather than pydantic's
+        # JSON-mode rendering of it, which would hide those problems.
+        row["value"] = dump_json_value(getattr(datapoint, "value", None))
+    extra = {key: value for key, value in document.items() if key not in _DOCUMENT_KEYS}
+    row["extra"] = json.dumps(extra, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    now = _now_text()
+    row.update(revision=1, deleted=0, sync_state=SYNC_PENDING, origin=origin,
+               created_at=now, updated_at=now)
+    return row
+
+
+def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Rebuild the MADSci document (``_id`` key) from a row."""
+    document: dict[str, Any] = {
+        "_id": row["id"],
+        "label": row["label"],
+        "data_type": row["data_type"],
+        "data_timestamp": row["data_timestamp"],
+        "ownership_info": {f: row[f] for f in OWNERSHIP_FIELDS if row[f] is not None},
+        "custom_metadata": json.loads(row["custom_metadata"] or "{}"),
+    }
+    if row["data_type"] == DataPointTypeEnum.JSON.value:
+        document["value"] = json.loads(row["value"]) if row["value"] is not None else None
+    for field in _PLAIN_FIELDS:
+        if row[field] is not None:
+            document[field] = row[field]
+    document.update(json.loads(row["extra"] or "{}"))
+    return document
+
+
+def row_to_datapoint(row: Mapping[str, Any]) -> DataPoint:
+    return DataPoint.discriminate(row_to_document(row))
+
+
+class LocalStore:
+    """All datapoint rows of one bench; safe to share between threads."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine = self._make_engine(self.db_path)
+        self._write_lock = threading.RLock()
+        self._writer = self._open_writer()
+
+    # -- connections -------------------------------------------------------------------
+
+    @staticmethod
+    def _make_engine(db_path: Path) -> Engine:
+        engine = create_engine(
+            f"sqlite:///{db_path}",
+            poolclass=QueuePool,
+            pool_size=4,
+            max_overflow=8,
+            connect_args={"check_same_thread": False, "timeout": 30.0},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+            # We issue BEGIN ourselves; pysqlite's implicit transactions get in the way.
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            dbapi_connection.execute("PRAGMA synchronous = FULL")
+            dbapi_connection.execute("PRAGMA foreign_keys = ON")
+            querylang.register_functions(dbapi_connection)
+
+        return engine
+
+    def _open_writer(self) -> sqlite3.Connection:
+        try:
+            raw = self._engine.raw_connection()
+            writer: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            found = migrate(writer)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the local store {self.db_path}: {exc}. If the file is "
+                f"damaged, restore it from a backup (benchdata backup/restore)"
+            ) from exc
+        if found != SCHEMA_VERSION:
+            log.info("migrated local store %s from schema %s to %s", self.db_path,
+                     found, SCHEMA_VERSION)
+        self._writer_handle = raw  # keep the pool's wrapper alive for the store's life
+        return writer
+
+    def close(self) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._writer_handle.close()
+        self._engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The one writer, in an immediate transaction committed durably on exit."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            try:
+                self._writer.execute("COMMIT")
+            except sqlite3.Error:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A pooled read connection (autocommit: each statement sees a fresh snapshot)."""
+        with self._engine.connect() as conn:
+            yield conn.connection.driver_connection  # type: ignore[misc]
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.reader() as conn:
+            cursor = conn.execute(sql, tuple(params))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def insert(self, datapoints: Iterable[DataPoint], *, origin: str = "local") -> list[DataPoint]:
+        """Store datapoints in one durable transaction; all or none.
+
+        Re-submitting an identical datapoint (same id and content) is a no-op, so a
+        retried request is safe; the same id with different content is a ConflictError.
+        """
+        rows = [datapoint_to_row(dp, origin=origin) for dp in datapoints]
+        if not rows:
+            return []
+        with self.transaction() as conn:
+            for row in rows:
+                cursor = conn.execute(_INSERT_SQL, [row[c] for c in _ALL_COLUMNS])
+                if cursor.rowcount == 0:
+                    self._check_identical(conn, row)
+        return [row_to_datapoint(row) for row in rows]
+
+    @staticmethod
+    def _check_identical(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+        existing = conn.execute(
+            f"SELECT {', '.join(_CONTENT_COLUMNS)}, deleted FROM datapoints WHERE id = ?",
+            (row["id"],),
+        ).fetchone()
+        stored = dict(zip((*_CONTENT_COLUMNS, "deleted"), existing))
+        if stored.pop("deleted"):
+            raise ConflictError(f"datapoint {row['id']} was deleted; its id cannot be reused")
+        differing = [c for c in _CONTENT_COLUMNS if stored[c] != row[c]]
+        if differing:
+            raise ConflictError(
+                f"datapoint {row['id']} already exists with different "
+                f"{', '.join(differing)}; use a new id for new data"
+            )
+
+    def update(self, datapoint_id: str, *, label: Optional[str] = None,
+               set_metadata: Optional[Mapping[str, str]] = None,
+               remove_metadata: Iterable[str] = ()) -> DataPoint:
+        """Edit a label and/or custom metadata; bumps the revision for sync."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT label, custom_metadata FROM datapoints WHERE id = ? AND deleted = 0",
+                (datapoint_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no datapoint with id {datapoint_id}")
+            metadata: dict[str, str] = json.loads(row[1] or "{}")
+            for key in remove_metadata:
+                metadata.pop(key, None)
+            if set_metadata:
+                for key, value in set_metadata.items():
+                    if not isinstance(value, str):
+                        raise ValidationError(f"metadata {key!r} must be text")
+                    metadata[str(key)] = value
+            conn.execute(
+                "UPDATE datapoints SET label = ?, custom_metadata = ?, "
+                "revision = revision + 1, sync_state = ?, updated_at = ? WHERE id = ?",
+                (row[0] if label is None else label,
+                 json.dumps(metadata, ensure_ascii=False, sort_keys=True),
+                 SYNC_PENDING, _now_text(), datapoint_id),
+            )
+        return self.get(datapoint_id)
+
+    def delete(self, datapoint_id: str) -> None:
+        """Mark a datapoint deleted (a tombstone sync propagates); its file stays for now."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE datapoints SET deleted = 1, revision = revision + 1, "
+                "sync_state = ?, updated_at = ? WHERE id = ? AND deleted = 0",
+                (SYNC_PENDING, _now_text(), datapoint_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no datapoint with id {datapoint_id}")
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_stored(self, datapoint_id: str, *, include_deleted: bool = False) -> StoredDataPoint:
+        rows = self._fetch(f"SELECT {_SELECT_COLUMNS} FROM datapoints WHERE id = ?",
+                           (str(datapoint_id).upper(),))
+        if not rows or (rows[0]["deleted"] and not include_deleted):
+            raise NotFoundError(f"no datapoint with id {datapoint_id}")
+        row = rows[0]
+        return StoredDataPoint(
+            datapoint=row_to_datapoint(row), revision=row["revision"],
+            sync_state=row["sync_state"], deleted=bool(row["deleted"]),
+            origin=row["origin"], created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+    def get(self, datapoint_id: str) -> DataPoint:
+        return self.get_stored(datapoint_id).datapoint
+
+    def get_many(self, datapoint_ids: Sequence[str]) -> list[DataPoint]:
+        """Datapoints in the order of the ids given; unknown ids are skipped."""
+        wanted = [str(i).upper() for i in datapoint_ids]
+        found: dict[str, DataPoint] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._fetch(
+                f"SELECT {_SELECT_COLUMNS} FROM datapoints WHERE deleted = 0 AND id IN ({marks})",
+                chunk,
+            ):
+                found[row["id"]] = row_to_datapoint(row)
+        return [found[i] for i in wanted if i in found]
+
+    def latest(self, number: int = 100) -> list[DataPoint]:
+        """Newest first by data_timestamp; ``number <= 0`` means all (as MADSci)."""
+        return self.query(None, limit=number if number > 0 else None).items
+
+    def query(self, selector: Optional[Mapping[str, Any]] = None, *,
+              sort: Any = None, limit: Optional[int] = None,
+              cursor: Optional[str] = None) -> Page:
+        plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
+                                      columns=_SELECT_COLUMNS)
+        rows = self._fetch(plan.sql, plan.params)
+        items = [row_to_datapoint(row) for row in rows]
+        next_cursor = None
+        if limit is not None and len(rows) == limit:
+            last = rows[-1]
+            next_cursor = querylang.make_cursor(
+                [querylang.sort_value(last, key) for key in plan.sort], last["id"], plan.sort
+            )
+        return Page(items=items, next_cursor=next_cursor)
+
+    def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
+                   sort: Any = None, page_size: int = 1000) -> Iterator[DataPoint]:
+        """Every match, fetched a page at a time (constant memory for exports)."""
+        cursor: Optional[str] = None
+        while True:
+            page = self.query(selector, sort=sort, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
+        sql, params = querylang.build_count(selector)
+        with self.reader() as conn:
+            return int(conn.execute(sql, tuple(params)).fetchone()[0])
+
+    def sync_state_counts(self) -> dict[str, int]:
+        rows = self._fetch(
+            "SELECT sync_state, COUNT(*) AS n FROM datapoints GROUP BY sync_state"
+        )
+        return {row["sync_state"]: row["n"] for row in rows}
+
+    def blob_in_use(self, sha256: str) -> bool:
+        with self.reader() as conn:
+            return conn.execute(
+                "SELECT 1 FROM datapoints WHERE sha256 = ? LIMIT 1", (sha256,)
+            ).fetchone() is not None
+
+    def integrity_check(self) -> str:
+        with self.reader() as conn:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])

@@ -1,0 +1,265 @@
+"""The bench service: the one place that wires the local store, file store and names.
+
+The Python API (``DataClient``), the CLI, the REST API and the GUI all sit on this class;
+the folder watcher and the sync engine plug into it. It is Qt-free and thread-safe: the
+store serialises writes on its single writer connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
+
+from app.core.errors import NotFoundError, ValidationError
+from app.core.filestore import BlobInfo, FileStore, ProgressCallback
+from app.core.ids import OWNERSHIP_KINDS
+from app.core.models import (
+    DataPoint,
+    DataPointTypeEnum,
+    FileDataPoint,
+    ObjectStorageDataPoint,
+    OwnershipInfo,
+    ValueDataPoint,
+)
+from app.core.names import NameRegistry
+from app.core.paths import BenchPaths, bench_paths
+from app.core.store import LocalStore, Page, StoredDataPoint
+
+log = logging.getLogger(__name__)
+
+
+def guess_content_type(filename: str) -> str:
+    guessed, _encoding = mimetypes.guess_type(filename)
+    return guessed or "application/octet-stream"
+
+
+class BenchService:
+    """Capture, read, edit and query datapoints on one bench's local store."""
+
+    def __init__(self, data_dir: Optional[os.PathLike[str] | str] = None) -> None:
+        self.paths: BenchPaths = bench_paths(data_dir)
+        self.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = LocalStore(self.paths.database)
+        self.files = FileStore(self.paths.files)
+        self.names = NameRegistry(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "BenchService":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- names -------------------------------------------------------------------------
+
+    def ownership(self, **names_or_ids: Optional[str]) -> OwnershipInfo:
+        """OwnershipInfo from names (``experiment="EXP42", user="alice"``) or ULIDs."""
+        ids = {
+            f"{self._kind(kind)}_id": self.names.resolve(self._kind(kind), value)
+            for kind, value in names_or_ids.items()
+            if value
+        }
+        return OwnershipInfo(**ids)
+
+    @staticmethod
+    def _kind(kind: str) -> str:
+        kind = kind[:-3] if kind.endswith("_id") else kind
+        if kind not in OWNERSHIP_KINDS:
+            raise ValidationError(
+                f"unknown ownership kind {kind!r}; known: {', '.join(OWNERSHIP_KINDS)}"
+            )
+        return kind
+
+    def _with_names(self, datapoint: DataPoint) -> DataPoint:
+        """Keep the human name beside each ownership id this bench knows a name for."""
+        if datapoint.ownership_info is None:
+            return datapoint
+        metadata = dict(datapoint.custom_metadata)
+        for field, ident in datapoint.ownership_info.ids().items():
+            kind = field[:-3]
+            name = self.names.name_for(kind, ident)
+            if name is not None:
+                metadata.setdefault(f"{kind}_name", name)
+        if metadata == datapoint.custom_metadata:
+            return datapoint
+        return datapoint.model_copy(update={"custom_metadata": metadata})
+
+    # -- capture -----------------------------------------------------------------------
+
+    def submit(self, datapoint: DataPoint, *, progress: Optional[ProgressCallback] = None) -> DataPoint:
+        """Capture one datapoint durably; a file is copied into the store first."""
+        return self.submit_many([datapoint], progress=progress)[0]
+
+    def submit_many(self, datapoints: Sequence[DataPoint], *,
+                    progress: Optional[ProgressCallback] = None) -> list[DataPoint]:
+        """Capture several datapoints; the rows are committed in one transaction.
+
+        Files are copied (and hashed) before the transaction; if anything fails, blobs
+        that no committed row uses are removed again, so nothing half-captured remains.
+        """
+        prepared: list[DataPoint] = []
+        new_blobs: list[str] = []
+        try:
+            for datapoint in datapoints:
+                if not isinstance(datapoint, DataPoint):
+                    raise ValidationError(
+                        f"expected a datapoint, got {type(datapoint).__name__}"
+                    )
+                if isinstance(datapoint, FileDataPoint) and not self._blob_present(datapoint):
+                    datapoint, blob = self._capture_file(datapoint, progress)
+                    new_blobs.append(blob.sha256)
+                prepared.append(self._with_names(datapoint))
+            return self.store.insert(prepared)
+        except BaseException:
+            for sha256 in new_blobs:
+                if not self.store.blob_in_use(sha256):
+                    self.files.remove(sha256)
+            raise
+
+    def _blob_present(self, datapoint: FileDataPoint) -> bool:
+        return bool(datapoint.sha256) and self.files.exists(str(datapoint.sha256))
+
+    def _capture_file(self, datapoint: FileDataPoint,
+                      progress: Optional[ProgressCallback]) -> tuple[FileDataPoint, BlobInfo]:
+        source = Path(datapoint.path).expanduser()
+        blob = self.files.put_file(source, progress=progress)
+        filename = datapoint.filename or source.name
+        captured = datapoint.model_copy(
+            update={
+                "path": str(source.absolute()),
+                "filename": filename,
+                "size_bytes": blob.size_bytes,
+                "sha256": blob.sha256,
+                "content_type": datapoint.content_type or guess_content_type(filename),
+            }
+        )
+        return captured, blob
+
+    def capture_value(self, value: Any, *, label: Optional[str] = None,
+                      ownership: Optional[OwnershipInfo] = None,
+                      metadata: Optional[Mapping[str, str]] = None,
+                      **extra: Any) -> DataPoint:
+        return self.submit(
+            ValueDataPoint(label=label, value=value,
+                           ownership_info=ownership or OwnershipInfo(),
+                           custom_metadata=dict(metadata or {}), **extra)
+        )
+
+    def capture_file(self, path: os.PathLike[str] | str, *, label: Optional[str] = None,
+                     ownership: Optional[OwnershipInfo] = None,
+                     metadata: Optional[Mapping[str, str]] = None,
+                     progress: Optional[ProgressCallback] = None, **extra: Any) -> DataPoint:
+        return self.submit(
+            FileDataPoint(label=label, path=str(path),
+                          ownership_info=ownership or OwnershipInfo(),
+                          custom_metadata=dict(metadata or {}), **extra),
+            progress=progress,
+        )
+
+    def capture_stream(self, stream: BinaryIO, *, filename: str,
+                       datapoint: Optional[FileDataPoint] = None,
+                       expected_size: Optional[int] = None,
+                       progress: Optional[ProgressCallback] = None) -> DataPoint:
+        """Capture bytes arriving from a stream (an upload) as a file datapoint."""
+        blob = self.files.put_stream(stream, expected_size=expected_size, progress=progress)
+        base = datapoint or FileDataPoint(path=filename)
+        captured = base.model_copy(update={
+            "filename": filename,
+            "size_bytes": blob.size_bytes,
+            "sha256": blob.sha256,
+            "content_type": base.content_type or guess_content_type(filename),
+        })
+        try:
+            return self.submit(captured)
+        except BaseException:
+            if not self.store.blob_in_use(blob.sha256):
+                self.files.remove(blob.sha256)
+            raise
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, datapoint_id: str) -> DataPoint:
+        return self.store.get(datapoint_id)
+
+    def get_stored(self, datapoint_id: str) -> StoredDataPoint:
+        return self.store.get_stored(datapoint_id)
+
+    def open_file(self, datapoint_id: str) -> BinaryIO:
+        """A binary stream of a file datapoint's captured bytes."""
+        datapoint = self.get(datapoint_id)
+        sha256 = getattr(datapoint, "sha256", None)
+        if datapoint.data_type == DataPointTypeEnum.JSON:
+            raise ValidationError(f"datapoint {datapoint_id} holds a JSON value, not a file")
+        if not sha256 or not self.files.exists(sha256):
+            raise NotFoundError(
+                f"the file of datapoint {datapoint_id} is not in this bench's file store"
+                + (" (it is in central object storage; sync downloads it on request)"
+                   if isinstance(datapoint, ObjectStorageDataPoint) else "")
+            )
+        return self.files.open(sha256)
+
+    def value(self, datapoint_id: str) -> Any:
+        """The JSON value, or the file's bytes (as MADSci's client returns them)."""
+        datapoint = self.get(datapoint_id)
+        if isinstance(datapoint, ValueDataPoint):
+            return datapoint.value
+        with self.open_file(datapoint_id) as stream:
+            return stream.read()
+
+    def save_value(self, datapoint_id: str, destination: os.PathLike[str] | str) -> Path:
+        """Write the value (JSON text) or file to ``destination`` atomically."""
+        target = Path(destination).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        datapoint = self.get(datapoint_id)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                             dir=target.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                if isinstance(datapoint, ValueDataPoint):
+                    out.write(json.dumps(datapoint.value, ensure_ascii=False, indent=2).encode())
+                else:
+                    with self.open_file(datapoint_id) as source:
+                        shutil.copyfileobj(source, out, 4 * 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return target
+
+    def latest(self, number: int = 10) -> list[DataPoint]:
+        return self.store.latest(number)
+
+    def query(self, selector: Optional[Mapping[str, Any]] = None, *, sort: Any = None,
+              limit: Optional[int] = None, cursor: Optional[str] = None) -> Page:
+        return self.store.query(selector, sort=sort, limit=limit, cursor=cursor)
+
+    def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
+                   sort: Any = None) -> Iterator[DataPoint]:
+        return self.store.iter_query(selector, sort=sort)
+
+    def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
+        return self.store.count(selector)
+
+    # -- editing -----------------------------------------------------------------------
+
+    def update(self, datapoint_id: str, *, label: Optional[str] = None,
+               set_metadata: Optional[Mapping[str, str]] = None,
+               remove_metadata: Iterable[str] = ()) -> DataPoint:
+        return self.store.update(datapoint_id, label=label, set_metadata=set_metadata,
+                                 remove_metadata=remove_metadata)
+
+    def delete(self, datapoint_id: str) -> None:
+        """A tombstone: hidden here at once, removed centrally by sync; the file stays
+        in the local file store until sync has verified the deletion centrally."""
+        self.store.delete(datapoint_id)

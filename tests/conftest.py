@@ -1,0 +1,39 @@
+"""Shared fixtures: every test gets its own bench home, never the user's real one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app import DataClient
+
+EXP = "01JD3Q9V6X5J8Z0K2M4N6P8R0T"
+
+
+@pytest.fixture(autouse=True)
+def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point BENCHDATA_HOME at a fresh folder so nothing touches the real data dir."""
+    home = tmp_path / "benchhome"
+    monkeypatch.setenv("BENCHDATA_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[DataClient]:
+    with DataClient(data_dir=tmp_path / "store") as data_client:
+        yield data_client
+
+
+@pytest.fixture
+def run_txt(tmp_path: Path) -> Path:
+    path = tmp_path / "run.txt"
+    path.write_text("line 1\nline 2\n", encoding="utf-8")
+    return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Qt tests (later) run without a display.
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
