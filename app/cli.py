@@ -145,8 +145,28 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
         yield advance
 
 
+#: Subcommand groups that live beside the component they drive, imported on use:
+#: name -> "module:attribute" of a click command.
+LAZY_SUBCOMMANDS: dict[str, str] = {
+}
+
+
 class BenchGroup(click.Group):
-    """Turns our errors into one clear line on stderr and exit status 1."""
+    """Turns our errors into one clear line on stderr and exit status 1, and loads the
+    component subcommands (``watch``, ``sync`` ...) only when they are used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_SUBCOMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        spec = LAZY_SUBCOMMANDS.get(cmd_name)
+        if spec is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = spec.partition(":")
+        import importlib
+
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -459,6 +479,29 @@ def info(ctx: Context, as_json: bool) -> None:
         return
     for key, val in facts.items():
         click.echo(f"{key:>11}: {val}")
+
+
+@cli.command()
+@click.option("--api-host", help="Address of the local REST API (default 127.0.0.1).")
+@click.option("--api-port", type=int, envvar="BENCHDATA_API_PORT",
+              help="Port of the local REST API (default 8004; env BENCHDATA_API_PORT).")
+@click.option("--no-api", is_flag=True, help="Do not serve the REST API.")
+@click.option("--no-sync", is_flag=True, help="Do not sync with the central store.")
+@click.option("--no-watch", is_flag=True, help="Do not watch folders.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@pass_ctx
+def run(ctx: Context, api_host: Optional[str], api_port: Optional[int], no_api: bool,
+        no_sync: bool, no_watch: bool, log_level: str) -> None:
+    """Run the capture service headless until stopped (SIGINT/SIGTERM)."""
+    import logging
+
+    from app.runner import HeadlessRunner, RunOptions
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = RunOptions(watch=not no_watch, api=not no_api, api_host=api_host,
+                         api_port=api_port, sync=not no_sync)
+    HeadlessRunner(ctx.service, options).run_until_stopped()
 
 
 @cli.command()

@@ -14,7 +14,7 @@ that text order is time order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from app.core.errors import StoreError
@@ -113,6 +113,44 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         try:
             MIGRATIONS[version - 1](conn)
             conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def migrate_component(conn: sqlite3.Connection, component: str,
+                      migrations: Sequence[Callable[[sqlite3.Connection], None]]) -> int:
+    """Versioned tables owned by one component (``ingest``, ``sync`` ...).
+
+    Components above the core (the folder watcher, the sync engine) keep their own tables
+    in the same database, each with its own migration list, so they evolve without
+    touching the core's numbering. Versions live in ``component_versions``. Same rules as
+    :func:`migrate`: each step is one IMMEDIATE transaction; a newer version is refused.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS component_versions "
+        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    row = conn.execute(
+        "SELECT version FROM component_versions WHERE component = ?", (component,)
+    ).fetchone()
+    found = int(row[0]) if row else 0
+    if found > len(migrations):
+        raise StoreError(
+            f"the {component} tables were written by a newer Bench Data Manager "
+            f"(version {found}, this one knows {len(migrations)}); upgrade the app"
+        )
+    for version in range(found + 1, len(migrations) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[version - 1](conn)
+            conn.execute(
+                "INSERT INTO component_versions (component, version) VALUES (?, ?) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, version),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

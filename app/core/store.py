@@ -205,6 +205,14 @@ class LocalStore:
         self._writer_handle = raw  # keep the pool's wrapper alive for the store's life
         return writer
 
+    def migrate_component(self, component: str,
+                          migrations: Sequence[Any]) -> int:
+        """Create or upgrade a component's own tables (see ``schema.migrate_component``)."""
+        from app.core.schema import migrate_component
+
+        with self._write_lock:
+            return migrate_component(self._writer, component, migrations)
+
     def close(self) -> None:
         with self._write_lock:
             try:
