@@ -18,7 +18,7 @@ import click
 from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
-from app.core.errors import BenchDataError
+from app.core.errors import BenchDataError, NotFoundError
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
 from app.service import BenchService
@@ -57,6 +57,7 @@ class Context:
     def service(self) -> BenchService:
         if self._service is None:
             self._service = BenchService(self.data_dir)
+            self._service.remote_files = _fetch_from_central(self._service)
         return self._service
 
     def close(self) -> None:
@@ -65,6 +66,27 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def _fetch_from_central(service: BenchService) -> Callable[[str], str]:
+    """Download a file only the central store holds, for ``value``/``save`` on the CLI."""
+
+    def fetch(datapoint_id: str) -> str:
+        from sync.engine import SyncEngine
+        from sync.settings import load_settings
+
+        settings = load_settings(service.paths)
+        if not settings.configured:
+            raise NotFoundError(
+                f"the file of datapoint {datapoint_id} is only in the central store, and no "
+                "central store is configured here (benchdata sync configure)")
+        engine = SyncEngine(service, settings)
+        try:
+            return engine.fetch_file(datapoint_id)
+        finally:
+            engine.close()
+
+    return fetch
 
 
 def _emit_json(payload: Any) -> None:
@@ -148,6 +170,8 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
 #: Subcommand groups that live beside the component they drive, imported on use:
 #: name -> "module:attribute" of a click command.
 LAZY_SUBCOMMANDS: dict[str, str] = {
+    "sync": "sync.cli:sync",
+    "watch": "app.ingest.cli:watch",
 }
 
 
@@ -508,12 +532,11 @@ def run(ctx: Context, api_host: Optional[str], api_port: Optional[int], no_api: 
 @pass_ctx
 def gui(ctx: Context) -> None:
     """Open the desktop window."""
-    click.echo(
-        "Bench Data Manager " + __version__ + "\n"
-        "The desktop window is not built yet (it is the next milestone). The local store is\n"
-        f"ready at {ctx.service.paths.data_dir} with {ctx.service.count()} datapoint(s);\n"
-        "capture and browse from the command line meanwhile: benchdata --help"
-    )
+    from app.ui import run_gui
+
+    status = run_gui(data_dir=ctx.data_dir)  # the window opens its own service
+    if status:
+        sys.exit(status)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

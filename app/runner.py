@@ -49,6 +49,9 @@ ComponentFactory = Callable[[BenchService, RunOptions], Optional[Component]]
 #: "module:function" of every component factory, in start order. Imported lazily so that
 #: a component's dependencies load only when the service runs.
 COMPONENT_FACTORIES: list[str] = [
+    "app.api.component:make_component",
+    "app.ingest.component:make_component",
+    "sync.component:make_component",
 ]
 
 

@@ -13,7 +13,7 @@ import mimetypes
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
@@ -49,6 +49,11 @@ class BenchService:
         self.store = LocalStore(self.paths.database)
         self.files = FileStore(self.paths.files)
         self.names = NameRegistry(self.store)
+        self.store.resolve_name = self.names.lookup
+        #: Downloads the file of a datapoint whose bytes are only central (stored by
+        #: another bench, or freed locally); returns its SHA-256. The sync engine installs
+        #: it while it runs; without it such files are reported as not on this bench.
+        self.remote_files: Optional[Callable[[str], str]] = None
 
     def close(self) -> None:
         self.store.close()
@@ -107,7 +112,8 @@ class BenchService:
         that no committed row uses are removed again, so nothing half-captured remains.
         """
         prepared: list[DataPoint] = []
-        new_blobs: list[str] = []
+        held: list[str] = []
+        committed = False
         try:
             for datapoint in datapoints:
                 if not isinstance(datapoint, DataPoint):
@@ -116,14 +122,28 @@ class BenchService:
                     )
                 if isinstance(datapoint, FileDataPoint) and not self._blob_present(datapoint):
                     datapoint, blob = self._capture_file(datapoint, progress)
-                    new_blobs.append(blob.sha256)
+                    held.append(blob.sha256)
                 prepared.append(self._with_names(datapoint))
-            return self.store.insert(prepared)
-        except BaseException:
-            for sha256 in new_blobs:
-                if not self.store.blob_in_use(sha256):
-                    self.files.remove(sha256)
-            raise
+            stored = self.store.insert(prepared)
+            committed = True
+            return stored
+        finally:
+            self.settle_blobs(held, committed)
+
+    def settle_blobs(self, held: Sequence[str], committed: bool) -> None:
+        """Release the holds a capture took; after a failure, remove the blobs it brought
+        in that no committed row uses (nothing half-captured remains)."""
+        for sha256 in held:
+            self.files.release(sha256)
+        if not committed:
+            for sha256 in held:
+                self.discard_blob_if_unused(sha256)
+
+    def discard_blob_if_unused(self, sha256: str) -> bool:
+        """Remove a blob no datapoint row uses and no capture in flight holds."""
+        if self.store.blob_in_use(sha256):
+            return False
+        return self.files.remove(sha256)
 
     def _blob_present(self, datapoint: FileDataPoint) -> bool:
         return bool(datapoint.sha256) and self.files.exists(str(datapoint.sha256))
@@ -131,7 +151,7 @@ class BenchService:
     def _capture_file(self, datapoint: FileDataPoint,
                       progress: Optional[ProgressCallback]) -> tuple[FileDataPoint, BlobInfo]:
         source = Path(datapoint.path).expanduser()
-        blob = self.files.put_file(source, progress=progress)
+        blob = self.files.put_file(source, progress=progress, hold=True)
         filename = datapoint.filename or source.name
         captured = datapoint.model_copy(
             update={
@@ -170,7 +190,8 @@ class BenchService:
                        expected_size: Optional[int] = None,
                        progress: Optional[ProgressCallback] = None) -> DataPoint:
         """Capture bytes arriving from a stream (an upload) as a file datapoint."""
-        blob = self.files.put_stream(stream, expected_size=expected_size, progress=progress)
+        blob = self.files.put_stream(stream, expected_size=expected_size, progress=progress,
+                                     hold=True)
         base = datapoint or FileDataPoint(path=filename)
         captured = base.model_copy(update={
             "filename": filename,
@@ -178,12 +199,13 @@ class BenchService:
             "sha256": blob.sha256,
             "content_type": base.content_type or guess_content_type(filename),
         })
+        committed = False
         try:
-            return self.submit(captured)
-        except BaseException:
-            if not self.store.blob_in_use(blob.sha256):
-                self.files.remove(blob.sha256)
-            raise
+            stored = self.store.insert([self._with_names(captured)])[0]
+            committed = True
+            return stored
+        finally:
+            self.settle_blobs([blob.sha256], committed)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -199,10 +221,13 @@ class BenchService:
         sha256 = getattr(datapoint, "sha256", None)
         if datapoint.data_type == DataPointTypeEnum.JSON:
             raise ValidationError(f"datapoint {datapoint_id} holds a JSON value, not a file")
+        if (not sha256 or not self.files.exists(sha256)) and self.remote_files is not None \
+                and datapoint.data_type == DataPointTypeEnum.OBJECT_STORAGE:
+            sha256 = self.remote_files(datapoint.datapoint_id)
         if not sha256 or not self.files.exists(sha256):
             raise NotFoundError(
                 f"the file of datapoint {datapoint_id} is not in this bench's file store"
-                + (" (it is in central object storage; sync downloads it on request)"
+                + (" (it is in central object storage; configure and start sync to download it)"
                    if isinstance(datapoint, ObjectStorageDataPoint) else "")
             )
         return self.files.open(sha256)

@@ -180,7 +180,8 @@ def test_export_csv_and_parquet(client: DataClient, tmp_path: Path, run_txt: Pat
     assert client.export({}, tmp_path / "out.csv") == 2
     import csv
 
-    rows = list(csv.DictReader((tmp_path / "out.csv").open(encoding="utf-8")))
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     assert {r["label"] for r in rows} == {"t", "f"}
     value_row = next(r for r in rows if r["label"] == "t")
     assert json.loads(value_row["value"]) == {"t": 1.5} and value_row["experiment_id"] == EXP
@@ -206,3 +207,15 @@ def test_a_new_process_sees_everything(tmp_path: Path, run_txt: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert json.loads(result.stdout) == [[1, 2], run_txt.read_text(encoding="utf-8")]
+
+
+def test_pinned_names_work_in_capture_and_queries(client: DataClient) -> None:
+    assigned_by_madsci = "01JD3Q9V6X5J8Z0K2M4N6P8R0T"
+    client.service.names.pin("experiment", "Legacy-7", assigned_by_madsci)
+    stored = client.submit_datapoint(ValueDataPoint(value=1, ownership_info=client.ownership(experiment="legacy-7")))
+    assert stored.ownership_info.experiment_id == assigned_by_madsci
+    assert stored.custom_metadata["experiment_name"] == "Legacy-7"
+    assert list(client.query_datapoints({"ownership_info.experiment_id": "LEGACY-7"})) == [stored.datapoint_id]
+    # Searching for a name never seen does not register it.
+    assert client.query_datapoints({"ownership_info.experiment_id": "never-used"}) == {}
+    assert [name for name, _ in client.service.names.names("experiment")] == ["Legacy-7"]

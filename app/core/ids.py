@@ -12,6 +12,7 @@ case-folding: ``EXP42``, ``exp42`` and `` EXP42 `` are one experiment.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from typing import Final
 
@@ -34,7 +35,6 @@ OWNERSHIP_KINDS: Final[tuple[str, ...]] = (
 )
 OWNERSHIP_FIELDS: Final[tuple[str, ...]] = tuple(f"{kind}_id" for kind in OWNERSHIP_KINDS)
 
-_CROCKFORD: Final[str] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _NAME_NAMESPACE: Final[bytes] = b"benchdata-name-v1\x00"
 
 
@@ -43,12 +43,12 @@ def new_ulid() -> str:
     return str(ULID())
 
 
+_ULID_PATTERN: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
+
+
 def is_ulid(value: object) -> bool:
     """True when ``value`` is a 26-character Crockford base32 string that fits 128 bits."""
-    if not isinstance(value, str) or len(value) != 26:
-        return False
-    upper = value.upper()
-    return upper[0] in "01234567" and all(ch in _CROCKFORD for ch in upper)
+    return isinstance(value, str) and _ULID_PATTERN.fullmatch(value) is not None
 
 
 def require_ulid(value: str, what: str = "id") -> str:

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic import SerializerFunctionWrapHandler
 
 from app.core.ids import OWNERSHIP_FIELDS, is_ulid, new_ulid
-from app.core.timestamps import CANONICAL_FORMAT, parse_timestamp, utc_now
+from app.core.timestamps import format_canonical, parse_timestamp, utc_now
 
 
 class DataPointTypeEnum(str, Enum):
@@ -126,8 +126,10 @@ class DataPoint(BaseModel):
     @field_validator("datapoint_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> str:
-        # MongoDB ObjectIds (documents not written by a bench) read as their text.
-        return value if isinstance(value, str) else str(value)
+        # MongoDB ObjectIds (documents not written by a bench) read as their text;
+        # ULIDs are case-insensitive and kept upper-case, as they are generated.
+        text = value if isinstance(value, str) else str(value)
+        return text.upper() if is_ulid(text) else text
 
     @field_validator("data_timestamp", mode="before")
     @classmethod
@@ -136,7 +138,7 @@ class DataPoint(BaseModel):
 
     @field_serializer("data_timestamp")
     def _canonical_timestamp(self, value: datetime) -> str:
-        return value.strftime(CANONICAL_FORMAT)
+        return format_canonical(value)
 
     @classmethod
     def discriminate(cls, datapoint: Union["DataPoint", dict[str, Any]]) -> "DataPoint":
@@ -145,7 +147,7 @@ class DataPoint(BaseModel):
             if "data_type" not in datapoint:
                 raise ValueError("a datapoint needs a data_type: json, file or object_storage")
             kind = DataPointTypeEnum(datapoint["data_type"])
-            return cls._type_map[kind].model_validate(datapoint)
+            return cls._type_map[kind].model_validate({**datapoint, "data_type": kind.value})
         if isinstance(datapoint, DataPoint):
             return cls._type_map[datapoint.data_type].model_validate(
                 datapoint.model_dump(by_alias=True)

@@ -13,7 +13,7 @@ from typing import Optional
 
 from app.core.ids import id_for, is_ulid, kind_of_field, normalize_name, require_ulid
 from app.core.store import LocalStore
-from app.core.timestamps import CANONICAL_FORMAT, utc_now
+from app.core.timestamps import now_canonical
 
 
 class NameRegistry:
@@ -48,6 +48,16 @@ class NameRegistry:
         self._remember(kind, name_or_id.strip(), canonical, ident)
         return ident
 
+    def lookup(self, kind: str, name_or_id: str) -> str:
+        """Like :meth:`resolve` but never writes: for queries, which must not remember
+        every name someone searched for."""
+        kind = kind_of_field(kind)
+        if is_ulid(name_or_id):
+            return name_or_id.upper()
+        with self._lock:
+            known = self._by_name.get((kind, normalize_name(name_or_id)))
+        return known if known is not None else id_for(kind, name_or_id)
+
     def pin(self, kind: str, name: str, ident: str) -> None:
         """Map a name to an existing id (e.g. one MADSci's experiment manager assigned)."""
         kind = kind_of_field(kind)
@@ -57,7 +67,7 @@ class NameRegistry:
             conn.execute(
                 "INSERT INTO names (kind, name, canonical, id, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, canonical) DO UPDATE SET id = excluded.id, name = excluded.name",
-                (kind, name.strip(), canonical, ident.upper(), utc_now().strftime(CANONICAL_FORMAT)),
+                (kind, name.strip(), canonical, ident.upper(), now_canonical()),
             )
         with self._lock:
             self._by_name[(kind, canonical)] = ident.upper()
@@ -68,7 +78,7 @@ class NameRegistry:
             conn.execute(
                 "INSERT INTO names (kind, name, canonical, id, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind, canonical) DO NOTHING",
-                (kind, name, canonical, ident, utc_now().strftime(CANONICAL_FORMAT)),
+                (kind, name, canonical, ident, now_canonical()),
             )
         with self._lock:
             self._by_name[(kind, canonical)] = ident

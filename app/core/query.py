@@ -57,9 +57,9 @@ FIELD_OPERATORS: Final[tuple[str, ...]] = (
     "$options", "$not",
 )
 _SUPPORTED: Final[str] = (
-    "supported operators: " + ", ".join((*FIELD_OPERATORS[:-2], "$regex (with $options)",
-                                         "$not", *LOGICAL_OPERATORS))
-).replace("$regex, $regex", "$regex")
+    "supported operators: $eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $exists, "
+    "$regex (with $options i/m/s/x), $not, $and, $or, $nor"
+)
 _REGEX_OPTIONS: Final[dict[str, int]] = {"i": re.IGNORECASE, "m": re.MULTILINE,
                                          "s": re.DOTALL, "x": re.VERBOSE}
 _INT64_MIN: Final[int] = -(2**63)
@@ -134,8 +134,8 @@ def _split_path(path: str) -> list[str]:
             )
         if "$" in segment:
             raise QueryError(
-                f"field path {path!r}: segment {segment!r} contains '$'; operators go in the "
-                f"value, e.g. {{{segment.split('$')[0] or 'field'!r}: {{'$gt': 1}}}}"
+                f"field path {path!r}: segment {segment!r} contains '$'; operators go inside "
+                f"the condition, as in {{\"value.t\": {{\"$gt\": 1}}}}"
             )
         if '"' in segment or "\\" in segment:
             raise QueryError(
@@ -171,7 +171,8 @@ def resolve_field(path: str) -> Field:
                 f"ownership_info.<field> with <field> one of {', '.join(OWNERSHIP_FIELDS)}"
             )
         return Field(path, rest[0], "ownership")
-    column = _FIELD_ALIASES.get(head, head)
+    # ``id`` itself is not a MADSci field (the document key is ``_id``): it is an extra.
+    column = _FIELD_ALIASES.get(head, head if head != "id" else "")
     if column in _COLUMN_KINDS:
         if rest:
             raise QueryError(f"field {path!r}: {head} is not an object, it has no sub-fields")
@@ -194,6 +195,11 @@ class Node:
 @dataclass(frozen=True)
 class MatchAll(Node):
     """The empty selector ``{}``."""
+
+
+@dataclass(frozen=True)
+class MatchNone(Node):
+    """A condition nothing satisfies (e.g. ``{"$gt": null}``)."""
 
 
 @dataclass(frozen=True)
@@ -277,11 +283,6 @@ def default_resolve_name(field: str, name: str) -> str:
     return name_to_id(field, name)
 
 
-def _hashable(value: Any) -> Any:
-    """Nodes are frozen; keep dict/list comparands as canonical JSON-able tuples."""
-    return value
-
-
 def _check_comparand(value: Any, where: str) -> Any:
     """Reject what neither JSON nor a timestamp can be; make ints fit SQLite."""
     if value is None or isinstance(value, (bool, str)):
@@ -297,10 +298,9 @@ def _check_comparand(value: Any, where: str) -> Any:
         return value
     if isinstance(value, (list, tuple, dict)):
         try:
-            json.dumps(value, allow_nan=False)
+            return _FrozenJSON(value)
         except (TypeError, ValueError) as exc:
             raise QueryError(f"{where}: the comparand is not JSON ({exc})") from None
-        return _freeze(value)
     raise QueryError(f"{where}: cannot compare with a {type(value).__name__}")
 
 
@@ -327,10 +327,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return to_canonical(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _freeze(value: Any) -> _FrozenJSON:
-    return _FrozenJSON(value)
 
 
 class _Parser:
@@ -440,7 +436,7 @@ class _Parser:
             )
         if value is None:
             # MongoDB: $gte/$lte null behave as equality with null; $gt/$lt null match nothing.
-            return Eq(field, None) if op in ("$gte", "$lte") else Or(())
+            return Eq(field, None) if op in ("$gte", "$lte") else MatchNone()
         return Compare(field, _COMPARE_OPS[op], value)
 
     def membership(self, field: Field, op: str, operand: Any) -> Node:
@@ -452,11 +448,12 @@ class _Parser:
                     if isinstance(item, re.Pattern)]
         values = tuple(self.comparand(field, item, op) for item in operand
                        if not isinstance(item, re.Pattern))
-        node: Node = In(field, values)
-        if patterns:
-            node = Or((node, *patterns))
-        return Not(node) if op == "$nin" and patterns else (
-            Nin(field, values) if op == "$nin" else node)
+        if not patterns:
+            return In(field, values) if op == "$in" else Nin(field, values)
+        # MongoDB allows regular expressions among $in values (Python API only: JSON
+        # cannot carry them); each becomes its own $regex.
+        either: Node = Or((In(field, values), *patterns))
+        return either if op == "$in" else Not(either)
 
     def regex(self, field: Field, pattern: Any, options: Any) -> Regex:
         flags = set()
@@ -464,7 +461,9 @@ class _Parser:
             flags.update(letter for letter, bit in _REGEX_OPTIONS.items() if pattern.flags & bit)
             pattern = pattern.pattern
         if not isinstance(pattern, str):
-            raise QueryError(f"field {field.path!r}: $regex needs a pattern string, got {pattern!r}")
+            raise QueryError(
+                f"field {field.path!r}: $regex needs a pattern string, got {pattern!r}"
+            )
         if options is not None:
             if not isinstance(options, str):
                 raise QueryError(f"field {field.path!r}: $options must be text such as \"i\"")
@@ -606,9 +605,9 @@ def _placeholders(values: Sequence[Any], wrap: str = "?") -> _Sql:
 
 
 def _and(parts: Sequence[_Sql]) -> _Sql:
-    if any(p is _FALSE for p in parts):
+    if _FALSE in parts:
         return _FALSE
-    parts = [p for p in parts if p is not _TRUE]
+    parts = [p for p in parts if p != _TRUE]
     if not parts:
         return _TRUE
     if len(parts) == 1:
@@ -617,9 +616,9 @@ def _and(parts: Sequence[_Sql]) -> _Sql:
 
 
 def _or(parts: Sequence[_Sql]) -> _Sql:
-    if any(p is _TRUE for p in parts):
+    if _TRUE in parts:
         return _TRUE
-    parts = [p for p in parts if p is not _FALSE]
+    parts = [p for p in parts if p != _FALSE]
     if not parts:
         return _FALSE
     if len(parts) == 1:
@@ -629,9 +628,9 @@ def _or(parts: Sequence[_Sql]) -> _Sql:
 
 
 def _not(part: _Sql) -> _Sql:
-    if part is _TRUE:
+    if part == _TRUE:
         return _FALSE
-    if part is _FALSE:
+    if part == _FALSE:
         return _TRUE
     return _cat("NOT coalesce(", part, ", 0)")
 
@@ -646,78 +645,128 @@ def _interleave(parts: Sequence[_Sql], separator: str) -> list[Union[str, _Sql]]
 
 
 # - JSON helpers -
+#
+# A JSON predicate dispatches once on json_type(): ``CASE json_type(value, ?) WHEN 'integer'
+# THEN json_extract(value, ?) > ? … ELSE 0 END``. That gives MongoDB's type bracketing
+# (json_extract turns true into 1; json_type keeps them apart) and costs two JSON calls per
+# row, like the hand-written ``json_type(…) IN (…) AND json_extract(…) > ?``. The 'array'
+# branch adds MongoDB's element matching: any element of an array satisfies the predicate.
+
+#: A predicate's branches: (json_type value, condition on the value expression).
+_Branches = list[tuple[str, _Sql]]
 
 
-@dataclass(frozen=True)
-class _JsonSlot:
-    """Where a JSON predicate looks: the field itself (``top``) or an array element."""
-
-    type_: _Sql
-    value: _Sql
-    top: bool
+def _json_type(field: Field) -> _Sql:
+    return _Sql(f"json_type({field.column}, ?)", (field.json_path,))
 
 
-def _top_slot(field: Field) -> _JsonSlot:
-    return _JsonSlot(_Sql(f"json_type({field.column}, ?)", (field.json_path,)),
-                     _Sql(f"json_extract({field.column}, ?)", (field.json_path,)), True)
+def _json_extract(field: Field) -> _Sql:
+    return _Sql(f"json_extract({field.column}, ?)", (field.json_path,))
 
 
-_ELEMENT_SLOT: Final[_JsonSlot] = _JsonSlot(_Sql("je.type"), _Sql("je.value"), False)
+_ELEMENT_TYPE: Final[_Sql] = _Sql("je.type")
+_ELEMENT_VALUE: Final[_Sql] = _Sql("je.value")
 
 
-def _json_field(field: Field, predicate: Callable[[_JsonSlot], _Sql]) -> _Sql:
-    """A predicate on the field's value, or — as MongoDB does — on any element of an array."""
-    on_value = predicate(_top_slot(field))
-    on_element = predicate(_ELEMENT_SLOT)
-    if on_element is _FALSE:
-        return on_value
-    top = _top_slot(field)
-    any_element = _cat(
-        top.type_, " = 'array' AND EXISTS (SELECT 1 FROM json_each(datapoints.",
-        field.column, ", ?) AS je WHERE ", on_element, ")", compound=True,
-    )
-    any_element = _Sql(any_element.text, (field.json_path, field.json_path,
-                                          *on_element.params), True)
-    return _or([on_value, any_element])
+def _case(subject: _Sql, branches: _Branches) -> _Sql:
+    """``CASE subject WHEN 'type' THEN condition … ELSE 0 END`` (0 when nothing can match)."""
+    branches = [(kind, cond) for kind, cond in branches if cond != _FALSE]
+    if not branches:
+        return _FALSE
+    pieces: list[Union[str, _Sql]] = ["CASE ", subject]
+    for kind, condition in branches:
+        pieces += [f" WHEN '{kind}' THEN ", condition]
+    pieces.append(" ELSE 0 END")
+    return _cat(*pieces)
+
+
+def _json_predicate(field: Field, branches: Callable[[_Sql], _Branches], *,
+                    missing: bool = False) -> _Sql:
+    """A predicate on a JSON field, or — as in MongoDB — on any element of an array there.
+
+    ``branches(value_expression)`` says, per JSON type, what the value must satisfy; it is
+    used for the field itself and for the elements of an array. ``missing``: whether a
+    missing field (or a NULL column, as file datapoints have for ``value``) matches.
+    """
+    top = branches(_json_extract(field))
+    element = _case(_ELEMENT_TYPE, branches(_ELEMENT_VALUE))
+    if element != _FALSE:
+        any_element = _cat(
+            f"EXISTS (SELECT 1 FROM json_each(datapoints.{field.column}, ",
+            _param(field.json_path), ") AS je WHERE ", element, ")",
+        )
+        on_array = [cond for kind, cond in top if kind == "array"]
+        top = [(kind, cond) for kind, cond in top if kind != "array"]
+        top.append(("array", _or([*on_array, any_element])))
+    subject = _json_type(field)
+    if missing:
+        subject = _cat("coalesce(", subject, ", 'missing')")
+        top.append(("missing", _TRUE))
+    return _case(subject, top)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _json_equals_any(slot: _JsonSlot, values: Sequence[Any]) -> _Sql:
-    """The slot holds one of ``values`` (type-bracketed: true is not 1, "1" is not 1)."""
+def _equals_any(values: Sequence[Any]) -> Callable[[_Sql], _Branches]:
+    """Branches for "equals one of ``values``" — type-bracketed: true is not 1, "1" not 1."""
     numbers = [v for v in values if _is_number(v)]
     texts = [v for v in values if isinstance(v, str)]
-    booleans = [b for b in (True, False) if any(v is b for v in values)]
-    containers = [v.text for v in values if isinstance(v, _FrozenJSON)]
-    parts: list[_Sql] = []
-    if numbers:
-        parts.append(_cat(slot.type_, " IN ('integer', 'real') AND ", slot.value, " ",
-                          _placeholders(numbers), compound=True))
-    if texts:
-        parts.append(_cat(slot.type_, " = 'text' AND ", slot.value, " ",
-                          _placeholders(texts), compound=True))
-    if booleans:
-        names = ", ".join(f"'{str(b).lower()}'" for b in booleans)
-        parts.append(_cat(slot.type_, f" = {names}" if len(booleans) == 1 else f" IN ({names})"))
-    if any(v is None for v in values):
-        # MongoDB: {field: null} matches an explicit null and a missing field.
-        parts.append(_cat("coalesce(", slot.type_, ", 'null') = 'null'") if slot.top
-                     else _cat(slot.type_, " = 'null'"))
-    if containers:
-        parts.append(_cat(slot.type_, " IN ('object', 'array') AND ", slot.value, " ",
-                          _placeholders(containers, "json(?)"), compound=True))
-    return _or(parts)
+    objects = [v.text for v in values if isinstance(v, _FrozenJSON) and v.text[0] == "{"]
+    arrays = [v.text for v in values if isinstance(v, _FrozenJSON) and v.text[0] == "["]
+
+    def branches(value: _Sql) -> _Branches:
+        out: _Branches = []
+        if numbers:
+            condition = _cat(value, " ", _placeholders(numbers))
+            out += [("integer", condition), ("real", condition)]
+        if texts:
+            out.append(("text", _cat(value, " ", _placeholders(texts))))
+        for flag in (True, False):
+            if any(v is flag for v in values):
+                out.append((str(flag).lower(), _TRUE))
+        if any(v is None for v in values):
+            out.append(("null", _TRUE))
+        # json_extract renders objects/arrays as minified JSON text; json(?) minifies the
+        # comparand the same way, so equal documents compare equal as text.
+        if objects:
+            out.append(("object", _cat(value, " ", _placeholders(objects, "json(?)"))))
+        if arrays:
+            out.append(("array", _cat(value, " ", _placeholders(arrays, "json(?)"))))
+        return out
+
+    return branches
 
 
-def _json_guard(value: Any) -> str:
-    """The json_type values a comparand of this Python type may be compared with."""
-    if isinstance(value, bool):
-        return "IN ('true', 'false')"
-    if _is_number(value):
-        return "IN ('integer', 'real')"
-    return "= 'text'"
+def _compares(op: str, comparand: Any) -> Callable[[_Sql], _Branches]:
+    """Branches for ``value <op> comparand`` within the comparand's own type."""
+
+    def branches(value: _Sql) -> _Branches:
+        if isinstance(comparand, bool):
+            # Booleans order false < true; decide per branch without touching the value.
+            outcome = {kind: _TRUE if _COMPARE_PY[op](int(kind == "true"), int(comparand))
+                       else _FALSE for kind in ("true", "false")}
+            return list(outcome.items())
+        condition = _cat(value, f" {op} ", _param(comparand))
+        if _is_number(comparand):
+            return [("integer", condition), ("real", condition)]
+        return [("text", condition)]
+
+    return branches
+
+
+_COMPARE_PY: Final[dict[str, Callable[[int, int], bool]]] = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+}
+
+
+def _matches_regex(pattern: str, flags: str) -> Callable[[_Sql], _Branches]:
+    def branches(value: _Sql) -> _Branches:
+        return [("text", _cat(_Sql("regexp(?, ?, ", (pattern, flags)), value, ")"))]
+
+    return branches
 
 
 # - column helpers -
@@ -754,6 +803,11 @@ def _match_all(node: MatchAll) -> _Sql:
 
 
 @_translate.register
+def _match_none(node: MatchNone) -> _Sql:
+    return _FALSE
+
+
+@_translate.register
 def _and_node(node: And) -> _Sql:
     return _and([_translate(child) for child in node.children])
 
@@ -776,14 +830,17 @@ def _not_node(node: Not) -> _Sql:
 @_translate.register
 def _eq(node: Eq) -> _Sql:
     if node.field.is_json:
-        return _json_field(node.field, lambda slot: _json_equals_any(slot, [node.value]))
+        # MongoDB: {field: null} matches an explicit null and a missing field.
+        return _json_predicate(node.field, _equals_any([node.value]),
+                               missing=node.value is None)
     return _column_equals_any(node.field, [node.value])
 
 
 @_translate.register
 def _in(node: In) -> _Sql:
     if node.field.is_json:
-        return _json_field(node.field, lambda slot: _json_equals_any(slot, node.values))
+        return _json_predicate(node.field, _equals_any(node.values),
+                               missing=any(v is None for v in node.values))
     return _column_equals_any(node.field, node.values)
 
 
@@ -820,9 +877,7 @@ def _nin(node: Nin) -> _Sql:
 def _compare(node: Compare) -> _Sql:
     field, value = node.field, node.value
     if field.is_json:
-        return _json_field(field, lambda slot: _cat(
-            slot.type_, " ", _json_guard(value), " AND ", slot.value, f" {node.op} ",
-            _param(int(value) if isinstance(value, bool) else value), compound=True))
+        return _json_predicate(field, _compares(node.op, value))
     if not _column_accepts(field, value):
         return _FALSE
     return _cat(field.column, f" {node.op} ", _param(value))
@@ -832,8 +887,7 @@ def _compare(node: Compare) -> _Sql:
 def _exists(node: Exists) -> _Sql:
     field = node.field
     if field.is_json:
-        top = _top_slot(field)
-        return _cat(top.type_, " IS NOT NULL" if node.present else " IS NULL")
+        return _cat(_json_type(field), " IS NOT NULL" if node.present else " IS NULL")
     if field.column in _ALWAYS_PRESENT:
         return _TRUE if node.present else _FALSE
     return _Sql(f"{field.column} IS {'NOT ' if node.present else ''}NULL")
@@ -843,11 +897,7 @@ def _exists(node: Exists) -> _Sql:
 def _regex(node: Regex) -> _Sql:
     field = node.field
     if field.is_json:
-        return _json_field(field, lambda slot: _cat(
-            slot.type_, " = 'text' AND regexp(?, ?, ", slot.value, ")", compound=True)
-            if False else _cat(slot.type_, " = 'text' AND ",
-                               _Sql("regexp(?, ?, ", (node.pattern, node.flags)),
-                               slot.value, ")", compound=True))
+        return _json_predicate(field, _matches_regex(node.pattern, node.flags))
     if field.kind == "integer":
         return _FALSE
     return _cat(_Sql("regexp(?, ?, ", (node.pattern, node.flags)), field.column, ")")
@@ -1034,9 +1084,7 @@ def _keyset(terms: Sequence[_OrderTerm], values: Sequence[Any]) -> _Sql:
     if value is not None and (not first.descending or not first.nullable):
         bound = _cat(first.expression, " >= " if not first.descending else " <= ",
                      _param(value))
-    elif value is None and first.descending:
-        bound = _cat(first.expression, " IS NULL")
-    if bound is None or condition is _FALSE or len(terms) == 1:
+    if bound is None or condition == _FALSE or len(terms) == 1:
         return condition
     return _and([bound, condition])
 

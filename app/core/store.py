@@ -31,7 +31,7 @@ from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.schema import SCHEMA_VERSION, migrate
-from app.core.timestamps import CANONICAL_FORMAT, to_canonical, utc_now
+from app.core.timestamps import now_canonical
 
 log = logging.getLogger(__name__)
 
@@ -100,36 +100,47 @@ class Page:
     next_cursor: Optional[str]
 
 
-def _now_text() -> str:
-    return utc_now().strftime(CANONICAL_FORMAT)
+def _json_object_text(value: Mapping[str, Any]) -> str:
+    if not value:
+        return "{}"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
 
 
-def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local") -> dict[str, Any]:
+def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
+                     now: Optional[str] = None) -> dict[str, Any]:
     """Split a datapoint into the store's columns (validating the JSON value)."""
+    # Validate the Python value (NaN, bytes, sets ...) before pydantic renders it: its
+    # JSON mode would hide some of those problems and fail obscurely on others.
+    value_text = (dump_json_value(getattr(datapoint, "value", None))
+                  if datapoint.data_type == DataPointTypeEnum.JSON else None)
     document = datapoint.model_dump(mode="json", by_alias=True)
     ownership = document.get("ownership_info") or {}
     row: dict[str, Any] = {
         "id": require_ulid(datapoint.datapoint_id, "datapoint_id").upper(),
         "data_type": DataPointTypeEnum(document["data_type"]).value,
-        "data_timestamp": to_canonical(datapoint.data_timestamp),
-        "value": None,
-        "custom_metadata": json.dumps(document.get("custom_metadata") or {},
-                                      ensure_ascii=False, sort_keys=True),
+        "data_timestamp": document["data_timestamp"],
+        "custom_metadata": _json_object_text(document.get("custom_metadata") or {}),
     }
     for field in OWNERSHIP_FIELDS:
         row[field] = ownership.get(field)
     for field in _PLAIN_FIELDS:
         row[field] = document.get(field)
-    if row["data_type"] == DataPointTypeEnum.JSON.value:
-        # Validate the Python value (NaN, bytes, sets ...) rather than pydantic's
-        # JSON-mode rendering of it, which would hide those problems.
-        row["value"] = dump_json_value(getattr(datapoint, "value", None))
+    row["value"] = value_text
     extra = {key: value for key, value in document.items() if key not in _DOCUMENT_KEYS}
-    row["extra"] = json.dumps(extra, ensure_ascii=False, sort_keys=True, allow_nan=False)
-    now = _now_text()
+    row["extra"] = _json_object_text(extra)
+    now = now or now_canonical()
     row.update(revision=1, deleted=0, sync_state=SYNC_PENDING, origin=origin,
                created_at=now, updated_at=now)
     return row
+
+
+def _refuse_if_different(stored: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+    differing = [c for c in _CONTENT_COLUMNS if stored[c] != row[c]]
+    if differing:
+        raise ConflictError(
+            f"datapoint {row['id']} already exists with different {', '.join(differing)}; "
+            f"use a new id for new data"
+        )
 
 
 def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -160,6 +171,9 @@ class LocalStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
+        #: Maps (ownership field, name) to an id inside queries; the service installs the
+        #: name registry's lookup so pinned names work in queries too.
+        self.resolve_name: Optional[querylang.ResolveName] = None
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = self._make_engine(self.db_path)
         self._write_lock = threading.RLock()
@@ -258,16 +272,37 @@ class LocalStore:
 
         Re-submitting an identical datapoint (same id and content) is a no-op, so a
         retried request is safe; the same id with different content is a ConflictError.
+        Returns the datapoints as given (already validated models).
         """
-        rows = [datapoint_to_row(dp, origin=origin) for dp in datapoints]
+        stored = list(datapoints)
+        now = now_canonical()
+        rows = [datapoint_to_row(dp, origin=origin, now=now) for dp in stored]
         if not rows:
             return []
         with self.transaction() as conn:
+            existing = self._existing_ids(conn, [row["id"] for row in rows])
+            in_batch: dict[str, dict[str, Any]] = {}
+            fresh = []
             for row in rows:
-                cursor = conn.execute(_INSERT_SQL, [row[c] for c in _ALL_COLUMNS])
-                if cursor.rowcount == 0:
+                if row["id"] in existing:
                     self._check_identical(conn, row)
-        return [row_to_datapoint(row) for row in rows]
+                elif row["id"] in in_batch:
+                    _refuse_if_different(in_batch[row["id"]], row)
+                else:
+                    in_batch[row["id"]] = row
+                    fresh.append([row[c] for c in _ALL_COLUMNS])
+            conn.executemany(_INSERT_SQL, fresh)
+        return stored
+
+    @staticmethod
+    def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(row[0] for row in conn.execute(
+                f"SELECT id FROM datapoints WHERE id IN ({marks})", chunk))
+        return found
 
     @staticmethod
     def _check_identical(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
@@ -278,12 +313,7 @@ class LocalStore:
         stored = dict(zip((*_CONTENT_COLUMNS, "deleted"), existing))
         if stored.pop("deleted"):
             raise ConflictError(f"datapoint {row['id']} was deleted; its id cannot be reused")
-        differing = [c for c in _CONTENT_COLUMNS if stored[c] != row[c]]
-        if differing:
-            raise ConflictError(
-                f"datapoint {row['id']} already exists with different "
-                f"{', '.join(differing)}; use a new id for new data"
-            )
+        _refuse_if_different(stored, row)
 
     def update(self, datapoint_id: str, *, label: Optional[str] = None,
                set_metadata: Optional[Mapping[str, str]] = None,
@@ -309,7 +339,7 @@ class LocalStore:
                 "revision = revision + 1, sync_state = ?, updated_at = ? WHERE id = ?",
                 (row[0] if label is None else label,
                  json.dumps(metadata, ensure_ascii=False, sort_keys=True),
-                 SYNC_PENDING, _now_text(), datapoint_id),
+                 SYNC_PENDING, now_canonical(), datapoint_id),
             )
         return self.get(datapoint_id)
 
@@ -319,7 +349,7 @@ class LocalStore:
             cursor = conn.execute(
                 "UPDATE datapoints SET deleted = 1, revision = revision + 1, "
                 "sync_state = ?, updated_at = ? WHERE id = ? AND deleted = 0",
-                (SYNC_PENDING, _now_text(), datapoint_id),
+                (SYNC_PENDING, now_canonical(), datapoint_id),
             )
             if cursor.rowcount == 0:
                 raise NotFoundError(f"no datapoint with id {datapoint_id}")
@@ -363,7 +393,7 @@ class LocalStore:
               sort: Any = None, limit: Optional[int] = None,
               cursor: Optional[str] = None) -> Page:
         plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
-                                      columns=_SELECT_COLUMNS)
+                                      columns=_SELECT_COLUMNS, resolve_name=self.resolve_name)
         rows = self._fetch(plan.sql, plan.params)
         items = [row_to_datapoint(row) for row in rows]
         next_cursor = None
@@ -386,7 +416,7 @@ class LocalStore:
             cursor = page.next_cursor
 
     def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
-        sql, params = querylang.build_count(selector)
+        sql, params = querylang.build_count(selector, resolve_name=self.resolve_name)
         with self.reader() as conn:
             return int(conn.execute(sql, tuple(params)).fetchone()[0])
 

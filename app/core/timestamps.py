@@ -45,6 +45,16 @@ def parse_timestamp(value: object) -> datetime:
     )
 
 
+def format_canonical(moment: datetime) -> str:
+    """Fixed-width UTC text of an aware datetime (isoformat is ~5x faster than strftime
+    and pads years below 1000, which strftime does not on every platform)."""
+    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
 def to_canonical(value: object) -> str:
     """The fixed-width UTC text stored locally and centrally."""
-    return parse_timestamp(value).strftime(CANONICAL_FORMAT)
+    return format_canonical(parse_timestamp(value))
+
+
+def now_canonical() -> str:
+    return format_canonical(utc_now())

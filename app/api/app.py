@@ -1,0 +1,741 @@
+"""The local REST API: MADSci 0.8.1's Data Manager routes, served from the bench's store.
+
+Same paths, form fields, ``_id`` documents, list shapes and status codes as MADSci 0.8.1
+(``shared/madsci/wire_protocol.md``), so ``madsci.client.DataClient`` and plain-HTTP
+scripts work unchanged. Where MADSci is unsafe or fragile we differ, on purpose:
+
+* Files go into the content-addressed file store; a client's id, filename or ``path``
+  never decides where a file is written or which file is read. ``/value`` serves only
+  blobs the store captured (by the datapoint's SHA-256), with HTTP range support.
+* A ``file`` datapoint must bring its file (MADSci would store the client's ``path`` and
+  later serve whatever file that names); a ``json`` one must not.
+* POST is idempotent: the same datapoint (same id, same content) again is a no-op that
+  answers 200, so the DataClient's retry after a timeout is safe; the same id with other
+  content is 409.
+* Selectors run through the bench's query language (bound parameters only; ``$where`` and
+  other unsupported operators are a 400 naming the supported ones); lists and queries
+  stream in pages, in constant memory, newest first.
+* Bad input is a 4xx with a sentence saying what to fix, never a 500.
+* Uploads stream from the socket into the file store in one pass (hashed on the way),
+  in constant memory; all store and file work runs on worker threads, so one large
+  upload never stalls other requests.
+
+``path`` on the wire: for a file the bench holds, the response's ``path`` is the captured
+blob in the file store (read-only, content-addressed), and the path the file was captured
+from is ``source_path``. MADSci's DataClient reads ``path`` directly when it can (on the
+bench itself), so it reads exactly the captured bytes rather than a source file that may
+have changed since; elsewhere it falls back to ``/value``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Iterator
+from typing import Any, Final, Optional
+from urllib.parse import parse_qsl
+
+import anyio.from_thread
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from app import __version__
+from app.api.group_commit import GroupCommitter
+from app.api.guard import ApiGuard
+from app.api.multipart import MultipartError, MultipartReader, PartStream, boundary_of
+from app.core.errors import (
+    BenchDataError,
+    CaptureError,
+    ConflictError,
+    DiskFullError,
+    NotFoundError,
+    QueryError,
+    SourceChangedError,
+    StoreError,
+    ValidationError,
+    ValueTooLargeError,
+)
+from app.core.filestore import BlobInfo
+from app.core.ids import is_ulid
+from app.core.models import (
+    DataPoint,
+    DataPointTypeEnum,
+    FileDataPoint,
+    ObjectStorageDataPoint,
+    ValueDataPoint,
+)
+from app.service import BenchService, guess_content_type
+
+log = logging.getLogger(__name__)
+
+#: The MADSci Data Manager API version whose wire protocol this API follows.
+MADSCI_API_VERSION: Final[str] = "0.8.1"
+#: The JSON text of one datapoint (the store caps a JSON value at 15 MiB; room for the rest).
+MAX_DATAPOINT_BYTES: Final[int] = 20 * 1024 * 1024
+#: An urlencoded POST body (percent-encoding can triple the JSON's size).
+MAX_FORM_BODY_BYTES: Final[int] = 3 * MAX_DATAPOINT_BYTES + 4096
+#: A query selector.
+MAX_SELECTOR_BYTES: Final[int] = 1024 * 1024
+#: After a refused upload, read (and discard) at most this much more of the body so the
+#: client sees our answer; beyond it the connection is closed instead.
+DRAIN_LIMIT_BYTES: Final[int] = 64 * 1024 * 1024
+#: Rows per page when a list or query streams; lists up to this size are one response.
+PAGE_SIZE: Final[int] = 1000
+#: Bytes of JSON gathered before a streamed chunk is sent.
+STREAM_CHUNK_BYTES: Final[int] = 256 * 1024
+#: Longest file name kept (most file systems allow 255 bytes).
+MAX_FILENAME_CHARS: Final[int] = 200
+
+_FILE_FACTS: Final[tuple[str, ...]] = ("filename", "size_bytes", "sha256", "content_type")
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """A request we refuse, with its status and a sentence saying what to fix."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    # ``detail`` as FastAPI answers, ``message`` as MADSci's own 404 does.
+    return JSONResponse({"detail": message, "message": message, **extra}, status_code=status)
+
+
+def _status_for(exc: BenchDataError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, ValueTooLargeError):
+        return 413
+    if isinstance(exc, QueryError):
+        return 400
+    if isinstance(exc, ValidationError):
+        return 422
+    if isinstance(exc, DiskFullError):
+        return 507
+    if isinstance(exc, SourceChangedError):
+        return 400  # an upload that was shorter or longer than announced
+    if isinstance(exc, (StoreError, CaptureError)):
+        return 503
+    return 500
+
+
+def describe_validation_error(exc: PydanticValidationError) -> str:
+    """One clause per problem, without pydantic's URLs and type names."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "datapoint"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc.status, exc.message)
+
+    @app.exception_handler(BenchDataError)
+    async def _bench_error(_request: Request, exc: BenchDataError) -> JSONResponse:
+        status = _status_for(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc)
+        return _error_response(status, str(exc))
+
+    @app.exception_handler(PydanticValidationError)
+    async def _pydantic_error(_request: Request, exc: PydanticValidationError) -> JSONResponse:
+        return _error_response(422, f"invalid datapoint: {describe_validation_error(exc)}")
+
+    @app.exception_handler(MultipartError)
+    async def _multipart_error(_request: Request, exc: MultipartError) -> JSONResponse:
+        return _error_response(400, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(_request: Request, _exc: ClientDisconnect) -> Response:
+        # Nobody is listening; the capture was abandoned and cleaned up.
+        log.info("client disconnected before its request body was complete")
+        return Response(status_code=400)
+
+
+# -- documents on the wire -------------------------------------------------------------
+
+
+def wire_document(service: BenchService, datapoint: DataPoint) -> dict[str, Any]:
+    """The document a MADSci client expects (``_id``), with ``path`` pointing at the
+    captured blob for files this bench holds (see the module docstring)."""
+    document = datapoint.to_document()
+    sha256 = getattr(datapoint, "sha256", None)
+    if isinstance(datapoint, FileDataPoint) and sha256:
+        try:
+            blob_path = service.files.path_for(sha256)
+        except ValidationError:
+            return document
+        document["source_path"] = document.get("path")
+        document["path"] = str(blob_path)
+    return document
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def _json(value: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> Response:
+    return Response(_dumps(value), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+# -- parsing a submitted datapoint -----------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ApiError(400, f"the datapoint is not strict JSON: {name} is not a JSON number; "
+                        f"use null or a number")
+
+
+def parse_datapoint_text(text: str | bytes) -> dict[str, Any]:
+    """The ``datapoint`` form field as a JSON object (raises ApiError)."""
+    if len(text) > MAX_DATAPOINT_BYTES:
+        raise ApiError(413, f"the datapoint field is {len(text)} bytes; at most "
+                            f"{MAX_DATAPOINT_BYTES} are accepted: store large data as a file")
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the datapoint field is not valid JSON ({exc.msg} at line "
+                            f"{exc.lineno} column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "the datapoint field is not UTF-8 text") from None
+    except RecursionError:
+        raise ApiError(422, "the datapoint is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise ApiError(422, "the datapoint field must be a JSON object such as "
+                            '{"data_type": "json", "label": "temp", "value": 23.5}, '
+                            f"not a JSON {type(document).__name__}")
+    return document
+
+
+def _check_header(document: dict[str, Any]) -> DataPointTypeEnum:
+    """Check what can be checked before any file byte is read: type and id."""
+    if "data_type" not in document:
+        raise ApiError(422, "the datapoint needs a data_type: json, file or object_storage")
+    try:
+        kind = DataPointTypeEnum(document["data_type"])
+    except (ValueError, TypeError):
+        raise ApiError(422, f"unknown data_type {document['data_type']!r}; use one of: "
+                            f"json, file, object_storage") from None
+    for key in ("_id", "datapoint_id"):
+        if key in document and not is_ulid(document[key]):
+            raise ApiError(422, f"{key} must be a ULID (26 characters of 0-9 A-Z without "
+                                f"I L O U), got {document[key]!r}; omit it to get a new one")
+    return kind
+
+
+def _restore_source_path(document: dict[str, Any]) -> None:
+    """A document we served (``path`` = blob, ``source_path`` = capture path) sent back
+    unchanged is the same datapoint: store the capture path again."""
+    source_path = document.pop("source_path", None)
+    if isinstance(source_path, str):
+        document["path"] = source_path
+
+
+def safe_filename(name: Optional[str]) -> str:
+    """The client's file name as metadata only: last path segment, no control characters."""
+    text = unicodedata.normalize("NFC", name or "")
+    text = re.split(r"[\\/]", text)[-1]
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()
+    if text in ("", ".", ".."):
+        return "upload"
+    return text[:MAX_FILENAME_CHARS]
+
+
+def _validate(document: dict[str, Any]) -> DataPoint:
+    try:
+        return DataPoint.discriminate(document)
+    except PydanticValidationError as exc:
+        raise ApiError(422, f"invalid datapoint: {describe_validation_error(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        raise ApiError(422, f"invalid datapoint: {exc}") from None
+
+
+def datapoint_without_file(document: dict[str, Any]) -> DataPoint:
+    """A submitted datapoint that came without a file part."""
+    kind = _check_header(document)
+    if kind == DataPointTypeEnum.FILE:
+        raise ApiError(422, "a file datapoint needs its file: send it as a multipart part "
+                            "named 'files' beside the 'datapoint' field (MADSci's DataClient "
+                            "does this); the server never reads files named by 'path'")
+    return _validate(document)
+
+
+class Upload:
+    """A file part stored in the file store, waiting for its datapoint."""
+
+    def __init__(self, blob: BlobInfo, filename: str, content_type: Optional[str]) -> None:
+        self.blob = blob
+        self.filename = filename
+        self.content_type = content_type
+
+
+def _upload_content_type(part_type: Optional[str], filename: str) -> str:
+    if part_type and part_type.split(";")[0].strip().lower() != "application/octet-stream":
+        return part_type
+    return guess_content_type(filename)
+
+
+def check_file_document(document: dict[str, Any], filename: str) -> None:
+    """Before the file's bytes are read: refuse what can never become a file datapoint."""
+    kind = _check_header(document)
+    if kind != DataPointTypeEnum.FILE:
+        raise ApiError(422, f"a {kind.value} datapoint cannot carry an uploaded file; "
+                            f"use data_type 'file' for files")
+    _restore_source_path(document)
+    probe = dict(document)
+    probe.setdefault("path", filename)
+    for fact in _FILE_FACTS:
+        probe.pop(fact, None)
+    _validate(probe)
+
+
+def datapoint_with_upload(document: dict[str, Any], upload: Upload) -> DataPoint:
+    """The file datapoint for an uploaded file: file facts come from the bytes received,
+    never from the client (a client's own size or SHA-256 must match them)."""
+    check_file_document(document, upload.filename)
+    claimed_size = document.get("size_bytes")
+    if isinstance(claimed_size, int) and not isinstance(claimed_size, bool) \
+            and claimed_size != upload.blob.size_bytes:
+        raise ApiError(400, f"the datapoint says size_bytes={claimed_size} but "
+                            f"{upload.blob.size_bytes} bytes were uploaded; send it again")
+    claimed_sha = document.get("sha256")
+    if isinstance(claimed_sha, str) and claimed_sha.lower() != upload.blob.sha256:
+        raise ApiError(400, f"the datapoint says sha256={claimed_sha} but the uploaded bytes "
+                            f"hash to {upload.blob.sha256}; send it again")
+    full = dict(document)
+    full.setdefault("path", upload.filename)
+    full.update(filename=upload.filename, size_bytes=upload.blob.size_bytes,
+                sha256=upload.blob.sha256,
+                content_type=_upload_content_type(upload.content_type, upload.filename))
+    return _validate(full)
+
+
+# -- request bodies --------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The whole (small) body, refusing more than ``limit`` bytes with a 413."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"{what} is {int(declared)} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"{what} is over {limit} bytes, the most accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class BodySource:
+    """The request body, pulled chunk by chunk from a worker thread.
+
+    The handler runs on a worker thread (store and file work must not block the event
+    loop); each chunk is fetched from the event loop through ``anyio.from_thread``.
+    uvicorn stops reading the socket while we do not ask, so memory stays flat.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._chunks = request.stream().__aiter__()
+        self._done = False
+
+    async def _next(self) -> bytes:
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                return b""
+            if chunk:
+                return chunk
+
+    def next_chunk(self) -> bytes:
+        if self._done:
+            return b""
+        chunk = anyio.from_thread.run(self._next)
+        if not chunk:
+            self._done = True
+        return chunk
+
+
+def _missing_datapoint_field() -> JSONResponse:
+    # Exactly what FastAPI (and so MADSci) answers when the form field is absent.
+    return JSONResponse(status_code=422, content={"detail": [{
+        "type": "missing", "loc": ["body", "datapoint"], "msg": "Field required",
+        "input": None}]})
+
+
+# -- the app ---------------------------------------------------------------------------
+
+
+class ApiSettings(BaseModel):
+    """What ``GET /settings`` reports (nothing secret: never the token or data folders)."""
+
+    manager_type: str = "data_manager"
+    manager_name: str = "Bench Data Manager"
+    manager_description: str = "Local-first, MADSci-compatible Data Manager on this bench"
+    madsci_api_version: str = MADSCI_API_VERSION
+    server_url: Optional[str] = None
+    token_required: bool = False
+    database_name: str = "madsci_data"
+    collection_name: str = "datapoints"
+    max_datapoint_bytes: int = MAX_DATAPOINT_BYTES
+    max_selector_bytes: int = MAX_SELECTOR_BYTES
+
+
+_DATAPOINT_FORM: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["datapoint"],
+    "properties": {
+        "datapoint": {"type": "string", "title": "Datapoint",
+                      "description": "The datapoint as JSON text, e.g. "
+                                     '{"data_type":"json","label":"temp","value":23.5}'},
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "title": "Files",
+                  "description": "The file of a 'file' datapoint (exactly one)."},
+    },
+}
+
+
+def create_app(service: BenchService, *, token: Optional[str] = None,
+               loopback_only: bool = False,
+               allowed_origins: tuple[str, ...] = (),
+               server_url: Optional[str] = None) -> FastAPI:
+    """The FastAPI app serving MADSci's Data Manager API from ``service``.
+
+    ``token``: required on every request when set. ``loopback_only``: refuse Host headers
+    that are not loopback names (the server sets it when bound to loopback).
+    ``allowed_origins``: browser origins let through (default none).
+    """
+    app = FastAPI(
+        title="Bench Data Manager — MADSci-compatible Data Manager API",
+        version=__version__,
+        description=(
+            "MADSci 0.8.1 Data Manager routes served from this bench's local store: "
+            "captures work offline and sync to the central store in the background. "
+            "See docs/rest-api.md."
+        ),
+    )
+    app.state.service = service
+    committer = GroupCommitter(service)
+    settings = ApiSettings(server_url=server_url, token_required=token is not None)
+    _install_error_handlers(app)
+
+    @app.post("/datapoint", summary="Create a datapoint", openapi_extra={
+        "requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": _DATAPOINT_FORM},
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["datapoint"],
+                "properties": {"datapoint": _DATAPOINT_FORM["properties"]["datapoint"]}}},
+        }}})
+    async def create_datapoint(request: Request) -> Response:
+        """Store a datapoint (``datapoint`` form field, JSON) and, for a ``file``
+        datapoint, its file (one ``files`` part). Resending the same datapoint is a
+        no-op; the same id with other content is 409."""
+        content_type = request.headers.get("content-type", "")
+        kind = content_type.split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            try:
+                boundary = boundary_of(content_type)
+            except MultipartError as exc:
+                raise ApiError(400, str(exc)) from None
+            source = BodySource(request)
+            document = await run_in_threadpool(submit_multipart, service, source, boundary)
+        elif kind == "application/x-www-form-urlencoded":
+            body = await read_body(request, MAX_FORM_BODY_BYTES, "the form")
+            document = await run_in_threadpool(submit_urlencoded, service, body, committer)
+        elif kind == "application/json":
+            body = await read_body(request, MAX_DATAPOINT_BYTES, "the datapoint")
+            document = await run_in_threadpool(submit_text, service, body, committer)
+        else:
+            return _missing_datapoint_field()
+        if document is None:
+            return _missing_datapoint_field()
+        return _json(document)
+
+    @app.get("/datapoint/{datapoint_id}", summary="Get a datapoint")
+    def get_datapoint(datapoint_id: str) -> Response:
+        """The datapoint's document (``_id``, label, type, timestamp, value or file facts)."""
+        try:
+            datapoint = service.get(datapoint_id)
+        except NotFoundError:
+            return _not_found(datapoint_id)
+        return _json(wire_document(service, datapoint))
+
+    @app.get("/datapoint/{datapoint_id}/value", summary="Get a datapoint's value")
+    def get_datapoint_value(datapoint_id: str) -> Response:
+        """The JSON value, or the file's bytes with its content type (range requests
+        supported)."""
+        try:
+            datapoint = service.get(datapoint_id)
+        except NotFoundError:
+            return _not_found(datapoint_id)
+        if isinstance(datapoint, ValueDataPoint):
+            return _json(datapoint.value)
+        return _file_response(service, datapoint)
+
+    @app.get("/datapoints", summary="Get the newest datapoints")
+    def get_datapoints(number: int = Query(100, ge=0, description=(
+            "How many, newest first; 0 means all."))) -> Response:
+        """An object keyed by id, newest first by data_timestamp."""
+        if 0 < number <= PAGE_SIZE:
+            return _json(_keyed(service, service.latest(number)))
+        return _stream_keyed(service, service.iter_query(None), number or None)
+
+    @app.post("/datapoints/query", summary="Query datapoints", openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "description": "A MongoDB-style selector, e.g. "
+            '{"label": "temp", "value.t": {"$gt": 20}}'}}}}})
+    async def query_datapoints(
+        request: Request,
+        limit: Optional[int] = Query(None, ge=1, le=100_000, description=(
+            "At most this many (default: all, streamed); the cursor of the next page is "
+            "in the X-Next-Cursor header.")),
+        cursor: Optional[str] = Query(None, description="X-Next-Cursor of the previous page."),
+        sort: Optional[str] = Query(None, description=(
+            'Sort keys, e.g. "-data_timestamp" (default, newest first) or "label,-value.t".')),
+    ) -> Response:
+        """Datapoints matching a selector, as an object keyed by id, newest first."""
+        body = await read_body(request, MAX_SELECTOR_BYTES, "the selector")
+        return await run_in_threadpool(run_query, service, body, limit, cursor, sort)
+
+    @app.get("/health", summary="Health")
+    def health() -> Response:
+        """Whether the store answers, and how many datapoints it holds."""
+        report: dict[str, Any] = {"healthy": True,
+                                  "description": "Bench Data Manager is running normally",
+                                  "version": __version__,
+                                  "madsci_api_version": MADSCI_API_VERSION,
+                                  "db_connected": True, "storage_accessible": True,
+                                  "total_datapoints": None}
+        try:
+            report["total_datapoints"] = service.count()
+        except Exception as exc:  # a health check reports, it does not fail
+            report.update(healthy=False, db_connected=False,
+                          description=f"the local store does not answer: {exc}")
+        if not os.access(service.files.root, os.W_OK):
+            report.update(healthy=False, storage_accessible=False,
+                          description="the file store is not writable")
+        return _json(report)
+
+    @app.get("/settings", summary="Settings")
+    def get_settings(include_defaults: bool = True, include_schema: bool = False) -> Response:
+        """This API's settings (as MADSci's ``{"settings": ...}``; never secrets)."""
+        payload: dict[str, Any] = {
+            "settings": settings.model_dump(mode="json", exclude_defaults=not include_defaults)}
+        if include_schema:
+            payload["schema"] = ApiSettings.model_json_schema()
+            payload["schema_title"] = ApiSettings.__name__
+        return _json(payload)
+
+    app.add_middleware(ApiGuard, token=token, loopback_only=loopback_only,
+                       allowed_origins=allowed_origins)
+    return app
+
+
+def _not_found(datapoint_id: str) -> JSONResponse:
+    message = f"Datapoint with id {datapoint_id} not found."
+    if not is_ulid(datapoint_id):
+        return _error_response(404, message, hint="datapoint ids are ULIDs: 26 characters "
+                                                  "of 0-9 A-Z without I L O U")
+    return JSONResponse({"message": message, "detail": message}, status_code=404)
+
+
+# -- handlers that run on worker threads -----------------------------------------------
+
+
+def submit_text(service: BenchService, text: str | bytes,
+                committer: Optional[GroupCommitter] = None) -> dict[str, Any]:
+    document = parse_datapoint_text(text)
+    datapoint = datapoint_without_file(document)
+    stored = committer.submit(datapoint) if committer else service.submit(datapoint)
+    return wire_document(service, stored)
+
+
+def submit_urlencoded(service: BenchService, body: bytes,
+                      committer: Optional[GroupCommitter] = None) -> Optional[dict[str, Any]]:
+    try:
+        fields = parse_qsl(body.decode("latin-1"), keep_blank_values=True,
+                           encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the form is not UTF-8 text") from None
+    values = [value for name, value in fields if name == "datapoint"]
+    if not values:
+        return None
+    return submit_text(service, values[-1], committer)
+
+
+def _read_field(reader: MultipartReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := reader.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the datapoint field is over {limit} bytes; store large "
+                                f"data as a file")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def submit_multipart(service: BenchService, source: BodySource,
+                     boundary: bytes) -> Optional[dict[str, Any]]:
+    """Parse the form as it arrives; a file part streams straight into the file store.
+
+    The datapoint is committed only once the whole body was read and checked, so a
+    request is stored entirely or not at all. A blob nothing refers to is removed again.
+    """
+    reader = MultipartReader(source.next_chunk, boundary)
+    document: Optional[dict[str, Any]] = None
+    upload: Optional[Upload] = None
+    committed = False
+    try:
+        try:
+            while (part := reader.next_part()) is not None:
+                if part.name == "datapoint" and part.filename is None:
+                    document = parse_datapoint_text(_read_field(reader, MAX_DATAPOINT_BYTES))
+                elif part.name == "files":
+                    if upload is not None:
+                        raise ApiError(422, "send one file per datapoint (one 'files' part)")
+                    filename = safe_filename(part.filename)
+                    if document is not None:  # refuse before reading a byte of it
+                        check_file_document(document, filename)
+                    stream = PartStream(reader, name=f"the upload {filename!r}")
+                    blob = service.files.put_stream(stream, hold=True)  # type: ignore[arg-type]
+                    upload = Upload(blob, filename, part.content_type)
+                # other fields are ignored, as FastAPI's form handling does
+        except (ApiError, BenchDataError, MultipartError):
+            reader.drain(DRAIN_LIMIT_BYTES)
+            raise
+        if document is None:
+            return None
+        if upload is None:
+            datapoint = datapoint_without_file(document)
+        else:
+            datapoint = datapoint_with_upload(document, upload)
+        stored = service.submit(datapoint)
+        committed = True
+        return wire_document(service, stored)
+    finally:
+        if upload is not None:
+            service.settle_blobs([upload.blob.sha256], committed)
+
+
+def _keyed(service: BenchService, datapoints: list[DataPoint]) -> dict[str, Any]:
+    return {dp.datapoint_id: wire_document(service, dp) for dp in datapoints}
+
+
+def _json_object_chunks(service: BenchService, datapoints: Iterator[DataPoint],
+                        limit: Optional[int]) -> Iterator[bytes]:
+    """``{"<id>": {...}, ...}`` in chunks of about STREAM_CHUNK_BYTES."""
+    parts: list[bytes] = [b"{"]
+    size = 1
+    first = True
+    for count, datapoint in enumerate(datapoints):
+        if limit is not None and count >= limit:
+            break
+        piece = (b"" if first else b",") + _dumps(datapoint.datapoint_id) + b":" + \
+            _dumps(wire_document(service, datapoint))
+        first = False
+        parts.append(piece)
+        size += len(piece)
+        if size >= STREAM_CHUNK_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    parts.append(b"}")
+    yield b"".join(parts)
+
+
+def _stream_keyed(service: BenchService, datapoints: Iterator[DataPoint],
+                  limit: Optional[int], headers: Optional[dict[str, str]] = None) -> Response:
+    return StreamingResponse(_json_object_chunks(service, datapoints, limit),
+                             media_type="application/json", headers=headers)
+
+
+def run_query(service: BenchService, body: bytes, limit: Optional[int],
+              cursor: Optional[str], sort: Optional[str]) -> Response:
+    if not body.strip():
+        raise ApiError(400, "send a JSON selector as the body, e.g. {} for all datapoints "
+                            'or {"label": "temp"}')
+    try:
+        selector = json.loads(body, parse_constant=_reject_selector_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the selector is not valid JSON ({exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "the selector is not UTF-8 text") from None
+    except RecursionError:
+        raise QueryError("the selector is nested too deeply") from None
+    if not isinstance(selector, dict):
+        raise QueryError(f"a selector must be a JSON object such as {{\"label\": \"temp\"}}, "
+                         f"got a JSON {type(selector).__name__}")
+    page_size = min(limit, PAGE_SIZE) if limit is not None else PAGE_SIZE
+    first = service.query(selector, sort=sort, limit=page_size, cursor=cursor)
+    if limit is not None and limit <= PAGE_SIZE:
+        headers = {"X-Next-Cursor": first.next_cursor} if first.next_cursor else None
+        return _json(_keyed(service, first.items), headers=headers)
+    if first.next_cursor is None:
+        return _json(_keyed(service, first.items))
+
+    def pages() -> Iterator[DataPoint]:
+        page = first
+        yield from page.items
+        while page.next_cursor is not None:
+            page = service.query(selector, sort=sort, limit=PAGE_SIZE, cursor=page.next_cursor)
+            yield from page.items
+
+    # The cursor after a limited, streamed answer is not known before it is sent; clients
+    # that page large results ask for pages of at most PAGE_SIZE.
+    return _stream_keyed(service, pages(), limit)
+
+
+def _reject_selector_constant(name: str) -> Any:
+    raise QueryError(f"{name} is not a JSON number")
+
+
+class _BlobResponse(FileResponse):
+    chunk_size = 1024 * 1024  # fewer, larger reads for big files
+
+
+def _file_response(service: BenchService, datapoint: DataPoint) -> Response:
+    sha256 = getattr(datapoint, "sha256", None)
+    blob_path = None
+    if sha256:
+        try:
+            blob_path = service.files.path_for(sha256)
+        except ValidationError:
+            blob_path = None
+    try:
+        stat_result = os.stat(blob_path) if blob_path is not None else None
+    except FileNotFoundError:
+        stat_result = None
+    if blob_path is None or stat_result is None:
+        where = (" (it is in central object storage; sync downloads it on request)"
+                 if isinstance(datapoint, ObjectStorageDataPoint) else "")
+        return _error_response(404, f"the file of datapoint {datapoint.datapoint_id} is not "
+                                    f"in this bench's file store{where}")
+    filename = getattr(datapoint, "filename", None)
+    media_type = getattr(datapoint, "content_type", None) or guess_content_type(filename or "")
+    return _BlobResponse(blob_path, media_type=media_type, filename=filename,
+                         content_disposition_type="inline", stat_result=stat_result,
+                         headers={"etag": f'"{sha256}"'})

@@ -1,0 +1,330 @@
+"""``benchdata watch``: configure watched folders (``benchdata run`` watches them).
+
+Registered lazily in ``app.cli.LAZY_SUBCOMMANDS``; the root command puts a ``Context``
+(``.service``, ``.data_dir``) in ``ctx.obj``. Rule edits only touch the configuration file;
+a running service picks them up when it is restarted (the GUI reloads them live).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from app.core.ids import id_for
+from app.core.paths import BenchPaths, bench_paths
+from app.ingest import rules as rules_module
+from app.ingest.rules import WatchRule, find_rule, load_rules, validate_rule
+from app.ingest.templates import describe
+
+_OBSERVERS = ("auto", "native", "polling", "none")
+
+
+def _paths(obj: Any) -> BenchPaths:
+    return bench_paths(getattr(obj, "data_dir", None))
+
+
+def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
+        metadata[key.strip()] = value
+    return metadata
+
+
+def _emit_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+
+
+def _rule_options(editing: bool):  # type: ignore[no-untyped-def]
+    """The options ``add`` and ``edit`` share (on ``edit`` an absent option = unchanged)."""
+
+    def decorate(func):  # type: ignore[no-untyped-def]
+        options = [
+            click.option("--name", help="A short name for the rule (default: the folder name)."),
+            click.option("--include", "-i", multiple=True, metavar="PATTERN",
+                         help="File-name pattern to capture, e.g. '*.csv' (repeatable; "
+                              "default '*'). A pattern with '/' matches the relative path."),
+            click.option("--exclude", "-x", multiple=True, metavar="PATTERN",
+                         help="File-name pattern to skip (repeatable)."),
+            click.option("--quiet", "quiet_seconds", type=click.FloatRange(0, 86400),
+                         metavar="SECONDS",
+                         help="Seconds without a size/mtime change before a file counts as "
+                              "complete (default 2)."),
+            click.option("--lock-test/--no-lock-test", default=None,
+                         help="Also require that the file can be opened exclusively."),
+            click.option("--marker", metavar="TEMPLATE",
+                         help="Capture only once a marker exists beside the file, e.g. "
+                              "'{name}.done' or '{stem}.ok' ('' = none)."),
+            click.option("--datasets/--files", default=None,
+                         help="Capture each subfolder as one dataset (a zip archive) instead "
+                              "of file by file."),
+            click.option("--dataset-depth", type=click.IntRange(1, 16), metavar="N",
+                         help="With --datasets: the folders N levels down are the datasets "
+                              "(default 1)."),
+            click.option("--path-template", metavar="TEMPLATE",
+                         help="Map folders and file names onto metadata, e.g. "
+                              "'{experiment}/{sample}/*' ('' = none)."),
+            click.option("--label", "label_template", metavar="TEMPLATE",
+                         help="Label template, e.g. '{stem}' or '{sample} {name}' "
+                              "(default '{name}')."),
+            click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE",
+                         help="Fixed metadata (repeatable); user=, experiment= ... (or "
+                              "user_id= ...) set ownership by name."),
+            click.option("--observer", type=click.Choice(_OBSERVERS),
+                         help="How changes are noticed: native events, polling, or none "
+                              "(scans only); auto = polling on network shares."),
+            click.option("--poll-interval", type=click.FloatRange(0.1, 3600), metavar="SECONDS",
+                         help="Polling period (default 5)."),
+            click.option("--rescan-interval", type=click.FloatRange(1, 86400), metavar="SECONDS",
+                         help="Full reconcile scan period (default 300)."),
+            click.option("--recursive/--no-recursive", default=None,
+                         help="Watch subfolders too (default yes)."),
+            click.option("--capture-temporary-names", "ignore_temporary",
+                         flag_value=False, default=None,
+                         help="Also capture *.tmp, *.part, ~$*, dotfiles ... (normally "
+                              "ignored)."),
+        ]
+        if editing:
+            options.append(click.option("--unset-meta", multiple=True, metavar="KEY",
+                                        help="Remove a fixed metadata key (repeatable)."))
+        else:
+            options.append(click.option("--paused", is_flag=True,
+                                        help="Add the rule paused."))
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _changes(values: dict[str, Any]) -> dict[str, Any]:
+    """Option values -> rule fields (None and empty repeatables mean 'not given')."""
+    changes: dict[str, Any] = {}
+    for key in ("name", "quiet_seconds", "lock_test", "datasets", "dataset_depth",
+                "label_template", "observer", "poll_interval", "rescan_interval", "recursive",
+                "ignore_temporary"):
+        if values.get(key) is not None:
+            changes[key] = values[key]
+    for key in ("include", "exclude"):
+        if values.get(key):
+            changes[key] = list(values[key])
+    for key in ("marker", "path_template"):
+        if values.get(key) is not None:
+            changes[key] = values[key] or None
+    return changes
+
+
+def _describe_rule(rule: WatchRule, captured: Optional[int] = None) -> str:
+    lines = [f"{rule.id}  {rule.name}{'' if rule.enabled else '  (paused)'}",
+             f"    folder: {rule.path}{'' if rule.root.is_dir() else '  (not there now)'}",
+             f"    files: {', '.join(rule.include)}"
+             + (f" except {', '.join(rule.exclude)}" if rule.exclude else "")
+             + ("" if rule.recursive else " (top level only)"),
+             f"    complete after {rule.quiet_seconds:g}s quiet"
+             + (", unlocked" if rule.lock_test else "")
+             + (f", marker {rule.marker}" if rule.marker else "")]
+    if rule.datasets:
+        lines.append(f"    each folder {rule.dataset_depth} level(s) down is one dataset (zip)")
+    if rule.path_template:
+        lines.append(f"    path template: {rule.path_template}")
+    lines.append(f"    label: {rule.label_template}")
+    if rule.metadata:
+        lines.append("    metadata: " + ", ".join(f"{k}={v}" for k, v in rule.metadata.items()))
+    lines.append(f"    observer: {rule.observer}, rescan every {rule.rescan_interval:g}s")
+    if captured is not None:
+        lines.append(f"    captured: {captured} file(s)/dataset(s)")
+    return "\n".join(lines)
+
+
+def _captured_counts(obj: Any, rules: Sequence[WatchRule]) -> dict[str, int]:
+    from app.ingest.ledger import Ledger
+
+    ledger = Ledger(obj.service.store)
+    return {rule.id: ledger.count(rule.id) for rule in rules}
+
+
+@click.group("watch")
+def watch() -> None:
+    """Watched folders: instrument output captured automatically, once, when complete.
+
+    Rules are stored in the configuration; `benchdata run` watches every enabled one.
+    """
+
+
+@watch.command("add")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@_rule_options(editing=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the rule as JSON.")
+@click.pass_obj
+def add(obj: Any, folder: Path, meta: Sequence[str], paused: bool, as_json: bool,
+        **values: Any) -> None:
+    """Watch FOLDER, e.g.:  benchdata watch add /instrument/out --include '*.csv'
+    --quiet 2 --label '{stem}' --meta user=alice --path-template '{experiment}/{sample}/*'"""
+    fields = _changes(values)
+    if meta:
+        fields["metadata"] = _parse_meta(meta)
+    if paused:
+        fields["enabled"] = False
+    rule = rules_module.add_rule(_paths(obj), str(folder), **fields)
+    if not rule.root.is_dir():
+        click.echo(f"warning: {rule.root} is not there now; it will be watched once it is",
+                   err=True)
+    if as_json:
+        _emit_json(rule.to_config())
+        return
+    click.echo(f"added watch rule {rule.id}")
+    click.echo(_describe_rule(rule))
+
+
+@watch.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the rules as JSON.")
+@click.pass_obj
+def list_rules(obj: Any, as_json: bool) -> None:
+    """The watched folders and how many files each has captured."""
+    rules = load_rules(_paths(obj))
+    counts = _captured_counts(obj, rules) if rules else {}
+    if as_json:
+        _emit_json([{**rule.to_config(), "captured": counts.get(rule.id, 0),
+                     "folder_present": rule.root.is_dir()} for rule in rules])
+        return
+    if not rules:
+        click.echo("No watched folders. Add one with: benchdata watch add FOLDER")
+    for rule in rules:
+        click.echo(_describe_rule(rule, counts.get(rule.id)))
+
+
+@watch.command("edit")
+@click.argument("rule_ref", metavar="RULE")
+@_rule_options(editing=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rule as JSON.")
+@click.pass_obj
+def edit(obj: Any, rule_ref: str, meta: Sequence[str], unset_meta: Sequence[str],
+         as_json: bool, **values: Any) -> None:
+    """Change a rule (RULE: its id, name or folder). Options not given stay as they are."""
+    paths = _paths(obj)
+    changes = _changes(values)
+    if meta or unset_meta:
+        metadata = dict(find_rule(load_rules(paths), rule_ref).metadata)
+        metadata.update(_parse_meta(meta))
+        for key in unset_meta:
+            metadata.pop(key, None)
+        changes["metadata"] = metadata
+    if not changes:
+        raise click.UsageError("nothing to change; give at least one option (see --help)")
+    rule = rules_module.update_rule(paths, rule_ref, changes)
+    if as_json:
+        _emit_json(rule.to_config())
+        return
+    click.echo(f"updated watch rule {rule.id}")
+    click.echo(_describe_rule(rule))
+
+
+def _set_enabled(obj: Any, rule_ref: str, enabled: bool) -> None:
+    rule = rules_module.update_rule(_paths(obj), rule_ref, {"enabled": enabled})
+    click.echo(f"{'resumed' if enabled else 'paused'} watch rule {rule.id} ({rule.path})")
+
+
+@watch.command("pause")
+@click.argument("rule_ref", metavar="RULE")
+@click.pass_obj
+def pause(obj: Any, rule_ref: str) -> None:
+    """Stop watching a folder for now (the rule and what it captured are kept)."""
+    _set_enabled(obj, rule_ref, False)
+
+
+@watch.command("resume")
+@click.argument("rule_ref", metavar="RULE")
+@click.pass_obj
+def resume(obj: Any, rule_ref: str) -> None:
+    """Watch a paused folder again (files that arrived meanwhile are captured)."""
+    _set_enabled(obj, rule_ref, True)
+
+
+@watch.command("remove")
+@click.argument("rule_ref", metavar="RULE")
+@click.option("--forget", is_flag=True,
+              help="Also forget which files it captured (watching the folder again would "
+                   "then capture them all again).")
+@click.pass_obj
+def remove(obj: Any, rule_ref: str, forget: bool) -> None:
+    """Stop watching a folder and delete its rule (captured datapoints stay)."""
+    rule = rules_module.remove_rule(_paths(obj), rule_ref)
+    message = f"removed watch rule {rule.id} ({rule.path})"
+    if forget:
+        from app.ingest.ledger import Ledger
+
+        forgotten = Ledger(obj.service.store).forget_rule(rule.id)
+        message += f"; forgot {forgotten} captured file(s)"
+    click.echo(message)
+
+
+@watch.command("test-template")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--rule", "rule_ref", metavar="RULE",
+              help="Use this rule's templates and metadata (paths may be relative to its folder).")
+@click.option("--path-template", metavar="TEMPLATE", help="Path template to try.")
+@click.option("--label", "label_template", metavar="TEMPLATE", help="Label template to try.")
+@click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Fixed metadata to try.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_obj
+def test_template(obj: Any, paths: Sequence[str], rule_ref: Optional[str],
+                  path_template: Optional[str], label_template: Optional[str],
+                  meta: Sequence[str], as_json: bool) -> None:
+    """Show the label and metadata PATHS would be captured with (nothing is stored).
+
+    PATHS are relative to the watched folder (or absolute inside it, with --rule)."""
+    base: dict[str, Any] = {}
+    root: Optional[Path] = None
+    if rule_ref is not None:
+        rule = find_rule(load_rules(_paths(obj)), rule_ref)
+        base = rule.to_config()
+        root = rule.root
+    base.setdefault("id", "test")
+    base.setdefault("path", str(root or Path.cwd()))
+    if path_template is not None:
+        base["path_template"] = path_template or None
+    if label_template is not None:
+        base["label_template"] = label_template
+    if meta:
+        base["metadata"] = {**base.get("metadata", {}), **_parse_meta(meta)}
+    rule = validate_rule(base)
+    results: list[dict[str, Any]] = []
+    for given in paths:
+        rel = given.replace("\\", "/")
+        if root is not None and Path(given).is_absolute():
+            try:
+                rel = Path(given).relative_to(root).as_posix()
+            except ValueError as exc:
+                raise click.BadParameter(f"{given} is not inside {root}",
+                                         param_hint="PATHS") from exc
+        described = describe(rel, path_template=rule.compiled_template,
+                             label_template=rule.label_template, fixed_metadata=rule.metadata,
+                             rule_name=rule.name)
+        results.append({
+            "path": rel,
+            "template_match": described.template_matched,
+            "captured": rule.accepts_file(rel),
+            "label": described.label,
+            "ownership": {f"{kind}_id": {"name": name, "id": id_for(kind, name)}
+                          for kind, name in described.ownership.items()},
+            "custom_metadata": described.custom_metadata,
+        })
+    if as_json:
+        _emit_json(results)
+        return
+    for result in results:
+        match = {True: "matches", False: "DOES NOT MATCH (captured, flagged)",
+                 None: "no path template"}[result["template_match"]]
+        click.echo(f"{result['path']}: {match}"
+                   + ("" if result["captured"] else "  [not captured by this rule's patterns]"))
+        click.echo(f"    label: {result['label']}")
+        for field, pair in result["ownership"].items():
+            click.echo(f"    {field}: {pair['id']}  ({pair['name']})")
+        for key, value in result["custom_metadata"].items():
+            click.echo(f"    {key}: {value}")

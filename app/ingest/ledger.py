@@ -1,0 +1,214 @@
+"""The capture ledger: which file (rule, relative path) was captured as which datapoint.
+
+Two tables in the store's database, versioned with ``migrate_component("ingest", ...)``:
+
+* ``ingest_ledger`` — one row per captured unit (a file, or a dataset folder): the size,
+  mtime and (for datasets) listing fingerprint it had when captured, the SHA-256 of what
+  was stored, and the datapoint id. A unit whose stats equal its row is not looked at
+  again; one whose stats differ is hashed, and only different content becomes a new
+  datapoint (that ``replaces`` the old one).
+* ``ingest_pending`` — the write-ahead *intent* of a capture, written before the datapoint.
+
+Why the intent: ``BenchService.submit_many`` commits the datapoint rows in its own
+transaction on the store's single writer, so the ledger row cannot share it. A crash
+between the two commits would otherwise leave a datapoint the ledger does not know and the
+file would be captured twice. So a capture is three short commits — intent (with the
+pre-generated datapoint id), datapoints, ledger row + intent removed — and
+:meth:`Ledger.recover` at start-up finishes every intent whose datapoint exists (a primary
+key lookup) and drops the others (their files are simply captured again).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Optional
+
+from app.core.store import LocalStore
+from app.core.timestamps import CANONICAL_FORMAT, utc_now
+
+_CHUNK: Final = 500  # bound parameters per IN (...) lookup
+
+
+def _v1_tables(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE ingest_ledger (
+            rule_id TEXT NOT NULL,
+            rel_path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            fingerprint TEXT,
+            sha256 TEXT NOT NULL,
+            datapoint_id TEXT NOT NULL,
+            captured_at TEXT NOT NULL,
+            PRIMARY KEY (rule_id, rel_path)
+        ) WITHOUT ROWID
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE ingest_pending (
+            datapoint_id TEXT PRIMARY KEY,
+            rule_id TEXT NOT NULL,
+            rel_path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            fingerprint TEXT,
+            sha256 TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: Final = (_v1_tables,)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One captured unit (file or dataset folder) as the ledger remembers it."""
+
+    rule_id: str
+    rel_path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    datapoint_id: str
+    fingerprint: Optional[str] = None
+
+    def same_stats(self, size: int, mtime_ns: int, fingerprint: Optional[str] = None) -> bool:
+        return (self.size == size and self.mtime_ns == mtime_ns
+                and self.fingerprint == fingerprint)
+
+
+def _now() -> str:
+    return utc_now().strftime(CANONICAL_FORMAT)
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+_COLUMNS: Final = "rule_id, rel_path, size, mtime_ns, sha256, datapoint_id, fingerprint"
+
+
+class Ledger:
+    """Read and write the ingest tables (writes on the store's one writer)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self._store = store
+        store.migrate_component("ingest", MIGRATIONS)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def lookup_many(self, rule_id: str, rel_paths: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Ledger rows for these paths (absent paths are simply missing from the result)."""
+        found: dict[str, LedgerEntry] = {}
+        if not rel_paths:
+            return found
+        with self._store.reader() as conn:
+            for chunk in _chunks(list(rel_paths)):
+                marks = ", ".join("?" for _ in chunk)
+                for row in conn.execute(
+                    f"SELECT {_COLUMNS} FROM ingest_ledger "
+                    f"WHERE rule_id = ? AND rel_path IN ({marks})", (rule_id, *chunk)
+                ):
+                    found[row[1]] = LedgerEntry(*row)
+        return found
+
+    def lookup(self, rule_id: str, rel_path: str) -> Optional[LedgerEntry]:
+        return self.lookup_many(rule_id, [rel_path]).get(rel_path)
+
+    def count(self, rule_id: Optional[str] = None) -> int:
+        with self._store.reader() as conn:
+            if rule_id is None:
+                return int(conn.execute("SELECT COUNT(*) FROM ingest_ledger").fetchone()[0])
+            return int(conn.execute("SELECT COUNT(*) FROM ingest_ledger WHERE rule_id = ?",
+                                    (rule_id,)).fetchone()[0])
+
+    def pending_count(self) -> int:
+        with self._store.reader() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM ingest_pending").fetchone()[0])
+
+    # -- the capture protocol ----------------------------------------------------------
+
+    def begin(self, entries: Sequence[LedgerEntry]) -> None:
+        """Record the intent to create these datapoints (before submitting them)."""
+        now = _now()
+        with self._store.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO ingest_pending (datapoint_id, rule_id, rel_path, size, "
+                "mtime_ns, fingerprint, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.datapoint_id, e.rule_id, e.rel_path, e.size, e.mtime_ns, e.fingerprint,
+                  e.sha256, now) for e in entries],
+            )
+
+    def commit(self, entries: Sequence[LedgerEntry]) -> None:
+        """The datapoints are stored: remember the units and drop the intents."""
+        now = _now()
+        with self._store.transaction() as conn:
+            self._upsert(conn, entries, now)
+            conn.executemany("DELETE FROM ingest_pending WHERE datapoint_id = ?",
+                             [(e.datapoint_id,) for e in entries])
+
+    def abandon(self, datapoint_ids: Sequence[str]) -> None:
+        """The datapoints were not stored: drop the intents."""
+        with self._store.transaction() as conn:
+            conn.executemany("DELETE FROM ingest_pending WHERE datapoint_id = ?",
+                             [(i,) for i in datapoint_ids])
+
+    def refresh(self, entry: LedgerEntry) -> None:
+        """Same content under new stats (a touched file): update the row, no datapoint."""
+        with self._store.transaction() as conn:
+            self._upsert(conn, [entry], _now())
+
+    def record(self, entries: Sequence[LedgerEntry]) -> None:
+        """Write ledger rows directly (imports, benchmarks, tests)."""
+        with self._store.transaction() as conn:
+            self._upsert(conn, entries, _now())
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, entries: Sequence[LedgerEntry], now: str) -> None:
+        conn.executemany(
+            "INSERT INTO ingest_ledger (rule_id, rel_path, size, mtime_ns, fingerprint, sha256, "
+            "datapoint_id, captured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (rule_id, rel_path) DO UPDATE SET size = excluded.size, "
+            "mtime_ns = excluded.mtime_ns, fingerprint = excluded.fingerprint, "
+            "sha256 = excluded.sha256, datapoint_id = excluded.datapoint_id, "
+            "captured_at = excluded.captured_at",
+            [(e.rule_id, e.rel_path, e.size, e.mtime_ns, e.fingerprint, e.sha256,
+              e.datapoint_id, now) for e in entries],
+        )
+
+    def recover(self, rule_id: Optional[str] = None) -> tuple[int, int]:
+        """Finish intents whose datapoint was committed, drop the others.
+
+        Returns (finished, dropped). Run at start-up before any worker captures (all
+        rules), or by a worker for its own rule, between its captures.
+        """
+        where, params = ("WHERE rule_id = ?", (rule_id,)) if rule_id is not None else ("", ())
+        with self._store.reader() as conn:
+            pending = [LedgerEntry(*row) for row in conn.execute(
+                f"SELECT {_COLUMNS} FROM ingest_pending {where} ORDER BY created_at", params)]
+            stored: set[str] = set()
+            ids = [entry.datapoint_id for entry in pending]
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" for _ in chunk)
+                stored.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM datapoints WHERE id IN ({marks})", tuple(chunk)))
+        finished = [entry for entry in pending if entry.datapoint_id in stored]
+        dropped = [entry.datapoint_id for entry in pending if entry.datapoint_id not in stored]
+        if finished:
+            self.commit(finished)
+        if dropped:
+            self.abandon(dropped)
+        return len(finished), len(dropped)
+
+    def forget_rule(self, rule_id: str) -> int:
+        """Drop a rule's ledger (its files would be captured again if watched again)."""
+        with self._store.transaction() as conn:
+            return conn.execute("DELETE FROM ingest_ledger WHERE rule_id = ?",
+                                (rule_id,)).rowcount

@@ -1,0 +1,204 @@
+"""Streaming walks of a watched folder with ``os.scandir``.
+
+Scans are the truth the watcher reconciles against (events are only hints), so they must be
+cheap on big folders: entries are yielded one at a time — nothing per file is kept — and the
+caller compares them with the ledger in batches. Relative paths always use ``/``.
+
+A folder that cannot be listed is reported and skipped; the watched folder itself missing
+raises :class:`RootMissingError` so that an unmounted share is never read as "every file
+was deleted".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Protocol
+
+from app.ingest.rules import WatchRule
+
+log = logging.getLogger(__name__)
+
+ErrorCallback = Callable[[str, OSError], None]
+
+
+class RootMissingError(FileNotFoundError):
+    """The watched folder (or the folder a scan started in) is not there."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    rel_path: str
+    size: int
+    mtime_ns: int
+    ino: int
+
+    @property
+    def signature(self) -> tuple[int, int, int]:
+        return (self.size, self.mtime_ns, self.ino)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _report(on_error: Optional[ErrorCallback], rel: str, exc: OSError) -> None:
+    if on_error is not None:
+        on_error(rel, exc)
+    else:
+        log.warning("cannot list %s: %s", rel or ".", exc)
+
+
+class FileFilter(Protocol):
+    """What a walk needs to know from a rule (a rule, or a rule seen from a dataset)."""
+
+    @property
+    def recursive(self) -> bool: ...
+
+    def accepts_dir(self, name: str) -> bool: ...
+
+    def accepts_file(self, rel_path: str) -> bool: ...
+
+
+def walk_files(root: Path, rule: FileFilter, *, start: str = "", recursive: Optional[bool] = None,
+               max_depth: Optional[int] = None, skip: Optional[Path] = None,
+               on_error: Optional[ErrorCallback] = None) -> Iterator[FileEntry]:
+    """Every accepted file under ``root/start`` (depth-first, streamed).
+
+    ``max_depth`` counts folder levels below ``root`` (0 = files directly in root);
+    ``skip`` is a folder never entered (the bench's own data folder, if it is inside).
+    """
+    recursive = rule.recursive if recursive is None else recursive
+    skip_str = os.path.normcase(str(skip)) if skip is not None else None
+    first = root / start if start else root
+    stack: list[tuple[str, str, int]] = [(str(first), start, start.count("/") + 1 if start else 0)]
+    while stack:
+        directory, prefix, depth = stack.pop()
+        try:
+            iterator = os.scandir(directory)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if prefix == start:
+                raise RootMissingError(exc.errno, f"{directory} is not there", directory) from exc
+            continue  # a subfolder vanished mid-scan: nothing to capture there
+        except OSError as exc:
+            if prefix == start and not start:
+                raise
+            _report(on_error, prefix, exc)
+            continue
+        with iterator:
+            for entry in iterator:
+                try:
+                    name = entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if (recursive and rule.accepts_dir(name)
+                                and (max_depth is None or depth < max_depth)
+                                and (skip_str is None
+                                     or os.path.normcase(entry.path) != skip_str)):
+                            stack.append((entry.path, _join(prefix, name), depth + 1))
+                        continue
+                    rel = _join(prefix, name)
+                    if not entry.is_file() or not rule.accepts_file(rel):
+                        continue
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue  # vanished between listing and stat
+                except OSError as exc:
+                    _report(on_error, _join(prefix, entry.name), exc)
+                    continue
+                yield FileEntry(rel, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def walk_dataset_folders(root: Path, rule: WatchRule, *, start: str = "",
+                         on_error: Optional[ErrorCallback] = None) -> Iterator[str]:
+    """Relative paths of the folders exactly ``rule.dataset_depth`` levels below root."""
+    depth_wanted = rule.dataset_depth
+    first = root / start if start else root
+    start_depth = start.count("/") + 1 if start else 0
+    if start_depth == depth_wanted:
+        if first.is_dir():
+            yield start
+        return
+    stack: list[tuple[str, str, int]] = [(str(first), start, start_depth)]
+    while stack:
+        directory, prefix, depth = stack.pop()
+        try:
+            iterator = os.scandir(directory)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if prefix == start:
+                raise RootMissingError(exc.errno, f"{directory} is not there", directory) from exc
+            continue
+        except OSError as exc:
+            if prefix == start and not start:
+                raise
+            _report(on_error, prefix, exc)
+            continue
+        with iterator:
+            for entry in iterator:
+                try:
+                    if not entry.is_dir(follow_symlinks=False) or not rule.accepts_dir(entry.name):
+                        continue
+                except OSError:
+                    continue
+                rel = _join(prefix, entry.name)
+                if depth + 1 == depth_wanted:
+                    yield rel
+                else:
+                    stack.append((entry.path, rel, depth + 1))
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    """The files of one dataset folder, and the fingerprint that must stay quiet."""
+
+    rel_path: str
+    files: list[FileEntry]  # rel_path inside the dataset folder, sorted
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def max_mtime_ns(self) -> int:
+        return max((f.mtime_ns for f in self.files), default=0)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for f in self.files:
+            digest.update(f"{f.rel_path}\0{f.size}\0{f.mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
+
+    @property
+    def signature(self) -> tuple[int, int, str]:
+        return (len(self.files), self.total_size, self.fingerprint)
+
+
+def list_dataset(root: Path, rule: WatchRule, rel_path: str,
+                 on_error: Optional[ErrorCallback] = None) -> DatasetListing:
+    """List a dataset folder (raises RootMissingError if the folder is gone)."""
+    entries = list(walk_files(root / rel_path, _DatasetView(rule, rel_path), recursive=True,
+                              on_error=on_error))
+    entries.sort(key=lambda f: f.rel_path)
+    return DatasetListing(rel_path, entries)
+
+
+class _DatasetView:
+    """A rule seen from inside one dataset folder (patterns apply to the full path)."""
+
+    def __init__(self, rule: WatchRule, prefix: str) -> None:
+        self._rule = rule
+        self._prefix = prefix
+
+    def accepts_dir(self, name: str) -> bool:
+        return self._rule.accepts_dir(name)
+
+    def accepts_file(self, rel_path: str) -> bool:
+        return self._rule.accepts_file(f"{self._prefix}/{rel_path}")
+
+    @property
+    def recursive(self) -> bool:
+        return True

@@ -1,0 +1,168 @@
+"""Start the window: the QApplication, the service, the hosted components, the main window."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Optional
+
+from PySide6.QtCore import QCoreApplication, Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.service import BenchService
+from app.ui.context import UiContext, gui_settings
+from app.ui.main_window import MainWindow
+from app.ui.resources import icon, stylesheet
+from app.ui.tasks import TaskManager, lower_thread_priority
+
+log = logging.getLogger(__name__)
+
+
+def make_application(argv: Optional[list[str]] = None) -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):  # pytest-qt's, or an embedding application's
+        if not existing.styleSheet():
+            existing.setStyleSheet(stylesheet())
+        return existing
+    QCoreApplication.setOrganizationName("BenchData")
+    QCoreApplication.setApplicationName("Bench Data Manager")
+    QApplication.setHighDpiScaleFactorRoundingPolicy(
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+    app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setWindowIcon(icon("app"))
+    app.setStyleSheet(stylesheet())
+    return app
+
+
+class _Guarded:
+    """A component whose failure to start is reported, not fatal to the others."""
+
+    def __init__(self, component: Any, report: Callable[[str], None]) -> None:
+        self._component = component
+        self._report = report
+        self.name = component.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._component, name)
+
+    def start(self) -> None:
+        try:
+            self._component.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. the API port is taken
+            log.exception("starting %s failed", self.name)
+            self._report(f"The {self.name} component could not start: {exc}")
+
+    def stop(self) -> None:
+        self._component.stop()
+
+
+class HostedComponents:
+    """The same components ``benchdata run`` starts (watcher, API, sync), off the GUI thread.
+
+    Unlike the headless service, one component failing (say, the REST API's port is taken
+    by a running ``benchdata run``) does not keep the others from starting; the window
+    shows the reason in its status bar.
+    """
+
+    def __init__(self, service: BenchService, **options: Any) -> None:
+        from app.runner import COMPONENT_FACTORIES, HeadlessRunner, RunOptions
+
+        self.errors: list[str] = []
+        self.report: Callable[[str], None] = self.errors.append
+        factories = [self._tolerant(spec) for spec in COMPONENT_FACTORIES]
+        self.runner = HeadlessRunner(service, RunOptions(**options), factories=factories)
+        self._thread = threading.Thread(target=self._start, name="ui-components", daemon=True)
+
+    def _tolerant(self, spec: str) -> Callable[[BenchService, Any], Any]:
+        def make(service: BenchService, options: Any) -> Any:
+            try:
+                module_name, _, attribute = spec.partition(":")
+                component = getattr(importlib.import_module(module_name), attribute)(
+                    service, options)
+            except Exception as exc:  # noqa: BLE001 - settings broken, package missing …
+                log.exception("setting up %s failed", spec)
+                self._report(f"{spec.split(':')[0]} could not be set up: {exc}")
+                return None
+            return _Guarded(component, self._report) if component is not None else None
+
+        return make
+
+    def _report(self, message: str) -> None:
+        self.errors.append(message)
+        self.report(message)
+
+    @property
+    def components(self) -> list[Any]:
+        return self.runner.components
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _start(self) -> None:
+        lower_thread_priority()  # inherited by every thread the components start
+        try:
+            self.runner.start()
+        except Exception as exc:  # noqa: BLE001 - the window works without them
+            self._report(f"Background services could not start: {exc}")
+
+    def stop(self) -> None:
+        self._thread.join(timeout=30)
+        self.runner.stop()
+
+
+#: ``BENCHDATA_GUI_SMOKE=1``: open the window, print one line once it shows its rows, quit
+#: (a start-up check for packaging and end-to-end tests).
+SMOKE_ENV = "BENCHDATA_GUI_SMOKE"
+
+
+def _quit_when_ready(app: QApplication, window: MainWindow) -> None:
+    def ready(total: int) -> None:
+        hosted = window.runner.components if window.runner is not None else []
+        print(f"window ready: {total} datapoint(s); components: "
+              f"{', '.join(c.name for c in hosted) or 'none'}", flush=True)
+        app.quit()
+
+    window.model.count_known.connect(ready)
+
+
+def build_window(service: BenchService, runner: Any = None) -> MainWindow:
+    tasks = TaskManager()
+    context = UiContext(service=service, tasks=tasks, settings=gui_settings(service))
+    window = MainWindow(context, runner)
+    tasks.setParent(window)
+    return window
+
+
+def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
+        components: bool = True, **options: Any) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = make_application(argv)
+    try:
+        service = BenchService(data_dir)
+    except Exception as exc:  # noqa: BLE001 - say why, instead of a traceback
+        QMessageBox.critical(None, "Bench Data Manager", f"The local store cannot be opened:\n{exc}")
+        return 1
+    hosted = HostedComponents(service, **options) if components else None
+    if hosted is not None:
+        hosted.start()
+    window = build_window(service, hosted)
+    if hosted is not None:
+        tasks = window.context.tasks
+        hosted.report = lambda message: tasks.call_soon(lambda: window.show_message(message))
+        for message in list(hosted.errors):
+            window.show_message(message)
+    window.show()
+    if os.environ.get(SMOKE_ENV):
+        _quit_when_ready(app, window)
+    try:
+        return app.exec()
+    finally:
+        window.context.tasks.shutdown()
+        if hosted is not None:
+            hosted.stop()
+        service.close()

@@ -1,0 +1,457 @@
+"""Capturing from the window: dropped files, a typed JSON value, edits and deletions.
+
+Every capture runs on the task manager's single writer thread with a progress callback
+that is throttled before it reaches the GUI, so a 2 GiB copy never freezes the window and
+the progress bar moves smoothly. A datapoint counts as captured only when the service
+returns (file copied, hashed, fsync-ed, row committed) — the dialog says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.errors import BenchDataError
+from app.core.jsonvalue import check_json_value
+from app.core.models import FileDataPoint
+from app.ui.context import UiContext
+from app.ui.formatting import human_size
+from app.ui.ownership import MetadataTable, OwnershipForm, remember, remembered
+from app.ui.tasks import describe_error
+
+log = logging.getLogger(__name__)
+
+#: The GUI hears about progress at most this often.
+PROGRESS_INTERVAL_S = 0.05
+
+
+class CaptureCancelled(Exception):
+    """The operator cancelled a capture; files already captured stay captured."""
+
+
+def expand_paths(paths: Sequence[os.PathLike[str] | str]) -> list[Path]:
+    """Dropped files and every file below dropped folders (sorted, hidden files skipped)."""
+    files: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+        elif path.exists():
+            files.append(path)
+    return files
+
+
+def _initial_names(context: UiContext) -> dict[str, str]:
+    names = dict(context.bench_identity())
+    names = {k: str(v) for k, v in names.items() if isinstance(v, str) and v}
+    names.update(remembered(context.settings).get("names") or {})
+    return names
+
+
+class _CaptureForm(QWidget):
+    """Label, ownership names and metadata: the part both capture dialogs share."""
+
+    def __init__(self, context: UiContext, label_hint: str, parent: QWidget) -> None:
+        super().__init__(parent)
+        last = remembered(context.settings)
+        self.label = QLineEdit(self)
+        self.label.setObjectName("label")
+        self.label.setPlaceholderText(label_hint)
+        self.ownership = OwnershipForm(context.known_names(), _initial_names(context), self)
+        self.metadata = MetadataTable(last.get("metadata") or {}, self)
+        form = QFormLayout()
+        form.addRow("Label:", self.label)
+        owner_box = QGroupBox("Belongs to", self)
+        QVBoxLayout(owner_box).addWidget(self.ownership)
+        meta_box = QGroupBox("Metadata", self)
+        QVBoxLayout(meta_box).addWidget(self.metadata)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addWidget(owner_box)
+        layout.addWidget(meta_box)
+
+    def remember(self, context: UiContext) -> None:
+        remember(context.settings, names=self.ownership.names(),
+                 metadata=self.metadata.metadata())
+
+
+class CaptureDialog(QDialog):
+    """Files dropped on the window: say what they are, then copy them into the store."""
+
+    #: The ids of the datapoints captured (emitted once, when the dialog finishes).
+    captured = Signal(list)
+    #: bytes done, bytes total — for tests and the status bar.
+    progressed = Signal(object, object)
+
+    def __init__(self, context: UiContext, paths: Sequence[os.PathLike[str] | str],
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Capture files")
+        self.setObjectName("CaptureDialog")
+        self._context = context
+        self._files: list[Path] = []
+        self._sizes: list[int] = []
+        self._cancel = threading.Event()
+        self._running = False
+        self.captured_ids: list[str] = []
+        self.error: Optional[str] = None
+
+        self.file_list = QListWidget(self)
+        self.file_list.setMaximumHeight(120)
+        self.summary = QLabel("Looking at the dropped items…", self)
+        self.summary.setObjectName("hint")
+        self.form = _CaptureForm(context, "each file's name", self)
+        self.progress = QProgressBar(self)
+        self.progress.setVisible(False)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        self.buttons = QDialogButtonBox(self)
+        self.capture_button = QPushButton("Capture", self)
+        self.capture_button.setDefault(True)
+        self.capture_button.setEnabled(False)
+        self.buttons.addButton(self.capture_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.capture_button.clicked.connect(self.start_capture)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Files to capture (the originals are not changed):", self))
+        layout.addWidget(self.file_list)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.buttons)
+        self.resize(520, 640)
+
+        items = list(paths)
+        context.tasks.run(lambda: [(p, p.stat().st_size) for p in expand_paths(items)],
+                          self._files_found, self._files_failed)
+
+    # -- the files -------------------------------------------------------------------------
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self._files)
+
+    def _files_found(self, found: list[tuple[Path, int]]) -> None:
+        self._files = [p for p, _ in found]
+        self._sizes = [s for _, s in found]
+        for path, size in found:
+            self.file_list.addItem(f"{path.name}    {human_size(size)}")
+        if not found:
+            self.summary.setText("Nothing to capture: the dropped folders hold no files.")
+            return
+        self.summary.setText(f"{len(found)} file(s), {human_size(sum(self._sizes))} in all")
+        if len(found) == 1:
+            self.form.label.setText(found[0][0].name)
+        self.capture_button.setEnabled(True)
+
+    def _files_failed(self, error: BaseException) -> None:
+        self.summary.setText(f"Cannot read the dropped items: {describe_error(error)}")
+
+    # -- capturing -------------------------------------------------------------------------
+
+    def start_capture(self) -> None:
+        if self._running or not self._files:
+            return
+        self._running = True
+        self.capture_button.setEnabled(False)
+        self.form.setEnabled(False)
+        self.form.remember(self._context)
+        total = sum(self._sizes) or 1
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.status.setText("Copying into the local store…")
+        label = self.form.label.text().strip()
+        names = self.form.ownership.names()
+        metadata = self.form.metadata.metadata()
+        files, sizes, service, tasks = list(self._files), list(self._sizes), \
+            self._context.service, self._context.tasks
+        cancel = self._cancel
+
+        def work() -> list[str]:
+            ownership = service.ownership(**names)
+            done_before = 0
+            last_report = 0.0
+            ids: list[str] = []
+
+            def progress(done: int, _total: Optional[int] = None, *_rest: Any) -> None:
+                nonlocal last_report
+                if cancel.is_set():
+                    raise CaptureCancelled("capture cancelled")
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_INTERVAL_S:
+                    last_report = now
+                    value = done_before + done
+                    tasks.call_soon(lambda v=value: self._show_progress(v, total))
+
+            for path, size in zip(files, sizes):
+                if cancel.is_set():
+                    break
+                datapoint = FileDataPoint(
+                    label=label or path.name, path=str(path), ownership_info=ownership,
+                    custom_metadata=dict(metadata))
+                captured = service.submit(datapoint, progress=progress)
+                ids.append(captured.datapoint_id)
+                done_before += size
+                tasks.call_soon(lambda v=done_before: self._show_progress(v, total))
+                tasks.call_soon(lambda i=list(ids): self._partial(i))
+            return ids
+
+        tasks.run(work, self._finished, self._failed, write=True)
+
+    def _show_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(int(1000 * min(done, total) / total))
+        self.progress.setFormat(f"{human_size(done)} of {human_size(total)}")
+        self.progressed.emit(done, total)
+
+    def _partial(self, ids: list[str]) -> None:
+        self.captured_ids = ids
+
+    def _finished(self, ids: list[str]) -> None:
+        self._running = False
+        self.captured_ids = ids
+        self.captured.emit(ids)
+        self.accept()
+
+    def _failed(self, error: BaseException) -> None:
+        self._running = False
+        done = len(self.captured_ids)
+        if isinstance(error, CaptureCancelled):
+            self.error = "cancelled"
+            text = f"Cancelled. {done} file(s) were captured before that and are kept."
+        else:
+            self.error = describe_error(error)
+            text = (f"Not captured: {self.error}" +
+                    (f"\n{done} file(s) before it were captured and are kept." if done else ""))
+        self.status.setText(text)
+        self.status.setObjectName("error")
+        self.status.style().polish(self.status)
+        self.progress.setVisible(False)
+        if self.captured_ids:
+            self.captured.emit(list(self.captured_ids))
+        self.capture_button.setText("Try again")
+        self.capture_button.setEnabled(True)
+        self.form.setEnabled(True)
+        self._cancel.clear()
+        self._files = self._files[done:]
+        self._sizes = self._sizes[done:]
+
+    def reject(self) -> None:
+        if self._running:
+            # Stop after the current chunk; the service removes the partial copy.
+            self._cancel.set()
+            self.status.setText("Cancelling…")
+            return
+        super().reject()
+
+
+def parse_json_text(text: str) -> Any:
+    """Strict JSON (no NaN/Infinity), checked as the store will check it."""
+
+    def reject_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON; use null or a number")
+
+    value = json.loads(text, parse_constant=reject_constant)
+    check_json_value(value)
+    return value
+
+
+def json_error_message(text: str) -> Optional[str]:
+    """``None`` if the text is a valid JSON value, else where and what is wrong."""
+    if not text.strip():
+        return "Type a JSON value, e.g. {\"temperature\": 21.5}"
+    try:
+        parse_json_text(text)
+    except json.JSONDecodeError as exc:
+        return f"Line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    except (ValueError, BenchDataError) as exc:
+        return str(exc)
+    return None
+
+
+class ValueDialog(QDialog):
+    """A new JSON value datapoint; the editor validates as you type."""
+
+    captured = Signal(list)
+
+    def __init__(self, context: UiContext, parent: Optional[QWidget] = None,
+                 initial: str = "{\n  \n}") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New value")
+        self.setObjectName("ValueDialog")
+        self._context = context
+        self.form = _CaptureForm(context, "e.g. temperature", self)
+        self.editor = QPlainTextEdit(self)
+        self.editor.setObjectName("jsonEditor")
+        self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.editor.setTabChangesFocus(True)
+        self.editor.setPlainText(initial)
+        self.message = QLabel(self)
+        self.message.setWordWrap(True)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self)
+        self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        self.save_button.setText("Capture")
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        self.error: Optional[str] = None
+        self.captured_ids: list[str] = []
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Value (JSON):", self))
+        layout.addWidget(self.editor, 2)
+        layout.addWidget(self.message)
+        layout.addWidget(self.form, 1)
+        layout.addWidget(self.buttons)
+        self._validate_timer = QTimer(self)
+        self._validate_timer.setSingleShot(True)
+        self._validate_timer.setInterval(150)
+        self._validate_timer.timeout.connect(self.validate)
+        self.editor.textChanged.connect(self._validate_timer.start)
+        self.resize(520, 600)
+        self.validate()
+
+    def validate(self) -> bool:
+        problem = json_error_message(self.editor.toPlainText())
+        self.error = problem
+        self.save_button.setEnabled(problem is None)
+        self.editor.setProperty("invalid", problem is not None)
+        self.editor.style().polish(self.editor)
+        self.message.setObjectName("error" if problem else "ok")
+        self.message.setText(problem or "Valid JSON")
+        self.message.style().polish(self.message)
+        return problem is None
+
+    def save(self) -> None:
+        if not self.validate():
+            return
+        value = parse_json_text(self.editor.toPlainText())
+        label = self.form.label.text().strip() or None
+        names = self.form.ownership.names()
+        metadata = self.form.metadata.metadata()
+        self.form.remember(self._context)
+        service = self._context.service
+        self.save_button.setEnabled(False)
+
+        def work() -> list[str]:
+            datapoint = service.capture_value(value, label=label,
+                                              ownership=service.ownership(**names),
+                                              metadata=metadata)
+            return [datapoint.datapoint_id]
+
+        self._context.tasks.run(work, self._done, self._failed, write=True)
+
+    def _done(self, ids: list[str]) -> None:
+        self.captured_ids = ids
+        self.captured.emit(ids)
+        self.accept()
+
+    def _failed(self, error: BaseException) -> None:
+        self.error = describe_error(error)
+        self.message.setObjectName("error")
+        self.message.setText(f"Not captured: {self.error}")
+        self.message.style().polish(self.message)
+        self.save_button.setEnabled(True)
+
+
+class EditDialog(QDialog):
+    """Change a datapoint's label and custom metadata (sync carries the new revision)."""
+
+    saved = Signal(str)
+
+    def __init__(self, context: UiContext, datapoint_id: str, label: Optional[str],
+                 metadata: Mapping[str, str], parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Edit datapoint")
+        self._context = context
+        self._id = datapoint_id
+        self._before = dict(metadata)
+        self.label = QLineEdit(label or "", self)
+        self.metadata = MetadataTable(metadata, self)
+        self.message = QLabel(self)
+        self.message.setObjectName("error")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        form = QFormLayout()
+        form.addRow("Label:", self.label)
+        layout = QVBoxLayout(self)
+        hint = QLabel(f"Datapoint {datapoint_id}", self)
+        hint.setObjectName("hint")
+        hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(hint)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("Metadata:", self))
+        layout.addWidget(self.metadata)
+        layout.addWidget(self.message)
+        layout.addWidget(self.buttons)
+        self.resize(480, 400)
+
+    def save(self) -> None:
+        after = self.metadata.metadata()
+        changed = {k: v for k, v in after.items() if self._before.get(k) != v}
+        removed = [k for k in self._before if k not in after]
+        label = self.label.text()
+        service, datapoint_id = self._context.service, self._id
+        self._context.tasks.run(
+            lambda: service.update(datapoint_id, label=label, set_metadata=changed,
+                                   remove_metadata=removed),
+            lambda _dp: (self.saved.emit(datapoint_id), self.accept()),
+            lambda error: self.message.setText(f"Not saved: {describe_error(error)}"),
+            write=True)
+
+
+def confirm_delete(parent: QWidget, count: int, what: str) -> bool:
+    box = QMessageBox(QMessageBox.Icon.Warning, "Delete datapoints",
+                      f"Delete {what}?" if count == 1 else f"Delete {count} datapoints?",
+                      QMessageBox.StandardButton.Cancel, parent)
+    box.setInformativeText(
+        "They disappear from this bench at once; sync removes them from the central store "
+        "too. Captured files are kept locally until the central deletion is confirmed.")
+    delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is delete
+
+
+def delete_datapoints(context: UiContext, ids: Sequence[str],
+                      on_done: Callable[[int], None],
+                      on_error: Callable[[BaseException], None]) -> None:
+    service = context.service
+
+    def work() -> int:
+        for datapoint_id in ids:
+            service.delete(datapoint_id)
+        return len(ids)
+
+    context.tasks.run(work, on_done, on_error, write=True)

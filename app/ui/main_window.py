@@ -1,0 +1,722 @@
+"""The main window: table, filters, detail pane, capture, and sync at a glance."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import QByteArray, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDockWidget,
+    QFileDialog,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QSystemTrayIcon,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import __version__
+from app.core.ids import is_ulid, name_to_id
+from app.ui.capture import CaptureDialog, EditDialog, ValueDialog, confirm_delete, delete_datapoints
+from app.ui.context import UiContext
+from app.ui.detail import DetailPane
+from app.ui.filter_bar import FilterBar
+from app.ui.filters import FilterState, build_selector
+from app.ui.resources import icon
+from app.ui.rowsource import ChangeWatcher, RowSource
+from app.ui.sync_panel import SyncIndicator, SyncPanel, TrayIcon
+from app.ui.sync_status import SyncSnapshot, read_snapshot
+from app.ui.table_model import TIME, DatapointTableModel
+from app.ui.tasks import describe_error
+
+log = logging.getLogger(__name__)
+
+#: How often the window looks for changes made by others (watcher, sync, API, CLI).
+POLL_MS = 1500
+
+
+class DatapointTable(QTableView):
+    """The table view, tuned for a million rows (fixed row heights, no word wrap)."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("datapoints")
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setAlternatingRowColors(True)
+        self.setShowGrid(False)
+        self.setWordWrap(False)
+        self.setCornerButtonEnabled(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        vertical = self.verticalHeader()
+        vertical.setVisible(False)
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(self.fontMetrics().height() + 8)
+        horizontal = self.horizontalHeader()
+        horizontal.setHighlightSections(False)
+        horizontal.setStretchLastSection(False)
+        horizontal.setSectionsMovable(True)
+
+    def visible_rows(self) -> tuple[int, int]:
+        first = self.rowAt(0)
+        last = self.rowAt(self.viewport().height() - 1)
+        if first < 0:
+            return 0, -1
+        if last < 0:
+            last = (self.model().rowCount() - 1) if self.model() else -1
+        return first, last
+
+
+class MainWindow(QMainWindow):
+    """Browse, search, inspect and capture datapoints; see and steer sync."""
+
+    #: Emitted after a capture from this window committed; argument: the new ids.
+    captured = Signal(list)
+    #: Emitted when a sync snapshot was shown (tests wait on it).
+    sync_refreshed = Signal(object)
+
+    def __init__(self, context: UiContext, runner: Any = None) -> None:
+        super().__init__()
+        self.context = context
+        self.runner = runner
+        self.setWindowTitle("Bench Data Manager")
+        self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
+        self.setObjectName("MainWindow")
+        self._filter_state = FilterState()
+        self._selected_ids: list[str] = []
+        self._restore_id: Optional[str] = None
+        self._closing = False
+        self.dialog: Optional[QWidget] = None
+        self.sync_snapshot: Optional[SyncSnapshot] = None
+        self._sync_paused = False
+
+        self.source = RowSource(context.service.store)
+        self.model = DatapointTableModel(self.source, context.tasks, self)
+        self.filter_bar = FilterBar(self)
+        self.filter_bar.set_experiments(context.known_names().get("experiment", []))
+        self.table = DatapointTable(self)
+        self.table.setModel(self.model)
+        self.table.horizontalHeader().setSortIndicator(TIME, Qt.SortOrder.DescendingOrder)
+        self.table.setSortingEnabled(True)
+        self._set_column_widths()
+        self.detail = DetailPane(context, self)
+        self.empty_hint = QLabel("No datapoints yet. Drop files here to capture them, or press "
+                                 "Ctrl+N to type a value.", self)
+        self.empty_hint.setObjectName("dropHint")
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setVisible(False)
+
+        left = QWidget(self)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 0, 6)
+        left_layout.addWidget(self.filter_bar)
+        left_layout.addWidget(self.table, 1)
+        left_layout.addWidget(self.empty_hint)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.setCentralWidget(self.splitter)
+
+        self.sync_panel = SyncPanel(self)
+        self.sync_dock = QDockWidget("Sync", self)
+        self.sync_dock.setObjectName("syncDock")
+        self.sync_dock.setWidget(self.sync_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.sync_dock)
+        self.sync_dock.hide()
+        from app.ui.watch_panel import WatchPanel
+
+        self.watch_panel = WatchPanel(context, self)
+        self.watch_panel.status_provider = self._watch_statuses
+        self.watch_dock = QDockWidget("Watched folders", self)
+        self.watch_dock.setObjectName("watchDock")
+        self.watch_dock.setWidget(self.watch_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.watch_dock)
+        self.tabifyDockWidget(self.sync_dock, self.watch_dock)
+        self.watch_dock.hide()
+
+        self.count_label = QLabel("", self)
+        self.busy_label = QLabel("", self)
+        self.busy_label.setObjectName("hint")
+        self.sync_indicator = SyncIndicator(self)
+        self.sync_indicator.clicked.connect(self.show_sync_panel)
+        self.statusBar().addWidget(self.count_label)
+        self.statusBar().addWidget(self.busy_label)
+        self.statusBar().addPermanentWidget(self.sync_indicator)
+        self.tray: Optional[TrayIcon] = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = TrayIcon(self)
+            self.tray.activated.connect(lambda _reason: (self.showNormal(), self.activateWindow()))
+            self.tray.show()
+
+        self._make_actions()
+        self._connect()
+        self._restore_layout()
+
+        self._watcher = ChangeWatcher(context.service.paths.database)
+        self._poll_running = False
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(POLL_MS)
+        self.poll_timer.timeout.connect(self.poll)
+        self.poll_timer.start()
+        self.apply_filters(self._filter_state)
+        self.refresh_sync()
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _set_column_widths(self) -> None:
+        metrics = self.table.fontMetrics()
+        widths = {0: "2026-11-23 14:05:00  ", 1: "x" * 26, 2: "Stored file  ", 3: "1000.0 MB  ",
+                  4: "EXP-2026-0042  ", 5: "Needs attention  "}
+        for column, sample in widths.items():
+            self.table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 12)
+
+    def _action(self, name: str, text: str, shortcut: Any, slot: Any, tip: str = "",
+                icon_name: Optional[str] = None) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setToolTip(f"{tip or text} ({QKeySequence(shortcut).toString()})" if shortcut
+                          else (tip or text))
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _make_actions(self) -> None:
+        self.capture_action = self._action("capture", "Capture files…", QKeySequence.StandardKey.Open,
+                                           self.capture_files_dialog, "Capture files", "capture")
+        self.value_action = self._action("newValue", "New value…", QKeySequence.StandardKey.New,
+                                         self.new_value, "Capture a JSON value", "value")
+        self.edit_action = self._action("edit", "Edit…", "F2", self.edit_selected,
+                                        "Edit label and metadata", "edit")
+        self.delete_action = self._action("delete", "Delete", QKeySequence.StandardKey.Delete,
+                                          self.delete_selected, "Delete the selection", "delete")
+        self.refresh_action = self._action("refresh", "Refresh", QKeySequence.StandardKey.Refresh,
+                                           self.refresh, "Read the store again", "refresh")
+        self.find_action = self._action("find", "Search", QKeySequence.StandardKey.Find,
+                                        self.focus_search)
+        self.clear_filters_action = self._action("clearFilters", "Clear filters", "Ctrl+Shift+L",
+                                                 self.filter_bar.clear)
+        self.sync_action = self._action("syncPanel", "Sync panel", "Ctrl+Shift+S",
+                                        self.toggle_sync_panel, "Show sync status", "sync-online")
+        self.watch_action = self._action("watchPanel", "Watched folders", "Ctrl+Shift+W",
+                                         self.toggle_watch_panel, "Watched folders",
+                                         "folder-watch")
+        self.settings_action = self._action("settings", "Settings…", QKeySequence.StandardKey.Preferences,
+                                            self.open_settings, "Settings", "settings")
+        if self.settings_action.shortcut().isEmpty():
+            self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.detail_action = self._action("toggleDetail", "Detail pane", "Ctrl+D",
+                                          self.toggle_detail, "Show or hide the detail pane",
+                                          "panel")
+        self.quit_action = self._action("quit", "Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.delete_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Delete),
+                                         QKeySequence("Ctrl+Backspace")])
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.setMovable(False)
+        for action in (self.capture_action, self.value_action, self.edit_action,
+                       self.delete_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.refresh_action, self.sync_action, self.watch_action,
+                       self.settings_action):
+            toolbar.addAction(action)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for action in (self.capture_action, self.value_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = menu.addMenu("&Edit")
+        for action in (self.edit_action, self.delete_action, self.find_action,
+                       self.clear_filters_action):
+            edit_menu.addAction(action)
+        view_menu = menu.addMenu("&View")
+        for action in (self.refresh_action, self.detail_action, self.sync_action,
+                       self.watch_action):
+            view_menu.addAction(action)
+        help_menu = menu.addMenu("&Help")
+        about = QAction("About Bench Data Manager", self)
+        about.triggered.connect(self.about)
+        help_menu.addAction(about)
+        self._update_actions()
+
+    def _connect(self) -> None:
+        self.filter_bar.changed.connect(self.apply_filters)
+        self.model.query_failed.connect(self._query_failed)
+        self.model.first_rows_shown.connect(self._first_rows_shown)
+        self.model.count_known.connect(self._count_known)
+        self.model.query_started.connect(lambda: self.busy_label.setText("Searching…"))
+        self.model.order_loaded.connect(lambda: self.busy_label.setText(""))
+        self.model.modelReset.connect(self._reselect)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.table.doubleClicked.connect(lambda _i: self.detail.open_external())
+        self.detail.edit_requested.connect(self.edit_datapoint)
+        self.detail.delete_requested.connect(self.delete_ids)
+        self.detail.message.connect(self.show_message)
+        self.context.tasks.failed.connect(self.show_message)
+        self.sync_panel.show_datapoint.connect(self.select_id)
+        self.sync_panel.pause_requested.connect(self._pause_sync)
+        self.sync_panel.retry_requested.connect(self._retry_sync)
+        self.sync_panel.sync_now_requested.connect(self._sync_now)
+        self.watch_panel.saved.connect(self.apply_watch_rules)
+
+    # -- filters and the table ---------------------------------------------------------------
+
+    def _experiment_id(self, name: str) -> str:
+        if is_ulid(name):
+            return name.upper()
+        for known, ident in self.context.service.names.names("experiment"):
+            if known.casefold() == name.casefold():
+                return ident
+        return name_to_id("experiment", name)
+
+    def apply_filters(self, state: FilterState) -> None:
+        self._filter_state = state
+        try:
+            selector = build_selector(state, self._experiment_id)
+        except Exception as exc:  # noqa: BLE001 - QueryError/ValidationError: say so inline
+            self.filter_bar.show_query_error(describe_error(exc))
+            return
+        self.model.set_query(selector)
+
+    def _query_failed(self, message: str) -> None:
+        self.busy_label.setText("")
+        if self._filter_state.advanced:
+            self.filter_bar.show_query_error(message)
+        else:
+            self.show_message(f"Search failed: {message}")
+
+    def _first_rows_shown(self, rows: int) -> None:
+        if not self.model.count_exact:
+            self.count_label.setText(f"{rows:,}+ datapoints (counting…)")
+        self._show_empty_hint()
+
+    def _count_known(self, total: int) -> None:
+        filtered = not self._filter_state.is_empty()
+        self.count_label.setText(f"{total:,} datapoint{'s' if total != 1 else ''}"
+                                 + (" match" if filtered else ""))
+        self._show_empty_hint()
+
+    def _show_empty_hint(self) -> None:
+        empty = self.model.rowCount() == 0 and self._filter_state.is_empty() and \
+            self.model.count_exact
+        self.empty_hint.setVisible(empty)
+
+    def _selection_changed(self, *_args: Any) -> None:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        self._update_actions()
+        if len(rows) == 1:
+            datapoint_id = self.model.id_at(rows[0])
+            if datapoint_id and datapoint_id != self.detail.datapoint_id:
+                self.detail.show_datapoint(datapoint_id)
+            elif datapoint_id is None:
+                self.model.resolve_ids(rows, lambda ids: ids and self.detail.show_datapoint(ids[0]))
+        elif len(rows) > 1:
+            self.detail.show_many(len(rows))
+        else:
+            self.detail.show_datapoint(None)
+
+    def selected_rows(self) -> list[int]:
+        return sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+
+    def _update_actions(self) -> None:
+        count = len(self.selected_rows()) if self.table.selectionModel() else 0
+        self.edit_action.setEnabled(count == 1)
+        self.delete_action.setEnabled(count >= 1)
+
+    def _reselect(self) -> None:
+        """After a refresh, keep the selected datapoint selected (if still shown)."""
+        wanted = self._restore_id or self.detail.datapoint_id
+        self._restore_id = None
+        if not wanted:
+            return
+        position = self.model.position_of(wanted)
+        if position is None:
+            return
+        self.table.selectionModel().select(
+            self.model.index(position, 0),
+            QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+
+    def select_id(self, datapoint_id: str) -> None:
+        position = self.model.position_of(datapoint_id)
+        if position is None:
+            self.detail.show_datapoint(datapoint_id)
+            return
+        index = self.model.index(position, 0)
+        self.table.selectionModel().select(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index)
+
+    def refresh(self) -> None:
+        self.model.refresh()
+        self.detail.reload()
+        self.refresh_sync()
+
+    def focus_search(self) -> None:
+        self.filter_bar.search.setFocus()
+        self.filter_bar.search.selectAll()
+
+    def toggle_detail(self) -> None:
+        self.detail.setVisible(not self.detail.isVisible())
+
+    # -- polling for changes made elsewhere ---------------------------------------------------
+
+    def poll(self) -> None:
+        """Notice commits by the watcher, the sync engine, the API or the CLI."""
+        if self._poll_running or self._closing:
+            return
+        self._poll_running = True
+        watcher = self._watcher
+        runner_engine = self.sync_engine()
+        service = self.context.service
+
+        def check() -> Optional[SyncSnapshot]:
+            if not watcher.changed():
+                return None
+            return read_snapshot(service, runner_engine)
+
+        def done(snapshot: Optional[SyncSnapshot]) -> None:
+            self._poll_running = False
+            if snapshot is None:
+                if runner_engine is not None:
+                    self.refresh_sync()
+                return
+            self._show_sync(snapshot)
+            first, last = self.table.visible_rows()
+            self.model.refresh_rows(first, last)
+            self._recount()
+            self.detail.reload()
+
+        def failed(error: BaseException) -> None:
+            self._poll_running = False
+            log.warning("checking for changes failed: %s", error)
+
+        self.context.tasks.run(check, done, failed)
+
+    def _recount(self) -> None:
+        selector, source = self.model.selector, self.source
+        shown = self.model.rowCount()
+
+        def counted(total: int) -> None:
+            if total != shown and self.model.count_exact:
+                self._restore_id = self.detail.datapoint_id
+                self.model.refresh()
+
+        self.context.tasks.run(lambda: source.count(selector), counted, lambda _e: None)
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def component(self, name: str) -> Any:
+        """A component the runner hosts ("sync", "watch", "api"), if it runs."""
+        if self.runner is None:
+            return None
+        for component in list(getattr(self.runner, "components", [])):
+            if getattr(component, "name", "") == name:
+                return component
+        return None
+
+    def sync_engine(self) -> Any:
+        """The sync engine hosted by the runner, if there is one."""
+        component = self.component("sync")
+        return getattr(component, "engine", component)
+
+    def refresh_sync(self) -> None:
+        service, engine, paused = self.context.service, self.sync_engine(), self._sync_paused
+        self.context.tasks.run(lambda: read_snapshot(service, engine, paused), self._show_sync,
+                               lambda error: log.warning("sync status: %s", error))
+
+    def restart_sync(self) -> None:
+        """Start (or restart) the sync engine with the saved settings, off the GUI thread."""
+        if self.runner is None or not hasattr(self.runner, "runner"):
+            return
+        runner, service = self.runner.runner, self.context.service
+
+        def work() -> bool:
+            from sync.component import make_component
+
+            old = next((c for c in runner.components if c.name == "sync"), None)
+            if old is not None:
+                old.stop()
+                runner.components.remove(old)
+            component = make_component(service, runner.options)
+            if component is None:
+                return False
+            component.start()
+            runner.components.append(component)
+            return True
+
+        self._sync_paused = False
+        self.context.tasks.run(work, lambda _ok: self.refresh_sync(),
+                               lambda error: self.show_message(
+                                   f"Sync could not start: {describe_error(error)}"))
+
+    def _watch_statuses(self) -> dict[str, Any]:
+        component = self.component("watch")
+        if component is None:
+            return {}
+        return {status.rule_id: status for status in component.status()}
+
+    def apply_watch_rules(self) -> None:
+        """Give the hosted watcher the saved rules (starting it if it was not running)."""
+        if self.runner is None or not hasattr(self.runner, "runner"):
+            return
+        runner, service = self.runner.runner, self.context.service
+
+        def work() -> None:
+            from app.ingest.component import make_component
+            from app.ingest.rules import load_rules
+
+            current = next((c for c in runner.components if c.name == "watch"), None)
+            if current is not None:
+                current.reload([r for r in load_rules(service.paths) if r.enabled])
+                return
+            component = make_component(service, runner.options)
+            if component is not None:
+                component.start()
+                runner.components.append(component)
+
+        self.context.tasks.run(work, None, lambda error: self.show_message(
+            f"The watcher could not take the new rules: {describe_error(error)}"))
+
+    def _show_sync(self, snapshot: SyncSnapshot) -> None:
+        self.sync_snapshot = snapshot
+        engine = self.sync_engine()
+        self.detail.fetch_file = getattr(engine, "fetch_file", None)
+        self.sync_indicator.show_snapshot(snapshot)
+        self.sync_panel.show_snapshot(snapshot)
+        if self.tray is not None:
+            self.tray.show_snapshot(snapshot)
+        self.sync_refreshed.emit(snapshot)
+
+    def show_sync_panel(self) -> None:
+        self.sync_dock.show()
+        self.sync_dock.raise_()
+
+    def toggle_sync_panel(self) -> None:
+        if self.sync_dock.isVisible():
+            self.sync_dock.hide()
+        else:
+            self.show_sync_panel()
+
+    def toggle_watch_panel(self) -> None:
+        if self.watch_dock.isVisible():
+            self.watch_dock.hide()
+        else:
+            self.watch_dock.show()
+            self.watch_dock.raise_()
+            self.watch_panel.reload()
+
+    def _pause_sync(self, paused: bool) -> None:
+        engine = self.sync_engine()
+        if engine is None:
+            return
+        self._sync_paused = paused
+        # Stopping waits for the current pass to finish: never on the GUI thread.
+        self.context.tasks.run(engine.stop if paused else engine.start,
+                               lambda _r: self.refresh_sync())
+
+    def _sync_now(self) -> None:
+        engine = self.sync_engine()
+        if engine is not None:
+            engine.wake()
+            self.show_message("Sync asked to run now.")
+
+    def _retry_sync(self, ids: list[str]) -> None:
+        engine, service = self.sync_engine(), self.context.service
+
+        def work() -> int:
+            from sync.outbox import Outbox
+
+            outbox = engine.outbox if engine is not None else Outbox(service.store)
+            count = outbox.retry_quarantined(ids)
+            if engine is not None:
+                engine.wake()
+            return count
+
+        self.context.tasks.run(work, lambda n: (self.show_message(
+            f"{n} item(s) will be synced again."), self.refresh_sync()), write=True)
+
+    # -- capture, edit, delete ------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        # Open the dialog after the drop returns, so the source application is not blocked.
+        QTimer.singleShot(0, lambda: self.capture_files(paths))
+
+    def capture_files_dialog(self) -> None:
+        paths, _filter = QFileDialog.getOpenFileNames(self, "Capture files")
+        if paths:
+            self.capture_files(paths)
+
+    def capture_files(self, paths: Sequence[str | Path]) -> CaptureDialog:
+        dialog = CaptureDialog(self.context, paths, self)
+        dialog.captured.connect(self._captured)
+        dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def new_value(self) -> ValueDialog:
+        dialog = ValueDialog(self.context, self)
+        dialog.captured.connect(self._captured)
+        dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _captured(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        self.show_message(f"Captured {len(ids)} datapoint(s); safe on this bench.")
+        self._restore_id = ids[0]
+        self.filter_bar.set_experiments(self.context.known_names().get("experiment", []))
+        self.model.refresh()
+        self.detail.show_datapoint(ids[0])
+        self.refresh_sync()
+        self.captured.emit(ids)
+
+    def edit_selected(self) -> None:
+        rows = self.selected_rows()
+        if len(rows) == 1:
+            self.model.resolve_ids(rows, lambda ids: ids and self.edit_datapoint(ids[0]))
+
+    def edit_datapoint(self, datapoint_id: str) -> None:
+        service = self.context.service
+
+        def opened(stored: Any) -> None:
+            dp = stored.datapoint
+            dialog = EditDialog(self.context, datapoint_id, dp.label, dp.custom_metadata, self)
+            dialog.saved.connect(self._edited)
+            dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
+            self.dialog = dialog
+            dialog.open()
+
+        self.context.tasks.run(lambda: service.get_stored(datapoint_id), opened)
+
+    def _edited(self, datapoint_id: str) -> None:
+        self.show_message("Saved; sync will carry the change.")
+        first, last = self.table.visible_rows()
+        self.model.refresh_rows(first, last)
+        self.detail.show_datapoint(datapoint_id)
+
+    def delete_selected(self) -> None:
+        rows = self.selected_rows()
+        if rows:
+            self.model.resolve_ids(rows, self.delete_ids)
+
+    def delete_ids(self, ids: list[str], confirmed: bool = False) -> None:
+        if not ids:
+            return
+        what = f"“{self.detail.title.text()}”" if len(ids) == 1 and \
+            self.detail.datapoint_id == ids[0] else "this datapoint"
+        if not confirmed and not confirm_delete(self, len(ids), what):
+            return
+        delete_datapoints(self.context, ids, self._deleted,
+                          lambda error: self.show_message(f"Not deleted: {describe_error(error)}"))
+
+    def _deleted(self, count: int) -> None:
+        self.show_message(f"Deleted {count} datapoint(s).")
+        self.table.clearSelection()
+        self.detail.show_datapoint(None)
+        self.model.refresh()
+        self.refresh_sync()
+
+    # -- settings and the rest ---------------------------------------------------------------
+
+    def open_settings(self) -> Any:
+        from app.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.context, self)
+        dialog.finished.connect(lambda _r: (setattr(self, "dialog", None), self.refresh_sync()))
+        dialog.saved.connect(self.restart_sync)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def about(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        paths = self.context.service.paths
+        QMessageBox.about(self, "Bench Data Manager",
+                          f"<b>Bench Data Manager {__version__}</b><br>Local-first capture of lab "
+                          f"data, synced to MADSci's Data Manager.<br><br>Data: {paths.data_dir}"
+                          f"<br>Configuration: {paths.config_file}")
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    # -- layout memory -----------------------------------------------------------------------
+
+    def _restore_layout(self) -> None:
+        settings = self.context.settings
+        geometry = settings.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        state = settings.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+        splitter = settings.value("window/splitter")
+        if isinstance(splitter, QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([760, 520])
+        header = settings.value("window/header")
+        if isinstance(header, QByteArray) and not header.isEmpty():
+            self.table.horizontalHeader().restoreState(header)
+            self.table.horizontalHeader().setSortIndicator(TIME, Qt.SortOrder.DescendingOrder)
+
+    def save_layout(self) -> None:
+        settings = self.context.settings
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState())
+        settings.setValue("window/splitter", self.splitter.saveState())
+        settings.setValue("window/header", self.table.horizontalHeader().saveState())
+        settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self._closing = True
+        self.save_layout()
+        self.poll_timer.stop()
+        if self.tray is not None:
+            self.tray.hide()
+        self._watcher.close()
+        event.accept()
+

@@ -1,0 +1,194 @@
+"""What the datapoint table reads, without Qt: counts, pages, row ids, row summaries.
+
+The table never holds a million datapoints. It holds the SQLite ``rowid`` of each row in
+display order (8 bytes a row in an ``array('q')``, loaded in the background) and a small
+cache of :class:`RowSummary` for the rows on screen. Until the order is loaded, a position
+is answered from the first page, from a page at the end (the reversed sort), or from a
+window at an offset. The selector → SQL translation stays in :mod:`app.core.query`; this
+module only asks it for plans and adds the columns, paging and rowid lookups it needs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Optional
+
+from app.core import query as querylang
+from app.core.store import LocalStore
+
+#: Columns of one table row (trusted SQL; no user input reaches it).
+_ROW_COLUMNS: Final[str] = (
+    "rowid, id, data_timestamp, label, data_type, size_bytes, experiment_id, "
+    "json_extract(custom_metadata, '$.experiment_name'), sync_state, filename, content_type"
+)
+#: The table's default order: newest first (the id breaks ties, as the query API does).
+DEFAULT_SORT: Final[str] = "-data_timestamp"
+
+Selector = Optional[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    """The few facts one table row shows."""
+
+    rowid: int
+    id: str
+    timestamp: str
+    label: Optional[str]
+    data_type: str
+    size_bytes: Optional[int]
+    experiment_id: Optional[str]
+    experiment_name: Optional[str]
+    sync_state: str
+    filename: Optional[str]
+    content_type: Optional[str]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> "RowSummary":
+        return cls(*row)
+
+
+def reversed_sort(sort: Any) -> list[tuple[str, int]]:
+    """The exact reverse of a sort (the id tie-breaker follows the last key's direction)."""
+    return [(key.path, 1 if key.descending else -1) for key in querylang.parse_sort(sort)]
+
+
+class Cancelled(Exception):
+    """A read was abandoned because its result is no longer wanted (a newer query)."""
+
+
+KeepGoing = Callable[[], bool]
+
+
+def _always() -> bool:
+    return True
+
+
+class RowSource:
+    """Reads for the table over one store; every method may run on any thread.
+
+    Long reads take ``keep_going``: SQLite's progress handler asks it every few thousand
+    steps, so a count or a scan for a query the operator has already replaced stops at
+    once instead of competing with the new one for the disk and the CPU.
+    """
+
+    def __init__(self, store: LocalStore) -> None:
+        self._store = store
+
+    @contextmanager
+    def _reading(self, keep_going: KeepGoing) -> Iterator[sqlite3.Connection]:
+        with self._store.reader() as conn:
+            if keep_going is _always:
+                yield conn
+                return
+            conn.set_progress_handler(lambda: 0 if keep_going() else 1, 20_000)
+            try:
+                yield conn
+            except sqlite3.OperationalError as exc:
+                if not keep_going():
+                    raise Cancelled(str(exc)) from None
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
+
+    def count(self, selector: Selector, keep_going: KeepGoing = _always) -> int:
+        sql, params = querylang.build_count(selector)
+        with self._reading(keep_going) as conn:
+            return int(conn.execute(sql, tuple(params)).fetchone()[0])
+
+    def first_rows(self, selector: Selector, sort: Any, limit: int,
+                   keep_going: KeepGoing = _always) -> list[RowSummary]:
+        plan = querylang.build_select(selector, sort=sort, limit=limit, columns=_ROW_COLUMNS)
+        return self._summaries(plan.sql, plan.params, keep_going)
+
+    def last_rows(self, selector: Selector, sort: Any, limit: int,
+                  keep_going: KeepGoing = _always) -> list[RowSummary]:
+        """The last ``limit`` rows in display order (a first page of the reversed sort)."""
+        rows = self.first_rows(selector, reversed_sort(sort), limit, keep_going)
+        rows.reverse()
+        return rows
+
+    def window(self, selector: Selector, sort: Any, offset: int, limit: int,
+               keep_going: KeepGoing = _always) -> list[RowSummary]:
+        """Rows ``offset`` … ``offset + limit - 1`` in display order."""
+        plan = querylang.build_select(selector, sort=sort, columns=_ROW_COLUMNS)
+        return self._summaries(plan.sql + " LIMIT ? OFFSET ?", [*plan.params, limit, offset],
+                               keep_going)
+
+    def iter_rowids(self, selector: Selector, sort: Any, chunk: int = 100_000,
+                    keep_going: KeepGoing = _always) -> Iterator[array]:
+        """Every matching rowid in display order, in chunks (stops when ``keep_going`` is false)."""
+        plan = querylang.build_select(selector, sort=sort, columns="rowid")
+        with self._reading(keep_going) as conn:
+            cursor = conn.execute(plan.sql, tuple(plan.params))
+            try:
+                while keep_going():
+                    rows = cursor.fetchmany(chunk)
+                    if not rows:
+                        return
+                    yield array("q", [r[0] for r in rows])
+            finally:
+                cursor.close()
+
+    def all_rowids(self, selector: Selector, sort: Any,
+                   keep_going: KeepGoing = _always) -> Optional[array]:
+        """The whole order, or ``None`` if ``keep_going`` turned false meanwhile."""
+        order = array("q")
+        try:
+            for part in self.iter_rowids(selector, sort, keep_going=keep_going):
+                order.extend(part)
+        except Cancelled:
+            return None
+        return order if keep_going() else None
+
+    def rows_by_rowid(self, rowids: Sequence[int]) -> dict[int, RowSummary]:
+        """Summaries of the given rows (deleted rows are left out)."""
+        found: dict[int, RowSummary] = {}
+        wanted = list(rowids)
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start:start + 900]
+            marks = ", ".join("?" for _ in chunk)
+            for summary in self._summaries(
+                f"SELECT {_ROW_COLUMNS} FROM datapoints WHERE deleted = 0 AND rowid IN ({marks})",
+                chunk,
+            ):
+                found[summary.rowid] = summary
+        return found
+
+    def ids_for_rowids(self, rowids: Sequence[int]) -> list[str]:
+        return [s.id for s in self.rows_by_rowid(rowids).values()]
+
+    def _summaries(self, sql: str, params: Sequence[Any],
+                   keep_going: KeepGoing = _always) -> list[RowSummary]:
+        with self._reading(keep_going) as conn:
+            return [RowSummary.from_row(row) for row in conn.execute(sql, tuple(params))]
+
+
+class ChangeWatcher:
+    """Notices commits by anyone (capture, watcher, sync, API) with ``PRAGMA data_version``.
+
+    ``data_version`` only means something on one connection, so this keeps its own
+    read-only connection; call :meth:`changed` from one thread at a time.
+    """
+
+    def __init__(self, db_path: Any) -> None:
+        self._conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
+                                     check_same_thread=False, isolation_level=None)
+        self._version = self._read()
+
+    def _read(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        version = self._read()
+        if version != self._version:
+            self._version = version
+            return True
+        return False
+
+    def close(self) -> None:
+        self._conn.close()

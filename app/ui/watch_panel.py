@@ -1,0 +1,376 @@
+"""Watched folders: add, edit, pause and remove rules; try a path template; recent activity.
+
+Rules live in the ``watch`` configuration section (``app.ingest.rules``); the watcher
+component picks up saved changes. Recent activity comes from the capture ledger the
+watcher keeps in the store (``ingest_ledger``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.ui.context import UiContext
+from app.ui.formatting import local_time
+from app.ui.ownership import MetadataTable
+from app.ui.tasks import describe_error
+
+log = logging.getLogger(__name__)
+
+
+def _split_patterns(text: str) -> list[str]:
+    return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+
+
+def recent_activity(context: UiContext, rule_id: str, limit: int = 50) -> list[tuple[str, str, str]]:
+    """(captured at, relative path, datapoint id), newest first; empty if no ledger yet."""
+    with context.service.store.reader() as conn:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'ingest_ledger'").fetchone()
+        if not exists:
+            return []
+        return [tuple(row) for row in conn.execute(
+            "SELECT captured_at, rel_path, datapoint_id FROM ingest_ledger WHERE rule_id = ? "
+            "ORDER BY captured_at DESC LIMIT ?", (rule_id, limit))]
+
+
+class RuleDialog(QDialog):
+    """Edit one watched-folder rule, with a live test of its path template."""
+
+    def __init__(self, rule: Any = None, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Watched folder" if rule is None else f"Watched folder — {rule.name}")
+        self.setObjectName("RuleDialog")
+        self.rule = rule
+        self.folder = QLineEdit(rule.path if rule else "", self)
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+        self.name = QLineEdit(rule.name if rule else "", self)
+        self.include = QLineEdit(", ".join(rule.include) if rule else "*", self)
+        self.exclude = QLineEdit(", ".join(rule.exclude) if rule else "", self)
+        self.quiet = QDoubleSpinBox(self)
+        self.quiet.setRange(0, 86400)
+        self.quiet.setSuffix(" s")
+        self.quiet.setValue(rule.quiet_seconds if rule else 2.0)
+        self.recursive = QCheckBox("Include subfolders", self)
+        self.recursive.setChecked(rule.recursive if rule else True)
+        self.enabled = QCheckBox("Watching (untick to pause)", self)
+        self.enabled.setChecked(rule.enabled if rule else True)
+        self.template = QLineEdit((rule.path_template or "") if rule else "", self)
+        self.template.setPlaceholderText("e.g. {experiment}/{sample}/*.csv")
+        self.label_template = QLineEdit(rule.label_template if rule else "{name}", self)
+        self.metadata = MetadataTable(dict(rule.metadata) if rule else {}, self)
+        self.sample = QLineEdit(self)
+        self.sample.setPlaceholderText("a sample path below the folder, e.g. EXP42/s7/run1.csv")
+        self.sample_result = QLabel("", self)
+        self.sample_result.setWordWrap(True)
+        self.sample_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for widget in (self.template, self.label_template, self.sample):
+            widget.textChanged.connect(self.test_template)
+        self.message = QLabel("", self)
+        self.message.setObjectName("error")
+        self.message.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Folder:", folder_row)
+        form.addRow("Name:", self.name)
+        form.addRow("Files (patterns):", self.include)
+        form.addRow("Except:", self.exclude)
+        form.addRow("Complete after quiet for:", self.quiet)
+        form.addRow("", self.recursive)
+        form.addRow("", self.enabled)
+        form.addRow("Path template:", self.template)
+        form.addRow("Label template:", self.label_template)
+        test_box = QGroupBox("Try the template", self)
+        test_form = QFormLayout(test_box)
+        test_form.addRow("Sample path:", self.sample)
+        test_form.addRow(self.sample_result)
+        meta_box = QGroupBox("Fixed metadata (user, experiment … become ownership)", self)
+        QVBoxLayout(meta_box).addWidget(self.metadata)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save |
+                                   QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.accepted.connect(self._check_and_accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(test_box)
+        layout.addWidget(meta_box)
+        layout.addWidget(self.message)
+        layout.addWidget(buttons)
+        self.resize(560, 620)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder to watch", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "name": self.name.text().strip(),
+            "include": _split_patterns(self.include.text()) or ["*"],
+            "exclude": _split_patterns(self.exclude.text()),
+            "quiet_seconds": self.quiet.value(),
+            "recursive": self.recursive.isChecked(),
+            "enabled": self.enabled.isChecked(),
+            "path_template": self.template.text().strip() or None,
+            "label_template": self.label_template.text().strip() or "{name}",
+            "metadata": self.metadata.metadata(),
+        }
+
+    def test_template(self) -> str:
+        from app.ingest.templates import PathTemplate, describe
+
+        sample = self.sample.text().strip().replace("\\", "/")
+        if not sample:
+            self.sample_result.setText("")
+            return ""
+        try:
+            template = PathTemplate(self.template.text().strip()) if self.template.text().strip() else None
+            described = describe(sample, path_template=template,
+                                 label_template=self.label_template.text().strip() or "{name}",
+                                 fixed_metadata=self.metadata.metadata(),
+                                 rule_name=self.name.text().strip())
+        except Exception as exc:  # noqa: BLE001 - template syntax errors, shown inline
+            text = f"✗ {describe_error(exc)}"
+            self.sample_result.setStyleSheet("color: #c62828")
+        else:
+            if described.template_matched is False:
+                text = "✗ The path does not match the template; the file would be captured " \
+                       "with its name as label and no fields."
+                self.sample_result.setStyleSheet("color: #9a6700")
+            else:
+                owner = ", ".join(f"{k}={v}" for k, v in described.ownership.items()) or "—"
+                meta = ", ".join(f"{k}={v}" for k, v in described.custom_metadata.items()) or "—"
+                text = f"✓ Label: {described.label}\nBelongs to: {owner}\nMetadata: {meta}"
+                self.sample_result.setStyleSheet("color: #1e7d32")
+        self.sample_result.setText(text)
+        return text
+
+    def _check_and_accept(self) -> None:
+        from app.ingest.rules import WatchRule
+
+        folder = self.folder.text().strip()
+        if not folder:
+            self.message.setText("Choose the folder to watch.")
+            return
+        try:
+            WatchRule(id=self.rule.id if self.rule else "check", path=folder, **self.fields())
+        except Exception as exc:  # noqa: BLE001 - pydantic errors, shown inline
+            self.message.setText(describe_error(exc).replace("\n", " "))
+            return
+        self.accept()
+
+
+def _state_text(rule: Any, status: Any) -> str:
+    if not rule.enabled:
+        return "paused"
+    if status is None:
+        return "watching"
+    text = f"{status.state} ({status.observer})"
+    if status.waiting:
+        text += f", {status.waiting} waiting"
+    if status.problems:
+        text += f", {len(status.problems)} problem(s): " + "; ".join(
+            f"{path}: {why}" for path, why in list(status.problems.items())[:2])
+    return text
+
+
+class WatchPanel(QWidget):
+    """The rules, their state, and what each folder captured lately."""
+
+    #: The rules were shown (after loading or saving).
+    changed = Signal()
+    #: The operator saved a change (the window hands the rules to the watcher).
+    saved = Signal()
+
+    def __init__(self, context: UiContext, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("WatchPanel")
+        self._context = context
+        self.rules: list[Any] = []
+        #: Returns {rule id: RuleStatus} from the running watcher (set by the window).
+        self.status_provider: Optional[Any] = None
+        self.table = QTableWidget(0, 4, self)
+        self.table.setHorizontalHeaderLabels(["Folder", "Path", "Files", "State"])
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.itemSelectionChanged.connect(self._show_activity)
+        self.table.doubleClicked.connect(lambda _i: self.edit_selected())
+        self.activity = QTableWidget(0, 3, self)
+        self.activity.setHorizontalHeaderLabels(["Captured", "File", "Datapoint"])
+        self.activity.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.activity.verticalHeader().setVisible(False)
+        self.activity.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.add_button = QPushButton("Add folder…", self)
+        self.edit_button = QPushButton("Edit…", self)
+        self.pause_button = QPushButton("Pause", self)
+        self.remove_button = QPushButton("Remove", self)
+        self.add_button.clicked.connect(self.add_rule)
+        self.edit_button.clicked.connect(self.edit_selected)
+        self.pause_button.clicked.connect(self.toggle_selected)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.message = QLabel("", self)
+        self.message.setObjectName("hint")
+        self.message.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for button in (self.add_button, self.edit_button, self.pause_button, self.remove_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.activity)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.message)
+        self.reload()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        from app.ingest.rules import load_rules
+
+        paths, provider = self._context.service.paths, self.status_provider
+
+        def work() -> tuple[list[Any], dict[str, Any]]:
+            statuses: dict[str, Any] = {}
+            if provider is not None:
+                try:
+                    statuses = dict(provider() or {})
+                except Exception:  # noqa: BLE001 - the rules still show
+                    log.debug("watcher status unavailable", exc_info=True)
+            return load_rules(paths), statuses
+
+        self._context.tasks.run(work, lambda found: self._show_rules(*found),
+                                lambda error: self.message.setText(
+                                    f"The watched-folder settings cannot be read: "
+                                    f"{describe_error(error)}"))
+
+    def _show_rules(self, rules: list[Any], statuses: Optional[dict[str, Any]] = None) -> None:
+        self.rules = list(rules)
+        statuses = statuses or {}
+        self.table.setRowCount(len(rules))
+        for row, rule in enumerate(rules):
+            self.table.setItem(row, 0, QTableWidgetItem(rule.name))
+            self.table.setItem(row, 1, QTableWidgetItem(rule.path))
+            self.table.setItem(row, 2, QTableWidgetItem(", ".join(rule.include)))
+            self.table.setItem(row, 3, QTableWidgetItem(_state_text(rule, statuses.get(rule.id))))
+        if not rules:
+            self.message.setText("No watched folders. Add one and the instrument's files are "
+                                 "captured as soon as they are complete.")
+        else:
+            self.message.setText("Saved changes go to the folder watcher at once. Select a "
+                                 "folder to see what it captured lately.")
+        self._update_buttons()
+        self.changed.emit()
+
+    def selected_rule(self) -> Any:
+        rows = self.table.selectionModel().selectedRows()
+        return self.rules[rows[0].row()] if rows else None
+
+    def _update_buttons(self) -> None:
+        rule = self.selected_rule()
+        for button in (self.edit_button, self.pause_button, self.remove_button):
+            button.setEnabled(rule is not None)
+        self.pause_button.setText("Resume" if rule is not None and not rule.enabled else "Pause")
+
+    def _show_activity(self) -> None:
+        self._update_buttons()
+        rule = self.selected_rule()
+        self.activity.setRowCount(0)
+        if rule is None:
+            return
+        context = self._context
+        context.tasks.run(lambda: recent_activity(context, rule.id), self._fill_activity,
+                          lambda _e: None)
+
+    def _fill_activity(self, rows: list[tuple[str, str, str]]) -> None:
+        self.activity.setRowCount(len(rows))
+        for row, (when, rel_path, datapoint_id) in enumerate(rows):
+            self.activity.setItem(row, 0, QTableWidgetItem(local_time(when)))
+            self.activity.setItem(row, 1, QTableWidgetItem(rel_path))
+            self.activity.setItem(row, 2, QTableWidgetItem(datapoint_id))
+
+    # -- changing ----------------------------------------------------------------------------
+
+    def _write(self, work: Any) -> None:
+        self._context.tasks.run(work, lambda _r: (self.saved.emit(), self.reload()),
+                                lambda error: self.message.setText(
+                                    f"Not saved: {describe_error(error)}"), write=True)
+
+    def add_rule(self) -> RuleDialog:
+        dialog = RuleDialog(None, self)
+        dialog.accepted.connect(lambda: self.save_new(dialog.folder.text().strip(), dialog.fields()))
+        dialog.open()
+        return dialog
+
+    def save_new(self, folder: str, fields: dict[str, Any]) -> None:
+        from app.ingest.rules import add_rule
+
+        paths = self._context.service.paths
+        if not fields.get("name"):
+            fields.pop("name", None)
+        self._write(lambda: add_rule(paths, folder, **fields))
+
+    def edit_selected(self) -> Optional[RuleDialog]:
+        rule = self.selected_rule()
+        if rule is None:
+            return None
+        dialog = RuleDialog(rule, self)
+        dialog.accepted.connect(lambda: self.save_changes(
+            rule.id, {"path": dialog.folder.text().strip(), **dialog.fields()}))
+        dialog.open()
+        return dialog
+
+    def save_changes(self, rule_id: str, changes: dict[str, Any]) -> None:
+        from app.ingest.rules import update_rule
+
+        paths = self._context.service.paths
+        self._write(lambda: update_rule(paths, rule_id, changes))
+
+    def toggle_selected(self) -> None:
+        rule = self.selected_rule()
+        if rule is not None:
+            self.save_changes(rule.id, {"enabled": not rule.enabled})
+
+    def remove_selected(self, confirmed: bool = False) -> None:
+        from app.ingest.rules import remove_rule
+
+        rule = self.selected_rule()
+        if rule is None:
+            return
+        if not confirmed and QMessageBox.question(
+                self, "Remove watched folder",
+                f"Stop watching {rule.path}? Files already captured stay captured.") \
+                != QMessageBox.StandardButton.Yes:
+            return
+        paths = self._context.service.paths
+        self._write(lambda: remove_rule(paths, rule.id))

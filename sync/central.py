@@ -1,0 +1,72 @@
+"""The central MongoDB: MADSci's datapoints collection and our tombstones beside it.
+
+Only standard MongoDB operations (bulk upserts, ``$currentDate``, ``$in``, sorts), so a real
+MongoDB or a FerretDB replica set behaves like the nx-27017 test server. Connections fail
+fast (seconds, not pymongo's 30 s default) so a dead server costs one short wait per pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sync.documents import BENCH, WRITTEN_AT
+from sync.faults import classify_mongo
+from sync.settings import CentralSettings
+
+log = logging.getLogger(__name__)
+
+
+class CentralDatabase:
+    """The datapoints and tombstones collections of the central store."""
+
+    def __init__(self, settings: CentralSettings) -> None:
+        import pymongo
+
+        if not settings.mongo_configured:
+            from sync.faults import CentralConfigError
+
+            raise CentralConfigError("MongoDB is not configured: set BENCHDATA_MONGO_URL "
+                                     "(or `benchdata sync configure`)")
+        assert settings.mongo_url is not None
+        timeout_ms = int(settings.timeout_s * 1000)
+        try:
+            self._client: Any = pymongo.MongoClient(
+                settings.mongo_url.get_secret_value(), appname="benchdata-sync",
+                serverSelectionTimeoutMS=min(timeout_ms, 5000), connectTimeoutMS=min(timeout_ms, 5000),
+                socketTimeoutMS=max(timeout_ms, 30000), tz_aware=True, connect=False,
+                uuidRepresentation="standard")
+        except Exception as exc:  # noqa: BLE001 - bad URL and the like
+            raise classify_mongo(exc, what="opening MongoDB") from exc
+        database = self._client[settings.mongo_database]
+        self.datapoints: Any = database[settings.mongo_collection]
+        self.tombstones: Any = database[settings.tombstone_collection]
+        self._indexed = False
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "CentralDatabase":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        try:
+            self._client.admin.command("ping")
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="connecting to MongoDB") from exc
+
+    def ensure_indexes(self) -> None:
+        """The pull cursor's index (write time, id); created once per process."""
+        if self._indexed:
+            return
+        try:
+            for collection in (self.datapoints, self.tombstones):
+                # (write time) alone: nx-27017 0.8.1 breaks writes when an index names _id.
+                collection.create_index([(WRITTEN_AT, 1)], name="benchdata_sync_written_at")
+                collection.create_index([(BENCH, 1)], name="benchdata_sync_bench")
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="creating the sync indexes") from exc
+        self._indexed = True

@@ -1,0 +1,210 @@
+"""``benchdata sync``: run, inspect and configure the sync with the central store.
+
+    benchdata sync --once          one reconcile pass; exit 0 only if nothing is left
+    benchdata sync                 keep syncing in the foreground until Ctrl+C
+    benchdata sync status          backlog, last success, quarantined items
+    benchdata sync retry [ID ...]  put quarantined items back in the queue
+    benchdata sync configure ...   store the central settings (secrets to the keyring)
+    benchdata sync test            check the settings against the servers
+
+Exit status of ``--once``: 0 everything confirmed central, 1 items remain (retrying or
+quarantined; a summary says which), 2 the settings are wrong (nothing was retried).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Optional
+
+import click
+
+from app.core.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+def _emit(payload: Any) -> None:
+    click.echo(json.dumps(payload, ensure_ascii=False, indent=2, default=str))
+
+
+def _age(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+@click.group("sync", invoke_without_command=True)
+@click.option("--once", is_flag=True, help="Run one reconcile pass and exit.")
+@click.option("--no-pull", is_flag=True, help="Only push local changes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pass report as JSON.")
+@click.pass_context
+def sync(ctx: click.Context, once: bool, no_pull: bool, as_json: bool) -> None:
+    """Sync this bench with the central MongoDB and bucket."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sync.engine import SyncEngine
+
+    service = ctx.obj.service
+    with SyncEngine(service) as engine:
+        engine.settings.require_complete()
+        if once:
+            report = engine.run_pass(force=True, pull=False if no_pull else None)
+            _report_pass(report.as_dict(), as_json)
+            if report.config_error:
+                sys.exit(2)
+            sys.exit(0 if report.ok and report.remaining == 0 else 1)
+        _run_foreground(engine)
+
+
+def _report_pass(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit(report)
+        return
+    if report["config_error"]:
+        click.echo(f"configuration error: {report['config_error']}", err=True)
+        return
+    click.echo(f"confirmed {report['confirmed']} change(s), uploaded "
+               f"{report['uploaded_bytes']} bytes, pulled {report['pulled']} datapoint(s) "
+               f"and {report['pulled_deletions']} deletion(s)")
+    if report["remaining"]:
+        click.echo(f"{report['remaining']} item(s) not yet confirmed central "
+                   f"({report['retrying']} retrying, {report['quarantined']} newly quarantined)",
+                   err=True)
+    for error in report["errors"][:10]:
+        click.echo(f"  {error}", err=True)
+    if report["error"]:
+        click.echo(f"error: {report['error']}", err=True)
+
+
+def _run_foreground(engine: Any) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopped = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_a: stopped.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        engine.start()
+        click.echo("syncing; stop with Ctrl+C", err=True)
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        engine.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@sync.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(obj: Any, as_json: bool) -> None:
+    """Backlog (count, bytes, oldest change), last successful sync, quarantine."""
+    from sync.engine import sync_status
+
+    facts = sync_status(obj.service)
+    if as_json:
+        _emit(facts)
+        return
+    backlog = facts["backlog"]
+    click.echo(f"     configured: {'yes' if facts['configured'] else 'no'}")
+    click.echo(f"        backlog: {backlog['count']} item(s), {backlog['bytes']} bytes, "
+               f"oldest {_age(backlog['oldest_age_s'])}")
+    click.echo(f"   last success: {facts['last_success'] or 'never'}")
+    if facts["config_error"]:
+        click.echo(f"   config error: {facts['config_error']}")
+    for retry in facts["retrying"]:
+        click.echo(f"       retrying: {retry['datapoint_id']} ({retry['attempts']} attempt(s)): "
+                   f"{retry['error']}")
+    quarantined = facts["quarantined"]
+    click.echo(f"    quarantined: {len(quarantined)}")
+    for item in quarantined:
+        click.echo(f"  {item['datapoint_id']}  {item['label'] or '-'}  {item['reason']}")
+
+
+@sync.command("retry")
+@click.argument("datapoint_ids", nargs=-1)
+@click.pass_obj
+def retry(obj: Any, datapoint_ids: tuple[str, ...]) -> None:
+    """Retry quarantined items (all of them, or the ids given) at the next pass."""
+    from sync.outbox import Outbox
+
+    count = Outbox(obj.service.store).retry_quarantined(list(datapoint_ids) or None)
+    click.echo(f"{count} item(s) will be retried")
+
+
+@sync.command("configure")
+@click.option("--preset", type=click.Choice(["seaweedfs", "minio", "aws", "gcs", "custom"]))
+@click.option("--endpoint", help="S3 endpoint, host:port or URL.")
+@click.option("--access-key")
+@click.option("--secret-key", help="Prompted for (hidden) when '-' is given.")
+@click.option("--secure/--insecure", default=None, help="Use TLS to reach the bucket.")
+@click.option("--bucket")
+@click.option("--region")
+@click.option("--public-endpoint")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mongo-url", help="MongoDB URL ('-' prompts; a password goes to the keyring).")
+@click.option("--mongo-database")
+@click.option("--mongo-collection")
+@click.option("--free-after-days", type=float, help="Free local copies verified central for "
+              "this many days (0 or negative: never).")
+@click.pass_obj
+def configure(obj: Any, **options: Any) -> None:
+    """Store the central settings; secrets go to the OS keyring (or a private file)."""
+    from sync.settings import CentralSettings, load_section_settings, save_settings, \
+        secrets_location
+
+    paths = obj.service.paths
+    current = load_section_settings(paths)
+    updates: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in ("secret_key", "mongo_url") and value == "-":
+            value = click.prompt(key.replace("_", " "), hide_input=True)
+        if key == "free_after_days":
+            key, value = "free_verified_after_days", (value if value > 0 else None)
+        updates[key] = value
+    try:
+        settings = CentralSettings(**{**current.model_dump(), **updates})
+    except Exception as exc:  # noqa: BLE001
+        raise ValidationError(f"invalid settings: {exc}") from exc
+    save_settings(paths, settings)
+    click.echo(f"saved the central settings; secrets are in the {secrets_location(paths)}")
+    _emit(settings.describe())
+
+
+@sync.command("test")
+@click.pass_obj
+def test(obj: Any) -> None:
+    """Check the settings: MongoDB answers, the bucket exists, the keys are accepted."""
+    from sync.central import CentralDatabase
+    from sync.faults import SyncError
+    from sync.objects import ObjectStore
+    from sync.settings import load_settings
+
+    settings = load_settings(obj.service.paths)
+    _emit(settings.describe())
+    settings.require_complete()
+    problems = 0
+    try:
+        with CentralDatabase(settings) as central:
+            central.ping()
+        click.echo("MongoDB: ok")
+    except SyncError as exc:
+        problems += 1
+        click.echo(f"MongoDB: {exc}", err=True)
+    try:
+        with ObjectStore(settings) as objects:
+            objects.check_access()
+        click.echo("object storage: ok")
+    except SyncError as exc:
+        problems += 1
+        click.echo(f"object storage: {exc}", err=True)
+    if problems:
+        sys.exit(2)

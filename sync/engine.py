@@ -1,0 +1,286 @@
+"""The sync engine: reconcile passes, the background loop, backoff and quarantine.
+
+A pass = check access (bad settings stop everything with a clear message) → push due
+outbox items (files verified first, then records read back) → pull what other benches
+wrote → housekeeping (abort abandoned multipart uploads, free old verified copies if
+configured). The background loop runs passes when local changes appear (a cheap indexed
+query, polled a few times a second) or the pull interval elapses; after a failed pass it
+waits with exponential backoff and jitter. Capture never waits for any of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any, Optional
+
+from app.core.timestamps import CANONICAL_FORMAT, utc_now
+from app.service import BenchService
+
+from sync import localrows
+from sync.central import CentralDatabase
+from sync.faults import CentralConfigError, RetryableError, SyncError
+from sync.objects import ObjectStore
+from sync.outbox import Outbox
+from sync.pull import Puller, fetch_file
+from sync.push import Pusher
+from sync.settings import CentralSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Multipart uploads nobody resumed for this long are aborted.
+ABANDONED_UPLOAD_AGE = timedelta(hours=24)
+#: How often the loop looks for new local changes.
+POLL_INTERVAL_S = 0.1
+LOOP_BACKOFF_CAP_S = 60.0
+
+
+def _now_text() -> str:
+    return utc_now().strftime(CANONICAL_FORMAT)
+
+
+@dataclass
+class PassReport:
+    """What one reconcile pass did."""
+
+    ok: bool = True
+    confirmed: int = 0
+    uploaded_bytes: int = 0
+    retrying: int = 0
+    quarantined: int = 0
+    pulled: int = 0
+    pulled_deletions: int = 0
+    pull_skipped: int = 0
+    aborted_uploads: int = 0
+    freed_files: int = 0
+    remaining: int = 0
+    config_error: Optional[str] = None
+    error: Optional[str] = None
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SyncEngine:
+    """Reconciles one bench with the central store. Thread-safe: one pass at a time."""
+
+    def __init__(self, service: BenchService, settings: Optional[CentralSettings] = None) -> None:
+        self.service = service
+        self.settings = settings or load_settings(service.paths)
+        self.outbox = Outbox(service.store)
+        self.bench_id = self.outbox.bench_id()
+        self.progress: dict[str, tuple[int, int]] = {}
+        self._pass_lock = threading.Lock()
+        self._central: Optional[CentralDatabase] = None
+        self._objects: Optional[ObjectStore] = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._rng = random.Random()
+        self.last_report: Optional[PassReport] = None
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _connections(self) -> tuple[CentralDatabase, Optional[ObjectStore]]:
+        if self._central is None:
+            self._central = CentralDatabase(self.settings)
+        if self._objects is None and self.settings.objects_configured:
+            self._objects = ObjectStore(self.settings)
+        return self._central, self._objects
+
+    def close(self) -> None:
+        self.stop()
+        if self._central is not None:
+            self._central.close()
+            self._central = None
+        if self._objects is not None:
+            self._objects.close()
+            self._objects = None
+
+    def __enter__(self) -> "SyncEngine":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def run_pass(self, *, force: bool = False, pull: Optional[bool] = None) -> PassReport:
+        """Push what is due (everything active with ``force``), then pull."""
+        with self._pass_lock:
+            report = PassReport()
+            try:
+                self._run_pass(report, force=force,
+                               pull=self.settings.pull if pull is None else pull)
+            except CentralConfigError as exc:
+                report.ok = False
+                report.config_error = str(exc)
+                self.outbox.set_meta("config_error", str(exc))
+                log.error("sync stopped: %s", exc)
+            except SyncError as exc:
+                report.ok = False
+                report.error = str(exc)
+                log.warning("sync pass failed: %s", exc)
+            backlog = self.outbox.backlog()
+            report.remaining = backlog["count"] + len(self.outbox.quarantined())
+            if report.ok and report.retrying == 0 and report.quarantined == 0:
+                self.outbox.set_meta("last_success", _now_text())
+            self.last_report = report
+            return report
+
+    def _run_pass(self, report: PassReport, *, force: bool, pull: bool) -> None:
+        central, objects = self._connections()
+        if objects is not None:
+            objects.check_access()
+        central.ping()
+        central.ensure_indexes()
+        self.outbox.set_meta("config_error", None)
+        pusher = Pusher(self.service, self.outbox, central, objects, self.settings,
+                        self.bench_id, progress=self.progress, stop=self._stop)
+        pushed = pusher.run(force=force)
+        report.confirmed = pushed.confirmed
+        report.uploaded_bytes = pushed.uploaded_bytes
+        report.retrying = pushed.retrying
+        report.quarantined = pushed.quarantined
+        report.errors.extend(pushed.errors)
+        if pushed.retrying:
+            report.ok = False
+        if pull and not self._stop.is_set():
+            pulled = Puller(self.service, self.outbox, central, self.bench_id,
+                            self.settings.pull_overlap_s).run()
+            report.pulled = pulled.pulled
+            report.pulled_deletions = pulled.deleted
+            report.pull_skipped = pulled.skipped
+            report.errors.extend(pulled.errors)
+            self.outbox.set_meta("last_pull", _now_text())
+        if objects is not None and not self._stop.is_set():
+            report.aborted_uploads = objects.abort_abandoned(self.outbox.open_upload_ids(),
+                                                             ABANDONED_UPLOAD_AGE)
+        report.freed_files = self._free_old_copies()
+
+    def _free_old_copies(self) -> int:
+        days = self.settings.free_verified_after_days
+        if days is None:
+            return 0
+        cutoff = (utc_now() - timedelta(days=days)).strftime(CANONICAL_FORMAT)
+        freed = 0
+        for sha256 in localrows.verified_older_than(self.service.store, cutoff):
+            if localrows.blob_freeable(self.service.store, sha256, live_ok=True):
+                if self.service.files.remove(sha256):
+                    freed += 1
+                localrows.mark_freed(self.service.store, sha256)
+        return freed
+
+    # -- files on request ------------------------------------------------------------------
+
+    def fetch_file(self, datapoint_id: str) -> str:
+        """Download a file another bench stored (or one freed locally); return its SHA-256."""
+        _central, objects = self._connections()
+        if objects is None:
+            raise CentralConfigError("object storage is not configured; cannot download files")
+        return fetch_file(self.service, objects, datapoint_id)
+
+    # -- background loop -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="benchdata-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Run a pass soon (new local changes, settings changed, the user asked)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        failures = 0
+        next_pull = 0.0
+        while not self._stop.is_set():
+            try:
+                pull_due = time.monotonic() >= next_pull
+                report = self.run_pass(pull=pull_due and self.settings.pull)
+                if pull_due:
+                    next_pull = time.monotonic() + self.settings.pull_interval_s
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("sync pass crashed")
+                report = PassReport(ok=False, error="internal error")
+            if report.config_error:
+                failures = max(failures, 5)
+            failures = 0 if (report.ok or report.confirmed) else failures + 1
+            self._wait(failures, next_pull)
+
+    def _wait(self, failures: int, next_pull: float) -> None:
+        """Until there is work: a new local change, a due retry, the next pull, or stop."""
+        if failures:
+            ceiling = min(LOOP_BACKOFF_CAP_S, 0.5 * 2 ** min(failures, 10))
+            deadline = time.monotonic() + self._rng.uniform(ceiling / 2, ceiling)
+        else:
+            deadline = next_pull if self.settings.pull else time.monotonic() + 3600
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self._wake.is_set():
+                self._wake.clear()
+                return
+            if not failures:
+                try:
+                    if self.outbox.has_uncollected():
+                        return
+                    due_in = self.outbox.next_due_in()
+                    if due_in is not None and due_in <= 0:
+                        return
+                except Exception:  # noqa: BLE001 - a locked database: look again later
+                    log.debug("checking for local changes failed", exc_info=True)
+            self._wake.wait(min(POLL_INTERVAL_S, max(0.0, deadline - now)))
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return sync_status(self.service, self.outbox, self.settings)
+
+
+def sync_status(service: BenchService, outbox: Optional[Outbox] = None,
+                settings: Optional[CentralSettings] = None) -> dict[str, Any]:
+    """Backlog, last successful sync, quarantine — readable without any server."""
+    outbox = outbox or Outbox(service.store)
+    backlog = outbox.backlog()
+    oldest = backlog.pop("oldest_change")
+    age_s: Optional[float] = None
+    if oldest:
+        from app.core.timestamps import parse_timestamp
+
+        age_s = max(0.0, (utc_now() - parse_timestamp(oldest)).total_seconds())
+    try:
+        configured = (settings or load_settings(service.paths)).configured
+    except Exception:  # noqa: BLE001 - reported by `sync test`
+        configured = False
+    return {
+        "configured": configured,
+        "bench_id": outbox.bench_id(),
+        "backlog": {**backlog, "oldest_change": oldest, "oldest_age_s": age_s},
+        "last_success": outbox.meta("last_success"),
+        "last_confirmed_at": outbox.meta("last_confirmed_at"),
+        "last_pull": outbox.meta("last_pull"),
+        "config_error": outbox.meta("config_error"),
+        "quarantined": [
+            {"datapoint_id": q.datapoint_id, "label": q.label, "reason": q.reason,
+             "since": q.since} for q in outbox.quarantined()],
+        "retrying": outbox.errors_summary(),
+    }
+
+
+__all__ = ["PassReport", "SyncEngine", "sync_status", "RetryableError"]

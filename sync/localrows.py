@@ -1,0 +1,140 @@
+"""The engine's reads and writes of the local ``datapoints`` table.
+
+The core store owns local capture and edits; the sync engine owns everything after
+``pending``: rows pulled from other benches (``origin = 'remote'``, ``sync_state =
+'confirmed'``, the central revision), deletions that arrived from elsewhere, and freeing
+local copies of files once they are verified central. Each write is one transaction on the
+store's single writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional
+
+from app.core.models import DataPoint
+from app.core.store import LocalStore, datapoint_to_row
+from app.core.timestamps import CANONICAL_FORMAT, utc_now
+
+log = logging.getLogger(__name__)
+
+
+def _now_text() -> str:
+    return utc_now().strftime(CANONICAL_FORMAT)
+
+
+def fetch_rows(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Rows by id, deleted ones included."""
+    found: dict[str, dict[str, Any]] = {}
+    with store.reader() as conn:
+        for start in range(0, len(datapoint_ids), 500):
+            chunk = list(datapoint_ids[start:start + 500])
+            cursor = conn.execute(
+                f"SELECT * FROM datapoints WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
+            names = [d[0] for d in cursor.description]
+            for values in cursor.fetchall():
+                row = dict(zip(names, values))
+                found[row["id"]] = row
+    return found
+
+
+def local_revisions(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, tuple[int, str, int]]:
+    """id -> (revision, sync_state, deleted) for the ids this bench holds."""
+    found: dict[str, tuple[int, str, int]] = {}
+    with store.reader() as conn:
+        for start in range(0, len(datapoint_ids), 500):
+            chunk = list(datapoint_ids[start:start + 500])
+            for ident, revision, state, deleted in conn.execute(
+                    "SELECT id, revision, sync_state, deleted FROM datapoints WHERE id IN "
+                    f"({', '.join('?' for _ in chunk)})", chunk):
+                found[ident] = (int(revision), str(state), int(deleted))
+    return found
+
+
+def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]]) -> int:
+    """Insert or update rows pulled from the central store; return how many changed.
+
+    A row is replaced only when the central revision is newer and the local row has no
+    change of its own waiting (that change is resolved when it is pushed) and is not
+    deleted (deletions are final).
+    """
+    rows = []
+    for datapoint, revision in items:
+        row = datapoint_to_row(datapoint, origin="remote")
+        row.update(revision=revision, sync_state="confirmed")
+        rows.append(row)
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    content = [c for c in columns if c not in ("id", "origin", "created_at", "deleted")]
+    sql = (
+        f"INSERT INTO datapoints ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in content)
+        + " WHERE datapoints.revision < excluded.revision AND datapoints.deleted = 0 "
+          "AND datapoints.sync_state = 'confirmed'"
+    )
+    changed = 0
+    with store.transaction() as conn:
+        for row in rows:
+            changed += conn.execute(sql, [row[c] for c in columns]).rowcount
+    return changed
+
+
+def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]]) -> list[str]:
+    """Mark datapoints deleted because the central store says so; return the ids changed."""
+    changed: list[str] = []
+    with store.transaction() as conn:
+        for datapoint_id, revision in tombstones:
+            cursor = conn.execute(
+                "UPDATE datapoints SET deleted = 1, sync_state = 'confirmed', "
+                "revision = MAX(revision, ?), updated_at = ? WHERE id = ? AND "
+                "(deleted = 0 OR sync_state != 'confirmed')",
+                (revision, _now_text(), datapoint_id))
+            if cursor.rowcount:
+                changed.append(datapoint_id)
+            conn.execute("DELETE FROM sync_outbox WHERE datapoint_id = ?", (datapoint_id,))
+    return changed
+
+
+def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> bool:
+    """True when a copy is verified central and no live row needs the local one.
+
+    ``live_ok``: live rows may use the blob as long as each is verified central (freeing
+    old copies to save disk; they are downloaded again on request).
+    """
+    with store.reader() as conn:
+        live_unverified = conn.execute(
+            "SELECT 1 FROM datapoints AS d WHERE d.sha256 = ? AND d.deleted = 0 AND "
+            "d.data_type = 'file' AND NOT EXISTS (SELECT 1 FROM sync_objects AS o WHERE "
+            "o.datapoint_id = d.id AND o.sha256 = d.sha256) LIMIT 1", (sha256,)).fetchone()
+        verified = conn.execute("SELECT 1 FROM sync_objects WHERE sha256 = ? LIMIT 1",
+                                (sha256,)).fetchone()
+        live = conn.execute("SELECT 1 FROM datapoints WHERE sha256 = ? AND deleted = 0 LIMIT 1",
+                            (sha256,)).fetchone()
+    return verified is not None and live_unverified is None and (live_ok or live is None)
+
+
+def blobs_of(store: LocalStore, datapoint_ids: Sequence[str]) -> list[str]:
+    rows = fetch_rows(store, datapoint_ids)
+    return sorted({str(r["sha256"]) for r in rows.values() if r.get("sha256")})
+
+
+def verified_older_than(store: LocalStore, cutoff_text: str) -> list[str]:
+    """SHA-256s of files verified central before ``cutoff_text`` and not freed yet."""
+    with store.reader() as conn:
+        return [str(r[0]) for r in conn.execute(
+            "SELECT DISTINCT sha256 FROM sync_objects WHERE verified_at < ? AND freed_at IS NULL",
+            (cutoff_text,))]
+
+
+def mark_freed(store: LocalStore, sha256: str) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE sync_objects SET freed_at = ? WHERE sha256 = ?", (_now_text(), sha256))
+
+
+def origin_of(store: LocalStore, datapoint_id: str) -> Optional[str]:
+    with store.reader() as conn:
+        row = conn.execute("SELECT origin FROM datapoints WHERE id = ?", (datapoint_id,)).fetchone()
+    return None if row is None else str(row[0])

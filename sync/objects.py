@@ -1,0 +1,438 @@
+"""Files to S3-compatible object storage: unique keys, resumable multipart, verified.
+
+* One key per datapoint: ``<prefix><ULID>/<sanitised filename>`` — two files with the same
+  name or label never overwrite each other, and the original name stays visible.
+* Up to one part size (16 MiB) a file goes in one PUT; larger files use multipart with a
+  few parts in flight. The upload id and each finished part are handed to the caller
+  (the outbox saves them), so after a restart the upload resumes where it stopped.
+* The SHA-256 is computed over the bytes actually sent and must equal the one recorded
+  at capture (else the local copy is damaged: the upload is aborted). It travels in the
+  object's user metadata with the datapoint id; after the upload the object's size and
+  metadata are read back (``verify``) before anything is recorded in MongoDB. Each part's
+  payload is signed with its SHA-256 over plain HTTP (the server checks it); over HTTPS,
+  TLS protects it.
+* The minio SDK's own retries are cut short (a dead endpoint fails in seconds, not 12 s);
+  the engine retries with backoff instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import quote, unquote
+
+from sync.faults import CentralConfigError, RejectedError, RetryableError, SyncError, classify_s3
+from sync.settings import CentralSettings
+
+log = logging.getLogger(__name__)
+
+META_SHA256 = "sha256"
+META_DATAPOINT = "datapoint-id"
+META_FILENAME = "filename"
+#: Parts in flight per multipart upload (bounded memory: this many parts + one being read).
+PARTS_IN_FLIGHT = 3
+_MAX_NAME_BYTES = 200
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\/:*?\"<>|]+")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def safe_filename(name: Optional[str], fallback: str = "file") -> str:
+    """A filename safe as an object key segment and as a local file name."""
+    text = unicodedata.normalize("NFC", str(name or ""))
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    text = _UNSAFE.sub("_", text).strip().strip(".")
+    if not text:
+        text = fallback
+    encoded = text.encode("utf-8")
+    if len(encoded) > _MAX_NAME_BYTES:
+        stem, dot, suffix = text.rpartition(".")
+        suffix = f".{suffix}" if dot and len(suffix.encode()) <= 16 else ""
+        keep = encoded[: _MAX_NAME_BYTES - len(suffix.encode())].decode("utf-8", "ignore")
+        text = keep + suffix
+    return text
+
+
+def object_name_for(settings: CentralSettings, datapoint_id: str, filename: Optional[str]) -> str:
+    return f"{settings.object_prefix}{datapoint_id}/{safe_filename(filename)}"
+
+
+@dataclass
+class SavedPart:
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass
+class SavedUpload:
+    """A multipart upload begun earlier (maybe by a process that was killed)."""
+
+    upload_id: str
+    part_size: int
+    parts: dict[int, SavedPart] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object verified in the bucket."""
+
+    bucket: str
+    object_name: str
+    size: int
+    etag: str
+    sha256: str
+    content_type: str
+
+
+class UploadListener:
+    """Callbacks an upload reports through; the outbox persists them."""
+
+    def started(self, upload_id: str, part_size: int) -> None: ...
+
+    def part_done(self, part: SavedPart) -> None: ...
+
+    def progress(self, done: int, total: int) -> None: ...
+
+    def finished(self) -> None: ...
+
+
+def _pool_manager(settings: CentralSettings) -> Any:
+    import urllib3
+
+    retries = urllib3.Retry(total=2, connect=1, read=0, redirect=0, status=0,
+                            backoff_factor=0.2, raise_on_status=False)
+    timeout = urllib3.Timeout(connect=min(5.0, settings.timeout_s), read=settings.timeout_s)
+    kwargs: dict[str, Any] = {"retries": retries, "timeout": timeout, "maxsize": 16}
+    if settings.secure:
+        kwargs["cert_reqs"] = "CERT_REQUIRED"
+        if settings.ca_file:
+            kwargs["ca_certs"] = settings.ca_file
+        else:
+            try:
+                import certifi
+
+                kwargs["ca_certs"] = certifi.where()
+            except ImportError:  # the system store then
+                pass
+    return urllib3.PoolManager(**kwargs)
+
+
+class ObjectStore:
+    """The bucket, through the minio SDK with fail-fast HTTP."""
+
+    def __init__(self, settings: CentralSettings) -> None:
+        from minio import Minio
+
+        if not settings.objects_configured:
+            raise CentralConfigError(
+                "object storage is not configured: set OBJECT_STORAGE_ENDPOINT, "
+                "OBJECT_STORAGE_DEFAULT_BUCKET, OBJECT_STORAGE_ACCESS_KEY and "
+                "OBJECT_STORAGE_SECRET_KEY (or `benchdata sync configure`)")
+        self.settings = settings
+        self.bucket = str(settings.bucket)
+        self._pool = _pool_manager(settings)
+        assert settings.secret_key is not None
+        try:
+            self._client = Minio(str(settings.endpoint), access_key=settings.access_key,
+                                 secret_key=settings.secret_key.get_secret_value(),
+                                 secure=settings.secure, region=settings.region or None,
+                                 http_client=self._pool)
+        except ValueError as exc:
+            raise CentralConfigError(f"the object storage endpoint is not usable: {exc}") from exc
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    def __enter__(self) -> "ObjectStore":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def check_access(self) -> None:
+        """Raise CentralConfigError for bad credentials or a missing bucket."""
+        try:
+            exists = self._client.bucket_exists(self.bucket)
+        except ValueError as exc:
+            raise CentralConfigError(f"bucket name {self.bucket!r} is not valid: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            error = classify_s3(exc, what=f"checking bucket {self.bucket}")
+            from minio.error import S3Error
+
+            if isinstance(exc, S3Error) and exc.code in ("AccessDenied", "Forbidden"):
+                error = CentralConfigError(
+                    f"object storage denied access to bucket {self.bucket} ({exc.code}): "
+                    "check the access key, secret key and the bucket's policy")
+            raise error from exc
+        if not exists:
+            raise CentralConfigError(
+                f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}; create it "
+                "or fix OBJECT_STORAGE_DEFAULT_BUCKET")
+
+    # -- reading back ----------------------------------------------------------------------
+
+    def stat(self, object_name: str) -> Optional[Any]:
+        """The object's stat, or None if there is no such object."""
+        from minio.error import S3Error
+
+        try:
+            return self._client.stat_object(self.bucket, object_name)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
+                return None
+            raise classify_s3(exc, what=f"reading {object_name}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"reading {object_name}") from exc
+
+    def verified(self, object_name: str, size: int, sha256: str) -> Optional[StoredObject]:
+        """The object if it is there with this size and SHA-256, else None."""
+        stat = self.stat(object_name)
+        if stat is None:
+            return None
+        meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
+        stored_sha = meta.get(f"x-amz-meta-{META_SHA256}")
+        if int(stat.size) != size or stored_sha != sha256:
+            log.warning("object %s differs from the local file (size %s vs %s); "
+                        "it will be uploaded again", object_name, stat.size, size)
+            return None
+        return StoredObject(bucket=self.bucket, object_name=object_name, size=int(stat.size),
+                            etag=str(stat.etag or "").strip('"'), sha256=sha256,
+                            content_type=str(stat.content_type or "application/octet-stream"))
+
+    # -- upload ----------------------------------------------------------------------------
+
+    def _metadata(self, datapoint_id: str, sha256: str, filename: str) -> dict[str, str]:
+        return {META_SHA256: sha256, META_DATAPOINT: datapoint_id,
+                META_FILENAME: quote(filename, safe="")}
+
+    def upload(self, source: Path, *, object_name: str, size: int, sha256: str,
+               content_type: str, datapoint_id: str, filename: str,
+               saved: Optional[SavedUpload] = None,
+               listener: Optional[UploadListener] = None) -> StoredObject:
+        """Upload ``source`` (its bytes must hash to ``sha256``) and verify the result."""
+        listener = listener or UploadListener()
+        limit = self.settings.max_object_size
+        if limit is not None and size > limit:
+            raise RejectedError(
+                f"the file is {size} bytes; the bucket accepts at most {limit} bytes per object")
+        existing = self.verified(object_name, size, sha256)
+        if existing is not None:
+            if saved is not None:
+                self.abort(object_name, saved.upload_id)
+            listener.finished()
+            return existing
+        metadata = self._metadata(datapoint_id, sha256, filename)
+        try:
+            if size <= self.settings.part_size:
+                self._put_single(source, object_name, size, sha256, content_type, metadata,
+                                 listener)
+            else:
+                self._put_multipart(source, object_name, size, sha256, content_type, metadata,
+                                    saved, listener)
+        except SyncError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network, S3 errors
+            raise classify_s3(exc, what=f"uploading {object_name}") from exc
+        stored = self.verified(object_name, size, sha256)
+        if stored is None:
+            raise RetryableError(f"{object_name} did not verify after upload (size or SHA-256 "
+                                 "differ); it will be uploaded again")
+        listener.finished()
+        return stored
+
+    def _put_single(self, source: Path, object_name: str, size: int, sha256: str,
+                    content_type: str, metadata: dict[str, str],
+                    listener: UploadListener) -> None:
+        with open(source, "rb") as stream:
+            data = stream.read(size + 1)
+        _check_local(data, size, sha256, source)
+        self._client.put_object(self.bucket, object_name, io.BytesIO(data), len(data),
+                                content_type=content_type, metadata=metadata)
+        listener.progress(size, size)
+
+    def _put_multipart(self, source: Path, object_name: str, size: int, sha256: str,
+                       content_type: str, metadata: dict[str, str],
+                       saved: Optional[SavedUpload], listener: UploadListener) -> None:
+        from minio.datatypes import Part
+
+        part_size = saved.part_size if saved is not None else self.settings.part_size
+        upload_id, done = self._resume(object_name, saved)
+        if upload_id is None:
+            headers = {"Content-Type": content_type,
+                       **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
+            upload_id = self._client._create_multipart_upload(self.bucket, object_name, headers)
+            done = {}
+            assert upload_id is not None
+            listener.started(upload_id, part_size)
+        digest = hashlib.sha256()
+        count = (size + part_size - 1) // part_size
+        sent = sum(p.size for p in done.values())
+        listener.progress(sent, size)
+        in_flight: dict[int, tuple[Future[str], int]] = {}
+        pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        try:
+            with open(source, "rb") as stream:
+                for number in range(1, count + 1):
+                    expected = min(part_size, size - (number - 1) * part_size)
+                    data = stream.read(expected)
+                    if len(data) != expected:
+                        raise RejectedError(f"the local copy of {source.name} is shorter than "
+                                            "recorded; the file store is damaged")
+                    digest.update(data)
+                    known = done.get(number)
+                    if known is not None and known.size == expected:
+                        continue
+                    while len(in_flight) >= PARTS_IN_FLIGHT:
+                        sent += self._collect_part(in_flight, done, listener)
+                        listener.progress(sent, size)
+                    in_flight[number] = (pool.submit(
+                        self._client._upload_part, self.bucket, object_name, data, None,
+                        upload_id, number), expected)
+                    del data
+                if stream.read(1):
+                    raise RejectedError(f"the local copy of {source.name} is longer than "
+                                        "recorded; the file store is damaged")
+            while in_flight:
+                sent += self._collect_part(in_flight, done, listener)
+                listener.progress(sent, size)
+        finally:
+            for future, _size in in_flight.values():
+                future.cancel()
+            pool.shutdown(wait=True)
+        if digest.hexdigest() != sha256:
+            self.abort(object_name, upload_id)
+            listener.finished()
+            raise RejectedError(f"the local copy of {source.name} is damaged: its SHA-256 is "
+                                f"{digest.hexdigest()}, {sha256} was recorded at capture")
+        parts = [Part(number, part.etag) for number, part in sorted(done.items())]
+        self._client._complete_multipart_upload(self.bucket, object_name, upload_id, parts)
+
+    @staticmethod
+    def _collect_part(in_flight: dict[int, tuple[Future[str], int]],
+                      done: dict[int, SavedPart], listener: UploadListener) -> int:
+        """Wait for at least one part in flight; record it; return the bytes it added."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        futures = {future: number for number, (future, _size) in in_flight.items()}
+        finished, _pending = wait(futures, return_when=FIRST_COMPLETED)
+        gained = 0
+        for future in finished:
+            number = futures[future]
+            _f, size = in_flight.pop(number)
+            part = SavedPart(number, str(future.result()).strip('"'), size)  # raises its error
+            done[number] = part
+            listener.part_done(part)
+            gained += size
+        return gained
+
+    def _resume(self, object_name: str,
+                saved: Optional[SavedUpload]) -> tuple[Optional[str], dict[int, SavedPart]]:
+        """The saved upload and the parts the server confirms, or (None, {})."""
+        from minio.error import S3Error
+
+        if saved is None:
+            return None, {}
+        try:
+            listed = self._client._list_parts(self.bucket, object_name, saved.upload_id,
+                                              max_parts=10000)
+        except S3Error as exc:
+            if exc.code in ("NoSuchUpload", "NoSuchKey"):
+                log.info("saved upload of %s is gone; starting again", object_name)
+                return None, {}
+            raise
+        server = {int(p.part_number): (str(p.etag).strip('"'), int(p.size))
+                  for p in (listed.parts or [])}
+        done = {n: p for n, p in saved.parts.items()
+                if n in server and server[n] == (p.etag.strip('"'), p.size)}
+        log.info("resuming upload of %s: %d part(s) already there", object_name, len(done))
+        return saved.upload_id, done
+
+    def abort(self, object_name: str, upload_id: str) -> None:
+        """Abort a multipart upload; an upload that is already gone is fine."""
+        from minio.error import S3Error
+
+        try:
+            self._client._abort_multipart_upload(self.bucket, object_name, upload_id)
+        except S3Error as exc:
+            if exc.code not in ("NoSuchUpload", "NoSuchKey"):
+                raise classify_s3(exc, what=f"aborting the upload of {object_name}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"aborting the upload of {object_name}") from exc
+
+    def abort_abandoned(self, keep: Iterable[str], older_than: timedelta) -> int:
+        """Abort multipart uploads under our prefix that nobody resumes; return how many."""
+        keep_ids = set(keep)
+        cutoff = datetime.now(timezone.utc) - older_than
+        aborted = 0
+        try:
+            result = self._client._list_multipart_uploads(
+                self.bucket, prefix=self.settings.object_prefix, max_uploads=1000)
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what="listing unfinished uploads") from exc
+        for upload in result.uploads or []:
+            initiated = getattr(upload, "initiated_time", None)
+            if upload.upload_id in keep_ids:
+                continue
+            if initiated is not None and initiated.tzinfo is None:
+                initiated = initiated.replace(tzinfo=timezone.utc)
+            if initiated is not None and initiated > cutoff:
+                continue
+            self.abort(upload.object_name, upload.upload_id)
+            aborted += 1
+        return aborted
+
+    def list_uploads(self) -> list[tuple[str, str]]:
+        result = self._client._list_multipart_uploads(self.bucket,
+                                                      prefix=self.settings.object_prefix)
+        return [(u.object_name, u.upload_id) for u in (result.uploads or [])]
+
+    # -- download --------------------------------------------------------------------------
+
+    def open_stream(self, bucket: str, object_name: str) -> Any:
+        """A streaming response (``.stream()``, ``.close()``, ``.release_conn()``)."""
+        try:
+            return self._client.get_object(bucket, object_name)
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"downloading {object_name}") from exc
+
+
+def _check_local(data: bytes, size: int, sha256: str, source: Path) -> None:
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise RejectedError(f"the local copy of {source.name} is damaged (size or SHA-256 "
+                            "differ from what was recorded at capture)")
+
+
+def filename_from_metadata(value: Optional[str]) -> Optional[str]:
+    return unquote(value) if value else None
+
+
+class StreamReader(io.RawIOBase):
+    """A file-like view of a urllib3 response, for FileStore.put_stream."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._response.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n

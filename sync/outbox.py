@@ -1,0 +1,452 @@
+"""The outbox: every local change waiting to reach the central store, with its state.
+
+A local write, edit or delete sets the row's ``sync_state`` to ``pending`` (the core store
+does that). :meth:`Outbox.collect` turns such rows into outbox items, one per datapoint —
+the latest revision wins, so ten quick edits are pushed once. An item moves
+
+    pending -> uploading -> uploaded (file verified in the bucket) -> recorded -> confirmed
+
+(values and deletions skip the file steps) or to ``quarantined`` with a reason. Every
+step is one transaction that also mirrors the state into the datapoint row's
+``sync_state`` *only if the row still has the revision the item pushes*: an edit made
+meanwhile keeps the row ``pending`` and is collected again. Confirmed items leave the
+outbox. Multipart uploads in progress (upload id, finished parts) and the objects
+verified central live in tables of their own, so a killed process resumes, exactly once.
+
+Scheduling times (``next_attempt_at``) are this machine's clock; they only decide *when*
+to retry, never the order of data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Optional
+
+from app.core.ids import new_ulid
+from app.core.store import LocalStore
+from app.core.timestamps import CANONICAL_FORMAT, utc_now
+
+from sync.objects import SavedPart, SavedUpload, StoredObject
+
+PENDING: Final = "pending"
+UPLOADING: Final = "uploading"
+UPLOADED: Final = "uploaded"
+RECORDED: Final = "recorded"
+CONFIRMED: Final = "confirmed"
+QUARANTINED: Final = "quarantined"
+ACTIVE_STATES: Final = (PENDING, UPLOADING, UPLOADED, RECORDED)
+
+BACKOFF_BASE_S: Final = 1.0
+BACKOFF_CAP_S: Final = 300.0
+
+
+def _now_text() -> str:
+    return utc_now().strftime(CANONICAL_FORMAT)
+
+
+def _v1_tables(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE sync_outbox (
+            datapoint_id TEXT PRIMARY KEY,
+            revision INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            quarantine_reason TEXT,
+            bytes_total INTEGER,
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            enqueued_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX ix_sync_outbox_due ON sync_outbox (state, next_attempt_at)")
+    conn.execute("CREATE INDEX ix_sync_outbox_order ON sync_outbox (enqueued_at, datapoint_id)")
+    conn.execute(
+        """
+        CREATE TABLE sync_uploads (
+            datapoint_id TEXT PRIMARY KEY,
+            object_name TEXT NOT NULL,
+            upload_id TEXT NOT NULL,
+            part_size INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE sync_parts (
+            datapoint_id TEXT NOT NULL,
+            upload_id TEXT NOT NULL,
+            part_number INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (datapoint_id, upload_id, part_number)
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE sync_objects (
+            datapoint_id TEXT PRIMARY KEY,
+            bucket TEXT NOT NULL,
+            object_name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            verified_at TEXT NOT NULL,
+            freed_at TEXT
+        )
+        """
+    )
+    conn.execute("CREATE INDEX ix_sync_objects_sha256 ON sync_objects (sha256)")
+    conn.execute("CREATE TABLE sync_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+MIGRATIONS: Final = [_v1_tables]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    datapoint_id: str
+    revision: int
+    state: str
+    attempts: int
+    last_error: Optional[str]
+    enqueued_at: str
+
+
+@dataclass(frozen=True)
+class QuarantinedItem:
+    datapoint_id: str
+    revision: int
+    reason: str
+    since: str
+    label: Optional[str]
+
+
+def backoff_delay(attempts: int, rng: Optional[random.Random] = None) -> float:
+    """Exponential backoff with full jitter: uniform in [base/2, min(cap, base*2^n)]."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** max(0, attempts - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class Outbox:
+    """The outbox tables of one local store (use one instance per process)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        store.migrate_component("sync", MIGRATIONS)
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> Optional[str]:
+        with self.store.reader() as conn:
+            row = conn.execute("SELECT value FROM sync_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: Optional[str]) -> None:
+        with self.store.transaction() as conn:
+            if value is None:
+                conn.execute("DELETE FROM sync_meta WHERE key = ?", (key,))
+            else:
+                conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                             "DO UPDATE SET value = excluded.value", (key, value))
+
+    def bench_id(self) -> str:
+        """This bench's identity in central documents (made once, kept for good)."""
+        existing = self.meta("bench_id")
+        if existing:
+            return existing
+        with self.store.transaction() as conn:
+            conn.execute("INSERT INTO sync_meta (key, value) VALUES ('bench_id', ?) "
+                         "ON CONFLICT (key) DO NOTHING", (new_ulid(),))
+        return str(self.meta("bench_id"))
+
+    # -- collecting --------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Enqueue every pending row whose revision the outbox does not hold yet."""
+        now = _now_text()
+        with self.store.transaction() as conn:
+            cursor = conn.execute(
+                """
+                INSERT INTO sync_outbox (datapoint_id, revision, state, enqueued_at, updated_at)
+                SELECT d.id, d.revision, 'pending', ?, ? FROM datapoints AS d
+                WHERE d.sync_state = 'pending' AND NOT EXISTS (
+                    SELECT 1 FROM sync_outbox AS o
+                    WHERE o.datapoint_id = d.id AND o.revision = d.revision)
+                ON CONFLICT (datapoint_id) DO UPDATE SET
+                    revision = excluded.revision,
+                    state = CASE WHEN sync_outbox.state IN ('uploading', 'uploaded')
+                                 THEN sync_outbox.state ELSE 'pending' END,
+                    attempts = 0, next_attempt_at = 0, quarantine_reason = NULL,
+                    last_error = NULL, updated_at = excluded.updated_at
+                """,
+                (now, now),
+            )
+            return int(cursor.rowcount)
+
+    def has_uncollected(self) -> bool:
+        """Cheap check for the background loop: is there a pending row not yet enqueued?"""
+        with self.store.reader() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM datapoints AS d WHERE d.sync_state = 'pending' AND NOT EXISTS "
+                "(SELECT 1 FROM sync_outbox AS o WHERE o.datapoint_id = d.id "
+                "AND o.revision = d.revision) LIMIT 1").fetchone()
+        return row is not None
+
+    def due(self, *, limit: int, force: bool = False,
+            after: Optional[tuple[str, str]] = None) -> list[OutboxItem]:
+        """Items ready for an attempt (all active ones with ``force``), oldest first,
+        continuing after ``after`` = (enqueued_at, datapoint_id) of the previous batch."""
+        sql = ("SELECT datapoint_id, revision, state, attempts, last_error, enqueued_at "
+               f"FROM sync_outbox WHERE state IN ({', '.join('?' for _ in ACTIVE_STATES)})")
+        params: list[Any] = list(ACTIVE_STATES)
+        if not force:
+            sql += " AND next_attempt_at <= ?"
+            params.append(time.time())
+        if after is not None:
+            sql += " AND (enqueued_at > ? OR (enqueued_at = ? AND datapoint_id > ?))"
+            params.extend([after[0], after[0], after[1]])
+        sql += " ORDER BY enqueued_at, datapoint_id LIMIT ?"
+        params.append(limit)
+        with self.store.reader() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [OutboxItem(*row) for row in rows]
+
+    def items(self, datapoint_ids: Sequence[str]) -> list[OutboxItem]:
+        if not datapoint_ids:
+            return []
+        with self.store.reader() as conn:
+            rows = conn.execute(
+                "SELECT datapoint_id, revision, state, attempts, last_error, enqueued_at FROM "
+                f"sync_outbox WHERE datapoint_id IN ({', '.join('?' for _ in datapoint_ids)})",
+                list(datapoint_ids)).fetchall()
+        return [OutboxItem(*row) for row in rows]
+
+    def next_due_in(self) -> Optional[float]:
+        """Seconds until the next item is due (0 if one is due now), None if none waits."""
+        with self.store.reader() as conn:
+            row = conn.execute(
+                f"SELECT MIN(next_attempt_at) FROM sync_outbox WHERE state IN "
+                f"({', '.join('?' for _ in ACTIVE_STATES)})", ACTIVE_STATES).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - time.time())
+
+    # -- transitions -------------------------------------------------------------------------
+
+    @staticmethod
+    def _mirror(conn: sqlite3.Connection, datapoint_id: str, revision: int, state: str) -> None:
+        conn.execute("UPDATE datapoints SET sync_state = ? WHERE id = ? AND revision = ? "
+                     "AND sync_state != ?", (state, datapoint_id, revision, state))
+
+    def mark(self, datapoint_id: str, revision: int, state: str, **fields: Any) -> None:
+        with self.store.transaction() as conn:
+            self._mark(conn, datapoint_id, revision, state, **fields)
+
+    def _mark(self, conn: sqlite3.Connection, datapoint_id: str, revision: int, state: str,
+              **fields: Any) -> None:
+        sets = ", ".join(f"{key} = ?" for key in fields)
+        conn.execute(
+            f"UPDATE sync_outbox SET state = ?, updated_at = ?{', ' + sets if sets else ''} "
+            "WHERE datapoint_id = ? AND revision = ?",
+            (state, _now_text(), *fields.values(), datapoint_id, revision))
+        self._mirror(conn, datapoint_id, revision, state)
+
+    def mark_many(self, items: Sequence[tuple[str, int]], state: str) -> None:
+        now = _now_text()
+        with self.store.transaction() as conn:
+            conn.executemany("UPDATE sync_outbox SET state = ?, updated_at = ? "
+                             "WHERE datapoint_id = ? AND revision = ?",
+                             [(state, now, i, r) for i, r in items])
+            conn.executemany("UPDATE datapoints SET sync_state = ? WHERE id = ? AND revision = ?",
+                             [(state, i, r) for i, r in items])
+
+    def confirm_many(self, items: Sequence[tuple[str, int]]) -> None:
+        """The central record read back: done. The item leaves the outbox."""
+        with self.store.transaction() as conn:
+            conn.executemany("DELETE FROM sync_outbox WHERE datapoint_id = ? AND revision = ?",
+                             list(items))
+            conn.executemany("UPDATE datapoints SET sync_state = 'confirmed' "
+                             "WHERE id = ? AND revision = ?", list(items))
+        self.set_meta("last_confirmed_at", _now_text())
+
+    def retry_later(self, items: Sequence[tuple[str, int]], error: str,
+                    rng: Optional[random.Random] = None) -> None:
+        """A transient failure: back off (with jitter) per item; others are unaffected."""
+        now = time.time()
+        with self.store.transaction() as conn:
+            for datapoint_id, revision in items:
+                row = conn.execute("SELECT attempts FROM sync_outbox WHERE datapoint_id = ? "
+                                   "AND revision = ?", (datapoint_id, revision)).fetchone()
+                if row is None:
+                    continue
+                attempts = int(row[0]) + 1
+                conn.execute(
+                    "UPDATE sync_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                    "updated_at = ? WHERE datapoint_id = ? AND revision = ?",
+                    (attempts, now + backoff_delay(attempts, rng), error[:2000], _now_text(),
+                     datapoint_id, revision))
+
+    def quarantine(self, datapoint_id: str, revision: int, reason: str) -> None:
+        with self.store.transaction() as conn:
+            self._mark(conn, datapoint_id, revision, QUARANTINED,
+                       quarantine_reason=reason[:2000], last_error=reason[:2000])
+
+    def retry_quarantined(self, datapoint_ids: Optional[Sequence[str]] = None) -> int:
+        """Put quarantined items (all, or these) back in the queue, due now."""
+        with self.store.transaction() as conn:
+            where = "state = 'quarantined'"
+            params: list[Any] = []
+            if datapoint_ids:
+                where += f" AND datapoint_id IN ({', '.join('?' for _ in datapoint_ids)})"
+                params = [i.upper() for i in datapoint_ids]
+            rows = conn.execute(f"SELECT datapoint_id, revision FROM sync_outbox WHERE {where}",
+                                params).fetchall()
+            for datapoint_id, revision in rows:
+                conn.execute("UPDATE sync_outbox SET state = 'pending', attempts = 0, "
+                             "next_attempt_at = 0, quarantine_reason = NULL, updated_at = ? "
+                             "WHERE datapoint_id = ?", (_now_text(), datapoint_id))
+                self._mirror(conn, datapoint_id, revision, PENDING)
+        return len(rows)
+
+    def drop(self, datapoint_id: str) -> None:
+        """Forget an item (its change was superseded, e.g. by a central deletion)."""
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM sync_outbox WHERE datapoint_id = ?", (datapoint_id,))
+
+    def rebase(self, datapoint_id: str, old_revision: int, new_revision: int) -> bool:
+        """Lift a pending local change above the central revision (last writer wins)."""
+        with self.store.transaction() as conn:
+            cursor = conn.execute("UPDATE datapoints SET revision = ? WHERE id = ? AND revision = ?",
+                                  (new_revision, datapoint_id, old_revision))
+            if cursor.rowcount == 0:
+                return False
+            conn.execute("UPDATE sync_outbox SET revision = ?, updated_at = ? "
+                         "WHERE datapoint_id = ? AND revision = ?",
+                         (new_revision, _now_text(), datapoint_id, old_revision))
+        return True
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    def saved_upload(self, datapoint_id: str, object_name: str) -> Optional[SavedUpload]:
+        with self.store.reader() as conn:
+            row = conn.execute("SELECT upload_id, part_size, object_name FROM sync_uploads "
+                               "WHERE datapoint_id = ?", (datapoint_id,)).fetchone()
+            if row is None or row[2] != object_name:
+                return None
+            parts = conn.execute("SELECT part_number, etag, size FROM sync_parts WHERE "
+                                 "datapoint_id = ? AND upload_id = ?",
+                                 (datapoint_id, row[0])).fetchall()
+        return SavedUpload(upload_id=row[0], part_size=int(row[1]),
+                           parts={int(n): SavedPart(int(n), e, int(s)) for n, e, s in parts})
+
+    def save_upload(self, datapoint_id: str, object_name: str, upload_id: str,
+                    part_size: int) -> None:
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM sync_parts WHERE datapoint_id = ?", (datapoint_id,))
+            conn.execute(
+                "INSERT INTO sync_uploads (datapoint_id, object_name, upload_id, part_size, "
+                "created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (datapoint_id) DO UPDATE SET "
+                "object_name = excluded.object_name, upload_id = excluded.upload_id, "
+                "part_size = excluded.part_size, created_at = excluded.created_at",
+                (datapoint_id, object_name, upload_id, part_size, _now_text()))
+
+    def save_part(self, datapoint_id: str, upload_id: str, part: SavedPart,
+                  bytes_done: Optional[int] = None) -> None:
+        with self.store.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO sync_parts (datapoint_id, upload_id, part_number, "
+                         "etag, size) VALUES (?, ?, ?, ?, ?)",
+                         (datapoint_id, upload_id, part.number, part.etag, part.size))
+            if bytes_done is not None:
+                conn.execute("UPDATE sync_outbox SET bytes_done = ? WHERE datapoint_id = ?",
+                             (bytes_done, datapoint_id))
+
+    def clear_upload(self, datapoint_id: str) -> None:
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM sync_parts WHERE datapoint_id = ?", (datapoint_id,))
+            conn.execute("DELETE FROM sync_uploads WHERE datapoint_id = ?", (datapoint_id,))
+
+    def open_upload_ids(self) -> list[str]:
+        with self.store.reader() as conn:
+            return [str(r[0]) for r in conn.execute("SELECT upload_id FROM sync_uploads")]
+
+    def record_object(self, datapoint_id: str, revision: int, stored: StoredObject,
+                      endpoint: str) -> None:
+        """The file is verified in the bucket: remember where, and move the item on."""
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sync_objects (datapoint_id, bucket, object_name, size, etag, "
+                "sha256, content_type, endpoint, verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (datapoint_id) DO UPDATE SET bucket = excluded.bucket, "
+                "object_name = excluded.object_name, size = excluded.size, etag = excluded.etag, "
+                "sha256 = excluded.sha256, content_type = excluded.content_type, "
+                "endpoint = excluded.endpoint, verified_at = excluded.verified_at",
+                (datapoint_id, stored.bucket, stored.object_name, stored.size, stored.etag,
+                 stored.sha256, stored.content_type, endpoint, _now_text()))
+            conn.execute("DELETE FROM sync_parts WHERE datapoint_id = ?", (datapoint_id,))
+            conn.execute("DELETE FROM sync_uploads WHERE datapoint_id = ?", (datapoint_id,))
+            self._mark(conn, datapoint_id, revision, UPLOADED)
+
+    def objects_for(self, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        with self.store.reader() as conn:
+            for start in range(0, len(datapoint_ids), 500):
+                chunk = list(datapoint_ids[start:start + 500])
+                cursor = conn.execute(
+                    "SELECT datapoint_id, bucket, object_name, size, etag, sha256, content_type, "
+                    f"endpoint, verified_at FROM sync_objects WHERE datapoint_id IN "
+                    f"({', '.join('?' for _ in chunk)})", chunk)
+                names = [d[0] for d in cursor.description]
+                for row in cursor.fetchall():
+                    found[row[0]] = dict(zip(names, row))
+        return found
+
+    # -- status ------------------------------------------------------------------------------
+
+    def quarantined(self) -> list[QuarantinedItem]:
+        with self.store.reader() as conn:
+            rows = conn.execute(
+                "SELECT o.datapoint_id, o.revision, o.quarantine_reason, o.updated_at, d.label "
+                "FROM sync_outbox AS o LEFT JOIN datapoints AS d ON d.id = o.datapoint_id "
+                "WHERE o.state = 'quarantined' ORDER BY o.updated_at").fetchall()
+        return [QuarantinedItem(r[0], int(r[1]), str(r[2] or ""), str(r[3]), r[4]) for r in rows]
+
+    def backlog(self) -> dict[str, Any]:
+        """What is not yet confirmed central: count, bytes, oldest change, per state."""
+        with self.store.reader() as conn:
+            count, size, oldest = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN data_type = 'file' AND deleted = 0 "
+                "THEN size_bytes ELSE 0 END), 0), MIN(updated_at) FROM datapoints "
+                "WHERE sync_state NOT IN ('confirmed', 'quarantined')").fetchone()
+            states = dict(conn.execute(
+                "SELECT sync_state, COUNT(*) FROM datapoints GROUP BY sync_state").fetchall())
+            waiting = conn.execute(
+                "SELECT COUNT(*), MAX(attempts), MAX(last_error) FROM sync_outbox WHERE "
+                "state != 'quarantined' AND attempts > 0").fetchone()
+        return {"count": int(count), "bytes": int(size or 0), "oldest_change": oldest,
+                "states": {str(k): int(v) for k, v in states.items()},
+                "retrying": int(waiting[0] or 0)}
+
+    def errors_summary(self, limit: int = 5) -> list[dict[str, Any]]:
+        with self.store.reader() as conn:
+            rows = conn.execute(
+                "SELECT datapoint_id, attempts, last_error FROM sync_outbox WHERE "
+                "state != 'quarantined' AND last_error IS NOT NULL ORDER BY updated_at DESC "
+                "LIMIT ?", (limit,)).fetchall()
+        return [{"datapoint_id": r[0], "attempts": r[1], "error": r[2]} for r in rows]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

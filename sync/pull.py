@@ -1,0 +1,204 @@
+"""Pull: what other benches stored, into this bench's local store.
+
+The cursor is the central server's own write time (``sync_written_at``, set by MongoDB with
+``$currentDate`` on every write), never a bench's clock or ULID order: a bench that was
+offline for a week with its clock set back still writes *now* in the server's time, so
+its old ULIDs arrive in every other bench's next pull. Each pass re-reads an overlap
+window before the saved cursor, because a write stamped at time T may commit after a
+reader has passed T; re-reading is idempotent (rows carry the central revision and only a
+newer one replaces them). Pages are read in (write time, _id) order with a keyset, so
+millions of documents page in constant memory.
+
+Metadata only: a file is downloaded when someone asks for its bytes (:func:`fetch_file`),
+into the content-addressed file store — the remote document never chooses a local path;
+the bytes must hash to the SHA-256 the document carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+from app.core.errors import NotFoundError, ValidationError
+from app.core.models import DataPoint, ObjectStorageDataPoint
+from app.service import BenchService
+
+from sync import localrows
+from sync.central import CentralDatabase
+from sync.documents import BENCH, REVISION, WRITTEN_AT, local_datapoint
+from sync.faults import RejectedError, classify_mongo
+from sync.objects import ObjectStore, StreamReader
+from sync.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class PullReport:
+    pulled: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    repaired: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _cursor_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def _parse_cursor(text: Optional[str]) -> Optional[datetime]:
+    if not text:
+        return None
+    return datetime.fromisoformat(text)
+
+
+class Puller:
+    """One pass of pulling, run by the engine."""
+
+    def __init__(self, service: BenchService, outbox: Outbox, central: CentralDatabase,
+                 bench_id: str, overlap_s: float) -> None:
+        self.service = service
+        self.outbox = outbox
+        self.central = central
+        self.bench_id = bench_id
+        self.overlap = timedelta(seconds=overlap_s)
+
+    def run(self) -> PullReport:
+        report = PullReport()
+        self._pull_collection(self.central.tombstones, "pull_cursor_tombstones", report,
+                              self._apply_tombstones)
+        self._pull_collection(self.central.datapoints, "pull_cursor_datapoints", report,
+                              self._apply_documents)
+        return report
+
+    def _pull_collection(self, collection: Any, cursor_key: str, report: PullReport,
+                         apply: Any) -> None:
+        saved = _parse_cursor(self.outbox.meta(cursor_key))
+        since = saved - self.overlap if saved is not None else None
+        last: Optional[tuple[datetime, str]] = None
+        newest = saved
+        while True:
+            selector: dict[str, Any] = {BENCH: {"$ne": self.bench_id}, WRITTEN_AT: {"$ne": None}}
+            if last is not None:
+                selector["$or"] = [{WRITTEN_AT: {"$gt": last[0]}},
+                                   {WRITTEN_AT: last[0], "_id": {"$gt": last[1]}}]
+            elif since is not None:
+                selector[WRITTEN_AT] = {"$gte": since}
+            try:
+                page = list(collection.find(selector).sort([(WRITTEN_AT, 1), ("_id", 1)])
+                            .limit(PAGE_SIZE))
+            except Exception as exc:  # noqa: BLE001
+                raise classify_mongo(exc, what="pulling from MongoDB") from exc
+            if not page:
+                break
+            apply(page, report)
+            tail = page[-1]
+            written = tail[WRITTEN_AT]
+            if written.tzinfo is None:
+                written = written.replace(tzinfo=timezone.utc)
+            last = (written, str(tail["_id"]))
+            newest = written if newest is None or written > newest else newest
+            if len(page) < PAGE_SIZE:
+                break
+        if newest is not None and newest != saved:
+            self.outbox.set_meta(cursor_key, _cursor_text(newest))
+
+    def _apply_documents(self, page: list[dict[str, Any]], report: PullReport) -> None:
+        ids = [str(doc["_id"]) for doc in page]
+        known = localrows.local_revisions(self.service.store, ids)
+        tombstoned = self._tombstoned(ids)
+        incoming: list[tuple[DataPoint, int]] = []
+        for doc in page:
+            ident = str(doc["_id"])
+            if ident in tombstoned:
+                self._repair_resurrected(ident, int(doc.get(REVISION) or 0), tombstoned[ident],
+                                         report)
+                continue
+            revision = int(doc.get(REVISION) or 1)
+            mine = known.get(ident)
+            if mine is not None and (mine[0] >= revision or mine[2]):
+                continue
+            try:
+                datapoint, revision = local_datapoint(doc)
+                _check_safe(datapoint)
+            except (ValueError, ValidationError) as exc:
+                report.skipped += 1
+                if len(report.errors) < 20:
+                    report.errors.append(f"{ident}: not stored locally ({exc})")
+                log.warning("skipping central document %r: %s", ident, exc)
+                continue
+            incoming.append((datapoint, revision))
+        if incoming:
+            report.pulled += localrows.apply_remote(self.service.store, incoming)
+
+    def _tombstoned(self, ids: list[str]) -> dict[str, int]:
+        try:
+            return {str(d["_id"]): int(d.get(REVISION) or 0) for d in self.central.tombstones.find(
+                {"_id": {"$in": ids}}, {REVISION: 1})}
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="reading tombstones") from exc
+
+    def _repair_resurrected(self, ident: str, doc_revision: int, tomb_revision: int,
+                            report: PullReport) -> None:
+        """A record written after its deletion (a race between benches): deletion wins."""
+        try:
+            self.central.datapoints.delete_one({"_id": ident})
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="removing a deleted record") from exc
+        localrows.apply_tombstones(self.service.store, [(ident, max(doc_revision, tomb_revision))])
+        report.repaired += 1
+
+    def _apply_tombstones(self, page: list[dict[str, Any]], report: PullReport) -> None:
+        items = [(str(d["_id"]), int(d.get(REVISION) or 0)) for d in page]
+        changed = localrows.apply_tombstones(self.service.store, items)
+        report.deleted += len(changed)
+        for sha256 in localrows.blobs_of(self.service.store, changed):
+            if localrows.blob_freeable(self.service.store, sha256):
+                self.service.files.remove(sha256)
+                localrows.mark_freed(self.service.store, sha256)
+
+
+def _check_safe(datapoint: DataPoint) -> None:
+    """Remote values that this bench will use as paths or keys must be well-formed."""
+    sha256 = getattr(datapoint, "sha256", None)
+    if sha256 is not None and not _SHA256.fullmatch(str(sha256)):
+        raise ValueError(f"sha256 {sha256!r} is not a SHA-256 digest")
+
+
+def fetch_file(service: BenchService, objects: ObjectStore, datapoint_id: str) -> str:
+    """Download a pulled file into the local file store (once); return its SHA-256.
+
+    The object is read with this bench's credentials; the bytes land in the
+    content-addressed store under their own hash, which must equal the document's.
+    """
+    datapoint = service.get(datapoint_id)
+    if not isinstance(datapoint, ObjectStorageDataPoint):
+        raise ValidationError(f"datapoint {datapoint_id} is not stored in object storage")
+    expected = datapoint.sha256
+    if expected and service.files.exists(expected):
+        return expected
+    if not datapoint.object_name:
+        raise NotFoundError(f"datapoint {datapoint_id} names no object to download")
+    bucket = datapoint.bucket_name or objects.bucket
+    response = objects.open_stream(bucket, datapoint.object_name)
+    try:
+        blob = service.files.put_stream(StreamReader(response),
+                                        expected_size=datapoint.size_bytes)
+    finally:
+        response.close()
+        response.release_conn()
+    if expected and blob.sha256 != expected:
+        if not service.store.blob_in_use(blob.sha256):
+            service.files.remove(blob.sha256)
+        raise RejectedError(f"the object of {datapoint_id} does not match its SHA-256 "
+                            f"(got {blob.sha256}, expected {expected}); not kept")
+    if not expected:
+        log.info("datapoint %s has no SHA-256; kept the download as %s", datapoint_id,
+                 blob.sha256)
+    return blob.sha256

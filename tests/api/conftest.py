@@ -1,0 +1,31 @@
+"""Fixtures for the REST API tests: a real uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.api.server import ApiServer
+from app.service import BenchService
+from tests.madsci_env import madsci_python  # noqa: F401  (the fixture)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[BenchService]:
+    with BenchService(tmp_path / "bench") as bench:
+        yield bench
+
+
+@pytest.fixture
+def server(service: BenchService) -> Iterator[ApiServer]:
+    with ApiServer(service, port=0) as api:
+        yield api
+
+
+@pytest.fixture
+def http(server: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client

@@ -1,0 +1,141 @@
+"""Pull, edits and deletions between benches sharing one central store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+from ulid import ULID
+
+from app.core.errors import NotFoundError
+from app.core.models import ValueDataPoint
+from app.service import BenchService
+from sync.engine import SyncEngine
+
+
+@pytest.fixture
+def benches(tmp_path: Path, central: Any) -> Iterator[list[tuple[BenchService, SyncEngine]]]:
+    pairs = []
+    try:
+        for name in ("a", "b"):
+            service = BenchService(tmp_path / f"bench-{name}")
+            pairs.append((service, SyncEngine(service, central)))
+        yield pairs
+    finally:
+        for service, engine in pairs:
+            engine.close()
+            service.close()
+
+
+def _sync_all(pairs: list[tuple[BenchService, SyncEngine]], rounds: int = 2) -> None:
+    for _ in range(rounds):
+        for _service, engine in pairs:
+            report = engine.run_pass(force=True)
+            assert report.ok, report
+
+
+def test_other_benches_datapoints_appear_and_files_download_on_request(
+        benches: list[tuple[BenchService, SyncEngine]], tmp_path: Path) -> None:
+    (a, engine_a), (b, engine_b) = benches
+    value = a.capture_value({"x": 1}, label="from-a", ownership=a.ownership(experiment="EXP1"))
+    source = tmp_path / "raw.bin"
+    data = os.urandom(300_000)
+    source.write_bytes(data)
+    captured = a.capture_file(source, label="raw")
+    _sync_all(benches)
+    pulled = b.get(value.datapoint_id)
+    assert isinstance(pulled, ValueDataPoint) and pulled.value == {"x": 1}
+    assert b.get_stored(value.datapoint_id).origin == "remote"
+    assert b.get_stored(value.datapoint_id).sync_state == "confirmed"
+    assert b.count({"ownership_info.experiment_id": "EXP1"}) == 1
+    remote_file = b.get(captured.datapoint_id)
+    assert remote_file.data_type.value == "object_storage"
+    with pytest.raises(NotFoundError):
+        b.open_file(captured.datapoint_id)  # metadata only until asked
+    engine_b.fetch_file(captured.datapoint_id)
+    assert b.value(captured.datapoint_id) == data
+    engine_b.fetch_file(captured.datapoint_id)  # cached: no second download needed
+    assert engine_b.run_pass(force=True).remaining == 0
+
+
+def test_late_arrival_with_old_ulid_and_skewed_clock_is_pulled(
+        benches: list[tuple[BenchService, SyncEngine]]) -> None:
+    (a, engine_a), (b, engine_b) = benches
+    a.capture_value(1, label="now")
+    _sync_all(benches)  # b's cursor is now past everything central
+    week_ago = ULID.from_timestamp(ULID().timestamp - 8 * 86400)
+    late = a.submit(ValueDataPoint(datapoint_id=str(week_ago), value=2, label="late",
+                                   data_timestamp="2020-01-01T00:00:00Z"))
+    _sync_all(benches)
+    assert b.get(late.datapoint_id).value == 2
+
+
+def test_edits_propagate_last_writer_wins(benches: list[tuple[BenchService, SyncEngine]],
+                                          central: Any) -> None:
+    (a, engine_a), (b, engine_b) = benches
+    dp = a.capture_value(5, label="original")
+    _sync_all(benches)
+    b.update(dp.datapoint_id, label="edited on b", set_metadata={"note": "b"})
+    _sync_all(benches)
+    assert a.get(dp.datapoint_id).label == "edited on b"
+    assert a.get(dp.datapoint_id).custom_metadata["note"] == "b"
+    # Concurrent edits from the same base: the one pushed last wins everywhere.
+    a.update(dp.datapoint_id, label="a again")
+    b.update(dp.datapoint_id, label="b again")
+    assert engine_a.run_pass(force=True).ok
+    assert engine_b.run_pass(force=True).ok
+    _sync_all(benches)
+    assert a.get(dp.datapoint_id).label == b.get(dp.datapoint_id).label == "b again"
+    client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value())
+    try:
+        doc = client[central.mongo_database][central.mongo_collection].find_one(
+            {"_id": dp.datapoint_id})
+        assert doc["label"] == "b again"
+        assert doc["sync_revision"] == a.get_stored(dp.datapoint_id).revision \
+            == b.get_stored(dp.datapoint_id).revision
+    finally:
+        client.close()
+
+
+def test_deletes_are_tombstones_that_propagate_and_win(
+        benches: list[tuple[BenchService, SyncEngine]], central: Any, tmp_path: Path) -> None:
+    (a, engine_a), (b, engine_b) = benches
+    source = tmp_path / "doomed.txt"
+    source.write_bytes(b"doomed")
+    doomed = a.capture_file(source, label="doomed")
+    kept = a.capture_value(1, label="kept")
+    _sync_all(benches)
+    b.update(doomed.datapoint_id, label="edited while deleted elsewhere")
+    a.delete(doomed.datapoint_id)
+    assert engine_a.run_pass(force=True).ok
+    assert engine_b.run_pass(force=True).ok
+    _sync_all(benches)
+    for service in (a, b):
+        with pytest.raises(NotFoundError):
+            service.get(doomed.datapoint_id)
+        assert service.get(kept.datapoint_id).value == 1
+        assert service.store.get_stored(doomed.datapoint_id, include_deleted=True).deleted
+    client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value())
+    try:
+        database = client[central.mongo_database]
+        assert database[central.mongo_collection].find_one({"_id": doomed.datapoint_id}) is None
+        assert database[central.tombstone_collection].find_one({"_id": doomed.datapoint_id})
+    finally:
+        client.close()
+    # The file was verified central, so the local copy was freed after the deletion.
+    assert not a.files.exists(a.store.get_stored(doomed.datapoint_id, include_deleted=True)
+                              .datapoint.sha256)
+
+
+def test_a_delete_never_frees_a_file_not_verified_central(tmp_path: Path, central: Any) -> None:
+    with BenchService(tmp_path / "solo") as bench, SyncEngine(bench, central) as engine:
+        source = tmp_path / "unsynced.txt"
+        source.write_bytes(b"not yet central")
+        dp = bench.capture_file(source)
+        bench.delete(dp.datapoint_id)
+        assert engine.run_pass(force=True).ok
+        assert bench.files.exists(dp.sha256)

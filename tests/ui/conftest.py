@@ -1,0 +1,60 @@
+"""Fixtures for the window's tests: a real local store, the real widgets, offscreen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.service import BenchService  # noqa: E402
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[BenchService]:
+    with BenchService(tmp_path / "store") as bench:
+        yield bench
+
+
+@pytest.fixture
+def window(qtbot: Any, service: BenchService) -> Iterator[Any]:
+    from app.ui.application import build_window, make_application
+
+    app = make_application([])
+    assert app is not None
+    win = build_window(service)
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    wait_idle(qtbot, win)
+    yield win
+    if win.dialog is not None:
+        win.dialog.close()
+    win.close()
+    win.context.tasks.shutdown()
+
+
+def wait_idle(qtbot: Any, win: Any, timeout: int = 10_000) -> None:
+    """Until no background task is running and the table's query has settled."""
+    qtbot.waitUntil(lambda: win.context.tasks.idle() and not win.model.loading, timeout=timeout)
+
+
+def grab(widget: Any, name: str) -> Path:
+    from PySide6.QtWidgets import QApplication
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    QApplication.processEvents()  # let layouts settle before the picture is taken
+    path = SCREENSHOTS / name
+    assert widget.grab().save(str(path))
+    return path
+
+
+from servers import central, mongo, seaweed  # noqa: E402,F401  (real SeaweedFS + nx-27017)
+
+__all__ = ["central", "grab", "mongo", "seaweed", "wait_idle"]
