@@ -84,19 +84,30 @@ class BenchService:
             )
         return kind
 
-    def _with_names(self, datapoint: DataPoint) -> DataPoint:
-        """Keep the human name beside each ownership id this bench knows a name for."""
+    def _with_names(self, datapoint: DataPoint,
+                    cache: Optional[dict[tuple[tuple[str, str], ...], dict[str, str]]] = None,
+                    ) -> DataPoint:
+        """Keep the human name beside each ownership id this bench knows a name for.
+
+        ``cache`` shares the lookup between the datapoints of one batch, which usually
+        carry the same ownership."""
         if datapoint.ownership_info is None:
             return datapoint
-        metadata = dict(datapoint.custom_metadata)
-        for field, ident in datapoint.ownership_info.ids().items():
-            kind = field[:-3]
-            name = self.names.name_for(kind, ident)
-            if name is not None:
-                metadata.setdefault(f"{kind}_name", name)
-        if metadata == datapoint.custom_metadata:
+        ids = tuple(datapoint.ownership_info.ids().items())
+        names = cache.get(ids) if cache is not None else None
+        if names is None:
+            names = {}
+            for field, ident in ids:
+                name = self.names.name_for(field[:-3], ident)
+                if name is not None:
+                    names[f"{field[:-3]}_name"] = name
+            if cache is not None:
+                cache[ids] = names
+        missing = {k: v for k, v in names.items() if k not in datapoint.custom_metadata}
+        if not missing:
             return datapoint
-        return datapoint.model_copy(update={"custom_metadata": metadata})
+        return datapoint.model_copy(
+            update={"custom_metadata": {**datapoint.custom_metadata, **missing}})
 
     # -- capture -----------------------------------------------------------------------
 
@@ -113,6 +124,7 @@ class BenchService:
         """
         prepared: list[DataPoint] = []
         held: list[str] = []
+        names_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         committed = False
         try:
             for datapoint in datapoints:
@@ -123,7 +135,7 @@ class BenchService:
                 if isinstance(datapoint, FileDataPoint) and not self._blob_present(datapoint):
                     datapoint, blob = self._capture_file(datapoint, progress)
                     held.append(blob.sha256)
-                prepared.append(self._with_names(datapoint))
+                prepared.append(self._with_names(datapoint, names_cache))
             stored = self.store.insert(prepared)
             committed = True
             return stored

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Optional
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
@@ -31,7 +32,7 @@ from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.schema import SCHEMA_VERSION, migrate
-from app.core.timestamps import now_canonical
+from app.core.timestamps import format_canonical, now_canonical
 
 log = logging.getLogger(__name__)
 
@@ -108,30 +109,45 @@ def _json_object_text(value: Mapping[str, Any]) -> str:
 
 def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
                      now: Optional[str] = None) -> dict[str, Any]:
-    """Split a datapoint into the store's columns (validating the JSON value)."""
-    # Validate the Python value (NaN, bytes, sets ...) before pydantic renders it: its
-    # JSON mode would hide some of those problems and fail obscurely on others.
-    value_text = (dump_json_value(getattr(datapoint, "value", None))
-                  if datapoint.data_type == DataPointTypeEnum.JSON else None)
-    document = datapoint.model_dump(mode="json", by_alias=True)
-    ownership = document.get("ownership_info") or {}
+    """Split a datapoint into the store's columns (validating the JSON value).
+
+    Reads the model's attributes directly rather than through ``model_dump``: capture
+    throughput is bounded by this function, and a JSON-mode dump would also render the
+    value a second time.
+    """
+    data_type = DataPointTypeEnum(datapoint.data_type).value
+    # Declared fields and extras as plain dicts: pydantic's __getattr__ for an absent
+    # field costs an exception each time.
+    extras = datapoint.model_extra or {}
+    fields = {**datapoint.__dict__, **extras}
+    ownership = datapoint.ownership_info.__dict__ if datapoint.ownership_info else {}
     row: dict[str, Any] = {
         "id": require_ulid(datapoint.datapoint_id, "datapoint_id").upper(),
-        "data_type": DataPointTypeEnum(document["data_type"]).value,
-        "data_timestamp": document["data_timestamp"],
-        "custom_metadata": _json_object_text(document.get("custom_metadata") or {}),
+        "label": datapoint.label,
+        "data_type": data_type,
+        "data_timestamp": format_canonical(datapoint.data_timestamp),
+        # Validate the Python value itself (NaN, bytes, sets ...), not a rendering of it.
+        "value": dump_json_value(fields.get("value"))
+        if data_type == DataPointTypeEnum.JSON.value else None,
+        "custom_metadata": _json_object_text(datapoint.custom_metadata),
     }
     for field in OWNERSHIP_FIELDS:
         row[field] = ownership.get(field)
     for field in _PLAIN_FIELDS:
-        row[field] = document.get(field)
-    row["value"] = value_text
-    extra = {key: value for key, value in document.items() if key not in _DOCUMENT_KEYS}
-    row["extra"] = _json_object_text(extra)
+        row[field] = _column_value(fields.get(field))
+    extra = {key: value for key, value in extras.items() if key not in _DOCUMENT_KEYS}
+    row["extra"] = _json_object_text(to_jsonable_python(extra)) if extra else "{}"
     now = now or now_canonical()
     row.update(revision=1, deleted=0, sync_state=SYNC_PENDING, origin=origin,
                created_at=now, updated_at=now)
     return row
+
+
+def _column_value(value: Any) -> Any:
+    """A value for a plain text/integer column (extra fields may hold anything)."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return json.dumps(to_jsonable_python(value), ensure_ascii=False, sort_keys=True)
 
 
 def _refuse_if_different(stored: Mapping[str, Any], row: Mapping[str, Any]) -> None:
