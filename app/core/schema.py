@@ -97,10 +97,24 @@ def _v3_time_ordered_indexes(conn: sqlite3.Connection) -> None:
         )
 
 
+def _v4_partial_indexes(conn: sqlite3.Connection) -> None:
+    """Index only rows that have the value: most ownership fields, ``replaces`` and
+    ``sha256`` are NULL on most rows, and every index entry costs time on each capture.
+    SQLite still uses a ``col IS NOT NULL`` partial index for ``col = ?`` and ranges."""
+    for field in (*OWNERSHIP_FIELDS, "sha256", "replaces"):
+        if field in ("experiment_id", "user_id"):
+            name, columns = f"ix_datapoints_{field}_time", f"{field}, data_timestamp"
+        else:
+            name, columns = f"ix_datapoints_{field}", field
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+        conn.execute(f"CREATE INDEX {name} ON datapoints ({columns}) WHERE {field} IS NOT NULL")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _v1_initial,
     _v2_names_lineage_and_indexes,
     _v3_time_ordered_indexes,
+    _v4_partial_indexes,
 )
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 

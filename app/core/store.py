@@ -108,7 +108,9 @@ def _json_object_text(value: Mapping[str, Any]) -> str:
 
 
 def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
-                     now: Optional[str] = None) -> dict[str, Any]:
+                     now: Optional[str] = None,
+                     metadata_text: Optional[dict[tuple[tuple[str, str], ...], str]] = None,
+                     ) -> dict[str, Any]:
     """Split a datapoint into the store's columns (validating the JSON value).
 
     Reads the model's attributes directly rather than through ``model_dump``: capture
@@ -129,18 +131,32 @@ def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
         # Validate the Python value itself (NaN, bytes, sets ...), not a rendering of it.
         "value": dump_json_value(fields.get("value"))
         if data_type == DataPointTypeEnum.JSON.value else None,
-        "custom_metadata": _json_object_text(datapoint.custom_metadata),
+        "custom_metadata": _metadata_text(datapoint.custom_metadata, metadata_text),
     }
     for field in OWNERSHIP_FIELDS:
         row[field] = ownership.get(field)
     for field in _PLAIN_FIELDS:
-        row[field] = _column_value(fields.get(field))
+        value = fields.get(field)
+        row[field] = value if value is None or type(value) in (str, int, float) \
+            else _column_value(value)
     extra = {key: value for key, value in extras.items() if key not in _DOCUMENT_KEYS}
     row["extra"] = _json_object_text(to_jsonable_python(extra)) if extra else "{}"
     now = now or now_canonical()
     row.update(revision=1, deleted=0, sync_state=SYNC_PENDING, origin=origin,
                created_at=now, updated_at=now)
     return row
+
+
+def _metadata_text(metadata: dict[str, str],
+                   cache: Optional[dict[tuple[tuple[str, str], ...], str]]) -> str:
+    """Custom metadata as JSON text; a batch usually repeats the same few dicts."""
+    if cache is None:
+        return _json_object_text(metadata)
+    key = tuple(metadata.items())
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = _json_object_text(metadata)
+    return text
 
 
 def _column_value(value: Any) -> Any:
@@ -292,33 +308,21 @@ class LocalStore:
         """
         stored = list(datapoints)
         now = now_canonical()
-        rows = [datapoint_to_row(dp, origin=origin, now=now) for dp in stored]
+        metadata_text: dict[tuple[tuple[str, str], ...], str] = {}
+        rows = [datapoint_to_row(dp, origin=origin, now=now, metadata_text=metadata_text)
+                for dp in stored]
         if not rows:
             return []
         with self.transaction() as conn:
-            existing = self._existing_ids(conn, [row["id"] for row in rows])
-            in_batch: dict[str, dict[str, Any]] = {}
-            fresh = []
-            for row in rows:
-                if row["id"] in existing:
+            before = conn.total_changes
+            conn.executemany(_INSERT_SQL, [[row[c] for c in _ALL_COLUMNS] for row in rows])
+            if conn.total_changes - before != len(rows):
+                # Some ids were there already (a retried submission, or the same id twice
+                # in this batch): each must match what is stored, or the batch is refused
+                # and rolled back. Rows just inserted match themselves.
+                for row in rows:
                     self._check_identical(conn, row)
-                elif row["id"] in in_batch:
-                    _refuse_if_different(in_batch[row["id"]], row)
-                else:
-                    in_batch[row["id"]] = row
-                    fresh.append([row[c] for c in _ALL_COLUMNS])
-            conn.executemany(_INSERT_SQL, fresh)
         return stored
-
-    @staticmethod
-    def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            found.update(row[0] for row in conn.execute(
-                f"SELECT id FROM datapoints WHERE id IN ({marks})", chunk))
-        return found
 
     @staticmethod
     def _check_identical(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
