@@ -27,9 +27,15 @@ class IngestComponent:
 
     name = "watch"
 
+    #: How often the headless service looks for rule edits made with ``benchdata watch``.
+    CONFIG_POLL_SECONDS = 2.0
+
     def __init__(self, service: BenchService, rules: Iterable[WatchRule], *,
-                 options: Optional[WorkerOptions] = None) -> None:
+                 options: Optional[WorkerOptions] = None, follow_config: bool = False) -> None:
         self.service = service
+        self._follow_config = follow_config
+        self._config_stop = threading.Event()
+        self._config_thread: Optional[threading.Thread] = None
         self.ledger = Ledger(service.store)
         self._options = options or WorkerOptions()
         self._rules = [rule for rule in rules if rule.enabled]
@@ -77,9 +83,39 @@ class IngestComponent:
             self._start_worker(rule)
         log.info("watching %d folder(s): %s", len(self._workers),
                  ", ".join(str(rule.root) for rule in self._rules) or "none")
+        if self._follow_config:
+            self._config_stop.clear()
+            self._config_thread = threading.Thread(
+                target=self._follow_rule_edits, name="benchdata-watch-config", daemon=True)
+            self._config_thread.start()
+
+    def _config_stamp(self) -> Optional[tuple[int, int]]:
+        try:
+            stat = self.service.paths.config_file.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _follow_rule_edits(self) -> None:
+        """Apply rules added, edited, paused or removed with the CLI while running."""
+        seen = self._config_stamp()
+        while not self._config_stop.wait(self.CONFIG_POLL_SECONDS):
+            stamp = self._config_stamp()
+            if stamp == seen:
+                continue
+            seen = stamp
+            try:
+                self.reload(load_rules(self.service.paths))
+                log.info("watch rules changed; now watching %d folder(s)", len(self._rules))
+            except Exception:  # a half-edited config must not stop the watcher
+                log.exception("could not apply the edited watch rules; keeping the old ones")
 
     def stop(self) -> None:
         """Stop every worker (all asked at once, then joined); idempotent."""
+        self._config_stop.set()
+        if self._config_thread is not None:
+            self._config_thread.join(10.0)
+            self._config_thread = None
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()
@@ -141,11 +177,12 @@ class IngestComponent:
 
 
 def make_component(service: BenchService, options: Any) -> Optional[IngestComponent]:
-    """The watcher for ``benchdata run``; None when switched off or nothing is watched."""
+    """The watcher for ``benchdata run``; None when switched off. It follows rule edits
+    made with ``benchdata watch`` while it runs, so it starts even with no rules yet."""
     if not getattr(options, "watch", True):
         return None
     rules = [rule for rule in load_rules(service.paths) if rule.enabled]
     if not rules:
-        log.info("no watched folders are configured (add one with: benchdata watch add DIR)")
-        return None
-    return IngestComponent(service, rules)
+        log.info("no watched folders are configured yet (add one with: benchdata watch add "
+                 "DIR); rules added while running are picked up")
+    return IngestComponent(service, rules, follow_config=True)

@@ -123,16 +123,35 @@ def test_rule_ids_follow_the_folder_so_re_adding_keeps_the_ledger(tmp_path: Path
     assert update_rule(paths, second.id, {"quiet_seconds": 7}).quiet_seconds == 7
 
 
-def test_make_component_needs_enabled_rules_and_watch_switched_on(
+def test_make_component_is_off_only_when_watching_is_switched_off(
         tmp_path: Path, service: BenchService) -> None:
     assert "app.ingest.component:make_component" in COMPONENT_FACTORIES
-    assert make_component(service, RunOptions()) is None  # nothing configured
-    add_rule(service.paths, str(tmp_path), enabled=False)
-    assert make_component(service, RunOptions()) is None  # only a paused rule
-    add_rule(service.paths, str(tmp_path / "two"))
     assert make_component(service, RunOptions(watch=False)) is None
+    # With nothing configured it still runs, to pick up rules added later.
     component = make_component(service, RunOptions())
     assert isinstance(component, IngestComponent) and component.name == "watch"
+
+
+def test_a_running_service_follows_rules_added_paused_and_removed(
+        tmp_path: Path, service: BenchService, wait: Any) -> None:
+    folder = tmp_path / "late"
+    folder.mkdir()
+    component = make_component(service, RunOptions())
+    assert component is not None
+    component.CONFIG_POLL_SECONDS = 0.05
+    component.start()
+    try:
+        assert component.status() == []
+        rule = add_rule(service.paths, str(folder), quiet_seconds=0.2)
+        (folder / "first.csv").write_text("1,2\n")
+        wait(lambda: service.count({"filename": "first.csv"}) == 1)
+        update_rule(service.paths, rule.id, {"enabled": False})  # benchdata watch pause
+        wait(lambda: component.status() == [])
+        (folder / "while-paused.csv").write_text("3,4\n")
+        update_rule(service.paths, rule.id, {"enabled": True})  # benchdata watch resume
+        wait(lambda: service.count({"filename": "while-paused.csv"}) == 1)
+    finally:
+        component.stop()
 
 
 def test_benchdata_run_captures_headless_and_stops_cleanly_on_sigterm(
