@@ -18,7 +18,7 @@ import click
 from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
-from app.core.errors import BenchDataError, NotFoundError
+from app.core.errors import BenchDataError, NotFoundError, describe_validation_error
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
 from app.service import BenchService
@@ -36,7 +36,7 @@ def _ownership_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
+def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
     metadata: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -89,7 +89,7 @@ def _fetch_from_central(service: BenchService) -> Callable[[str], str]:
     return fetch
 
 
-def _emit_json(payload: Any) -> None:
+def emit_json(payload: Any) -> None:
     click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
 
 
@@ -118,7 +118,7 @@ def _human_size(size: int) -> str:
 
 def _print_datapoints(datapoints: Sequence[DataPoint], as_json: bool) -> None:
     if as_json:
-        _emit_json([dp.to_document() for dp in datapoints])
+        emit_json([dp.to_document() for dp in datapoints])
         return
     if not datapoints:
         click.echo("No datapoints.")
@@ -131,7 +131,7 @@ def _print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[s
     if as_json:
         if sync_state is not None:
             document["sync_state"] = sync_state
-        _emit_json(document)
+        emit_json(document)
         return
     for key, value in document.items():
         if key == "ownership_info":
@@ -203,16 +203,6 @@ class BenchGroup(click.Group):
             ctx.exit(1)
 
 
-def describe_validation_error(exc: PydanticValidationError) -> str:
-    """One line per problem, without pydantic's URLs and type names."""
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "datapoint"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)
-
-
 @click.group(cls=BenchGroup)
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar=None,
               help="Use the local store in this folder (default: $BENCHDATA_HOME or the "
@@ -253,7 +243,7 @@ def add_value(ctx: Context, value: str, label: Optional[str], meta: Sequence[str
     extra: dict[str, Any] = {"data_timestamp": timestamp} if timestamp else {}
     datapoint = service.submit(ValueDataPoint(
         label=label, value=parsed, ownership_info=_ownership(service, names),
-        custom_metadata=_parse_meta(meta), **extra))
+        custom_metadata=parse_meta(meta), **extra))
     _report_captured([datapoint], as_json)
 
 
@@ -278,7 +268,7 @@ def add_file(ctx: Context, paths: Sequence[Path], label: Optional[str], meta: Se
     """Capture one or more files (copied into the store; the originals are untouched)."""
     service = ctx.service
     ownership = _ownership(service, names)
-    metadata = _parse_meta(meta)
+    metadata = parse_meta(meta)
     captured: list[DataPoint] = []
     failures = 0
     for path in paths:
@@ -300,7 +290,7 @@ def add_file(ctx: Context, paths: Sequence[Path], label: Optional[str], meta: Se
 def _report_captured(datapoints: Sequence[DataPoint], as_json: bool) -> None:
     if as_json:
         payload: Any = [dp.to_document() for dp in datapoints]
-        _emit_json(payload[0] if len(payload) == 1 else payload)
+        emit_json(payload[0] if len(payload) == 1 else payload)
         return
     for datapoint in datapoints:
         click.echo(f"captured {datapoint.datapoint_id}  {datapoint.label or ''}".rstrip())
@@ -323,7 +313,7 @@ def value(ctx: Context, datapoint_id: str) -> None:
     """Print a datapoint's value: JSON, or the file's bytes to stdout."""
     datapoint = ctx.service.get(datapoint_id)
     if isinstance(datapoint, ValueDataPoint):
-        _emit_json(datapoint.value)
+        emit_json(datapoint.value)
         return
     with ctx.service.open_file(datapoint_id) as stream:
         out = sys.stdout.buffer
@@ -373,7 +363,7 @@ def query(ctx: Context, selector: str, sort: Optional[str], limit: int, cursor: 
     service = ctx.service
     if count_only:
         total = service.count(parsed)
-        _emit_json({"count": total}) if as_json else click.echo(str(total))
+        emit_json({"count": total}) if as_json else click.echo(str(total))
         return
     if limit == 0:
         items = list(service.iter_query(parsed, sort=sort))
@@ -382,7 +372,7 @@ def query(ctx: Context, selector: str, sort: Optional[str], limit: int, cursor: 
         page = service.query(parsed, sort=sort, limit=limit, cursor=cursor)
         items, next_cursor = page.items, page.next_cursor
     if as_json:
-        _emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
+        emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
         return
     _print_datapoints(items, False)
     if next_cursor:
@@ -410,7 +400,7 @@ def _parse_selector(text: str) -> dict[str, Any]:
 def edit(ctx: Context, datapoint_id: str, label: Optional[str], meta: Sequence[str],
          unset: Sequence[str], as_json: bool) -> None:
     """Change a datapoint's label or custom metadata."""
-    datapoint = ctx.service.update(datapoint_id, label=label, set_metadata=_parse_meta(meta),
+    datapoint = ctx.service.update(datapoint_id, label=label, set_metadata=parse_meta(meta),
                                    remove_metadata=unset)
     _print_datapoint(datapoint, as_json)
 
@@ -457,7 +447,7 @@ def names_list(ctx: Context, kind: str, as_json: bool) -> None:
     """Names this bench has seen for KIND."""
     pairs = ctx.service.names.names(kind)
     if as_json:
-        _emit_json([{"name": name, "id": ident} for name, ident in pairs])
+        emit_json([{"name": name, "id": ident} for name, ident in pairs])
         return
     for name, ident in pairs:
         click.echo(f"{ident}  {name}")
@@ -499,7 +489,7 @@ def info(ctx: Context, as_json: bool) -> None:
         "sync_states": service.store.sync_state_counts(),
     }
     if as_json:
-        _emit_json(facts)
+        emit_json(facts)
         return
     for key, val in facts.items():
         click.echo(f"{key:>11}: {val}")

@@ -12,11 +12,11 @@ import logging
 import mimetypes
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
+from app.core.atomic import atomic_writer
 from app.core.errors import NotFoundError, ValidationError
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
@@ -255,23 +255,13 @@ class BenchService:
     def save_value(self, datapoint_id: str, destination: os.PathLike[str] | str) -> Path:
         """Write the value (JSON text) or file to ``destination`` atomically."""
         target = Path(destination).expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
         datapoint = self.get(datapoint_id)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                             dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                if isinstance(datapoint, ValueDataPoint):
-                    out.write(json.dumps(datapoint.value, ensure_ascii=False, indent=2).encode())
-                else:
-                    with self.open_file(datapoint_id) as source:
-                        shutil.copyfileobj(source, out, 4 * 1024 * 1024)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with atomic_writer(target) as out:
+            if isinstance(datapoint, ValueDataPoint):
+                out.write(json.dumps(datapoint.value, ensure_ascii=False, indent=2).encode())
+            else:
+                with self.open_file(datapoint_id) as source:
+                    shutil.copyfileobj(source, out, 4 * 1024 * 1024)
         return target
 
     def latest(self, number: int = 10) -> list[DataPoint]:

@@ -62,6 +62,7 @@ from app.core.errors import (
     StoreError,
     ValidationError,
     ValueTooLargeError,
+    describe_validation_error,
 )
 from app.core.filestore import BlobInfo
 from app.core.ids import is_ulid
@@ -132,16 +133,6 @@ def _status_for(exc: BenchDataError) -> int:
     if isinstance(exc, (StoreError, CaptureError)):
         return 503
     return 500
-
-
-def describe_validation_error(exc: PydanticValidationError) -> str:
-    """One clause per problem, without pydantic's URLs and type names."""
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "datapoint"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
-    return "; ".join(problems)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -10,12 +10,11 @@ crash never leaves half a configuration. Secrets never go here (the OS keyring h
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from app.core.atomic import atomic_writer
 from app.core.errors import ValidationError
 from app.core.paths import BenchPaths
 
@@ -57,14 +56,5 @@ def save_section(paths: BenchPaths, section: str, value: Any) -> None:
 
 
 def _write_atomically(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(target) as out:
+        out.write(text.encode("utf-8"))

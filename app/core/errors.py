@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError as PydanticValidationError
+
 
 class BenchDataError(Exception):
     """Base class of every error Bench Data Manager raises on purpose."""
@@ -60,3 +65,13 @@ class DiskFullError(CaptureError):
 
 class StoreError(BenchDataError):
     """The local store is unusable (corrupt, locked by another process, too new)."""
+
+
+def describe_validation_error(exc: "PydanticValidationError") -> str:
+    """One clause per problem in a pydantic error, without its URLs and type names."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "datapoint"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)

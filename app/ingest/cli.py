@@ -7,12 +7,13 @@ a running service picks them up when it is restarted (the GUI reloads them live)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import click
+
+from app.cli import emit_json, parse_meta
 
 from app.core.ids import id_for
 from app.core.paths import BenchPaths, bench_paths
@@ -25,20 +26,6 @@ _OBSERVERS = ("auto", "native", "polling", "none")
 
 def _paths(obj: Any) -> BenchPaths:
     return bench_paths(getattr(obj, "data_dir", None))
-
-
-def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
-    metadata: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
-        metadata[key.strip()] = value
-    return metadata
-
-
-def _emit_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
 
 
 def _rule_options(editing: bool):  # type: ignore[no-untyped-def]
@@ -168,7 +155,7 @@ def add(obj: Any, folder: Path, meta: Sequence[str], paused: bool, as_json: bool
     --quiet 2 --label '{stem}' --meta user=alice --path-template '{experiment}/{sample}/*'"""
     fields = _changes(values)
     if meta:
-        fields["metadata"] = _parse_meta(meta)
+        fields["metadata"] = parse_meta(meta)
     if paused:
         fields["enabled"] = False
     rule = rules_module.add_rule(_paths(obj), str(folder), **fields)
@@ -176,7 +163,7 @@ def add(obj: Any, folder: Path, meta: Sequence[str], paused: bool, as_json: bool
         click.echo(f"warning: {rule.root} is not there now; it will be watched once it is",
                    err=True)
     if as_json:
-        _emit_json(rule.to_config())
+        emit_json(rule.to_config())
         return
     click.echo(f"added watch rule {rule.id}")
     click.echo(_describe_rule(rule))
@@ -190,7 +177,7 @@ def list_rules(obj: Any, as_json: bool) -> None:
     rules = load_rules(_paths(obj))
     counts = _captured_counts(obj, rules) if rules else {}
     if as_json:
-        _emit_json([{**rule.to_config(), "captured": counts.get(rule.id, 0),
+        emit_json([{**rule.to_config(), "captured": counts.get(rule.id, 0),
                      "folder_present": rule.root.is_dir()} for rule in rules])
         return
     if not rules:
@@ -211,7 +198,7 @@ def edit(obj: Any, rule_ref: str, meta: Sequence[str], unset_meta: Sequence[str]
     changes = _changes(values)
     if meta or unset_meta:
         metadata = dict(find_rule(load_rules(paths), rule_ref).metadata)
-        metadata.update(_parse_meta(meta))
+        metadata.update(parse_meta(meta))
         for key in unset_meta:
             metadata.pop(key, None)
         changes["metadata"] = metadata
@@ -219,7 +206,7 @@ def edit(obj: Any, rule_ref: str, meta: Sequence[str], unset_meta: Sequence[str]
         raise click.UsageError("nothing to change; give at least one option (see --help)")
     rule = rules_module.update_rule(paths, rule_ref, changes)
     if as_json:
-        _emit_json(rule.to_config())
+        emit_json(rule.to_config())
         return
     click.echo(f"updated watch rule {rule.id}")
     click.echo(_describe_rule(rule))
@@ -292,7 +279,7 @@ def test_template(obj: Any, paths: Sequence[str], rule_ref: Optional[str],
     if label_template is not None:
         base["label_template"] = label_template
     if meta:
-        base["metadata"] = {**base.get("metadata", {}), **_parse_meta(meta)}
+        base["metadata"] = {**base.get("metadata", {}), **parse_meta(meta)}
     rule = validate_rule(base)
     results: list[dict[str, Any]] = []
     for given in paths:
@@ -316,7 +303,7 @@ def test_template(obj: Any, paths: Sequence[str], rule_ref: Optional[str],
             "custom_metadata": described.custom_metadata,
         })
     if as_json:
-        _emit_json(results)
+        emit_json(results)
         return
     for result in results:
         match = {True: "matches", False: "DOES NOT MATCH (captured, flagged)",
