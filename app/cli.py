@@ -172,6 +172,10 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
 LAZY_SUBCOMMANDS: dict[str, str] = {
     "sync": "sync.cli:sync",
     "watch": "app.ingest.cli:watch",
+    "doctor": "app.admin.cli:doctor",
+    "backup": "app.admin.cli:backup",
+    "restore": "app.admin.cli:restore",
+    "logs": "app.admin.cli:logs",
 }
 
 
@@ -508,14 +512,21 @@ def info(ctx: Context, as_json: bool) -> None:
 def run(ctx: Context, api_host: Optional[str], api_port: Optional[int], no_api: bool,
         no_sync: bool, no_watch: bool, log_level: str) -> None:
     """Run the capture service headless until stopped (SIGINT/SIGTERM)."""
-    import logging
-
+    from app.admin.lock import ServiceLock
+    from app.admin.logs import setup_logging
+    from app.core.paths import bench_paths
     from app.runner import HeadlessRunner, RunOptions
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Lock before opening the store: a second service must not even clean up the first's
+    # in-flight temp files. The runner keeps (and releases) this lock.
+    lock = ServiceLock(bench_paths(ctx.data_dir))
+    lock.acquire()
+    setup_logging(ctx.service.paths, log_level)  # console + rotating file, secrets redacted
     options = RunOptions(watch=not no_watch, api=not no_api, api_host=api_host,
                          api_port=api_port, sync=not no_sync)
-    HeadlessRunner(ctx.service, options).run_until_stopped()
+    runner = HeadlessRunner(ctx.service, options)
+    runner.lock = lock
+    runner.run_until_stopped()
 
 
 @cli.command()

@@ -73,8 +73,17 @@ class HeadlessRunner:
         ]
         self.components: list[Component] = []
         self._stopped = threading.Event()
+        #: The store's app.admin.lock.ServiceLock, held from start() to stop(); a caller
+        #: that took it already (before opening the store) hands it over here.
+        self.lock: Any = None
 
     def start(self) -> None:
+        # One service per store: fail at once, naming the holder, before any component.
+        from app.admin.lock import ServiceLock
+
+        if self.lock is None:
+            self.lock = ServiceLock(self.service.paths)
+        self.lock.acquire()
         for factory in self._factories:
             component = factory(self.service, self.options)
             if component is None:
@@ -92,6 +101,8 @@ class HeadlessRunner:
                 log.info("stopped %s", component.name)
             except Exception:
                 log.exception("stopping %s failed", component.name)
+        if self.lock is not None:
+            self.lock.release()
         self._stopped.set()
 
     def request_stop(self, *_args: object) -> None:

@@ -637,3 +637,24 @@ def test_memory_stays_flat_for_a_2_gib_file(tmp_path: Path) -> None:
     assert figures["size"] == size
     growth_mb = (figures["peak_kib"] - figures["before_kib"]) / 1024
     assert growth_mb < 100, figures
+
+
+def test_cleanup_in_another_process_leaves_a_capture_in_flight_alone(tmp_path: Path) -> None:
+    """A CLI command opening the store beside ``benchdata run`` must not delete the
+    service's half-copied file (only crash leftovers, which nobody holds)."""
+    import subprocess
+    import sys
+
+    store = FileStore(tmp_path / "files")
+    leftover = store.tmp_dir / f"{'ab' * 16}.part"
+    leftover.write_bytes(b"left by a crash")
+    with filestore._TempFile(store.tmp_dir, "in flight", store.root) as temp:
+        assert temp.fd is not None
+        os.write(temp.fd, b"half copied")
+        # Opening the store runs cleanup_temp (as every CLI command does).
+        code = "import sys; from pathlib import Path; from app.core.filestore import FileStore; " \
+               "FileStore(Path(sys.argv[1]))"
+        subprocess.run([sys.executable, "-c", code, str(store.root)], check=True,
+                       cwd=Path(__file__).resolve().parents[1])
+        assert temp.path.exists()  # the capture in flight survived
+        assert not leftover.exists()  # the crash leftover did not

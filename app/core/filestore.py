@@ -54,6 +54,11 @@ from app.core.errors import (
     ValidationError,
 )
 
+try:
+    import fcntl
+except ImportError:  # Windows has no flock; open files cannot be deleted there
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int | None], None]
@@ -337,6 +342,7 @@ class _TempFile:
         self.what = what
         self.root = root
         self.fd: int | None = None
+        self.finished = False
         self.committed = False
 
     def __enter__(self) -> Self:
@@ -349,22 +355,26 @@ class _TempFile:
         except OSError as exc:
             self._forget()
             raise _store_write_failed(self.what, self.root, exc) from exc
+        _lock_exclusively(self.fd)  # tells other processes' cleanup_temp it is in use
         return self
 
     def finish(self) -> None:
-        """Flush to disk, make read-only and close: the data is durable under the temp name.
+        """Flush to disk and make read-only: the data is durable under the temp name.
+
+        On POSIX the file stays open (and locked) until ``__exit__``, after the rename,
+        so another process's ``cleanup_temp`` never mistakes it for a crash leftover;
+        Windows cannot rename an open file, so there it is closed here.
         Idempotent: a second call does nothing."""
-        if self.fd is None:
+        if self.fd is None or self.finished:
             return
-        fd, self.fd = self.fd, None
+        self.finished = True
         try:
-            try:
-                os.fsync(fd)
-                if hasattr(os, "fchmod"):
-                    os.fchmod(fd, _BLOB_MODE)
-            finally:
+            os.fsync(self.fd)
+            if hasattr(os, "fchmod"):
+                os.fchmod(self.fd, _BLOB_MODE)
+            if os.name != "posix":
+                fd, self.fd = self.fd, None
                 os.close(fd)
-            if not hasattr(os, "fchmod"):
                 os.chmod(self.path, _BLOB_MODE)
         except OSError as exc:
             raise _store_write_failed(self.what, self.root, exc) from exc
@@ -382,6 +392,34 @@ class _TempFile:
     def _forget(self) -> None:
         with _active_lock:
             _active_temp_files.discard(self.path)
+
+
+def _lock_exclusively(fd: int) -> None:
+    """An advisory lock held while a temp file is being written (POSIX flock)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a filesystem without flock: fall back to age-less cleanup
+            logger.debug("flock is not available on this file system")
+
+
+def _in_use_by_another_process(path: Path) -> bool:
+    """True when some process holds the temp file's lock (a capture in flight)."""
+    if fcntl is None:
+        return False  # Windows refuses to delete files that are open anyway
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def _unlink_quietly(path: Path) -> bool:
@@ -617,8 +655,8 @@ class FileStore:
     def cleanup_temp(self) -> int:
         """Remove ``.part`` files a crash left in ``tmp/``; returns how many were removed.
 
-        Temp files of captures still running in this process are left alone. (Only one
-        process may own a data folder at a time; the local store enforces that.)
+        Temp files of captures still running are left alone: this process's by name,
+        other processes' (a CLI command beside ``benchdata run``) by their flock.
         """
         removed = 0
         with _active_lock:
@@ -629,7 +667,8 @@ class FileStore:
             return 0
         for entry in entries:
             leftover = entry.name.endswith(TEMP_SUFFIX) and entry not in active
-            if leftover and entry.is_file() and _unlink_quietly(entry):
+            if leftover and entry.is_file() and not _in_use_by_another_process(entry) \
+                    and _unlink_quietly(entry):
                 removed += 1
         if removed:
             logger.info("removed %d unfinished capture(s) from %s", removed, self.tmp_dir)

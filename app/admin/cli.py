@@ -1,0 +1,109 @@
+"""``benchdata doctor | backup | restore | logs`` (registered in ``app.cli.LAZY_SUBCOMMANDS``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from app.core.paths import BenchPaths, bench_paths
+
+
+def _paths(ctx: click.Context) -> BenchPaths:
+    """The store's paths without opening the store (doctor/restore must not create one)."""
+    return bench_paths(getattr(ctx.obj, "data_dir", None))
+
+
+def _emit(payload: Any) -> None:
+    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check that this bench is ready: disk, store, watched folders, central store."""
+    from app.admin.doctor import FAIL, run_checks
+    from app.admin.doctor import as_json as to_json
+
+    results = run_checks(_paths(ctx))
+    if as_json:
+        _emit(to_json(results))
+    else:
+        for check in results:
+            click.echo(check.line())
+        failed = sum(c.status == FAIL for c in results)
+        click.echo("All checks passed." if not failed else f"{failed} check(s) failed.")
+    if any(c.status == FAIL for c in results):
+        ctx.exit(1)
+
+
+@click.command()
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def backup(ctx: click.Context, destination: str, as_json: bool) -> None:
+    """Back the store, its files and the configuration up into DESTINATION.
+
+    Safe while the service is capturing; run it again into the same folder to refresh it
+    (files already there are skipped)."""
+    from app.admin.backup import backup as do_backup
+
+    report = do_backup(_paths(ctx), destination)
+    if as_json:
+        _emit(report.to_dict())
+        return
+    click.echo(f"Backed up {report.datapoints} datapoint(s) and {report.files.copied} new "
+               f"file(s) ({report.files.skipped} already there) to {report.destination}")
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace a store that already holds data.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
+    """Restore a backup folder made by `benchdata backup` (stop the service first)."""
+    from dataclasses import asdict
+
+    from app.admin.backup import restore as do_restore
+
+    report = do_restore(_paths(ctx), source, force=force)
+    if as_json:
+        _emit(asdict(report))
+        return
+    click.echo(f"Restored {report.datapoints} datapoint(s) and {report.files.copied} file(s) "
+               f"from {report.source}" + (" (and the configuration)" if report.config else ""))
+
+
+@click.command()
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl+C stops).")
+@click.option("--path", "show_path", is_flag=True, help="Only print the log file's path.")
+@click.pass_context
+def logs(ctx: click.Context, lines: int, follow: bool, show_path: bool) -> None:
+    """Print the end of the service's log file."""
+    from app.admin.logs import follow as follow_log
+    from app.admin.logs import log_file, tail
+
+    path = log_file(_paths(ctx))
+    if show_path:
+        click.echo(str(path))
+        return
+    if not path.exists() and not follow:
+        click.echo(f"No log yet ({path}); `benchdata run` writes it.", err=True)
+        return
+    for line in tail(path, lines):
+        click.echo(line)
+    if follow:
+        try:
+            for line in follow_log(path):
+                click.echo(line)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+__all__ = ["backup", "doctor", "logs", "restore"]

@@ -1,0 +1,162 @@
+"""One capture service per store: an exclusive lock on ``<data_dir>/service.lock``.
+
+The headless runner (``benchdata run``, and the desktop window, which hosts the same
+runner) takes it before starting any component and keeps the file open for as long as it
+runs; the operating system drops the lock when the process ends, even after a crash, so a
+stale file never blocks a restart. One-shot CLI commands do not take it (SQLite serialises
+their writes with the service's).
+
+POSIX: ``fcntl.flock`` (advisory; the holder's pid, host and start time are readable by
+the second process for its message). Windows: ``msvcrt.locking`` on one byte far beyond
+the text, so the text stays readable while the byte is locked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from app.core.errors import BenchDataError
+from app.core.paths import BenchPaths
+
+LOCK_NAME = "service.lock"
+#: Windows: the locked byte (beyond any text written to the file).
+_WIN_LOCK_OFFSET = 1 << 20
+
+
+class ServiceLockedError(BenchDataError):
+    """Another service holds the store's lock."""
+
+
+def lock_path(paths: BenchPaths) -> Path:
+    return paths.data_dir / LOCK_NAME
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        handle.seek(_WIN_LOCK_OFFSET)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            handle.seek(0)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(handle: IO[str]) -> None:
+    if sys.platform == "win32":  # pragma: no cover
+        import msvcrt
+
+        handle.seek(_WIN_LOCK_OFFSET)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+        return
+    import fcntl
+
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_holder(paths: BenchPaths) -> dict[str, Any] | None:
+    """What the holder wrote into the lock file (pid, host, started), if readable."""
+    try:
+        text = lock_path(paths).read_text(encoding="utf-8").strip("\x00 \n")
+        holder = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "another Bench Data Manager service"
+    where = f" on {holder['host']}" if holder.get("host") else ""
+    return (f"another Bench Data Manager service (pid {holder.get('pid', '?')}{where}, "
+            f"started {holder.get('started', '?')})")
+
+
+class ServiceLock:
+    """The exclusive lock; ``acquire`` raises ServiceLockedError naming the holder."""
+
+    def __init__(self, paths: BenchPaths) -> None:
+        self.paths = paths
+        self.path = lock_path(paths)
+        self._handle: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def acquire(self) -> None:
+        if self._handle is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # "a+": never truncate before we hold the lock (the holder's text is the message).
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for life
+        try:
+            if not _try_lock(handle):
+                raise ServiceLockedError(
+                    f"{describe_holder(read_holder(self.paths))} is already running on this "
+                    f"store ({self.paths.data_dir}); stop it or use --data-dir")
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "started": datetime.now(UTC).astimezone().isoformat(
+                        timespec="seconds")}
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(info))
+            handle.flush()
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        try:
+            handle.seek(0)
+            handle.truncate()
+            _unlock(handle)
+        except OSError:
+            pass
+        finally:
+            handle.close()
+
+    def __enter__(self) -> ServiceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+
+def is_locked(paths: BenchPaths) -> dict[str, Any] | None:
+    """``None`` if no service holds the store; else what the holder wrote (maybe ``{}``)."""
+    # A running holder has written its pid; an empty or missing file means none runs, so
+    # there is no need to probe (a probe could make a service starting this instant fail).
+    if read_holder(paths) is None:
+        return None
+    probe = ServiceLock(paths)
+    try:
+        probe.acquire()
+    except ServiceLockedError:
+        return read_holder(paths) or {}
+    probe.release()
+    return None
