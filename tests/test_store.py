@@ -113,3 +113,39 @@ def test_a_reader_does_not_block_the_writer(client: DataClient) -> None:
         assert conn.execute("SELECT COUNT(*) FROM datapoints").fetchone()[0] == 10
         conn.execute("COMMIT")
     assert client.count_datapoints() == 11
+
+
+def test_data_directory_chosen_in_settings_is_used_from_the_next_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core import paths
+
+    monkeypatch.delenv("BENCHDATA_HOME")
+    monkeypatch.setattr(paths, "_platform_config_dir", lambda: tmp_path / "config")
+    monkeypatch.setattr(paths, "_platform_data_dir", lambda: tmp_path / "default-data")
+    assert paths.bench_paths().data_dir == tmp_path / "default-data"
+    chosen = paths.choose_data_dir(tmp_path / "big disk" / "bench")
+    assert chosen.is_dir()
+    resolved = paths.bench_paths()
+    assert resolved.data_dir == chosen and resolved.config_dir == tmp_path / "config"
+    with DataClient() as client:  # the default location now lands on the chosen disk
+        client.submit_datapoint(ValueDataPoint(value=1))
+    assert (chosen / "store.sqlite3").exists()
+    # An explicit folder and BENCHDATA_HOME still win; None goes back to the default.
+    assert paths.bench_paths(tmp_path / "x").data_dir == (tmp_path / "x").resolve()
+    monkeypatch.setenv("BENCHDATA_HOME", str(tmp_path / "home"))
+    assert paths.bench_paths().data_dir == (tmp_path / "home" / "data").resolve()
+    monkeypatch.delenv("BENCHDATA_HOME")
+    assert paths.choose_data_dir(None) == tmp_path / "default-data"
+    assert paths.bench_paths().data_dir == tmp_path / "default-data"
+
+
+def test_a_damaged_location_pointer_falls_back_to_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core import paths
+
+    monkeypatch.delenv("BENCHDATA_HOME")
+    monkeypatch.setattr(paths, "_platform_config_dir", lambda: tmp_path / "config")
+    monkeypatch.setattr(paths, "_platform_data_dir", lambda: tmp_path / "default-data")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "data-location.json").write_text("{not json")
+    assert paths.bench_paths().data_dir == tmp_path / "default-data"

@@ -129,9 +129,11 @@ def _quit_when_ready(app: QApplication, window: MainWindow) -> None:
     window.model.count_known.connect(ready)
 
 
-def build_window(service: BenchService, runner: Any = None) -> MainWindow:
+def build_window(service: BenchService, runner: Any = None, *,
+                 data_dir_given: bool = False) -> MainWindow:
     tasks = TaskManager()
-    context = UiContext(service=service, tasks=tasks, settings=gui_settings(service))
+    context = UiContext(service=service, tasks=tasks, settings=gui_settings(service),
+                        data_dir_given=data_dir_given)
     window = MainWindow(context, runner)
     tasks.setParent(window)
     return window
@@ -150,7 +152,7 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
     hosted = HostedComponents(service, **options) if components else None
     if hosted is not None:
         hosted.start()
-    window = build_window(service, hosted)
+    window = build_window(service, hosted, data_dir_given=data_dir is not None)
     if hosted is not None:
         tasks = window.context.tasks
         hosted.report = lambda message: tasks.call_soon(lambda: window.show_message(message))

@@ -21,6 +21,8 @@ class UiContext:
     service: BenchService
     tasks: TaskManager
     settings: QSettings
+    #: Started with an explicit --data-dir: Settings cannot move the data directory.
+    data_dir_given: bool = False
 
     def known_names(self) -> dict[str, list[str]]:
         """Names this bench has seen, per ownership kind (in memory: cheap)."""

@@ -11,11 +11,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QTabWidget,
     QVBoxLayout,
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.config import load_section, save_section
+from app.core.paths import choose_data_dir, chosen_data_dir, data_dir_is_overridden
 from app.ui.connection_check import CheckResult, check_central
 from app.ui.context import BENCH_SECTION, UiContext
 from app.ui.tasks import describe_error
@@ -72,13 +75,21 @@ class SettingsDialog(QDialog):
         open_dir = QPushButton("Open", self)
         open_dir.clicked.connect(lambda: QDesktopServices.openUrl(
             QUrl.fromLocalFile(str(paths.data_dir))))
+        self.change_data_dir = QPushButton("Change…", self)
+        self.change_data_dir.clicked.connect(self._choose_data_dir)
         data_row.addWidget(self.data_dir, 1)
         data_row.addWidget(open_dir)
+        data_row.addWidget(self.change_data_dir)
         bench_form.addRow("Data directory:", data_row)
-        moved = QLabel("To keep data elsewhere, start with --data-dir or set BENCHDATA_HOME.",
-                       self)
-        moved.setObjectName("hint")
-        bench_form.addRow(moved)
+        self.data_dir_hint = QLabel(self._data_dir_hint(), self)
+        self.data_dir_hint.setObjectName("hint")
+        self.data_dir_hint.setWordWrap(True)
+        bench_form.addRow(self.data_dir_hint)
+        if data_dir_is_overridden() or context.data_dir_given:
+            self.change_data_dir.setEnabled(False)
+            self.change_data_dir.setToolTip(
+                "This window was started with --data-dir or BENCHDATA_HOME, which decide "
+                "the data directory.")
         tabs.addTab(bench, "Bench")
 
         central = QWidget(self)
@@ -156,6 +167,33 @@ class SettingsDialog(QDialog):
         self.resize(560, 640)
 
     # -- central settings -----------------------------------------------------------------
+
+    @staticmethod
+    def _data_dir_hint() -> str:
+        chosen = chosen_data_dir()
+        if data_dir_is_overridden():
+            return "Set by BENCHDATA_HOME."
+        if chosen is not None:
+            return f"From the next start: {chosen}."
+        return "Change it to keep data on another disk (takes effect at the next start)."
+
+    def _choose_data_dir(self) -> None:
+        """Pick a folder for the data directory; it takes effect at the next start."""
+        current = str(self._context.service.paths.data_dir)
+        folder = QFileDialog.getExistingDirectory(self, "Choose the data directory", current)
+        if not folder:
+            return
+        try:
+            target = choose_data_dir(folder)
+        except Exception as exc:  # shown to the person, who can pick another folder
+            QMessageBox.warning(self, "Data directory", describe_error(exc))
+            return
+        self.data_dir_hint.setText(self._data_dir_hint())
+        QMessageBox.information(
+            self, "Data directory",
+            f"From the next start, Bench Data Manager keeps its data in\n{target}.\n\n"
+            f"What is already captured stays in\n{current}\n"
+            "(move it with 'benchdata backup' and 'benchdata restore').")
 
     def _load_central(self) -> Any:
         from sync.settings import CentralSettings, load_settings

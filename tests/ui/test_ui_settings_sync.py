@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import grab, wait_idle
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPainter
@@ -223,3 +225,31 @@ def test_screenshots(qtbot: Any, window: Any, service: BenchService, tmp_path: P
     rule.sample.setText("EXP-2026-042/S-7/run1.csv")
     grab(rule, "watch-rule-dialog.png")
     rule.reject()
+
+
+def test_settings_moves_the_data_directory_from_the_next_start(
+        qtbot: Any, window: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from app.core import paths
+
+    monkeypatch.delenv("BENCHDATA_HOME")
+    monkeypatch.setattr(paths, "_platform_config_dir", lambda: tmp_path / "config")
+    new_home = tmp_path / "second disk"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(new_home))
+    told: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _parent, _title, text: told.append(text))
+    dialog = window.open_settings()
+    assert dialog.change_data_dir.isEnabled()
+    qtbot.mouseClick(dialog.change_data_dir, Qt.MouseButton.LeftButton)
+    assert told and str(new_home) in told[0] and "next start" in told[0]
+    assert paths.bench_paths().data_dir == new_home
+    assert str(new_home) in dialog.data_dir_hint.text()
+    dialog.close()
+
+
+def test_data_directory_cannot_be_changed_under_benchdata_home(window: Any) -> None:
+    dialog = window.open_settings()
+    assert not dialog.change_data_dir.isEnabled()
+    assert "BENCHDATA_HOME" in dialog.data_dir_hint.text()
+    dialog.close()
