@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from app.ingest.rules import WatchRule
 
@@ -78,16 +78,8 @@ def walk_files(root: Path, rule: FileFilter, *, start: str = "", recursive: Opti
     stack: list[tuple[str, str, int]] = [(str(first), start, start.count("/") + 1 if start else 0)]
     while stack:
         directory, prefix, depth = stack.pop()
-        try:
-            iterator = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            if prefix == start:
-                raise RootMissingError(exc.errno, f"{directory} is not there", directory) from exc
-            continue  # a subfolder vanished mid-scan: nothing to capture there
-        except OSError as exc:
-            if prefix == start and not start:
-                raise
-            _report(on_error, prefix, exc)
+        iterator = _open_folder(directory, prefix, start, on_error)
+        if iterator is None:
             continue
         with iterator:
             for entry in iterator:
@@ -112,6 +104,26 @@ def walk_files(root: Path, rule: FileFilter, *, start: str = "", recursive: Opti
                 yield FileEntry(rel, stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
+def _open_folder(directory: str, prefix: str, start: str,
+                 on_error: Optional[ErrorCallback]) -> Optional[Any]:
+    """``os.scandir`` of one folder of a walk; None to skip it.
+
+    The walk's own starting folder missing is a RootMissingError (an unmounted share is
+    reported, never read as "everything was deleted"); a subfolder that vanished mid-scan
+    holds nothing to capture, and other errors are reported and skipped."""
+    try:
+        return os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if prefix == start:
+            raise RootMissingError(exc.errno, f"{directory} is not there", directory) from exc
+        return None
+    except OSError as exc:
+        if prefix == start and not start:
+            raise
+        _report(on_error, prefix, exc)
+        return None
+
+
 def walk_dataset_folders(root: Path, rule: WatchRule, *, start: str = "",
                          on_error: Optional[ErrorCallback] = None) -> Iterator[str]:
     """Relative paths of the folders exactly ``rule.dataset_depth`` levels below root."""
@@ -125,16 +137,8 @@ def walk_dataset_folders(root: Path, rule: WatchRule, *, start: str = "",
     stack: list[tuple[str, str, int]] = [(str(first), start, start_depth)]
     while stack:
         directory, prefix, depth = stack.pop()
-        try:
-            iterator = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            if prefix == start:
-                raise RootMissingError(exc.errno, f"{directory} is not there", directory) from exc
-            continue
-        except OSError as exc:
-            if prefix == start and not start:
-                raise
-            _report(on_error, prefix, exc)
+        iterator = _open_folder(directory, prefix, start, on_error)
+        if iterator is None:
             continue
         with iterator:
             for entry in iterator:
