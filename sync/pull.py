@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from app.core.errors import NotFoundError, ValidationError
 from app.core.models import DataPoint, ObjectStorageDataPoint
+from app.core.store import datapoint_to_row
 from app.service import BenchService
 
 from sync import localrows
@@ -71,11 +72,24 @@ class Puller:
 
     def run(self) -> PullReport:
         report = PullReport()
+        self._stamp_foreign_documents()
         self._pull_collection(self.central.tombstones, "pull_cursor_tombstones", report,
                               self._apply_tombstones)
         self._pull_collection(self.central.datapoints, "pull_cursor_datapoints", report,
                               self._apply_documents)
         return report
+
+    def _stamp_foreign_documents(self) -> None:
+        """Give documents no bench wrote (MADSci's own Data Manager inserts them) the
+        server write time the pull cursor follows, so they reach every bench too.
+
+        MongoDB sets the time (``$currentDate``), never a bench clock; the field is an
+        extra one, which MADSci's models allow and ignore."""
+        try:
+            self.central.datapoints.update_many({WRITTEN_AT: {"$exists": False}},
+                                                {"$currentDate": {WRITTEN_AT: True}})
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="stamping documents MADSci wrote") from exc
 
     def _pull_collection(self, collection: Any, cursor_key: str, report: PullReport,
                          apply: Any) -> None:
@@ -127,6 +141,7 @@ class Puller:
             try:
                 datapoint, revision = local_datapoint(doc)
                 _check_safe(datapoint)
+                datapoint_to_row(datapoint)  # what the store would refuse, refused here
             except (ValueError, ValidationError) as exc:
                 report.skipped += 1
                 if len(report.errors) < 20:

@@ -139,3 +139,32 @@ def test_a_delete_never_frees_a_file_not_verified_central(tmp_path: Path, centra
         bench.delete(dp.datapoint_id)
         assert engine.run_pass(force=True).ok
         assert bench.files.exists(dp.sha256)
+
+
+def test_documents_madsci_wrote_itself_reach_the_benches(
+        benches: list[tuple[BenchService, SyncEngine]], central: Any) -> None:
+    """MADSci's own Data Manager inserts documents without our bookkeeping fields."""
+    (_a, _engine_a), (b, engine_b) = benches
+    madsci_id = str(ULID())
+    client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value())
+    try:
+        collection = client[central.mongo_database][central.mongo_collection]
+        # Exactly what MADSci 0.8.1 stores (naive local time as text, ids as ULIDs)...
+        collection.insert_one({"_id": madsci_id, "label": "from MADSci", "data_type": "json",
+                               "ownership_info": {"user_id": "01M857BWZZ2382TVE9NZ9XCV6N"},
+                               "data_timestamp": "2026-11-23T22:10:32.072422",
+                               "value": {"t": 23.5}})
+        # ...and documents this bench cannot hold are skipped, not fatal.
+        collection.insert_one({"_id": "../not-a-ulid", "data_type": "json", "value": 1})
+        report = engine_b.run_pass(force=True)
+        pulled = b.get(madsci_id)
+        assert isinstance(pulled, ValueDataPoint) and pulled.value == {"t": 23.5}
+        assert pulled.label == "from MADSci"
+        assert b.get_stored(madsci_id).origin == "remote"
+        assert report.ok and report.pull_skipped == 1  # the bad one, reported
+        assert any("not-a-ulid" in error for error in report.errors)
+        # MADSci still reads its document (only an extra field was added).
+        stored = collection.find_one({"_id": madsci_id})
+        assert stored["value"] == {"t": 23.5} and stored["label"] == "from MADSci"
+    finally:
+        client.close()
