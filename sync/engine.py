@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
 
-from app.core.timestamps import CANONICAL_FORMAT, utc_now
+from app.core.timestamps import format_canonical, now_canonical, utc_now
 from app.service import BenchService
 
 from sync import localrows
@@ -40,7 +40,7 @@ LOOP_BACKOFF_CAP_S = 60.0
 
 
 def _now_text() -> str:
-    return utc_now().strftime(CANONICAL_FORMAT)
+    return now_canonical()
 
 
 @dataclass
@@ -167,7 +167,7 @@ class SyncEngine:
         days = self.settings.free_verified_after_days
         if days is None:
             return 0
-        cutoff = (utc_now() - timedelta(days=days)).strftime(CANONICAL_FORMAT)
+        cutoff = format_canonical(utc_now() - timedelta(days=days))
         freed = 0
         for sha256 in localrows.verified_older_than(self.service.store, cutoff):
             if localrows.blob_freeable(self.service.store, sha256, live_ok=True):

@@ -15,13 +15,13 @@ from typing import Any, Optional
 
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
-from app.core.timestamps import CANONICAL_FORMAT, utc_now
+from app.core.timestamps import now_canonical
 
 log = logging.getLogger(__name__)
 
 
 def _now_text() -> str:
-    return utc_now().strftime(CANONICAL_FORMAT)
+    return now_canonical()
 
 
 def fetch_rows(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

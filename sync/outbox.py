@@ -29,7 +29,7 @@ from typing import Any, Final, Optional
 
 from app.core.ids import new_ulid
 from app.core.store import LocalStore
-from app.core.timestamps import CANONICAL_FORMAT, utc_now
+from app.core.timestamps import now_canonical
 
 from sync.objects import SavedPart, SavedUpload, StoredObject
 
@@ -46,7 +46,7 @@ BACKOFF_CAP_S: Final = 300.0
 
 
 def _now_text() -> str:
-    return utc_now().strftime(CANONICAL_FORMAT)
+    return now_canonical()
 
 
 def _v1_tables(conn: sqlite3.Connection) -> None:

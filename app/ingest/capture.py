@@ -28,7 +28,7 @@ from typing import Any, Final, Optional
 
 from app.core.errors import SourceChangedError, SourceMissingError
 from app.core.models import DataPoint, FileDataPoint
-from app.core.timestamps import CANONICAL_FORMAT
+from app.core.timestamps import format_canonical
 from app.ingest.completeness import file_signature
 from app.ingest.ledger import Ledger, LedgerEntry
 from app.ingest.rules import WatchRule
@@ -62,7 +62,7 @@ class Unchanged:
 
 
 def _iso(mtime_ns: int) -> str:
-    return datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc).strftime(CANONICAL_FORMAT)
+    return format_canonical(datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc))
 
 
 class Capturer:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Optional
 
 from app.core.store import LocalStore
-from app.core.timestamps import CANONICAL_FORMAT, utc_now
+from app.core.timestamps import now_canonical
 
 _CHUNK: Final = 500  # bound parameters per IN (...) lookup
 
@@ -84,7 +84,7 @@ class LedgerEntry:
 
 
 def _now() -> str:
-    return utc_now().strftime(CANONICAL_FORMAT)
+    return now_canonical()
 
 
 def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
