@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, Optional
 from urllib.parse import parse_qsl
 
@@ -198,20 +198,27 @@ def _reject_constant(name: str) -> Any:
                         f"use null or a number")
 
 
+def _load_json(text: str | bytes, what: str, *, reject_constant: Callable[[str], Any],
+               too_deep: Exception) -> Any:
+    """Parse a request's JSON, turning each way it can be malformed into a 4xx."""
+    try:
+        return json.loads(text, parse_constant=reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, f"{what} is not UTF-8 text") from None
+    except RecursionError:
+        raise too_deep from None
+
+
 def parse_datapoint_text(text: str | bytes) -> dict[str, Any]:
     """The ``datapoint`` form field as a JSON object (raises ApiError)."""
     if len(text) > MAX_DATAPOINT_BYTES:
         raise ApiError(413, f"the datapoint field is {len(text)} bytes; at most "
                             f"{MAX_DATAPOINT_BYTES} are accepted: store large data as a file")
-    try:
-        document = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the datapoint field is not valid JSON ({exc.msg} at line "
-                            f"{exc.lineno} column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise ApiError(400, "the datapoint field is not UTF-8 text") from None
-    except RecursionError:
-        raise ApiError(422, "the datapoint is nested too deeply") from None
+    document = _load_json(text, "the datapoint field", reject_constant=_reject_constant,
+                          too_deep=ApiError(422, "the datapoint is nested too deeply"))
     if not isinstance(document, dict):
         raise ApiError(422, "the datapoint field must be a JSON object such as "
                             '{"data_type": "json", "label": "temp", "value": 23.5}, '
@@ -668,15 +675,8 @@ def run_query(service: BenchService, body: bytes, limit: Optional[int],
     if not body.strip():
         raise ApiError(400, "send a JSON selector as the body, e.g. {} for all datapoints "
                             'or {"label": "temp"}')
-    try:
-        selector = json.loads(body, parse_constant=_reject_selector_constant)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the selector is not valid JSON ({exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise ApiError(400, "the selector is not UTF-8 text") from None
-    except RecursionError:
-        raise QueryError("the selector is nested too deeply") from None
+    selector = _load_json(body, "the selector", reject_constant=_reject_selector_constant,
+                          too_deep=QueryError("the selector is nested too deeply"))
     if not isinstance(selector, dict):
         raise QueryError(f"a selector must be a JSON object such as {{\"label\": \"temp\"}}, "
                          f"got a JSON {type(selector).__name__}")

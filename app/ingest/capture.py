@@ -195,8 +195,7 @@ class Capturer:
 
     def drop_blob_if_unused(self, sha256: str) -> None:
         try:
-            if not self.service.store.blob_in_use(sha256):
-                self.service.files.remove(sha256)
+            self.service.discard_blob_if_unused(sha256)
         except Exception:
             log.debug("could not remove unused blob %s", sha256, exc_info=True)
 
