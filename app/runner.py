@@ -91,6 +91,14 @@ class HeadlessRunner:
             component.start()
             self.components.append(component)
             log.info("started %s", component.name)
+        self.publish()
+
+    def publish(self) -> None:
+        """Tell other processes (a window attaching to this service) what runs here."""
+        if self.lock is None:
+            return
+        addresses = {c.name: c.address for c in self.components if getattr(c, "address", None)}
+        self.lock.publish(components=[c.name for c in self.components], addresses=addresses)
 
     def stop(self) -> None:
         """Stop components in reverse order; one failing to stop does not block the rest."""

@@ -155,7 +155,10 @@ class BenchService:
         """Remove a blob no datapoint row uses and no capture in flight holds."""
         if self.store.blob_in_use(sha256):
             return False
-        return self.files.remove(sha256)
+        # Checked again under the blob's lock: a capture in another process may commit a
+        # row using it in between.
+        return self.files.remove(sha256,
+                                 still_unused=lambda: not self.store.blob_in_use(sha256))
 
     def _blob_present(self, datapoint: FileDataPoint) -> bool:
         return bool(datapoint.sha256) and self.files.exists(str(datapoint.sha256))

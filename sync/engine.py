@@ -37,6 +37,14 @@ ABANDONED_UPLOAD_AGE = timedelta(hours=24)
 #: How often the loop looks for new local changes.
 POLL_INTERVAL_S = 0.1
 LOOP_BACKOFF_CAP_S = 60.0
+#: Outbox meta key another process (the window attached to ``benchdata run``) sets to ask
+#: the running engine for a pass now, even in the middle of a backoff.
+SYNC_REQUEST_KEY = "sync_requested_at"
+
+
+def request_sync(service: BenchService) -> None:
+    """Ask whichever engine runs on this store (maybe in another process) to sync now."""
+    Outbox(service.store).set_meta(SYNC_REQUEST_KEY, now_canonical())
 
 
 def _now_text() -> str:
@@ -83,6 +91,7 @@ class SyncEngine:
         self._thread: Optional[threading.Thread] = None
         self._rng = random.Random()
         self.last_report: Optional[PassReport] = None
+        self._seen_request = self.outbox.meta(SYNC_REQUEST_KEY)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -170,10 +179,9 @@ class SyncEngine:
         cutoff = format_canonical(utc_now() - timedelta(days=days))
         freed = 0
         for sha256 in localrows.verified_older_than(self.service.store, cutoff):
-            if localrows.blob_freeable(self.service.store, sha256, live_ok=True):
-                if self.service.files.remove(sha256):
-                    freed += 1
-                localrows.mark_freed(self.service.store, sha256)
+            if localrows.free_blob_if_freeable(self.service.store, self.service.files, sha256,
+                                               live_ok=True):
+                freed += 1
         return freed
 
     # -- files on request ------------------------------------------------------------------
@@ -236,6 +244,8 @@ class SyncEngine:
             if self._wake.is_set():
                 self._wake.clear()
                 return
+            if self._sync_requested():
+                return
             if not failures:
                 try:
                     if self.outbox.has_uncollected():
@@ -246,6 +256,17 @@ class SyncEngine:
                 except Exception:  # noqa: BLE001 - a locked database: look again later
                     log.debug("checking for local changes failed", exc_info=True)
             self._wake.wait(min(POLL_INTERVAL_S, max(0.0, deadline - now)))
+
+    def _sync_requested(self) -> bool:
+        """True once per new request_sync() from any process."""
+        try:
+            request = self.outbox.meta(SYNC_REQUEST_KEY)
+        except Exception:  # noqa: BLE001 - a locked database: look again later
+            return False
+        if request == self._seen_request:
+            return False
+        self._seen_request = request
+        return True
 
     # -- status ----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
+from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
 from app.core.timestamps import now_canonical
@@ -138,3 +139,20 @@ def origin_of(store: LocalStore, datapoint_id: str) -> Optional[str]:
     with store.reader() as conn:
         row = conn.execute("SELECT origin FROM datapoints WHERE id = ?", (datapoint_id,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def free_blob_if_freeable(store: LocalStore, files: FileStore, sha256: str, *,
+                          live_ok: bool = False) -> bool:
+    """Remove a local copy that is verified central and no longer needed; True if removed.
+
+    Freeable is checked again under the blob's lock (``still_unused``), so a capture in
+    another process that starts using the same content in between keeps it."""
+    def freeable() -> bool:
+        return blob_freeable(store, sha256, live_ok=live_ok)
+
+    if not freeable():
+        return False
+    removed = files.remove(sha256, still_unused=freeable)
+    if removed or not files.exists(sha256):
+        mark_freed(store, sha256)
+    return removed

@@ -174,9 +174,7 @@ class Puller:
         changed = localrows.apply_tombstones(self.service.store, items)
         report.deleted += len(changed)
         for sha256 in localrows.blobs_of(self.service.store, changed):
-            if localrows.blob_freeable(self.service.store, sha256):
-                self.service.files.remove(sha256)
-                localrows.mark_freed(self.service.store, sha256)
+            localrows.free_blob_if_freeable(self.service.store, self.service.files, sha256)
 
 
 def _check_safe(datapoint: DataPoint) -> None:
@@ -209,8 +207,7 @@ def fetch_file(service: BenchService, objects: ObjectStore, datapoint_id: str) -
         response.close()
         response.release_conn()
     if expected and blob.sha256 != expected:
-        if not service.store.blob_in_use(blob.sha256):
-            service.files.remove(blob.sha256)
+        service.discard_blob_if_unused(blob.sha256)
         raise RejectedError(f"the object of {datapoint_id} does not match its SHA-256 "
                             f"(got {blob.sha256}, expected {expected}); not kept")
     if not expected:

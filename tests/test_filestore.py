@@ -658,3 +658,85 @@ def test_cleanup_in_another_process_leaves_a_capture_in_flight_alone(tmp_path: P
                        cwd=Path(__file__).resolve().parents[1])
         assert temp.path.exists()  # the capture in flight survived
         assert not leftover.exists()  # the crash leftover did not
+
+
+# A child process that holds a blob (as a capture does until its row commits) until told
+# to let go on stdin; it prints "held" once the hold is in place.
+HOLDER = """
+import sys
+from pathlib import Path
+from app.core.filestore import FileStore
+
+store = FileStore(Path(sys.argv[1]))
+blob = store.put_bytes(sys.argv[2].encode(), hold=True)
+print("held", flush=True)
+sys.stdin.readline()
+store.release(blob.sha256)
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+@contextlib.contextmanager
+def blob_held_by_another_process(root: Path, content: str) -> Iterator[subprocess.Popen[str]]:
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(root), content],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          cwd=ROOT) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "held"
+            yield child
+        finally:
+            child.kill()
+
+
+def _tell(child: subprocess.Popen[str], expect: str) -> None:
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write("\n")
+    child.stdin.flush()
+    assert child.stdout.readline().strip() == expect
+
+
+@pytest.mark.parametrize("already_stored", [False, True], ids=["placed", "matched"])
+def test_a_blob_held_by_another_process_is_not_removed(tmp_path: Path,
+                                                       already_stored: bool) -> None:
+    """The service's removal of an unused blob must leave alone the blob a capture in
+    another process (the window, a CLI command) has stored but not yet recorded."""
+    store = FileStore(tmp_path / "files")
+    sha256 = hashlib.sha256(b"shared content").hexdigest()
+    if already_stored:
+        store.put_bytes(b"shared content")
+    with blob_held_by_another_process(store.root, "shared content") as child:
+        assert store.remove(sha256) is False
+        assert store.exists(sha256)
+        _tell(child, "released")
+        assert store.remove(sha256) is True
+    assert not store.exists(sha256)
+
+
+def test_removal_checks_usage_again_while_the_blob_is_locked(tmp_path: Path) -> None:
+    """``still_unused`` runs under the lock: a row committed after the caller's first
+    check (and its hold already released) keeps the blob."""
+    store = FileStore(tmp_path / "files")
+    blob = store.put_bytes(b"content")
+    assert store.remove(blob.sha256, still_unused=lambda: False) is False
+    assert store.exists(blob.sha256)
+    assert store.remove(blob.sha256, still_unused=lambda: True) is True
+
+
+def test_a_hold_on_a_blob_removed_meanwhile_stores_a_fresh_copy(tmp_path: Path) -> None:
+    """A capture that matched an existing blob which a removal then unlinked must not be
+    left holding (and recording) a file that no longer exists."""
+    store = FileStore(tmp_path / "files")
+    first = store.put_bytes(b"same bytes")
+    original_take_hold = store._take_hold
+
+    def removed_just_before_the_hold(sha256: str, dest: Path) -> bool:
+        os.unlink(dest)  # the other process's removal wins the race
+        store._take_hold = original_take_hold  # type: ignore[method-assign]
+        return original_take_hold(sha256, dest)
+
+    store._take_hold = removed_just_before_the_hold  # type: ignore[method-assign]
+    second = store.put_bytes(b"same bytes", hold=True)
+    assert second.sha256 == first.sha256
+    assert store.path_for(second.sha256).read_bytes() == b"same bytes"
+    store.release(second.sha256)

@@ -14,6 +14,7 @@ the text, so the text stays readable while the byte is locked.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -23,6 +24,8 @@ from typing import IO, Any
 
 from app.core.errors import BenchDataError
 from app.core.paths import BenchPaths
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = "service.lock"
 #: Windows: the locked byte (beyond any text written to the file).
@@ -73,6 +76,13 @@ def _unlock(handle: IO[str]) -> None:
     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _write_info(handle: IO[str], info: dict[str, Any]) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(info))
+    handle.flush()
+
+
 def read_holder(paths: BenchPaths) -> dict[str, Any] | None:
     """What the holder wrote into the lock file (pid, host, started), if readable."""
     try:
@@ -98,6 +108,7 @@ class ServiceLock:
         self.paths = paths
         self.path = lock_path(paths)
         self._handle: IO[str] | None = None
+        self._info: dict[str, Any] = {}
 
     @property
     def held(self) -> bool:
@@ -114,17 +125,25 @@ class ServiceLock:
                 raise ServiceLockedError(
                     f"{describe_holder(read_holder(self.paths))} is already running on this "
                     f"store ({self.paths.data_dir}); stop it or use --data-dir")
-            info = {"pid": os.getpid(), "host": socket.gethostname(),
-                    "started": datetime.now(UTC).astimezone().isoformat(
-                        timespec="seconds")}
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps(info))
-            handle.flush()
+            self._info = {"pid": os.getpid(), "host": socket.gethostname(),
+                          "started": datetime.now(UTC).astimezone().isoformat(
+                              timespec="seconds")}
+            _write_info(handle, self._info)
         except BaseException:
             handle.close()
             raise
         self._handle = handle
+
+    def publish(self, **facts: Any) -> None:
+        """Add facts for other processes to read (the running components, the API's
+        address): the desktop window shows them when it attaches to this service."""
+        if self._handle is None:
+            return
+        self._info.update(facts)
+        try:
+            _write_info(self._handle, self._info)
+        except OSError as exc:  # only a courtesy to readers; the lock itself still holds
+            log.warning("could not describe the service in %s: %s", self.path, exc)
 
     def release(self) -> None:
         handle, self._handle = self._handle, None

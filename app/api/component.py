@@ -35,6 +35,11 @@ class ApiComponent:
         self.server = ApiServer(service, host, port, token=token,
                                 allowed_origins=allowed_origins)
 
+    @property
+    def address(self) -> str:
+        """Where clients reach the API (shown by a window attached to this service)."""
+        return self.server.url
+
     def start(self) -> None:
         self.server.start()
         log.info("MADSci-compatible REST API on %s (OpenAPI docs at %sdocs)",

@@ -10,13 +10,17 @@ crash never leaves half a configuration. Secrets never go here (the OS keyring h
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.core.atomic import atomic_writer
 from app.core.errors import ValidationError
 from app.core.paths import BenchPaths
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 
@@ -58,3 +62,56 @@ def save_section(paths: BenchPaths, section: str, value: Any) -> None:
 def _write_atomically(target: Path, text: str) -> None:
     with atomic_writer(target) as out:
         out.write(text.encode("utf-8"))
+
+
+def config_stamp(paths: BenchPaths) -> tuple[int, int] | None:
+    """(mtime, size) of the configuration file, or None while there is none."""
+    try:
+        stat = paths.config_file.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+class ConfigFollower:
+    """Calls ``on_change`` (on its own thread) whenever the configuration file changes.
+
+    A running service follows edits made by the CLI, the desktop window or the facility's
+    provisioning this way; polling the file's stamp every ``interval`` seconds costs
+    nothing measurable and works on every platform and file system.
+    """
+
+    def __init__(self, paths: BenchPaths, on_change: Callable[[], None], *, name: str,
+                 interval: float = 2.0) -> None:
+        self.paths = paths
+        self.on_change = on_change
+        self.interval = interval
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        seen = config_stamp(self.paths)
+        self._thread = threading.Thread(target=self._follow, args=(seen,), name=self._name,
+                                        daemon=True)
+        self._thread.start()
+
+    def _follow(self, seen: tuple[int, int] | None) -> None:
+        while not self._stop.wait(self.interval):
+            stamp = config_stamp(self.paths)
+            if stamp == seen:
+                continue
+            seen = stamp
+            try:
+                self.on_change()
+            except Exception:  # a half-edited file must not end the following
+                log.exception("could not apply the edited configuration; keeping the old one")
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10.0)

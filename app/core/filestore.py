@@ -26,6 +26,7 @@ has little left to wait for. ``bench/bench_filestore.py`` measures it against
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -37,7 +38,7 @@ import secrets
 import stat
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol, Self, cast
@@ -422,6 +423,57 @@ def _in_use_by_another_process(path: Path) -> bool:
     return False
 
 
+def _still_linked(fd: int, path: Path) -> bool:
+    """True when ``path`` still names the file open as ``fd`` (not unlinked or replaced)."""
+    try:
+        opened, named = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+
+
+def _open_shared_locked(path: Path) -> int:
+    """Open ``path`` read-only with a shared flock (the mark of a hold), blocking while a
+    removal holds it exclusively. On Windows the open handle itself blocks deletion."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                os.close(fd)
+                raise
+            logger.debug("flock is not available on this file system")
+    return fd
+
+
+@contextlib.contextmanager
+def _exclusive_blob_lock(path: Path) -> Iterator[bool | None]:
+    """Lock a blob against new holds while it is checked and unlinked: True if locked,
+    False if some process holds it, None if it does not exist."""
+    if fcntl is None:
+        # Windows: nothing to lock; a blob another process holds is open there, and
+        # deleting an open file fails (``_unlink_quietly`` then keeps it).
+        yield True if path.exists() else None
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError:  # a file system without flock: in-process holds only
+            logger.debug("flock is not available on this file system")
+        yield True
+    finally:
+        os.close(fd)
+
+
 def _unlink_quietly(path: Path) -> bool:
     try:
         path.unlink()
@@ -456,6 +508,9 @@ class FileStore:
         #: Blobs a capture in flight has produced or matched but not yet recorded in a
         #: committed row; ``remove`` leaves them alone (see ``put_file(hold=True)``).
         self._holds: Counter[str] = Counter()
+        #: One open descriptor per held blob, carrying a shared lock that other processes'
+        #: ``remove`` respects (POSIX flock; on Windows an open file cannot be deleted).
+        self._hold_files: dict[str, int] = {}
         self._holds_lock = threading.Lock()
         self.blobs_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
@@ -568,15 +623,15 @@ class FileStore:
             temp.finish()  # fsync the data outside the lock
         with self._holds_lock:
             existing = _existing_size(dest)
-            if existing == size:
+            if existing == size and (not hold or self._take_hold(sha256, dest)):
                 logger.debug("blob %s already stored; discarding the new copy", sha256)
-            else:
-                if existing is not None:
-                    logger.warning("blob %s was damaged (%d bytes, expected %d); replacing it",
-                                   sha256, existing, size)
-                self._place(temp, dest)
+                return info
+            if existing is not None and existing != size:
+                logger.warning("blob %s was damaged (%d bytes, expected %d); replacing it",
+                               sha256, existing, size)
+            self._place(temp, dest)
             if hold:
-                self._holds[sha256] += 1
+                self._hold_placed(sha256, temp, dest)
         logger.debug("stored blob %s (%d bytes)", sha256, size)
         return info  # a discarded duplicate temp file is removed when ``temp`` exits
 
@@ -593,13 +648,59 @@ class FileStore:
         except OSError as exc:
             raise _store_write_failed(temp.what, self.root, exc) from exc
 
+    def _take_hold(self, sha256: str, dest: Path) -> bool:
+        """Hold the blob at ``dest`` (caller holds ``_holds_lock``); False if it is gone.
+
+        The first hold in this process opens the blob and takes a shared lock on it, so a
+        ``remove`` in another process (the service beside a CLI command or the window)
+        leaves it alone. A removal that won the race has unlinked the file by the time the
+        shared lock is granted: then the caller must place its own copy.
+        """
+        if self._holds[sha256]:
+            self._holds[sha256] += 1
+            return True
+        try:
+            fd = _open_shared_locked(dest)  # waits out a removal in progress
+        except FileNotFoundError:
+            return False
+        if not _still_linked(fd, dest):
+            os.close(fd)
+            return False
+        self._add_hold(sha256, fd)
+        return True
+
+    def _hold_placed(self, sha256: str, temp: _TempFile, dest: Path) -> None:
+        """Hold a blob this capture just placed (caller holds ``_holds_lock``).
+
+        POSIX: the temp file's descriptor, whose exclusive flock kept other processes'
+        cleanup away, becomes the hold, so no removal can slip in between the rename and
+        the hold. (Another process holding the same content waits for our release.)
+        Windows closed it to rename; a fresh handle blocks deletion from then on."""
+        if temp.fd is not None:
+            fd, temp.fd = temp.fd, None
+            self._add_hold(sha256, fd)
+        elif not self._take_hold(sha256, dest):
+            raise StoreError(f"the blob {sha256} vanished right after it was stored in "
+                             f"{self.root}; capture again")
+
+    def _add_hold(self, sha256: str, fd: int) -> None:
+        """Count a hold; keep ``fd`` if it is this process's first (caller holds the lock)."""
+        if self._holds[sha256]:
+            os.close(fd)
+        else:
+            self._hold_files[sha256] = fd
+        self._holds[sha256] += 1
+
     def release(self, sha256: str) -> None:
         """End a hold taken by ``put_*(hold=True)`` (after the row is committed, or not)."""
         with self._holds_lock:
-            if self._holds[sha256] <= 1:
-                self._holds.pop(sha256, None)
-            else:
+            if self._holds[sha256] > 1:
                 self._holds[sha256] -= 1
+                return
+            self._holds.pop(sha256, None)
+            fd = self._hold_files.pop(sha256, None)
+        if fd is not None:
+            os.close(fd)  # drops the shared lock
 
     # ----------------------------------------------------------------- lookup
 
@@ -641,16 +742,27 @@ class FileStore:
 
     # ----------------------------------------------------------------- housekeeping
 
-    def remove(self, sha256: str) -> bool:
-        """Delete a blob if present and not held; True if it was removed.
+    def remove(self, sha256: str, still_unused: Callable[[], bool] | None = None) -> bool:
+        """Delete a blob if present and not held by any process; True if it was removed.
 
-        The caller decides it is otherwise safe (no committed row uses it)."""
+        ``still_unused`` is the caller's "no committed row needs it" check. It runs while
+        the blob is locked against new holds, so a capture that commits a row using the
+        blob between the caller's decision and the unlink is seen and the blob kept.
+        """
         path = self.path_for(sha256)
         with self._holds_lock:
             if self._holds.get(sha256):
                 logger.debug("blob %s is held by a capture in flight; not removed", sha256)
                 return False
-            return _unlink_quietly(path)
+            with _exclusive_blob_lock(path) as locked:
+                if locked is None:
+                    return False  # already gone
+                if not locked:
+                    logger.debug("blob %s is held by another process; not removed", sha256)
+                    return False
+                if still_unused is not None and not still_unused():
+                    return False
+                return _unlink_quietly(path)
 
     def cleanup_temp(self) -> int:
         """Remove ``.part`` files a crash left in ``tmp/``; returns how many were removed.

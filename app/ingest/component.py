@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
+from app.core.config import ConfigFollower
 from app.ingest.ledger import Ledger
 from app.ingest.rules import WatchRule, load_rules
 from app.ingest.watcher import IngestEvent, Listener, RuleStatus, RuleWorker, WorkerOptions
@@ -33,9 +34,9 @@ class IngestComponent:
     def __init__(self, service: BenchService, rules: Iterable[WatchRule], *,
                  options: Optional[WorkerOptions] = None, follow_config: bool = False) -> None:
         self.service = service
-        self._follow_config = follow_config
-        self._config_stop = threading.Event()
-        self._config_thread: Optional[threading.Thread] = None
+        self._config_follower = ConfigFollower(
+            service.paths, self._apply_rule_edits, name="benchdata-watch-config",
+            interval=self.CONFIG_POLL_SECONDS) if follow_config else None
         self.ledger = Ledger(service.store)
         self._options = options or WorkerOptions()
         self._rules = [rule for rule in rules if rule.enabled]
@@ -83,39 +84,18 @@ class IngestComponent:
             self._start_worker(rule)
         log.info("watching %d folder(s): %s", len(self._workers),
                  ", ".join(str(rule.root) for rule in self._rules) or "none")
-        if self._follow_config:
-            self._config_stop.clear()
-            self._config_thread = threading.Thread(
-                target=self._follow_rule_edits, name="benchdata-watch-config", daemon=True)
-            self._config_thread.start()
+        if self._config_follower is not None:
+            self._config_follower.start()
 
-    def _config_stamp(self) -> Optional[tuple[int, int]]:
-        try:
-            stat = self.service.paths.config_file.stat()
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
-    def _follow_rule_edits(self) -> None:
+    def _apply_rule_edits(self) -> None:
         """Apply rules added, edited, paused or removed with the CLI while running."""
-        seen = self._config_stamp()
-        while not self._config_stop.wait(self.CONFIG_POLL_SECONDS):
-            stamp = self._config_stamp()
-            if stamp == seen:
-                continue
-            seen = stamp
-            try:
-                self.reload(load_rules(self.service.paths))
-                log.info("watch rules changed; now watching %d folder(s)", len(self._rules))
-            except Exception:  # a half-edited config must not stop the watcher
-                log.exception("could not apply the edited watch rules; keeping the old ones")
+        self.reload(load_rules(self.service.paths))
+        log.info("watch rules changed; now watching %d folder(s)", len(self._rules))
 
     def stop(self) -> None:
         """Stop every worker (all asked at once, then joined); idempotent."""
-        self._config_stop.set()
-        if self._config_thread is not None:
-            self._config_thread.join(10.0)
-            self._config_thread = None
+        if self._config_follower is not None:
+            self._config_follower.stop()
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()

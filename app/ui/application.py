@@ -14,6 +14,7 @@ from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.service import BenchService
+from app.ui.attach import describe_components, describe_service, try_lock
 from app.ui.context import UiContext, gui_settings
 from app.ui.main_window import MainWindow
 from app.ui.resources import icon, stylesheet
@@ -68,13 +69,15 @@ class HostedComponents:
     shows the reason in its status bar.
     """
 
-    def __init__(self, service: BenchService, **options: Any) -> None:
+    def __init__(self, service: BenchService, lock: Any = None, **options: Any) -> None:
         from app.runner import COMPONENT_FACTORIES, HeadlessRunner, RunOptions
 
         self.errors: list[str] = []
         self.report: Callable[[str], None] = self.errors.append
+        self.options = options
         factories = [self._tolerant(spec) for spec in COMPONENT_FACTORIES]
         self.runner = HeadlessRunner(service, RunOptions(**options), factories=factories)
+        self.runner.lock = lock  # taken by the caller already, or None: the runner takes it
         self._thread = threading.Thread(target=self._start, name="ui-components", daemon=True)
 
     def _tolerant(self, spec: str) -> Callable[[BenchService, Any], Any]:
@@ -122,8 +125,11 @@ SMOKE_ENV = "BENCHDATA_GUI_SMOKE"
 def _quit_when_ready(app: QApplication, window: MainWindow) -> None:
     def ready(total: int) -> None:
         hosted = window.runner.components if window.runner is not None else []
+        holder = window.attachment.holder if window.attachment is not None else None
+        attached = (f"; {describe_service(holder)} ({describe_components(holder)})"
+                    if holder is not None else "")
         print(f"window ready: {total} datapoint(s); components: "
-              f"{', '.join(c.name for c in hosted) or 'none'}", flush=True)
+              f"{', '.join(c.name for c in hosted) or 'none'}{attached}", flush=True)
         app.quit()
 
     window.model.count_known.connect(ready)
@@ -149,15 +155,9 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
     except Exception as exc:  # noqa: BLE001 - say why, instead of a traceback
         QMessageBox.critical(None, "Bench Data Manager", f"The local store cannot be opened:\n{exc}")
         return 1
-    hosted = HostedComponents(service, **options) if components else None
-    if hosted is not None:
-        hosted.start()
-    window = build_window(service, hosted, data_dir_given=data_dir is not None)
-    if hosted is not None:
-        tasks = window.context.tasks
-        hosted.report = lambda message: tasks.call_soon(lambda: window.show_message(message))
-        for message in list(hosted.errors):
-            window.show_message(message)
+    window = build_window(service, data_dir_given=data_dir is not None)
+    if components:
+        start_or_attach(window, options)
     window.show()
     if os.environ.get(SMOKE_ENV):
         _quit_when_ready(app, window)
@@ -165,6 +165,25 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
         return app.exec()
     finally:
         window.context.tasks.shutdown()
-        if hosted is not None:
-            hosted.stop()
+        if window.attachment is not None:
+            window.attachment.stop()
+        if window.runner is not None:
+            window.runner.stop()
         service.close()
+
+
+def start_or_attach(window: MainWindow, options: dict[str, Any]) -> None:
+    """Host the watcher, API and sync in this window, or attach to the service that runs
+    them already (one service per store); take over if that service stops later."""
+    service = window.context.service
+    try:
+        lock, holder = try_lock(service)
+    except OSError as exc:  # e.g. a read-only data folder: browsing still works
+        window.show_message(f"Background services could not start: {exc}")
+        return
+    if lock is not None:
+        window.host_components(HostedComponents(service, lock=lock, **options))
+        return
+    assert holder is not None
+    window.attach_to_service(holder, lambda taken: HostedComponents(
+        service, lock=taken, **options))

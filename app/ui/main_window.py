@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +25,12 @@ from PySide6.QtWidgets import (
 
 from app import __version__
 from app.core.ids import is_ulid, name_to_id
+from app.ui.attach import (
+    ServiceAttachment,
+    describe_components,
+    describe_service,
+    sync_runs_in,
+)
 from app.ui.capture import CaptureDialog, EditDialog, ValueDialog, confirm_delete, delete_datapoints
 from app.ui.context import UiContext
 from app.ui.detail import DetailPane
@@ -98,6 +104,8 @@ class MainWindow(QMainWindow):
         self.dialog: Optional[QWidget] = None
         self.sync_snapshot: Optional[SyncSnapshot] = None
         self._sync_paused = False
+        #: Set while this window is attached to a capture service in another process.
+        self.attachment: Optional[ServiceAttachment] = None
 
         self.source = RowSource(context.service.store)
         self.model = DatapointTableModel(self.source, context.tasks, self)
@@ -151,8 +159,12 @@ class MainWindow(QMainWindow):
         self.busy_label.setObjectName("hint")
         self.sync_indicator = SyncIndicator(self)
         self.sync_indicator.clicked.connect(self.show_sync_panel)
+        self.service_label = QLabel("", self)
+        self.service_label.setObjectName("hint")
+        self.service_label.setVisible(False)
         self.statusBar().addWidget(self.count_label)
         self.statusBar().addWidget(self.busy_label)
+        self.statusBar().addPermanentWidget(self.service_label)
         self.statusBar().addPermanentWidget(self.sync_indicator)
         self.tray: Optional[TrayIcon] = None
         if QSystemTrayIcon.isSystemTrayAvailable():
@@ -444,11 +456,65 @@ class MainWindow(QMainWindow):
 
     def refresh_sync(self) -> None:
         service, engine, paused = self.context.service, self.sync_engine(), self._sync_paused
-        self.context.tasks.run(lambda: read_snapshot(service, engine, paused), self._show_sync,
+        elsewhere = self._sync_elsewhere()
+        self.context.tasks.run(lambda: read_snapshot(service, engine, paused, elsewhere),
+                               self._show_sync,
                                lambda error: log.warning("sync status: %s", error))
 
+    def _sync_elsewhere(self) -> Optional[str]:
+        """"the capture service (pid N)" while sync runs in the service this window is
+        attached to; None when it runs here (or nowhere)."""
+        if self.attachment is None or not sync_runs_in(self.attachment.holder):
+            return None
+        return f"the capture service (pid {self.attachment.holder.get('pid', '?')})"
+
+    # -- the capture service ------------------------------------------------------------------
+
+    def host_components(self, hosted: Any) -> None:
+        """Run the watcher, API and sync in this window (``HostedComponents``)."""
+        self.runner = hosted
+        tasks = self.context.tasks
+        hosted.report = lambda message: tasks.call_soon(lambda: self.show_message(message))
+        for message in list(hosted.errors):
+            self.show_message(message)
+        hosted.start()
+
+    def attach_to_service(self, holder: dict[str, Any],
+                          make_hosted: Callable[[Any], Any]) -> None:
+        """Leave watching, the API and sync to the service that runs on this store; host
+        them here (``make_hosted(lock)``) if that service stops while the window is open."""
+        attachment = ServiceAttachment(self.context.service, self.context.tasks, holder, self)
+        self.attachment = attachment
+        attachment.changed.connect(self._show_service)
+        attachment.released.connect(lambda lock: self._take_over(make_hosted(lock)))
+        self._show_service(holder)
+        self.refresh_sync()
+
+    def _show_service(self, holder: dict[str, Any]) -> None:
+        self.service_label.setText(describe_service(holder))
+        self.service_label.setToolTip(
+            f"It runs: {describe_components(holder)}.\n"
+            f"Another process (benchdata run, or another window, started "
+            f"{holder.get('started', '?')} on {holder.get('host', 'this PC')}) runs the "
+            "watched folders, the REST API and sync for this store. This window shows their "
+            "work and captures into the same store; it takes over if that process stops.")
+        self.service_label.setVisible(True)
+        self.refresh_sync()
+
+    def _take_over(self, hosted: Any) -> None:
+        if self.attachment is not None:
+            self.attachment.stop()
+            self.attachment.deleteLater()
+            self.attachment = None
+        self.service_label.setVisible(False)
+        self.host_components(hosted)
+        self.show_message("The capture service stopped; this window now runs the folder "
+                          "watcher, the REST API and sync.")
+        self.refresh_sync()
+
     def restart_sync(self) -> None:
-        """Start (or restart) the sync engine with the saved settings, off the GUI thread."""
+        """Apply saved sync settings, off the GUI thread. An attached service's engine
+        follows the configuration file by itself."""
         if self.runner is None or not hasattr(self.runner, "runner"):
             return
         runner, service = self.runner.runner, self.context.service
@@ -456,16 +522,16 @@ class MainWindow(QMainWindow):
         def work() -> bool:
             from sync.component import make_component
 
-            old = next((c for c in runner.components if c.name == "sync"), None)
-            if old is not None:
-                old.stop()
-                runner.components.remove(old)
+            current = next((c for c in runner.components if c.name == "sync"), None)
+            if current is not None:
+                current.apply_settings_edits()
+                return current.engine is not None
             component = make_component(service, runner.options)
             if component is None:
                 return False
             component.start()
             runner.components.append(component)
-            return True
+            return component.engine is not None
 
         self._sync_paused = False
         self.context.tasks.run(work, lambda _ok: self.refresh_sync(),
@@ -542,6 +608,16 @@ class MainWindow(QMainWindow):
         if engine is not None:
             engine.wake()
             self.show_message("Sync asked to run now.")
+        elif self._sync_elsewhere():
+            service = self.context.service
+
+            def ask() -> None:
+                from sync.engine import request_sync
+
+                request_sync(service)
+
+            self.context.tasks.run(ask, lambda _r: self.show_message(
+                f"Asked {self._sync_elsewhere()} to sync now."), write=True)
 
     def _retry_sync(self, ids: list[str]) -> None:
         engine, service = self.sync_engine(), self.context.service
@@ -549,10 +625,14 @@ class MainWindow(QMainWindow):
         def work() -> int:
             from sync.outbox import Outbox
 
+            from sync.engine import request_sync
+
             outbox = engine.outbox if engine is not None else Outbox(service.store)
             count = outbox.retry_quarantined(ids)
             if engine is not None:
                 engine.wake()
+            else:  # an attached service's engine, if any, picks the request up
+                request_sync(service)
             return count
 
         self.context.tasks.run(work, lambda n: (self.show_message(
@@ -718,5 +798,7 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.hide()
         self._watcher.close()
+        if self.attachment is not None:
+            self.attachment.stop()
         event.accept()
 

@@ -202,7 +202,12 @@ class SyncPanel(QWidget):
         self.state_icon.setPixmap(icon(name).pixmap(24, 24))
         self.headline.setText(line)
         self.engine_note.setVisible(not snapshot.engine_running and not snapshot.paused)
-        self.pause_button.setEnabled(snapshot.engine_running or snapshot.paused)
+        # Pausing stops an engine thread, which only works for the engine in this window.
+        self.pause_button.setEnabled((snapshot.engine_running or snapshot.paused)
+                                     and snapshot.runs_in is None)
+        self.pause_button.setToolTip(
+            f"Sync runs in {snapshot.runs_in}; stop that service to pause it."
+            if snapshot.runs_in else "Stop syncing until resumed (capture goes on)")
         self.sync_now_button.setEnabled(snapshot.engine_running)
         self.last_error.setText(snapshot.last_error or "—")
         self.last_error.setObjectName("error" if snapshot.last_error else "")

@@ -38,6 +38,8 @@ class SyncSnapshot:
     last_error: Optional[str] = None
     uploading: Optional[tuple[str, int, int]] = None   # (label, done, total)
     quarantined: list[QuarantinedItem] = field(default_factory=list)
+    #: Who runs the engine when it is not this window (the attached capture service).
+    runs_in: Optional[str] = None
 
 
 def _central_configured(service: BenchService) -> bool:
@@ -49,8 +51,12 @@ def _central_configured(service: BenchService) -> bool:
         return False
 
 
-def read_snapshot(service: BenchService, engine: Any = None, paused: bool = False) -> SyncSnapshot:
-    """What the store and (if running) the sync engine say; call off the GUI thread."""
+def read_snapshot(service: BenchService, engine: Any = None, paused: bool = False,
+                  runs_in: Optional[str] = None) -> SyncSnapshot:
+    """What the store and (if running) the sync engine say; call off the GUI thread.
+
+    ``runs_in`` names the other process whose engine syncs this store (the service the
+    window is attached to); its state is then read from the store it shares with us."""
     # The backlog is what still waits to be synced; refused items are listed apart.
     settled = sorted(SAFE_STATES | PROBLEM_STATES)
     marks = ", ".join("?" for _ in settled)
@@ -67,7 +73,8 @@ def read_snapshot(service: BenchService, engine: Any = None, paused: bool = Fals
     snapshot = SyncSnapshot(
         counts=counts, backlog_count=int(backlog_count), backlog_bytes=int(backlog_bytes or 0),
         oldest_age_s=(time.time() - oldest_at.timestamp()) if oldest_at else None,
-        configured=_central_configured(service), quarantined=quarantined, paused=paused)
+        configured=_central_configured(service), quarantined=quarantined, paused=paused,
+        runs_in=runs_in)
     _merge_engine(snapshot, service, engine)
     return snapshot
 
@@ -92,7 +99,8 @@ def _merge_engine(snapshot: SyncSnapshot, service: BenchService, engine: Any) ->
     status = _engine_status(service, engine)
     if status is None:
         return
-    snapshot.engine_running = engine is not None and not snapshot.paused
+    snapshot.engine_running = (engine is not None or snapshot.runs_in is not None) \
+        and not snapshot.paused
     snapshot.configured = bool(status.get("configured", snapshot.configured))
     snapshot.last_success = status.get("last_success")
     backlog = status.get("backlog") or {}
@@ -110,6 +118,8 @@ def _merge_engine(snapshot: SyncSnapshot, service: BenchService, engine: Any) ->
     elif status.get("retrying"):
         snapshot.last_error = str(status["retrying"][0].get("error") or "")
     if engine is None:
+        if snapshot.runs_in is not None:  # the other process's engine records its problems
+            snapshot.online = not (status.get("config_error") or status.get("retrying"))
         return
     report = getattr(engine, "last_report", None)
     if report is not None:
