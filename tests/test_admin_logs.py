@@ -110,3 +110,23 @@ def test_follow_yields_appended_lines_across_rotation(tmp_path: Path) -> None:
         stop.set()
         thread.join(10)
     assert "old" not in seen and "new" in seen and seen[-1] == "after rotation"
+
+
+def test_logs_window_option_prints_the_windows_log(tmp_path: Path) -> None:
+    from app.admin.logs import WINDOW_LOG_NAME
+
+    paths = bench_paths(tmp_path / "store")
+    paths.log_dir.mkdir(parents=True)
+    log_file(paths, WINDOW_LOG_NAME).write_text("window line\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--data-dir", str(paths.data_dir), "logs", "--window"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["window line"]
+
+
+def test_default_layout_logs_to_the_platform_log_directory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    monkeypatch.delenv("BENCHDATA_HOME", raising=False)
+    assert bench_paths().log_dir == Path(platformdirs.user_log_dir("BenchData", appauthor=False))
+    assert bench_paths("/some/store").log_dir == Path("/some/store").resolve() / "logs"

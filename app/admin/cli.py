@@ -82,18 +82,20 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
 @click.option("-n", "--lines", default=50, show_default=True, help="How many lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl+C stops).")
 @click.option("--path", "show_path", is_flag=True, help="Only print the log file's path.")
+@click.option("--window", is_flag=True, help="The desktop window's log instead of the service's.")
 @click.pass_context
-def logs(ctx: click.Context, lines: int, follow: bool, show_path: bool) -> None:
+def logs(ctx: click.Context, lines: int, follow: bool, show_path: bool, window: bool) -> None:
     """Print the end of the service's log file."""
+    from app.admin.logs import LOG_NAME, WINDOW_LOG_NAME, log_file, tail
     from app.admin.logs import follow as follow_log
-    from app.admin.logs import log_file, tail
 
-    path = log_file(_paths(ctx))
+    path = log_file(_paths(ctx), WINDOW_LOG_NAME if window else LOG_NAME)
     if show_path:
         click.echo(str(path))
         return
     if not path.exists() and not follow:
-        click.echo(f"No log yet ({path}); `benchdata run` writes it.", err=True)
+        writer = "the desktop window" if window else "`benchdata run`"
+        click.echo(f"No log yet ({path}); {writer} writes it.", err=True)
         return
     for line in tail(path, lines):
         click.echo(line)

@@ -1,8 +1,10 @@
 """The service's log file: rotating, in ``paths.log_dir``, with secrets redacted.
 
 ``setup_logging(paths, level)`` is what ``benchdata run`` calls: console output as before,
-plus ``<data_dir>/logs/benchdata.log`` rotated at ``MAX_BYTES`` with ``BACKUP_COUNT`` old
-files kept. Every record passes ``RedactingFilter`` first, so a password in a MongoDB URL,
+plus ``benchdata.log`` in ``paths.log_dir`` (the platform's log directory, or ``logs/``
+beside an explicit data folder) rotated at ``MAX_BYTES`` with ``BACKUP_COUNT`` old files
+kept. The desktop window writes ``window.log`` beside it: two processes must never rotate
+one file (the window may run next to the service, attached to it). Every record passes ``RedactingFilter`` first, so a password in a MongoDB URL,
 or the value of anything named like a secret, never reaches the console or the file.
 """
 
@@ -20,6 +22,8 @@ from typing import Any
 from app.core.paths import BenchPaths
 
 LOG_NAME = "benchdata.log"
+#: The desktop window's log (a separate file: it may run beside the service).
+WINDOW_LOG_NAME = "window.log"
 MAX_BYTES = 5 * 1024 * 1024
 BACKUP_COUNT = 5
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -87,13 +91,13 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def log_file(paths: BenchPaths) -> Path:
-    return paths.log_dir / LOG_NAME
+def log_file(paths: BenchPaths, name: str = LOG_NAME) -> Path:
+    return paths.log_dir / name
 
 
 def setup_logging(paths: BenchPaths, level: str | int = "INFO", *, console: bool = True,
                   max_bytes: int = MAX_BYTES, backup_count: int = BACKUP_COUNT,
-                  ) -> logging.Handler:
+                  name: str = LOG_NAME) -> logging.Handler:
     """Route the root logger to the rotating file (and the console); returns the file handler.
 
     Idempotent: handlers it installed before are replaced, not duplicated.
@@ -107,7 +111,7 @@ def setup_logging(paths: BenchPaths, level: str | int = "INFO", *, console: bool
     formatter = logging.Formatter(FORMAT)
     redacting = RedactingFilter()
     file_handler = logging.handlers.RotatingFileHandler(
-        log_file(paths), maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8",
+        log_file(paths, name), maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8",
         delay=True)
     handlers: list[logging.Handler] = [file_handler]
     if console:

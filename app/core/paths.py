@@ -27,6 +27,9 @@ class BenchPaths:
 
     data_dir: Path
     config_dir: Path
+    #: The log folder when it is not ``<data_dir>/logs`` (the platform's log directory in
+    #: the default layout; logs stay beside an explicit ``--data-dir`` or BENCHDATA_HOME).
+    logs: Optional[Path] = None
 
     @property
     def database(self) -> Path:
@@ -42,7 +45,7 @@ class BenchPaths:
 
     @property
     def log_dir(self) -> Path:
-        return self.data_dir / "logs"
+        return self.logs or self.data_dir / "logs"
 
 
 def bench_paths(data_dir: Optional[os.PathLike[str] | str] = None) -> BenchPaths:
@@ -57,7 +60,8 @@ def bench_paths(data_dir: Optional[os.PathLike[str] | str] = None) -> BenchPaths
         return BenchPaths(data_dir=root / "data", config_dir=root / "config")
     config_dir = _platform_config_dir()
     return BenchPaths(data_dir=chosen_data_dir(config_dir) or _platform_data_dir(),
-                      config_dir=config_dir)
+                      config_dir=config_dir,
+                      logs=Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)))
 
 
 def _platform_config_dir() -> Path:

@@ -147,12 +147,20 @@ def build_window(service: BenchService, runner: Any = None, *,
 
 def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
         components: bool = True, **options: Any) -> int:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.admin.logs import WINDOW_LOG_NAME, setup_logging
+    from app.core.paths import bench_paths
+
     app = make_application(argv)
+    paths = bench_paths(data_dir)
+    try:
+        setup_logging(paths, name=WINDOW_LOG_NAME)  # console + rotating file, redacted
+    except OSError as exc:  # an unwritable log folder must not keep the window closed
+        logging.basicConfig(level=logging.INFO)
+        log.warning("cannot write the log file in %s: %s", paths.log_dir, exc)
     try:
         service = BenchService(data_dir)
     except Exception as exc:  # noqa: BLE001 - say why, instead of a traceback
+        log.exception("the local store cannot be opened")
         QMessageBox.critical(None, "Bench Data Manager", f"The local store cannot be opened:\n{exc}")
         return 1
     window = build_window(service, data_dir_given=data_dir is not None)

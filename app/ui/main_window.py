@@ -269,6 +269,9 @@ class MainWindow(QMainWindow):
                        self.watch_action):
             view_menu.addAction(action)
         help_menu = menu.addMenu("&Help")
+        self.logs_action = self._action("showLogs", "Show logs", "Ctrl+Shift+G",
+                                        self.show_logs, "The service's and the window's logs")
+        help_menu.addAction(self.logs_action)
         about = QAction("About Bench Data Manager", self)
         about.triggered.connect(self.about)
         help_menu.addAction(about)
@@ -748,6 +751,15 @@ class MainWindow(QMainWindow):
         self.dialog = dialog
         dialog.open()
         return dialog
+
+    def show_logs(self) -> QWidget:
+        from app.ui.log_viewer import LogViewer
+
+        viewer = LogViewer(self.context.service.paths, self.context.tasks, self)
+        viewer.finished.connect(lambda _r: setattr(self, "dialog", None))
+        self.dialog = viewer
+        viewer.open()
+        return viewer
 
     def about(self) -> None:
         from PySide6.QtWidgets import QMessageBox

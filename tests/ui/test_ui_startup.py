@@ -31,6 +31,8 @@ def test_python_m_app_opens_the_window_without_a_central_store(
     result = start(home)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "window ready: 1 datapoint(s)" in result.stdout
+    # The window keeps its own rotating log (Help → Show logs), apart from the service's.
+    assert "started" in (home / "data" / "logs" / "window.log").read_text(encoding="utf-8")
 
 
 def test_python_m_app_opens_the_window_with_an_unreachable_central_store(

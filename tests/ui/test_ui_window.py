@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_idle
+from conftest import grab, wait_idle
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
@@ -462,6 +462,7 @@ def test_keyboard_shortcuts_are_set(window: Any) -> None:
     assert shortcuts["capture"] and shortcuts["newValue"] and shortcuts["find"]
     assert shortcuts["edit"] == "F2" and shortcuts["delete"]
     assert shortcuts["settings"] and shortcuts["refresh"]
+    assert shortcuts["showLogs"]
 
 
 def test_watched_folder_dialog_round_trips_a_rule(qtbot: Any, window: Any, tmp_path: Path,
@@ -521,3 +522,24 @@ def test_a_replaced_query_stops_reading(service: BenchService) -> None:
         source.count(selector, keep_going=lambda: False)
     assert source.all_rowids(None, "-data_timestamp", keep_going=lambda: False) is None
     assert source.count(selector) == 1111  # the pooled connection is usable again
+
+
+def test_show_logs_shows_the_newest_lines_of_each_log(qtbot: Any, window: Any) -> None:
+    from app.admin.logs import LOG_NAME, WINDOW_LOG_NAME, log_file
+
+    paths = window.context.service.paths
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    log_file(paths, LOG_NAME).write_text(
+        "".join(f"service line {n}\n" for n in range(1500)), encoding="utf-8")
+    viewer = window.show_logs()
+    qtbot.waitUntil(lambda: "service line 1499" in viewer.text.toPlainText())
+    shown = viewer.text.toPlainText().splitlines()
+    assert len(shown) == 1000 and shown[0] == "service line 500"
+    assert str(log_file(paths, LOG_NAME)) in viewer.location.text()
+    viewer.which.setCurrentIndex(viewer.which.findData(WINDOW_LOG_NAME))
+    qtbot.waitUntil(lambda: "No log yet" in viewer.text.toPlainText())
+    log_file(paths, WINDOW_LOG_NAME).write_text("window line\n", encoding="utf-8")
+    viewer.reload()
+    qtbot.waitUntil(lambda: viewer.text.toPlainText() == "window line")
+    grab(viewer, "log-viewer.png")
+    viewer.close()
