@@ -12,12 +12,21 @@ from app import DataClient
 
 EXP = "01JD3Q9V6X5J8Z0K2M4N6P8R0T"
 
+# Never the developer's real keyring (and never one shared between parallel test runs):
+# without this, saving settings in a test would write "benchdata-central" secrets into the
+# desktop's keyring, or into keyrings.alt's one file that every test process shares. Tests
+# that exercise a keyring install their own backend with ``keyring.set_keyring``.
+# Subprocesses (benches, the CLI) inherit it.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
 
 @pytest.fixture(autouse=True)
 def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point BENCHDATA_HOME at a fresh folder so nothing touches the real data dir."""
     home = tmp_path / "benchhome"
     monkeypatch.setenv("BENCHDATA_HOME", str(home))
+    # Nor the machine's facility settings (tests that provision write this file).
+    monkeypatch.setenv("BENCHDATA_SITE_CONFIG", str(tmp_path / "site-config.json"))
     return home
 
 

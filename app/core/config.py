@@ -19,28 +19,39 @@ from typing import Any
 from app.core.atomic import atomic_writer
 from app.core.errors import ValidationError
 from app.core.paths import BenchPaths
+from app.core.site import load_site, merge_site, site_config_file, strip_locked
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 
 
-def load_config(paths: BenchPaths) -> dict[str, Any]:
-    """The whole configuration (``{}`` when there is none yet)."""
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     try:
-        text = paths.config_file.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ValidationError(f"the {what} {path} cannot be read ({exc.strerror or exc})") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(
-            f"the configuration file {paths.config_file} is not valid JSON "
-            f"(line {exc.lineno}: {exc.msg}); fix or remove it"
-        ) from exc
+            f"the {what} {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+            "fix or remove it") from exc
     if not isinstance(data, dict):
-        raise ValidationError(f"the configuration file {paths.config_file} must hold a JSON object")
+        raise ValidationError(f"the {what} {path} must hold a JSON object")
     return data
+
+
+def _user_config(paths: BenchPaths) -> dict[str, Any]:
+    return _read_json_object(paths.config_file, "configuration file")
+
+
+def load_config(paths: BenchPaths) -> dict[str, Any]:
+    """The whole configuration in effect: the facility's file (see ``app.core.site``) with
+    this bench's ``config.json`` over it, except where the facility locked a setting."""
+    return merge_site(load_site(), _user_config(paths))
 
 
 def load_section(paths: BenchPaths, section: str) -> Any:
@@ -49,9 +60,14 @@ def load_section(paths: BenchPaths, section: str) -> Any:
 
 
 def save_section(paths: BenchPaths, section: str, value: Any) -> None:
-    """Replace one section, keeping the others; atomic on disk."""
+    """Replace one section of this bench's ``config.json``, keeping the others; atomic.
+
+    Settings the facility locked are not written (they always come from its file); a
+    value that differs from the locked one is refused with ``LockedSettingError``."""
+    site = load_site()
+    value = strip_locked(site, section, value)
     with _lock:
-        data = load_config(paths)
+        data = _user_config(paths)
         if value is None:
             data.pop(section, None)
         else:
@@ -64,13 +80,19 @@ def _write_atomically(target: Path, text: str) -> None:
         out.write(text.encode("utf-8"))
 
 
-def config_stamp(paths: BenchPaths) -> tuple[int, int] | None:
-    """(mtime, size) of the configuration file, or None while there is none."""
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
     try:
-        stat = paths.config_file.stat()
+        stat = path.stat()
     except OSError:
         return None
     return stat.st_mtime_ns, stat.st_size
+
+
+def config_stamp(paths: BenchPaths) -> tuple[Any, ...]:
+    """What changes when either configuration file (the bench's or the facility's) does."""
+    return _stamp(paths.config_file), _stamp(site_config_file())
 
 
 class ConfigFollower:
@@ -99,7 +121,7 @@ class ConfigFollower:
                                         daemon=True)
         self._thread.start()
 
-    def _follow(self, seen: tuple[int, int] | None) -> None:
+    def _follow(self, seen: tuple[Any, ...]) -> None:
         while not self._stop.wait(self.interval):
             stamp = config_stamp(self.paths)
             if stamp == seen:

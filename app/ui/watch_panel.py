@@ -41,6 +41,13 @@ from app.ui.tasks import describe_error
 log = logging.getLogger(__name__)
 
 
+def watch_locked_by() -> Optional[str]:
+    """The facility's settings file if it locks the watched folders, else None."""
+    from app.core.site import is_locked, load_site, site_config_file
+
+    return str(site_config_file()) if is_locked(load_site(), "watch") else None
+
+
 def _split_patterns(text: str) -> list[str]:
     return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
 
@@ -213,6 +220,8 @@ class WatchPanel(QWidget):
         self.setObjectName("WatchPanel")
         self._context = context
         self.rules: list[Any] = []
+        #: Where the facility's file is, when it locks the watched folders (else None).
+        self.locked_by: Optional[str] = None
         #: Returns {rule id: RuleStatus} from the running watcher (set by the window).
         self.status_provider: Optional[Any] = None
         self.table = QTableWidget(0, 4, self)
@@ -260,19 +269,23 @@ class WatchPanel(QWidget):
 
         paths, provider = self._context.service.paths, self.status_provider
 
-        def work() -> tuple[list[Any], dict[str, Any]]:
+        def work() -> tuple[list[Any], dict[str, Any], Optional[str]]:
             statuses: dict[str, Any] = {}
             if provider is not None:
                 try:
                     statuses = dict(provider() or {})
                 except Exception:  # noqa: BLE001 - the rules still show
                     log.debug("watcher status unavailable", exc_info=True)
-            return load_rules(paths), statuses
+            return load_rules(paths), statuses, watch_locked_by()
 
-        self._context.tasks.run(work, lambda found: self._show_rules(*found),
+        self._context.tasks.run(work, self._loaded,
                                 lambda error: self.message.setText(
                                     f"The watched-folder settings cannot be read: "
                                     f"{describe_error(error)}"))
+
+    def _loaded(self, found: tuple[list[Any], dict[str, Any], Optional[str]]) -> None:
+        rules, statuses, self.locked_by = found
+        self._show_rules(rules, statuses)
 
     def _show_rules(self, rules: list[Any], statuses: Optional[dict[str, Any]] = None) -> None:
         self.rules = list(rules)
@@ -283,7 +296,10 @@ class WatchPanel(QWidget):
             self.table.setItem(row, 1, QTableWidgetItem(rule.path))
             self.table.setItem(row, 2, QTableWidgetItem(", ".join(rule.include)))
             self.table.setItem(row, 3, QTableWidgetItem(_state_text(rule, statuses.get(rule.id))))
-        if not rules:
+        if self.locked_by:
+            self.message.setText(f"The watched folders are set by the facility "
+                                 f"({self.locked_by}) and cannot be changed on this bench.")
+        elif not rules:
             self.message.setText("No watched folders. Add one and the instrument's files are "
                                  "captured as soon as they are complete.")
         else:
@@ -298,8 +314,10 @@ class WatchPanel(QWidget):
 
     def _update_buttons(self) -> None:
         rule = self.selected_rule()
+        editable = self.locked_by is None
+        self.add_button.setEnabled(editable)
         for button in (self.edit_button, self.pause_button, self.remove_button):
-            button.setEnabled(rule is not None)
+            button.setEnabled(rule is not None and editable)
         self.pause_button.setText("Resume" if rule is not None and not rule.enabled else "Pause")
 
     def _show_activity(self) -> None:
@@ -342,7 +360,7 @@ class WatchPanel(QWidget):
 
     def edit_selected(self) -> Optional[RuleDialog]:
         rule = self.selected_rule()
-        if rule is None:
+        if rule is None or self.locked_by is not None:
             return None
         dialog = RuleDialog(rule, self)
         dialog.accepted.connect(lambda: self.save_changes(
