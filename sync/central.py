@@ -9,12 +9,36 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from sync.documents import BENCH, WRITTEN_AT
 from sync.faults import classify_mongo
 from sync.settings import CentralSettings
 
 log = logging.getLogger(__name__)
+
+
+def url_uses_tls(url: str) -> bool:
+    """Whether a MongoDB URL asks for TLS (``tls``/``ssl`` true, or ``mongodb+srv``)."""
+    parts = urlsplit(url)
+    options = {k.lower(): v[-1].strip().lower() for k, v in parse_qs(parts.query).items()}
+    flag = options.get("tls", options.get("ssl"))
+    if flag is not None:
+        return flag in ("true", "1", "yes")
+    return parts.scheme.lower() == "mongodb+srv"  # SRV URLs default to TLS
+
+
+def tls_options(settings: CentralSettings, url: str) -> dict[str, Any]:
+    """``tlsCAFile`` from ``ca_file`` when the URL uses TLS and names no CA file itself.
+
+    Only then: pymongo takes ``tlsCAFile`` as "turn TLS on", which would break a plain
+    MongoDB beside an HTTPS bucket that needs the lab's CA.
+    """
+    if not settings.ca_file or not url_uses_tls(url):
+        return {}
+    if "tlscafile" in {k.lower() for k in parse_qs(urlsplit(url).query)}:
+        return {}  # the URL's own choice wins
+    return {"tlsCAFile": settings.ca_bundle()}
 
 
 class CentralDatabase:
@@ -29,13 +53,15 @@ class CentralDatabase:
             raise CentralConfigError("MongoDB is not configured: set BENCHDATA_MONGO_URL "
                                      "(or `benchdata sync configure`)")
         assert settings.mongo_url is not None
+        url = settings.mongo_url.get_secret_value()
         timeout_ms = int(settings.timeout_s * 1000)
+        tls = tls_options(settings, url)  # a missing CA file: a config error, said now
         try:
             self._client: Any = pymongo.MongoClient(
-                settings.mongo_url.get_secret_value(), appname="benchdata-sync",
+                url, appname="benchdata-sync",
                 serverSelectionTimeoutMS=min(timeout_ms, 5000), connectTimeoutMS=min(timeout_ms, 5000),
                 socketTimeoutMS=max(timeout_ms, 30000), tz_aware=True, connect=False,
-                uuidRepresentation="standard")
+                uuidRepresentation="standard", **tls)
         except Exception as exc:  # noqa: BLE001 - bad URL and the like
             raise classify_mongo(exc, what="opening MongoDB") from exc
         database = self._client[settings.mongo_database]

@@ -147,7 +147,8 @@ def retry(obj: Any, datapoint_ids: tuple[str, ...]) -> None:
 @click.option("--bucket")
 @click.option("--region")
 @click.option("--public-endpoint")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+              help="PEM bundle of the CAs to trust for TLS (e.g. the lab's own CA).")
 @click.option("--mongo-url", help="MongoDB URL ('-' prompts; a password goes to the keyring).")
 @click.option("--mongo-database")
 @click.option("--mongo-collection")
@@ -170,6 +171,10 @@ def configure(obj: Any, **options: Any) -> None:
         if key == "free_after_days":
             key, value = "free_verified_after_days", (value if value > 0 else None)
         updates[key] = value
+    endpoint = str(options.get("endpoint") or "")
+    if "://" in endpoint and options.get("secure") is None:
+        # The endpoint is stored bare; its scheme must not be lost (https -> TLS on).
+        updates["secure"] = endpoint.lower().startswith("https://")
     try:
         settings = CentralSettings(**{**current.model_dump(), **updates})
     except Exception as exc:  # noqa: BLE001

@@ -6,13 +6,17 @@
   not store, an object too large for the bucket policy, a damaged local copy): quarantine
   it with the reason; the user fixes the cause and retries.
 * :class:`CentralConfigError` — the settings are wrong (bad secret, missing bucket, bad
-  URL): nothing can succeed until a person changes them, so the engine stops and says so
-  instead of retrying forever.
+  URL, a server certificate this bench does not trust): nothing can succeed until a person
+  changes them, so the engine stops and says so instead of retrying forever.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import json
+import re
+import ssl
+from collections.abc import Mapping
+from typing import Any, Final, Optional
 
 from app.core.errors import BenchDataError
 
@@ -50,6 +54,51 @@ MONGO_RETRY_CODES: Final[frozenset[int]] = frozenset({
 })
 #: MongoDB codes that mean the credentials or permissions are wrong.
 MONGO_CONFIG_CODES: Final[frozenset[int]] = frozenset({13, 18, 8000, 31, 11})
+#: A unique index already holds this key.
+DUPLICATE_KEY: Final = 11000
+#: The index a duplicate-key message names: MongoDB/FerretDB "index: name dup key",
+#: nx-27017 "index 'name'".
+_DUPLICATE_INDEX = re.compile(r"\bindex:? '?([^'\s]+)")
+#: nx-27017's wording for the primary key: "UNIQUE constraint failed: <collection>._id".
+_DUPLICATE_PRIMARY = re.compile(r"constraint failed: \S*\._id\b")
+
+#: How OpenSSL says a certificate did not verify; pymongo keeps only the text of the error.
+_CERT_FAILED_TEXT = "certificate verify failed"
+CA_HINT = ("if the lab uses its own certificate authority, set ca_file to its CA bundle "
+           "(BENCHDATA_CA_FILE or `benchdata sync configure --ca-file`)")
+
+
+def certificate_problem(exc: BaseException) -> Optional[str]:
+    """Why a server's TLS certificate was refused, if that is what ``exc`` comes down to.
+
+    Walks the causes (urllib3 nests the ``ssl`` error in ``MaxRetryError.reason`` and in
+    ``args``); pymongo only keeps the message, so its text is checked too. An untrusted
+    or mismatched certificate will not fix itself: it is a configuration error, not a
+    network fault to retry.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or current)
+        if _CERT_FAILED_TEXT in str(current).lower():
+            return _cert_reason(str(current))
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
+                        *current.args])
+    return None
+
+
+def _cert_reason(text: str) -> str:
+    """The words after OpenSSL's "certificate verify failed:" (or the whole first line)."""
+    line = text.splitlines()[0] if text else text
+    lowered = line.lower()
+    start = lowered.find(_CERT_FAILED_TEXT)
+    reason = line[start + len(_CERT_FAILED_TEXT):].lstrip(": ")
+    return reason.split(" (", 1)[0].strip() or line[:200]
 
 
 def classify_s3(exc: BaseException, *, what: str) -> SyncError:
@@ -69,6 +118,10 @@ def classify_s3(exc: BaseException, *, what: str) -> SyncError:
         return RejectedError(message)
     if isinstance(exc, ServerError):
         return RetryableError(f"{what}: server error {exc.status_code}")
+    untrusted = certificate_problem(exc)
+    if untrusted is not None:
+        return CentralConfigError(f"{what}: object storage's TLS certificate was refused "
+                                  f"({untrusted}); {CA_HINT}")
     if isinstance(exc, InvalidResponseError):
         status = getattr(exc, "_code", 0) or 0
         return RetryableError(f"{what}: {exc}") if not 400 <= int(status) < 500 else \
@@ -91,6 +144,10 @@ def classify_mongo(exc: BaseException, *, what: str) -> SyncError:
     if isinstance(exc, errors.OperationFailure) and exc.code in MONGO_CONFIG_CODES:
         return CentralConfigError(f"{what}: MongoDB refused the credentials or permissions "
                                   f"({exc.code}: {exc.details or exc}); fix the MongoDB URL")
+    untrusted = certificate_problem(exc)
+    if untrusted is not None:
+        return CentralConfigError(f"{what}: MongoDB's TLS certificate was refused "
+                                  f"({untrusted}); {CA_HINT}")
     if isinstance(exc, (errors.ConnectionFailure, errors.ServerSelectionTimeoutError,
                         errors.NetworkTimeout, errors.ExecutionTimeout, errors.WTimeoutError)):
         return RetryableError(f"{what}: cannot reach MongoDB ({type(exc).__name__})")
@@ -103,6 +160,39 @@ def classify_mongo(exc: BaseException, *, what: str) -> SyncError:
     if isinstance(exc, (OSError, TimeoutError)):
         return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
     return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def duplicate_key_on_id(error: Mapping[str, Any]) -> bool:
+    """Whether a duplicate-key write error is on ``_id`` (a record of the same datapoint).
+
+    On ``_id`` it means the central record already has our revision or a newer one: a
+    conflict between writers, resolved by revision. On any other unique index (one the
+    lab added, say one record per instrument run) the server refuses this document: no
+    revision will change that, a person must. MongoDB names the index's keys in
+    ``keyPattern``; other servers only in the message. Wording we cannot read counts as
+    ``_id``, the engine's long-standing assumption.
+    """
+    pattern = error.get("keyPattern")
+    if isinstance(pattern, Mapping) and pattern:
+        return list(pattern) == ["_id"]
+    message = str(error.get("errmsg") or "")
+    if _DUPLICATE_PRIMARY.search(message):
+        return True
+    named = _DUPLICATE_INDEX.search(message)
+    return named is None or named.group(1) == "_id_"
+
+
+def duplicate_key_rejection(error: Mapping[str, Any], *, what: str) -> RejectedError:
+    """The reason a person reads for a document another unique index refuses."""
+    message = str(error.get("errmsg") or "duplicate key")
+    keys = error.get("keyValue")  # MongoDB says which value; nx-27017 does not
+    detail = ""
+    if isinstance(keys, Mapping) and keys:
+        detail = f" (duplicate {json.dumps(keys, default=str, ensure_ascii=False)[:200]})"
+    return RejectedError(
+        f"{what}: MongoDB refused the document: a unique index of the central collection "
+        f"already holds the same value{detail} — {DUPLICATE_KEY}: {message}. Change this "
+        "datapoint (e.g. its metadata), or ask the data steward, then retry")
 
 
 def classify_write_error(code: int, message: str, *, what: str) -> SyncError:

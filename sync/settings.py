@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from app.core.config import load_section, save_section
 from app.core.errors import ValidationError
 from app.core.paths import BenchPaths
+from sync.faults import CentralConfigError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ ENV_VARS: dict[str, str] = {
     "BENCHDATA_MONGO_URL": "mongo_url",
     "BENCHDATA_MONGO_DATABASE": "mongo_database",
     "BENCHDATA_MONGO_COLLECTION": "mongo_collection",
+    "BENCHDATA_CA_FILE": "ca_file",
 }
 SECRET_FIELDS = ("secret_key", "mongo_url")
 
@@ -74,7 +76,9 @@ class CentralSettings(BaseModel):
     region: Optional[str] = None
     #: Where people (and MADSci's client) reach the bucket, if not ``endpoint``.
     public_endpoint: Optional[str] = None
-    #: A CA bundle for a private TLS certificate authority.
+    #: A PEM bundle of the certificate authorities to trust for TLS (object storage over
+    #: HTTPS, and MongoDB when its URL says ``tls=true``) — e.g. the lab's own CA. It
+    #: replaces the default trust store (certifi, ``SSL_CERT_FILE``), as curl's ``--cacert``.
     ca_file: Optional[str] = None
     mongo_url: Optional[SecretStr] = None
     mongo_database: str = "madsci_data"
@@ -104,6 +108,14 @@ class CentralSettings(BaseModel):
             if "://" in value:
                 value = urlsplit(value).netloc
             return value.rstrip("/") or None
+        return value
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _expand_ca_file(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return os.path.expanduser(value) if value else None
         return value
 
     @field_validator("secure", mode="before")
@@ -136,6 +148,21 @@ class CentralSettings(BaseModel):
     def endpoint_url(self) -> str:
         return f"{'https' if self.secure else 'http'}://{self.endpoint}"
 
+    def ca_bundle(self) -> Optional[str]:
+        """``ca_file`` if set, after checking it is a readable file (else a config error).
+
+        Checked here, when a connection is made, rather than when the settings load: a CA
+        file that went missing must not make the settings (and ``sync status``) unreadable.
+        """
+        if not self.ca_file:
+            return None
+        path = Path(self.ca_file)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise CentralConfigError(
+                f"the CA bundle {self.ca_file} is not a readable file; fix ca_file "
+                "(BENCHDATA_CA_FILE or `benchdata sync configure --ca-file`)")
+        return str(path)
+
     def object_url(self, object_name: str) -> str:
         from urllib.parse import quote
 
@@ -152,6 +179,7 @@ class CentralSettings(BaseModel):
             "secure": self.secure,
             "bucket": self.bucket,
             "region": self.region,
+            "ca_file": self.ca_file,
             "access_key": self.access_key,
             "secret_key": "set" if self.secret_key else "missing",
             "mongo_url": redact_url(self.mongo_url.get_secret_value()) if self.mongo_url else None,
@@ -192,6 +220,18 @@ def redact_url(url: str) -> str:
 # -- secrets -----------------------------------------------------------------------------
 
 
+def _asks_for_a_password(backend: Any) -> bool:
+    """keyrings.alt's encrypted file keyrings prompt on the terminal for a master password:
+    a service with no one at the keyboard would hang there, so they are never used (our
+    0600 file is the fallback instead). Chainers are checked member by member."""
+    members = getattr(backend, "backends", None)
+    if members:
+        return any(_asks_for_a_password(member) for member in members)
+    kind = type(backend)
+    return kind.__module__.startswith("keyrings.alt") and any(
+        word in kind.__name__ for word in ("Encrypted", "CryptFile"))
+
+
 class SecretStore:
     """The OS keyring if there is one, else a file readable only by this user."""
 
@@ -210,6 +250,8 @@ class SecretStore:
         except Exception:  # noqa: BLE001
             return None
         if isinstance(backend, FailKeyring) or getattr(backend, "priority", 1) <= 0:
+            return None
+        if _asks_for_a_password(backend):
             return None
         return keyring
 

@@ -106,6 +106,16 @@ class SettingsDialog(QDialog):
         self.endpoint = QLineEdit(self)
         self.endpoint.setPlaceholderText("host:port, e.g. 127.0.0.1:8333")
         self.secure = QCheckBox("Use HTTPS", self)
+        self.ca_file = QLineEdit(self)
+        self.ca_file.setPlaceholderText("optional: the lab's CA certificates (PEM)")
+        self.ca_file.setToolTip(
+            "Trusted instead of the public certificate authorities, for HTTPS to the bucket "
+            "and for MongoDB URLs with tls=true. Leave empty for public certificates.")
+        browse_ca = QPushButton("Browse…", self)
+        browse_ca.clicked.connect(self._choose_ca_file)
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_file, 1)
+        ca_row.addWidget(browse_ca)
         self.bucket = QLineEdit(self)
         self.region = QLineEdit(self)
         self.access_key = QLineEdit(self)
@@ -115,6 +125,7 @@ class SettingsDialog(QDialog):
         s3.addRow("Preset:", self.preset)
         s3.addRow("Endpoint:", self.endpoint)
         s3.addRow("", self.secure)
+        s3.addRow("CA bundle:", ca_row)
         s3.addRow("Bucket:", self.bucket)
         s3.addRow("Region:", self.region)
         s3.addRow("Access key:", self.access_key)
@@ -195,6 +206,13 @@ class SettingsDialog(QDialog):
             f"What is already captured stays in\n{current}\n"
             "(move it with 'benchdata backup' and 'benchdata restore').")
 
+    def _choose_ca_file(self) -> None:
+        chosen, _filter = QFileDialog.getOpenFileName(
+            self, "The lab's CA certificates", self.ca_file.text(),
+            "Certificates (*.pem *.crt *.cer);;All files (*)")
+        if chosen:
+            self.ca_file.setText(chosen)
+
     def _load_central(self) -> Any:
         from sync.settings import CentralSettings, load_settings
 
@@ -209,6 +227,7 @@ class SettingsDialog(QDialog):
         self.preset.setCurrentIndex(max(0, index))
         self.endpoint.setText(settings.endpoint or "")
         self.secure.setChecked(settings.secure)
+        self.ca_file.setText(settings.ca_file or "")
         self.bucket.setText(settings.bucket or "")
         self.region.setText(settings.region or "")
         self.access_key.setText(settings.access_key or "")
@@ -236,6 +255,7 @@ class SettingsDialog(QDialog):
             preset=self.preset.currentData() or "custom",
             endpoint=self.endpoint.text().strip() or None,
             secure=self.secure.isChecked(),
+            ca_file=self.ca_file.text().strip() or None,
             bucket=self.bucket.text().strip() or None,
             region=self.region.text().strip() or None,
             access_key=self.access_key.text().strip() or None,

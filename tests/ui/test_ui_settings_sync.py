@@ -253,3 +253,21 @@ def test_data_directory_cannot_be_changed_under_benchdata_home(window: Any) -> N
     assert not dialog.change_data_dir.isEnabled()
     assert "BENCHDATA_HOME" in dialog.data_dir_hint.text()
     dialog.close()
+
+
+def test_settings_keep_the_lab_ca_bundle(qtbot: Any, window: Any, central: Any,
+                                         service: BenchService, tmp_path: Path) -> None:
+    """The CA bundle (for a lab's own certificate authority) is saved and shown again."""
+    from sync.settings import load_settings
+
+    bundle = tmp_path / "lab-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    dialog = window.open_settings()
+    fill_settings(dialog, central, ca_file=str(bundle))
+    with qtbot.waitSignal(dialog.saved, timeout=10_000):
+        dialog.save()
+    assert load_settings(service.paths, environ={}).ca_file == str(bundle)
+    wait_idle(qtbot, window)
+    again = window.open_settings()
+    assert again.ca_file.text() == str(bundle)
+    again.close()
