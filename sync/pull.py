@@ -59,6 +59,10 @@ def _parse_cursor(text: Optional[str]) -> Optional[datetime]:
     return datetime.fromisoformat(text)
 
 
+#: Outbox meta key: this bench has given revision 1 to older foreign documents.
+FOREIGN_REVISIONS_KEY = "foreign_revisions_stamped"
+
+
 class Puller:
     """One pass of pulling, run by the engine."""
 
@@ -81,13 +85,19 @@ class Puller:
 
     def _stamp_foreign_documents(self) -> None:
         """Give documents no bench wrote (MADSci's own Data Manager inserts them) the
-        server write time the pull cursor follows, so they reach every bench too.
+        server write time the pull cursor follows, so they reach every bench too, and
+        revision 1, so a bench's edit (revision 2) can replace them.
 
-        MongoDB sets the time (``$currentDate``), never a bench clock; the field is an
-        extra one, which MADSci's models allow and ignore."""
+        MongoDB sets the time (``$currentDate``), never a bench clock; the fields are
+        extra ones, which MADSci's models allow and ignore."""
+        datapoints = self.central.datapoints
         try:
-            self.central.datapoints.update_many({WRITTEN_AT: {"$exists": False}},
-                                                {"$currentDate": {WRITTEN_AT: True}})
+            datapoints.update_many({WRITTEN_AT: {"$exists": False}},
+                                   {"$currentDate": {WRITTEN_AT: True}, "$set": {REVISION: 1}})
+            if self.outbox.meta(FOREIGN_REVISIONS_KEY) is None:
+                # Once per bench: documents stamped before revisions were added to them.
+                datapoints.update_many({REVISION: {"$exists": False}}, {"$set": {REVISION: 1}})
+                self.outbox.set_meta(FOREIGN_REVISIONS_KEY, "1")
         except Exception as exc:  # noqa: BLE001
             raise classify_mongo(exc, what="stamping documents MADSci wrote") from exc
 

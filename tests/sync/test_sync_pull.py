@@ -163,8 +163,17 @@ def test_documents_madsci_wrote_itself_reach_the_benches(
         assert b.get_stored(madsci_id).origin == "remote"
         assert report.ok and report.pull_skipped == 1  # the bad one, reported
         assert any("not-a-ulid" in error for error in report.errors)
-        # MADSci still reads its document (only an extra field was added).
+        # MADSci still reads its document (only extra fields were added).
         stored = collection.find_one({"_id": madsci_id})
         assert stored["value"] == {"t": 23.5} and stored["label"] == "from MADSci"
+
+        # An edit on the bench reaches the central record (it used to be "rebased" forever:
+        # the document had no revision for the guarded upsert to compare with).
+        b.update(madsci_id, label="checked on bench b")
+        report = engine_b.run_pass(force=True)
+        assert report.ok and report.retrying == 0, report
+        assert b.get_stored(madsci_id).sync_state == "confirmed"
+        stored = collection.find_one({"_id": madsci_id})
+        assert stored["label"] == "checked on bench b" and stored["value"] == {"t": 23.5}
     finally:
         client.close()
