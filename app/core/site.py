@@ -103,26 +103,29 @@ def merge_site(site: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
 
 
 def strip_locked(site: dict[str, Any], section: str, value: Any) -> Any:
-    """``value`` without its locked parts, for writing to the bench's own file; refuses a
-    change to a locked setting."""
+    """``value`` without its locked parts, for writing to the bench's own file.
+
+    A value that differs from one the facility's file gives for a locked setting is
+    refused. (Callers save whole sections, defaults included, so a locked key the file
+    does not give a value for is dropped rather than compared: it keeps its default.)"""
     if not locked_settings(site):
         return value
-    where = site_config_file()
-    if is_locked(site, section):
-        if value is not None and value != site.get(section):
-            raise LockedSettingError(
-                f"the \"{section}\" settings are set by the facility ({where}) and cannot be "
-                "changed on this bench; ask the facility staff")
-        return None
-    if not isinstance(value, dict):
-        return value
-    provided = site.get(section) if isinstance(site.get(section), dict) else {}
+    provided = site.get(section)
+    whole = is_locked(site, section)
+    if not isinstance(value, dict) or not isinstance(provided, dict):
+        if whole and value is not None and provided is not None and value != provided:
+            raise _locked_error(section)
+        return None if whole else value
     kept: dict[str, Any] = {}
     for key, item in value.items():
-        if not is_locked(site, section, key):
+        if not (whole or is_locked(site, section, key)):
             kept[key] = item
-        elif item != provided.get(key):
-            raise LockedSettingError(
-                f"\"{section}.{key}\" is set by the facility ({where}) and cannot be changed "
-                "on this bench; ask the facility staff")
-    return kept
+        elif key in provided and item != provided[key]:
+            raise _locked_error(f"{section}.{key}")
+    return None if whole else kept
+
+
+def _locked_error(setting: str) -> LockedSettingError:
+    return LockedSettingError(
+        f"\"{setting}\" is set by the facility ({site_config_file()}) and cannot be changed "
+        "on this bench; ask the facility staff")

@@ -97,6 +97,10 @@ class SettingsDialog(QDialog):
         self.central_error = QLabel("", self)
         self.central_error.setObjectName("error")
         self.central_error.setWordWrap(True)
+        self.locked_note = QLabel("", self)
+        self.locked_note.setObjectName("hint")
+        self.locked_note.setWordWrap(True)
+        self.locked_note.setVisible(False)
         settings = self._load_central()
         s3_box = QGroupBox("Object storage (files)", self)
         s3 = QFormLayout(s3_box)
@@ -154,6 +158,7 @@ class SettingsDialog(QDialog):
         where = QLabel(f"Secrets are stored in: {secrets_location(paths)}", self)
         where.setObjectName("hint")
         central_layout.addWidget(self.central_error)
+        central_layout.addWidget(self.locked_note)
         central_layout.addWidget(mongo_box)
         central_layout.addWidget(s3_box)
         central_layout.addLayout(test_row)
@@ -163,6 +168,8 @@ class SettingsDialog(QDialog):
         tabs.addTab(central, "Central store")
         self.tabs = tabs
         self._fill_central(settings)
+        self.locked_fields: list[str] = []
+        self._lock_provisioned()
         self.preset.currentIndexChanged.connect(self._preset_changed)
 
         self.buttons = QDialogButtonBox(
@@ -214,13 +221,41 @@ class SettingsDialog(QDialog):
             self.ca_file.setText(chosen)
 
     def _load_central(self) -> Any:
-        from sync.settings import CentralSettings, load_settings
+        """The saved settings (the facility's and this bench's files and secrets), without
+        the environment's overrides: those belong to the process, not to the file."""
+        from sync.settings import CentralSettings, load_section_settings
 
         try:
-            return load_settings(self._context.service.paths)
+            stored = load_section_settings(self._context.service.paths)
         except Exception as exc:  # noqa: BLE001 - show the problem, start from defaults
             self.central_error.setText(f"The saved settings could not be read: {describe_error(exc)}")
-            return CentralSettings()
+            stored = CentralSettings()
+        #: What saving starts from, so settings the dialog does not show are kept.
+        self._stored_central = stored
+        return stored
+
+    def _lock_provisioned(self) -> None:
+        """Grey out what the facility locked (``app.core.site``), saying who set it."""
+        from app.core.site import is_locked, load_site, site_config_file
+
+        try:
+            site = load_site()
+        except Exception as exc:  # noqa: BLE001 - shown; nothing is locked then
+            self.central_error.setText(describe_error(exc))
+            return
+        note = f"Set by the facility ({site_config_file()}); it cannot be changed here."
+        fields = {"preset": self.preset, "endpoint": self.endpoint, "secure": self.secure,
+                  "ca_file": self.ca_file, "bucket": self.bucket, "region": self.region,
+                  "access_key": self.access_key, "mongo_database": self.mongo_database,
+                  "mongo_collection": self.mongo_collection}
+        self.locked_fields = [key for key in fields if is_locked(site, "central", key)]
+        for key in self.locked_fields:
+            fields[key].setEnabled(False)
+            fields[key].setToolTip(note)
+        if self.locked_fields:
+            self.locked_note.setText(f"Greyed-out settings are set by the facility "
+                                     f"({site_config_file()}).")
+            self.locked_note.setVisible(True)
 
     def _fill_central(self, settings: Any) -> None:
         index = self.preset.findData("seaweedfs" if settings.preset == "minio" else settings.preset)
@@ -240,21 +275,26 @@ class SettingsDialog(QDialog):
         from sync.settings import PRESETS
 
         preset = PRESETS.get(self.preset.currentData() or "custom", {})
-        if "endpoint" in preset:
+        # A preset fills in what the facility left open; locked fields keep their values.
+        if "endpoint" in preset and self.endpoint.isEnabled():
             self.endpoint.setText(preset["endpoint"])
-        if "secure" in preset:
+        if "secure" in preset and self.secure.isEnabled():
             self.secure.setChecked(bool(preset["secure"]))
-        if "region" in preset:
+        if "region" in preset and self.region.isEnabled():
             self.region.setText(preset["region"])
 
     def central_settings(self) -> Any:
-        """The settings as typed (raises ValidationError-like errors for bad input)."""
+        """The settings as typed over the saved ones (raises for bad input)."""
         from sync.settings import CentralSettings
 
-        return CentralSettings(
+        endpoint = self.endpoint.text().strip()
+        secure = self.secure.isChecked()
+        if "://" in endpoint:  # stored bare: the scheme says whether to use TLS
+            secure = endpoint.lower().startswith("https://")
+        shown = dict(
             preset=self.preset.currentData() or "custom",
-            endpoint=self.endpoint.text().strip() or None,
-            secure=self.secure.isChecked(),
+            endpoint=endpoint or None,
+            secure=secure,
             ca_file=self.ca_file.text().strip() or None,
             bucket=self.bucket.text().strip() or None,
             region=self.region.text().strip() or None,
@@ -264,6 +304,7 @@ class SettingsDialog(QDialog):
             mongo_database=self.mongo_database.text().strip() or "madsci_data",
             mongo_collection=self.mongo_collection.text().strip() or "datapoints",
         )
+        return CentralSettings(**{**self._stored_central.model_dump(), **shown})
 
     def test_connection(self) -> None:
         try:
