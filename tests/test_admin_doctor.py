@@ -1,20 +1,30 @@
-"""``benchdata doctor``: OK / WARN / FAIL lines with what to do, ``--json``, exit status."""
+"""``benchdata doctor``: OK / WARN / FAIL lines with what to do, ``--json``, exit status.
+
+The central-store checks run against the real SeaweedFS and nx-27017 servers of
+``tests/servers.py`` (right keys, a wrong secret, a wrong access key, a missing bucket) and
+against real sockets where nothing answers (a closed port, a port that never replies)."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
+from servers import central, central_env, mongo, seaweed  # noqa: F401  (real servers)
 
 from app.admin import doctor
 from app.cli import cli
 from app.core.paths import bench_paths
 from app.ingest.rules import save_rules, validate_rule
 from app.service import BenchService
+from sync.settings import save_settings
 
 
 def _doctor(data_dir: Path, *args: str) -> tuple[int, Any]:
@@ -76,7 +86,180 @@ def test_unwritable_data_dir_and_missing_folder_fail(tmp_path: Path, plenty_of_s
     assert "-> mount the share" in text
 
 
+@pytest.fixture
+def quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probes of dead servers give up after half a second instead of three."""
+    monkeypatch.setattr(doctor, "CENTRAL_TIMEOUT_S", 0.5)
+
+
+def _configure_env(monkeypatch: pytest.MonkeyPatch, settings: Any, **overrides: str) -> None:
+    for name, value in {**central_env(settings), **overrides}.items():
+        monkeypatch.setenv(name, value)
+
+
+def _assert_no_secret(settings: Any, *outputs: Any, also: str = "") -> None:
+    secret = settings.secret_key.get_secret_value()
+    for output in outputs:
+        text = output if isinstance(output, str) else json.dumps(output)
+        assert secret not in text
+        assert not also or also not in text
+
+
+def test_right_credentials_are_ok(tmp_path: Path, plenty_of_space: None, central: Any,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure_env(monkeypatch, central)
+    code, report = _doctor(tmp_path / "store", "--json")
+    names = _by_name(report)
+    assert names["central MongoDB"]["status"] == "OK", names["central MongoDB"]
+    assert central.mongo_database in names["central MongoDB"]["detail"]
+    storage = names["central object storage"]
+    assert storage["status"] == "OK", storage
+    assert storage["detail"] == f"bucket {central.bucket} at http://{central.endpoint} is accessible"
+    assert code == 0 and report["ok"] is True
+    code, text = _doctor(tmp_path / "store")
+    assert "OK    central MongoDB:" in text and "OK    central object storage:" in text
+    _assert_no_secret(central, report, text)
+
+
+def test_wrong_secret_key_is_refused_with_what_to_change(
+        tmp_path: Path, plenty_of_space: None, central: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = f"wrong-{secrets.token_hex(8)}"
+    _configure_env(monkeypatch, central, OBJECT_STORAGE_SECRET_KEY=wrong)
+    code, text = _doctor(tmp_path / "store")
+    assert code == 1
+    assert "OK    central MongoDB:" in text  # the other server is still reported fine
+    line = next(line for line in text.splitlines() if "central object storage" in line)
+    assert line.startswith("FAIL  central object storage:")
+    assert "refused the credentials" in line
+    assert f"the secret key does not match access key '{central.access_key}'" in line
+    assert "SignatureDoesNotMatch" in line
+    assert ("-> set the right secret key for access key 'benchaccess': OBJECT_STORAGE_SECRET_KEY"
+            " is set in this environment") in text
+    assert "1 check(s) failed." in text
+    code, report = _doctor(tmp_path / "store", "--json")
+    storage = _by_name(report)["central object storage"]
+    assert code == 1 and storage["status"] == "FAIL" and "secret key" in storage["fix"]
+    _assert_no_secret(central, text, report, also=wrong)
+
+
+def test_wrong_saved_secret_points_at_sync_configure(
+        tmp_path: Path, plenty_of_space: None, central: Any) -> None:
+    """Settings saved by `benchdata sync configure` (no environment): the fix names it."""
+    data_dir = tmp_path / "store"
+    wrong = f"wrong-{secrets.token_hex(8)}"
+    save_settings(bench_paths(data_dir), central.model_copy(update={"secret_key": SecretStr(wrong)}))
+    code, text = _doctor(data_dir)
+    assert code == 1
+    assert "refused the credentials: the secret key does not match" in text
+    assert "run `benchdata sync configure` as the user the service runs as" in text
+    _assert_no_secret(central, text, also=wrong)
+
+
+def test_unknown_access_key_and_missing_bucket(tmp_path: Path, plenty_of_space: None,
+                                               central: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure_env(monkeypatch, central, OBJECT_STORAGE_ACCESS_KEY="nobody-here")
+    code, text = _doctor(tmp_path / "store")
+    assert code == 1
+    assert "refused the credentials: access key 'nobody-here' is not known there" in text
+    assert "-> set the right access key and secret key" in text
+
+    _configure_env(monkeypatch, central, OBJECT_STORAGE_DEFAULT_BUCKET="no-such-bucket")
+    code, text = _doctor(tmp_path / "store")
+    assert code == 1
+    assert f"FAIL  central object storage: bucket 'no-such-bucket' does not exist at " \
+           f"http://{central.endpoint}" in text
+    assert "-> create the bucket, or fix the bucket name" in text
+    _assert_no_secret(central, text)
+
+
+def test_object_storage_down_beside_a_live_mongodb(tmp_path: Path, plenty_of_space: None,
+                                                   central: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _dead_port()
+    _configure_env(monkeypatch, central, OBJECT_STORAGE_ENDPOINT=f"127.0.0.1:{port}")
+    code, text = _doctor(tmp_path / "store")
+    assert code == 1
+    assert "OK    central MongoDB:" in text
+    assert (f"FAIL  central object storage: cannot reach object storage at "
+            f"http://127.0.0.1:{port} (connection refused: nothing listens on that port)") in text
+    assert "-> check that the server is up and reachable from this PC" in text
+    _assert_no_secret(central, text)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(120)  # the hang guard: the probes must give up by themselves
+def test_servers_that_never_answer_are_reported_not_waited_for(
+        tmp_path: Path, plenty_of_space: None, quick_probes: None, silent_port: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHDATA_MONGO_URL", f"mongodb://127.0.0.1:{silent_port}/")
+    monkeypatch.setenv("OBJECT_STORAGE_ENDPOINT", f"127.0.0.1:{silent_port}")
+    monkeypatch.setenv("OBJECT_STORAGE_DEFAULT_BUCKET", "raw")
+    monkeypatch.setenv("OBJECT_STORAGE_ACCESS_KEY", "bench")
+    monkeypatch.setenv("OBJECT_STORAGE_SECRET_KEY", "s3-never-shown")
+    monkeypatch.setenv("OBJECT_STORAGE_REGION", "us-east-1")
+    code, report = _doctor(tmp_path / "store", "--json")
+    assert code == 1
+    names = _by_name(report)
+    assert names["central MongoDB"]["status"] == "FAIL"
+    assert "cannot reach MongoDB (no answer within 0.5 s)" in names["central MongoDB"]["detail"]
+    storage = names["central object storage"]
+    assert storage["status"] == "FAIL"
+    assert storage["detail"] == (f"cannot reach object storage at http://127.0.0.1:{silent_port}"
+                                 " (no answer within 0.5 s)")
+    assert "s3-never-shown" not in json.dumps(report)
+
+
+def test_a_probe_past_its_deadline_is_a_fail_not_a_hang() -> None:
+    """A probe stuck where no socket timeout reaches (a name lookup against a dead DNS
+    server) is reported after the deadline and left behind."""
+    release = threading.Event()
+
+    def stuck() -> doctor.Check:
+        release.wait()
+        return doctor.Check("central MongoDB", doctor.OK, "too late")
+
+    def quick() -> doctor.Check:
+        return doctor.Check("central object storage", doctor.OK, "fine")
+
+    try:
+        results = doctor.run_with_deadline(
+            [("central MongoDB", stuck), ("central object storage", quick)], 0.05)
+    finally:
+        release.set()
+    assert [(c.name, c.status) for c in results] == [("central MongoDB", "FAIL"),
+                                                     ("central object storage", "OK")]
+    assert results[0].detail == "no answer within 0.05 s"
+    assert "reachable from this PC" in results[0].fix
+
+
+def test_network_reasons_read_any_wording() -> None:
+    cases = {
+        "[Errno 111] Connection refused": "connection refused",
+        "[WinError 10061] No connection could be made because the target machine actively "
+        "refused it": "connection refused",
+        "[Errno -2] Name or service not known": "host name",
+        "[Errno 11001] getaddrinfo failed": "host name",
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed": "TLS certificate",
+        "[SSL: WRONG_VERSION_NUMBER] wrong version number": "TLS mismatch",
+        "Read timed out. (read timeout=3)": "no answer within",
+    }
+    for message, expected in cases.items():
+        assert expected in doctor.network_reason(OSError(message)), message
+    assert doctor.network_reason(ValueError("odd")) == "ValueError"
+
+
 def test_unreachable_central_store_fails_clearly(tmp_path: Path, plenty_of_space: None,
+                                                 quick_probes: None,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     port = _dead_port()
     monkeypatch.setenv("BENCHDATA_MONGO_URL", f"mongodb://bench:pw-never-shown@127.0.0.1:{port}/")
@@ -89,6 +272,9 @@ def test_unreachable_central_store_fails_clearly(tmp_path: Path, plenty_of_space
     assert f"FAIL  central MongoDB: mongodb://bench:***@127.0.0.1:{port}/" in text
     assert "cannot reach MongoDB" in text
     assert "FAIL  central object storage:" in text and "cannot reach object storage" in text
+    # (MongoDB's reason depends on whether its monitor finished a first attempt in time;
+    # the object storage's is deterministic)
+    assert f"cannot reach object storage at http://127.0.0.1:{port} (connection refused" in text
     assert "reachable from this PC" in text
     assert "pw-never-shown" not in text and "s3-never-shown" not in text
 

@@ -4,10 +4,17 @@
 
 .DESCRIPTION
   Registers the scheduled task "BenchData Capture Service": starts at system start-up
-  (no one needs to log in), runs as -User (default: a local service account you name, or
-  SYSTEM), restarts every minute up to 999 times when it exits with an error, and never
-  stops for running long. A second instance on the same store exits at once
-  (service.lock), so restarts cannot start two services.
+  (no one needs to log in), runs as -User (default SYSTEM; or an account you name, which
+  needs the "Log on as a batch job" right), never stops for running long, and is started
+  again within 5 minutes whenever `benchdata run` has exited (crash, error, kill).
+
+  Why a repeating trigger: Task Scheduler's RestartCount/RestartInterval only retry a task
+  that failed to *start* (MS-TSCH 2.5.4.2); a process that exits with an error later is not
+  restarted by them. The trigger below starts the task every 5 minutes; while it is still
+  running, MultipleInstances IgnoreNew makes that a no-op. A second service on the same
+  store exits at once anyway (service.lock), so nothing can start two services.
+
+  UNTESTED: written without a Windows machine (see packaging/README.md).
 
   BENCHDATA_HOME is set for the task's user (machine-wide) so the service and the people
   using the GUI/CLI on this PC agree on one store. Folders on network shares must be
@@ -18,6 +25,8 @@
 .EXAMPLE
   .\install-service.ps1 -User "LAB\svc-benchdata" -Password (Read-Host -AsSecureString)
 .EXAMPLE
+  .\install-service.ps1 -Operators "LAB\Bench operators"
+.EXAMPLE
   .\install-service.ps1 -Uninstall
 #>
 [CmdletBinding()]
@@ -27,6 +36,8 @@ param(
     [string]$User = "SYSTEM",
     [SecureString]$Password,
     [string]$TaskName = "BenchData Capture Service",
+    # Who may write the shared store besides the service ("" to grant nobody).
+    [string]$Operators = "*S-1-5-32-545",
     [switch]$Uninstall
 )
 $ErrorActionPreference = "Stop"
@@ -44,12 +55,26 @@ $exe = Join-Path $InstallDir "benchdata.exe"
 if (-not (Test-Path $exe)) { throw "benchdata.exe not found in $InstallDir; pass -InstallDir" }
 
 New-Item -ItemType Directory -Force -Path $DataHome | Out-Null
+# The service (SYSTEM) creates the store; the people who open the window or the CLI on this
+# PC use the same store (BENCHDATA_HOME below) and must be able to write it too. Files that
+# SYSTEM creates under ProgramData are read-only to other users, so grant -Operators
+# (default: the local Users group, by its well-known SID) Modify on the whole folder.
+if ($Operators) {
+    & icacls.exe $DataHome /grant "${Operators}:(OI)(CI)M" /T /Q | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw "icacls could not grant $Operators access to $DataHome" }
+}
 [Environment]::SetEnvironmentVariable("BENCHDATA_HOME", $DataHome, "Machine")
 
 # The task runs cmd so BENCHDATA_HOME is set even before the machine environment reloads.
 $action = New-ScheduledTaskAction -Execute "cmd.exe" `
     -Argument "/c set BENCHDATA_HOME=$DataHome&& `"$exe`" run" -WorkingDirectory $InstallDir
-$trigger = New-ScheduledTaskTrigger -AtStartup
+$atBoot = New-ScheduledTaskTrigger -AtStartup
+# Restart after an exit: start again every 5 minutes, for ever (no -RepetitionDuration means
+# indefinitely on Windows 10 / Server 2016 and later).
+$watchdog = New-ScheduledTaskTrigger -Once -At (Get-Date).AddMinutes(1) `
+    -RepetitionInterval (New-TimeSpan -Minutes 5)
+$trigger = @($atBoot, $watchdog)
+# RestartCount/RestartInterval: retries when the task could not start at all.
 $settings = New-ScheduledTaskSettingsSet `
     -RestartCount 999 -RestartInterval (New-TimeSpan -Minutes 1) `
     -ExecutionTimeLimit ([TimeSpan]::Zero) `
