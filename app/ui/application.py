@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from PySide6.QtCore import QCoreApplication, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.service import BenchService
@@ -34,6 +35,8 @@ def make_application(argv: Optional[list[str]] = None) -> QApplication:
     QApplication.setHighDpiScaleFactorRoundingPolicy(
         Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication(argv if argv is not None else sys.argv[:1])
+    # Wayland matches windows to their menu entry by this name (packaging/benchdata.desktop).
+    QGuiApplication.setDesktopFileName("benchdata")
     app.setWindowIcon(icon("app"))
     app.setStyleSheet(stylesheet())
     return app
