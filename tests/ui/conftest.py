@@ -61,6 +61,4 @@ def grab(widget: Any, name: str) -> Path:
     return path
 
 
-from servers import central, mongo, seaweed  # noqa: E402,F401  (real SeaweedFS + nx-27017)
-
-__all__ = ["central", "grab", "mongo", "seaweed", "wait_idle"]
+__all__ = ["grab", "wait_idle"]
