@@ -1,13 +1,29 @@
 """The local REST API against MADSci 0.8.1's own Data Manager server, measured alike.
 
     python bench/bench_api.py [--sequential 2000] [--threads 8] [--per-thread 400]
-                              [--stored 100000] [--gets 1000] [--big-mib 1024]
+                              [--rounds 3] [--stored 100000] [--gets 1000] [--big-mib 1024]
 
-Both servers run as separate processes on 127.0.0.1 and are driven by the same httpx
-load generator from this process, sending what MADSci's ``DataClient`` sends (an
+Both servers run as separate processes on 127.0.0.1, side by side, and are driven from
+this process by the same clients, sending what MADSci's ``DataClient`` sends (an
 urlencoded ``datapoint`` form field; a multipart ``files`` part for files):
 
-* ingest: small value datapoints, one keep-alive client (sequential) and 8 threads;
+* ingest of small value datapoints, one keep-alive connection (sequential) and
+  ``--threads`` connections on as many threads, with two clients:
+
+  - ``lean``: a minimal keep-alive HTTP/1.1 client (one socket, requests encoded before
+    the clock starts, ~40 µs of client CPU per request). This measures the servers: the
+    load generator shares the machine's cores with them, and a heavy client would
+    mostly measure itself.
+  - ``httpx``: an ``httpx.Client`` with keep-alive, as MADSci's ``DataClient`` uses
+    (~0.7 ms of client CPU per request here): what a Python script sees end to end.
+
+  Each of ``--rounds`` rounds measures both servers in turn (the order alternates), so
+  a slow moment of a shared machine hits both; medians of the rounds are reported,
+  with each round's figures. The bodies (fresh ULIDs) are built before timing.
+* the disk's durable-commit ceiling in the same run: single-row SQLite commits in WAL
+  mode with ``synchronous=FULL`` (one fsync each), in the benchmark's folder, before
+  and after the ingest rounds. Our sequential ingest cannot beat it: every POST is
+  committed durably before it is answered (concurrent POSTs share a commit).
 * GET /datapoint/{id}: p50/p99 with ``--stored`` datapoints already in each store
   (filled in-process before the server starts: ours with ``submit_many``, MADSci's
   in-memory document handler with ``insert_one``), random ids;
@@ -16,8 +32,9 @@ urlencoded ``datapoint`` form field; a multipart ``files`` part for files):
   and its growth over the idle RSS.
 
 MADSci runs in its own venv (``tests/madsci_env.py`` builds it) with its in-memory
-document handler, started by ``DataManager(...).run_server()`` — its uvicorn uses
-httptools+uvloop, which that venv has; ours runs on whatever this environment has.
+document handler (no disk writes at all), started by ``DataManager(...).run_server()`` —
+its uvicorn uses httptools+uvloop, which that venv has; ours runs on whatever this
+environment has.
 """
 
 from __future__ import annotations
@@ -29,6 +46,8 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
@@ -36,6 +55,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlencode
 
 from _common import ROOT, bench_dir, emit, percentiles_ms
 
@@ -171,35 +191,126 @@ def value_form(i: int) -> dict[str, str]:
     return {"datapoint": json.dumps(document)}
 
 
-def ingest_sequential(url: str, count: int) -> float:
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for i in range(10):  # warm up the connection
-            client.post("datapoint", data=value_form(i)).raise_for_status()
+class LeanConnection:
+    """A minimal keep-alive HTTP/1.1 client: one socket, requests encoded beforehand,
+    answers framed by Content-Length (both servers send it for JSON answers)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._socket = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = b""
+
+    def post_form(self, form: dict[str, str]) -> bytes:
+        """``POST /datapoint`` with an urlencoded body, encoded now."""
+        body = urlencode(form).encode("ascii")
+        return (b"POST /datapoint HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: %d\r\n\r\n" % (self.port, len(body))) + body
+
+    def request(self, raw: bytes) -> tuple[int, bytes]:
+        self._socket.sendall(raw)
+        buffer = self._buffer
+        while (head_end := buffer.find(b"\r\n\r\n")) < 0:
+            buffer += self._receive()
+        head = buffer[:head_end].lower()
+        status = int(head[9:12])
+        marker = head.find(b"\r\ncontent-length:")
+        if marker < 0:
+            raise RuntimeError(f"an answer without Content-Length: {head!r}")
+        line_end = head.find(b"\r\n", marker + 2)
+        length = int(head[marker + 17:line_end if line_end >= 0 else None])
+        end = head_end + 4 + length
+        while len(buffer) < end:
+            buffer += self._receive()
+        self._buffer = buffer[end:]
+        return status, buffer[head_end + 4:end]
+
+    def _receive(self) -> bytes:
+        chunk = self._socket.recv(256 * 1024)
+        if not chunk:
+            raise RuntimeError("the server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _check(status: int, body: bytes, datapoint_id: str) -> None:
+    if status != 200 or datapoint_id.encode() not in body:
+        raise RuntimeError(f"POST /datapoint answered {status}: {body[:300]!r}")
+
+
+def _forms(count: int) -> list[tuple[dict[str, str], str]]:
+    forms = [value_form(i) for i in range(count)]
+    return [(form, json.loads(form["datapoint"])["datapoint_id"]) for form in forms]
+
+
+def lean_post_all(port: int, forms: list[tuple[dict[str, str], str]],
+                  ready: Optional[threading.Barrier] = None) -> float:
+    """Post every form on one connection; seconds taken (after ``ready``, if given)."""
+    connection = LeanConnection(port)
+    try:
+        requests = [(connection.post_form(form), datapoint_id) for form, datapoint_id in forms]
+        for raw, datapoint_id in requests[:5]:  # warm up the connection
+            _check(*connection.request(raw), datapoint_id)
+        if ready is not None:
+            ready.wait()
         start = time.perf_counter()
-        for i in range(count):
-            client.post("datapoint", data=value_form(i)).raise_for_status()
-        return count / (time.perf_counter() - start)
+        for raw, datapoint_id in requests[5:]:
+            _check(*connection.request(raw), datapoint_id)
+        return time.perf_counter() - start
+    finally:
+        connection.close()
 
 
-def ingest_threads(url: str, threads: int, per_thread: int) -> float:
-    barrier = threading.Barrier(threads + 1)
+def httpx_post_all(url: str, forms: list[tuple[dict[str, str], str]],
+                   ready: Optional[threading.Barrier] = None) -> float:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for form, datapoint_id in forms[:5]:
+            response = client.post("datapoint", data=form)
+            _check(response.status_code, response.content, datapoint_id)
+        if ready is not None:
+            ready.wait()
+        start = time.perf_counter()
+        for form, datapoint_id in forms[5:]:
+            response = client.post("datapoint", data=form)
+            _check(response.status_code, response.content, datapoint_id)
+        return time.perf_counter() - start
+
+
+def post_all(client: str, server: "Server", forms: list[tuple[dict[str, str], str]],
+             ready: Optional[threading.Barrier] = None) -> float:
+    if client == "lean":
+        return lean_post_all(server.port, forms, ready)
+    return httpx_post_all(server.url, forms, ready)
+
+
+def ingest_sequential(client: str, server: "Server", count: int) -> float:
+    """Datapoints per second over one keep-alive connection."""
+    return count / post_all(client, server, _forms(count + 5))
+
+
+def ingest_threads(client: str, server: "Server", threads: int, per_thread: int) -> float:
+    """Datapoints per second with ``threads`` connections posting at once."""
+    batches = [_forms(per_thread + 5) for _ in range(threads)]
+    ready = threading.Barrier(threads + 1)
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def worker(forms: list[tuple[dict[str, str], str]]) -> None:
         try:
-            with httpx.Client(base_url=url, timeout=60) as client:
-                client.post("datapoint", data=value_form(-1)).raise_for_status()
-                barrier.wait()
-                for i in range(per_thread):
-                    client.post("datapoint", data=value_form(i)).raise_for_status()
+            post_all(client, server, forms, ready)
         except BaseException as exc:
             errors.append(exc)
-            barrier.abort()
+            ready.abort()
 
-    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    workers = [threading.Thread(target=worker, args=(batch,)) for batch in batches]
     for worker_thread in workers:
         worker_thread.start()
-    barrier.wait()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        pass
     start = time.perf_counter()
     for worker_thread in workers:
         worker_thread.join()
@@ -207,6 +318,27 @@ def ingest_threads(url: str, threads: int, per_thread: int) -> float:
     if errors:
         raise errors[0]
     return threads * per_thread / elapsed
+
+
+def durable_commits_per_s(folder: Path, count: int = 500) -> float:
+    """The disk's ceiling for one-at-a-time durable commits: single-row SQLite commits,
+    WAL, synchronous=FULL — what every sequential POST must wait for at least."""
+    path = folder / f"fsync-probe-{os.getpid()}.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, text TEXT)")
+        start = time.perf_counter()
+        for i in range(count):
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO probe (text) VALUES (?)", ("x" * 200,))
+            connection.execute("COMMIT")
+        return count / (time.perf_counter() - start)
+    finally:
+        connection.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def get_latencies(url: str, ids: list[str], count: int, budget_s: float = 120) -> list[float]:
@@ -275,23 +407,50 @@ def big_file(server: Server, path: Path, sha256: str) -> dict[str, Any]:
     }
 
 
-def measure(kind: str, work: Path, args: argparse.Namespace, madsci_python: Optional[Path],
-            big: Path, big_sha256: str) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    server = Server(kind, work, args.stored, madsci_python)
-    try:
-        result["get"] = percentiles_ms(get_latencies(server.url, server.ids, args.gets))
-        result["sequential_per_s"] = round(ingest_sequential(server.url, args.sequential), 1)
-        result["threads_per_s"] = round(ingest_threads(server.url, args.threads, args.per_thread), 1)
-    finally:
-        server.stop()
-    if args.big_mib:
-        server = Server(kind, work, 0, madsci_python)
-        try:
-            result["big_file"] = big_file(server, big, big_sha256)
-        finally:
-            server.stop()
-    return result
+CLIENTS = ("lean", "httpx")
+MODES = ("sequential", "threads")
+
+
+def ingest_rounds(servers: dict[str, Server], args: argparse.Namespace,
+                  work: Path) -> dict[str, Any]:
+    """Every (client, mode) for every server, ``args.rounds`` times, servers alternating."""
+    runs: dict[tuple[str, str, str], list[float]] = {}
+    ceiling = [durable_commits_per_s(work)]
+    order = list(servers)
+    for round_index in range(args.rounds):
+        kinds = order if round_index % 2 == 0 else order[::-1]
+        for client in CLIENTS:
+            for kind in kinds:
+                server = servers[kind]
+                runs.setdefault((client, "sequential", kind), []).append(
+                    ingest_sequential(client, server, args.sequential))
+                runs.setdefault((client, "threads", kind), []).append(
+                    ingest_threads(client, server, args.threads, args.per_thread))
+    ceiling.append(durable_commits_per_s(work))
+    report: dict[str, Any] = {
+        "rounds": args.rounds,
+        "sequential_count": args.sequential,
+        "threads": args.threads,
+        "threads_count": args.threads * args.per_thread,
+        "disk_durable_commits_per_s": [round(x) for x in ceiling],
+    }
+    for client in CLIENTS:
+        for mode in MODES:
+            report[f"{client}_client_{mode}"] = _summary(
+                {kind: runs[client, mode, kind] for kind in servers})
+    return report
+
+
+def _summary(by_kind: dict[str, list[float]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for kind, rates in by_kind.items():
+        summary[f"{kind}_per_s"] = round(statistics.median(rates), 1)
+        summary[f"{kind}_runs"] = [round(rate) for rate in rates]
+    if "madsci" in by_kind:
+        ours, madsci = by_kind["ours"], by_kind["madsci"]
+        summary["ratio"] = round(statistics.median(ours) / statistics.median(madsci), 2)
+        summary["ratio_per_round"] = [round(o / m, 2) for o, m in zip(ours, madsci)]
+    return summary
 
 
 def main() -> None:
@@ -299,6 +458,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--per-thread", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stored", type=int, default=100_000)
     parser.add_argument("--gets", type=int, default=1000)
     parser.add_argument("--big-mib", type=int, default=1024)
@@ -306,34 +466,39 @@ def main() -> None:
     args = parser.parse_args()
     madsci_python = None if args.skip_madsci else ensure_madsci_venv()
     work = bench_dir()
+    kinds = ["ours"] + (["madsci"] if madsci_python else [])
     try:
-        big = work / "big.bin"
-        big_sha256 = make_big_file(big, args.big_mib) if args.big_mib else ""
-        ours = measure("ours", work, args, None, big, big_sha256)
-        madsci = (measure("madsci", work, args, madsci_python, big, big_sha256)
-                  if madsci_python else None)
-        report: dict[str, Any] = {
+        servers: dict[str, Server] = {}
+        try:
+            for kind in kinds:
+                servers[kind] = Server(kind, work, args.stored, madsci_python)
+            gets = {kind: percentiles_ms(get_latencies(server.url, server.ids, args.gets))
+                    for kind, server in servers.items()}
+            ingest = ingest_rounds(servers, args, work)
+        finally:
+            for server in servers.values():
+                server.stop()
+        big_files: dict[str, Any] = {}
+        if args.big_mib:
+            big = work / "big.bin"
+            big_sha256 = make_big_file(big, args.big_mib)
+            for kind in kinds:
+                server = Server(kind, work, 0, madsci_python)
+                try:
+                    big_files[kind] = big_file(server, big, big_sha256)
+                finally:
+                    server.stop()
+        emit({
             "benchmark": "rest_api",
-            "ingest_sequential": {"count": args.sequential, "ours_per_s": ours["sequential_per_s"]},
-            "ingest_threads": {"threads": args.threads, "count": args.threads * args.per_thread,
-                               "ours_per_s": ours["threads_per_s"]},
-            "get_by_id": {"stored": args.stored, "ours": ours["get"]},
-            "big_file": {"size_mib": args.big_mib, "ours": ours.get("big_file")},
+            "ingest": ingest,
+            "get_by_id": {"stored": args.stored, **gets},
+            "big_file": {"size_mib": args.big_mib, **big_files},
             "goals": {"ingest": ">= 5x MADSci", "get": "p50/p99 <= MADSci",
                       "upload_rss_growth": "<= 100 MB"},
-            "durability": "ours: every POST committed with WAL synchronous=FULL and the file "
-                          "fsync-ed; MADSci: in-memory documents, no fsync",
-        }
-        if madsci is not None:
-            report["ingest_sequential"].update(
-                madsci_per_s=madsci["sequential_per_s"],
-                ratio=round(ours["sequential_per_s"] / madsci["sequential_per_s"], 2))
-            report["ingest_threads"].update(
-                madsci_per_s=madsci["threads_per_s"],
-                ratio=round(ours["threads_per_s"] / madsci["threads_per_s"], 2))
-            report["get_by_id"]["madsci"] = madsci["get"]
-            report["big_file"]["madsci"] = madsci.get("big_file")
-        emit(report)
+            "durability": "ours: every POST committed with WAL synchronous=FULL (and a "
+                          "file fsync-ed) before it is answered; concurrent POSTs share "
+                          "a commit. MADSci: in-memory documents, nothing written",
+        })
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import ipaddress
 import json
@@ -39,6 +40,12 @@ def host_of(host_header: str) -> str:
     if host.startswith("["):
         return host[1:host.find("]")] if "]" in host else host[1:]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_host_header(host_header: bytes) -> bool:
+    # Every request is checked, and clients send the same few Host values over and over.
+    return is_loopback_name(host_of(host_header.decode("latin-1")).lower())
 
 
 def is_loopback_name(host: str) -> bool:
@@ -100,11 +107,11 @@ class ApiGuard:
         await send({"type": "http.response.body", "body": body})
 
     def _refusal(self, headers: dict[bytes, bytes]) -> Optional[tuple[int, str]]:
-        if self._loopback_only:
-            host = host_of(headers.get(b"host", b"").decode("latin-1")).lower()
-            if not is_loopback_name(host):
-                return 403, (f"this API answers to loopback addresses only, not to host "
-                             f"{host!r}; connect to http://127.0.0.1:<port>/")
+        host_header = headers.get(b"host", b"")
+        if self._loopback_only and not _is_loopback_host_header(host_header):
+            host = host_of(host_header.decode("latin-1")).lower()
+            return 403, (f"this API answers to loopback addresses only, not to host "
+                         f"{host!r}; connect to http://127.0.0.1:<port>/")
         origin = headers.get(b"origin")
         if origin is not None:
             text = origin.decode("latin-1").rstrip("/").lower()

@@ -138,6 +138,28 @@ def test_long_lists_stream_in_order(http: httpx.Client, service: BenchService) -
     assert len(http.get("datapoints", params={"number": 1200}).json()) == 1200
 
 
+def test_query_pages_are_at_most_a_thousand_and_always_carry_their_cursor(
+        http: httpx.Client, service: BenchService) -> None:
+    points = [ValueDataPoint(value=i, data_timestamp=f"2025-01-01T00:00:{i // 100:02d}.{i % 100:02d}Z")
+              for i in range(1500)]
+    service.submit_many(points)
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        page = http.post("datapoints/query", params=params, json={})
+        assert page.status_code == 200 and len(page.json()) <= 1000
+        seen += [doc["value"] for doc in page.json().values()]
+        cursor = page.headers.get("x-next-cursor")
+        if cursor is None:
+            break
+    assert seen == list(range(1499, -1, -1))
+    too_big = http.post("datapoints/query", params={"limit": 1001}, json={})
+    assert too_big.status_code == 422 and "X-Next-Cursor" in too_big.json()["detail"]
+    everything = http.post("datapoints/query", json={})  # no limit: all, streamed
+    assert len(everything.json()) == 1500 and "x-next-cursor" not in everything.headers
+
+
 @pytest.fixture
 def queried(http: httpx.Client) -> dict[str, str]:
     """Four datapoints to query, by name."""

@@ -103,10 +103,11 @@ def test_group_commit_batches_concurrent_submissions(service: BenchService) -> N
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 30
-        while committer._pending.qsize() < 2 and time.monotonic() < deadline:
+        while committer.pending() < 2 and time.monotonic() < deadline:
             time.sleep(0.001)
     for thread in threads:
         thread.join(60)
+    committer.close()
     assert max(batch_sizes) >= 2, batch_sizes  # they shared a transaction
     assert isinstance(results.pop(5), ConflictError)
     assert results == {i: i for i in range(24) if i != 5}
