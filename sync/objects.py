@@ -3,14 +3,16 @@
 * One key per datapoint: ``<prefix><ULID>/<sanitised filename>`` — two files with the same
   name or label never overwrite each other, and the original name stays visible.
 * Up to one part size (16 MiB) a file goes in one PUT; larger files use multipart with a
-  few parts in flight. The upload id and each finished part are handed to the caller
-  (the outbox saves them), so after a restart the upload resumes where it stopped.
+  few parts in flight, the next part read and hashed while they upload. The upload id and
+  each finished part are handed to the caller (the outbox saves them, once the freed slot
+  is busy again), so after a restart the upload resumes where it stopped.
 * The SHA-256 is computed over the bytes actually sent and must equal the one recorded
   at capture (else the local copy is damaged: the upload is aborted). It travels in the
   object's user metadata with the datapoint id; after the upload the object's size and
-  metadata are read back (``verify``) before anything is recorded in MongoDB. Each part's
-  payload is signed with its SHA-256 over plain HTTP (the server checks it); over HTTPS,
-  TLS protects it.
+  metadata are read back (``verified``) before anything is recorded in MongoDB. Over plain
+  HTTP each part's payload is signed with its SHA-256, which AWS S3 and MinIO check and
+  SeaweedFS 4.48 does not; over HTTPS, TLS protects it (docs/sync.md, *What "verified"
+  means for a file*).
 * The minio SDK's own retries are cut short (a dead endpoint fails in seconds, not 12 s);
   the engine retries with backoff instead.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -115,16 +118,29 @@ def _pool_manager(settings: CentralSettings) -> Any:
     kwargs: dict[str, Any] = {"retries": retries, "timeout": timeout, "maxsize": 16}
     if settings.secure:
         kwargs["cert_reqs"] = "CERT_REQUIRED"
-        if settings.ca_file:
-            kwargs["ca_certs"] = settings.ca_file
-        else:
-            try:
-                import certifi
-
-                kwargs["ca_certs"] = certifi.where()
-            except ImportError:  # the system store then
-                pass
+        ca_certs = _trusted_cas(settings)
+        if ca_certs:
+            kwargs["ca_certs"] = ca_certs
     return urllib3.PoolManager(**kwargs)
+
+
+def _trusted_cas(settings: CentralSettings) -> Optional[str]:
+    """The CA bundle to verify the endpoint with: ours, else what minio itself would use.
+
+    minio's own default client trusts ``SSL_CERT_FILE`` or certifi; we replace that client
+    (for fail-fast retries), so we keep its choice when no ``ca_file`` is set. None means
+    the system store.
+    """
+    bundle = settings.ca_bundle()  # a missing file is a configuration error, said now
+    if bundle:
+        return bundle
+    if os.environ.get("SSL_CERT_FILE"):
+        return os.environ["SSL_CERT_FILE"]
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return str(certifi.where())
 
 
 class ObjectStore:
@@ -285,10 +301,12 @@ class ObjectStore:
         sent = sum(p.size for p in done.values())
         listener.progress(sent, size)
         in_flight: dict[int, tuple[Future[str], int]] = {}
+        finished: list[SavedPart] = []  # uploaded, not yet saved for a resume
         pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
         try:
             with open(source, "rb") as stream:
                 for number in range(1, count + 1):
+                    # Read and hash the next part while the others upload (read-ahead).
                     expected = min(part_size, size - (number - 1) * part_size)
                     data = stream.read(expected)
                     if len(data) != expected:
@@ -299,22 +317,31 @@ class ObjectStore:
                     if known is not None and known.size == expected:
                         continue
                     while len(in_flight) >= PARTS_IN_FLIGHT:
-                        sent += self._collect_part(in_flight, done, listener)
-                        listener.progress(sent, size)
+                        self._wait_for_parts(in_flight, finished)
                     in_flight[number] = (pool.submit(
                         self._client._upload_part, self.bucket, object_name, data, None,
                         upload_id, number), expected)
                     del data
+                    # Saving a part is a durable SQLite commit: do it once the freed slot is
+                    # busy again, not while it sits empty.
+                    sent += self._record_parts(finished, done, listener)
+                    listener.progress(sent, size)
                 if stream.read(1):
                     raise RejectedError(f"the local copy of {source.name} is longer than "
                                         "recorded; the file store is damaged")
             while in_flight:
-                sent += self._collect_part(in_flight, done, listener)
+                self._wait_for_parts(in_flight, finished)
+                sent += self._record_parts(finished, done, listener)
                 listener.progress(sent, size)
         finally:
             for future, _size in in_flight.values():
                 future.cancel()
             pool.shutdown(wait=True)
+            # A failure stops the upload; parts that made it are saved, so a resume keeps them.
+            finished.extend(SavedPart(number, str(future.result()).strip('"'), size)
+                            for number, (future, size) in in_flight.items()
+                            if not future.cancelled() and future.exception() is None)
+            self._record_parts(finished, done, listener)
         if digest.hexdigest() != sha256:
             self.abort(object_name, upload_id)
             listener.finished()
@@ -324,21 +351,36 @@ class ObjectStore:
         self._client._complete_multipart_upload(self.bucket, object_name, upload_id, parts)
 
     @staticmethod
-    def _collect_part(in_flight: dict[int, tuple[Future[str], int]],
-                      done: dict[int, SavedPart], listener: UploadListener) -> int:
-        """Wait for at least one part in flight; record it; return the bytes it added."""
+    def _wait_for_parts(in_flight: dict[int, tuple[Future[str], int]],
+                        finished: list[SavedPart]) -> None:
+        """Wait until a part in flight is done; add the parts that uploaded to ``finished``,
+        then raise the error of one that failed (those before it are still saved)."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
         futures = {future: number for number, (future, _size) in in_flight.items()}
-        finished, _pending = wait(futures, return_when=FIRST_COMPLETED)
-        gained = 0
-        for future in finished:
+        ready, _pending = wait(futures, return_when=FIRST_COMPLETED)
+        failure: Optional[BaseException] = None
+        for future in ready:
             number = futures[future]
-            _f, size = in_flight.pop(number)
-            part = SavedPart(number, str(future.result()).strip('"'), size)  # raises its error
-            done[number] = part
+            _future, size = in_flight.pop(number)
+            error = future.exception()
+            if error is None:
+                finished.append(SavedPart(number, str(future.result()).strip('"'), size))
+            elif failure is None:
+                failure = error
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    def _record_parts(finished: list[SavedPart], done: dict[int, SavedPart],
+                      listener: UploadListener) -> int:
+        """Save uploaded parts (for a resume) and empty ``finished``; return their bytes."""
+        gained = 0
+        while finished:
+            part = finished.pop(0)
+            done[part.number] = part
             listener.part_done(part)
-            gained += size
+            gained += part.size
         return gained
 
     def _resume(self, object_name: str,

@@ -274,13 +274,21 @@ class Outbox:
                              [(state, i, r) for i, r in items])
 
     def confirm_many(self, items: Sequence[tuple[str, int]]) -> None:
-        """The central record read back: done. The item leaves the outbox."""
+        """The central record read back: done. The items leave the outbox.
+
+        One transaction for the whole batch, the ``last_confirmed_at`` stamp included:
+        each commit is a durable fsync, and a batch of values is confirmed at once.
+        """
+        if not items:
+            return
+        pairs = list(items)
         with self.store.transaction() as conn:
             conn.executemany("DELETE FROM sync_outbox WHERE datapoint_id = ? AND revision = ?",
-                             list(items))
+                             pairs)
             conn.executemany("UPDATE datapoints SET sync_state = 'confirmed' "
-                             "WHERE id = ? AND revision = ?", list(items))
-        self.set_meta("last_confirmed_at", _now_text())
+                             "WHERE id = ? AND revision = ?", pairs)
+            conn.execute("INSERT INTO sync_meta (key, value) VALUES ('last_confirmed_at', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_now_text(),))
 
     def retry_later(self, items: Sequence[tuple[str, int]], error: str,
                     rng: Optional[random.Random] = None) -> None:

@@ -4,19 +4,26 @@ For each due outbox item: a file is uploaded and verified (``sync.objects``); th
 record is upserted in MADSci's shape, in batches, keyed by ``_id`` and guarded by the
 revision (``sync_revision``): the write applies only over an older revision, so an older
 change never overwrites a newer one, and a retry after a crash finds its own identical
-record (same revision, same bench) and is confirmed as it is. When another bench got there first with the same or a newer revision, our
-change is lifted above it and pushed again — the last writer (in the central store's
-order, not by any clock) wins. A deletion is a tombstone (its own collection) and then the
-record's removal; deletions are final and win over concurrent edits. An item is
-confirmed only when the central record reads back.
+record (same revision, same bench) and is confirmed as it is. When another bench got
+there first with the same or a newer revision, our change is lifted above it and pushed
+again — the last writer (in the central store's order, not by any clock) wins. A deletion
+is a tombstone (its own collection) and then the record's removal; deletions are final and
+win over concurrent edits.
+
+An item is confirmed only when its central record reads back as written: one ``find``
+per batch (``_id $in``, a light projection, one round trip) must return our revision,
+our bench id and — for files — the object's name, size and SHA-256, or a later revision
+that superseded ours. The central work of a batch (write, read-back, local confirmation)
+runs on a thread of its own while this thread prepares the next batch (outbox, local rows,
+documents, file uploads), so the central store never waits for the bench between batches.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -27,8 +34,8 @@ from sync import localrows
 from sync.central import CentralDatabase
 from sync.documents import BENCH, REVISION, WRITTEN_AT, DocumentTooLarge, central_document, \
     tombstone_document
-from sync.faults import CentralConfigError, RejectedError, RetryableError, SyncError, \
-    classify_mongo, classify_write_error
+from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, \
+    SyncError, classify_mongo, classify_write_error, duplicate_key_on_id, duplicate_key_rejection
 from sync.objects import ObjectStore, SavedPart, UploadListener, object_name_for, safe_filename
 from sync.outbox import RECORDED, UPLOADING, Outbox, OutboxItem
 from sync.settings import CentralSettings
@@ -39,6 +46,101 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_NETWORK_FAILURES = 3
 #: How often one item may be lifted above a concurrent writer within one pass.
 MAX_REBASES_PER_PASS = 3
+#: What identifies our write of a record, revision first: the writer and revision, and
+#: for a file which object it points at. The read-back projects to these fields only (one
+#: small reply per batch, not the documents again) and compares them as one tuple.
+_VALUE_FIELDS: tuple[str, ...] = (REVISION, BENCH)
+_FILE_FIELDS: tuple[str, ...] = (REVISION, BENCH, "object_name", "size_bytes", "sha256")
+
+#: The read-back fields of one record, in the batch's field order (missing ones None).
+Signature = tuple[Any, ...]
+
+
+def read_back_fields(documents: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The fields a batch's records are read back by (file fields only if it has files)."""
+    if any(d.get("data_type") == "object_storage" for d in documents):
+        return _FILE_FIELDS
+    return _VALUE_FIELDS
+
+
+def signature(record: Mapping[str, Any], fields: Sequence[str]) -> Signature:
+    """The record's values of ``fields`` (revision first)."""
+    return tuple(map(record.get, fields))
+
+
+def reads_back(found: Optional[Signature], wrote: Signature) -> bool:
+    """Whether a record read back after our write confirms it.
+
+    Ours as written (same revision, bench and object), or a newer revision: a later
+    writer reached the central store after us (last writer wins), so ours did arrive.
+    Anything else — missing, an older revision, our revision holding another bench's
+    write or another object — is not confirmed.
+    """
+    if found is None:
+        return False
+    if found == wrote:
+        return True
+    theirs = found[0]
+    return isinstance(theirs, int) and theirs > wrote[0]
+
+
+@dataclass
+class _BatchOutcome:
+    """What a batch's central work leaves for this thread's bookkeeping."""
+
+    #: Read back as written: to confirm locally.
+    confirmed: list[tuple[str, int]] = field(default_factory=list)
+    #: Lifted above a concurrent writer: to push again in this pass.
+    again: set[str] = field(default_factory=set)
+
+    def merge(self, other: "_BatchOutcome") -> None:
+        self.confirmed.extend(other.confirmed)
+        self.again |= other.again
+
+
+@dataclass
+class _PreparedRecords:
+    """A batch's records, built on the pass's thread before they are written."""
+
+    rows: list[dict[str, Any]]
+    objects: dict[str, dict[str, Any]]
+    documents: dict[str, dict[str, Any]]
+    upserts: list[Any]
+
+
+class _RecordQueue:
+    """Central record work (write, read back) of one batch at a time, on its own thread.
+
+    While batch k is written and read back, the pass builds batch k+1 and confirms
+    batch k-1 locally, so the central store gets its requests back to back instead of
+    waiting for the bench between batches. At most one batch is in flight (bounded memory;
+    batches reach the central store in order). ``submit`` and ``wait`` hand back the
+    outcome of the batch that finished, re-raising what its task raised.
+    """
+
+    def __init__(self) -> None:
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending: Optional[Future[_BatchOutcome]] = None
+
+    def submit(self, task: Callable[[], _BatchOutcome]) -> _BatchOutcome:
+        finished = self.wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-records")
+        self._pending = self._pool.submit(task)
+        return finished
+
+    def wait(self) -> _BatchOutcome:
+        pending, self._pending = self._pending, None
+        return pending.result() if pending is not None else _BatchOutcome()
+
+    def close(self) -> None:
+        """Wait for the batch in flight (its outcome is dropped: items stay due)."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
 
 @dataclass
@@ -102,13 +204,30 @@ class Pusher:
         self._multipart_gate = threading.Semaphore(1)  # bounded memory for large files
         self._network_failures = 0
         self._lock = threading.Lock()
+        self._records = _RecordQueue()
+        self._again: set[str] = set()
 
     # -- the pass --------------------------------------------------------------------------
 
     def run(self, *, force: bool = False) -> PushReport:
         report = PushReport()
-        self._run(report, force)
+        try:
+            self._run(report, force)
+        except BaseException:
+            self._close_records_quietly()
+            raise
+        self._records.close()
         return report
+
+    def _close_records_quietly(self) -> None:
+        """The pass failed already: let the batch in flight finish, raise the first error.
+
+        Records that batch wrote but this pass does not confirm are confirmed next pass
+        (their write conflicts with itself and reads back as ours)."""
+        try:
+            self._records.close()
+        except Exception:  # noqa: BLE001 - the pass's own error is the one to raise
+            log.exception("writing records failed while the pass was failing")
 
     def _run(self, report: PushReport, force: bool) -> None:
         self.outbox.collect()
@@ -119,14 +238,31 @@ class Pusher:
             if not items:
                 break
             after = (items[-1].enqueued_at, items[-1].datapoint_id)
-            again = self._push_batch(items, report, rebases)
-            while again and not self.stop.is_set():  # lifted above a concurrent writer
-                again = self._push_batch(self.outbox.items(sorted(again)), report, rebases)
+            self._push_batch(items, report, rebases)
+            self._push_again(report, rebases)
             if self._network_failures >= MAX_CONSECUTIVE_NETWORK_FAILURES:
                 break
+        self._drain(report, rebases)
+
+    def _push_again(self, report: PushReport, rebases: dict[str, int]) -> None:
+        """Push the items lifted above a concurrent writer, once their batch has finished."""
+        again, self._again = self._again, set()
+        if again and not self.stop.is_set():  # stopped: they stay due for the next pass
+            self._push_batch(self.outbox.items(sorted(again)), report, rebases)
+
+    def _drain(self, report: PushReport, rebases: dict[str, int]) -> None:
+        """Finish the batch in flight and what it lifts (``MAX_REBASES_PER_PASS`` bounds
+        the rounds), so the pass ends with every written record read back."""
+        while True:
+            self._settle(self._records.wait(), report)
+            if not self._again or self.stop.is_set():
+                return
+            self._push_again(report, rebases)
 
     def _push_batch(self, items: Sequence[OutboxItem], report: PushReport,
-                    rebases: dict[str, int]) -> set[str]:
+                    rebases: dict[str, int]) -> None:
+        """Upload the batch's files and build its records here; write them on the records
+        thread; meanwhile confirm the batch before locally."""
         rows = localrows.fetch_rows(self.service.store, [i.datapoint_id for i in items])
         work: list[dict[str, Any]] = []
         for item in items:
@@ -143,12 +279,30 @@ class Pusher:
         ready = [r for r in work if not self._needs_upload(r, objects.get(r["id"]))]
         deleted = [r for r in ready if r["deleted"]]
         live = [r for r in ready if not r["deleted"]]
-        retry_now: set[str] = set()
-        if live:
-            retry_now |= self._push_records(live, objects, report, rebases)
+        prepared = self._prepare_records(live, objects, report) if live else None
+        if prepared is None and not deleted:
+            return
+        finished = self._records.submit(
+            lambda: self._record_batch(prepared, deleted, report, rebases))
+        self._settle(finished, report)
+
+    def _settle(self, outcome: _BatchOutcome, report: PushReport) -> None:
+        """Local bookkeeping of a finished batch: one transaction for its confirmations."""
+        if outcome.confirmed:
+            self.outbox.confirm_many(outcome.confirmed)
+            with self._lock:
+                report.confirmed += len(outcome.confirmed)
+        self._again |= outcome.again
+
+    def _record_batch(self, prepared: Optional[_PreparedRecords], deleted: list[dict[str, Any]],
+                      report: PushReport, rebases: dict[str, int]) -> _BatchOutcome:
+        """A batch's central work (on the records thread)."""
+        outcome = _BatchOutcome()
+        if prepared is not None:
+            outcome.merge(self._write_records(prepared, report, rebases))
         if deleted:
             self._push_tombstones(deleted, report)
-        return retry_now
+        return outcome
 
     @staticmethod
     def _needs_upload(row: dict[str, Any], stored: Optional[dict[str, Any]]) -> bool:
@@ -239,13 +393,71 @@ class Pusher:
 
     # -- records ---------------------------------------------------------------------------
 
+    def _prepare_records(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
+                         report: PushReport) -> Optional[_PreparedRecords]:
+        """The batch's documents and upserts (None if none is left to write)."""
+        rows = self._drop_tombstoned(rows)
+        documents = self._documents(rows, objects, report)
+        if not documents:
+            return None
+        rows = [r for r in rows if r["id"] in documents]  # the others are quarantined
+        return _PreparedRecords(rows, objects, documents, self._upserts(documents))
+
     def _push_records(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
-                      report: PushReport, rebases: dict[str, int]) -> set[str]:
-        """Upsert live records; return ids lifted above a concurrent writer (retry now)."""
-        from pymongo import UpdateOne
+                      report: PushReport, rebases: dict[str, int]) -> _BatchOutcome:
+        """Build and write at once (isolating a refused batch, one row at a time)."""
+        prepared = self._prepare_records(rows, objects, report)
+        if prepared is None:
+            return _BatchOutcome()
+        return self._write_records(prepared, report, rebases)
+
+    def _write_records(self, prepared: _PreparedRecords, report: PushReport,
+                       rebases: dict[str, int]) -> _BatchOutcome:
+        """Upsert the records and read them back: those that read back as written are
+        to be confirmed; those lifted above a concurrent writer are to be pushed again."""
         from pymongo.errors import BulkWriteError
 
-        rows = self._drop_tombstoned(rows)
+        documents = prepared.documents
+        fields = read_back_fields(documents.values())
+        wrote = {i: signature(d, fields) for i, d in documents.items()}
+        revisions = {i: int(d[REVISION]) for i, d in documents.items()}
+        ids = list(documents)
+        failed: dict[str, SyncError] = {}
+        conflicts: list[str] = []
+        try:
+            self.central.datapoints.bulk_write(prepared.upserts, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                ident = ids[int(error["index"])]
+                code = int(error.get("code", 0))
+                if code == DUPLICATE_KEY and duplicate_key_on_id(error):
+                    conflicts.append(ident)  # another revision holds _id: resolved below
+                elif code == DUPLICATE_KEY:
+                    failed[ident] = duplicate_key_rejection(error, what=ident)
+                else:
+                    failed[ident] = classify_write_error(code, str(error.get("errmsg")),
+                                                         what=ident)
+        except Exception as exc:  # noqa: BLE001 - sorted by classify_mongo
+            error = classify_mongo(exc, what="writing records")
+            if isinstance(error, CentralConfigError):
+                raise error from exc
+            if isinstance(error, RejectedError) and len(ids) > 1:
+                return self._isolate(prepared.rows, prepared.objects, report, rebases)
+            self._fail_all([(i, revisions[i]) for i in ids], error, report)
+            return _BatchOutcome()
+        for ident, error in failed.items():
+            if isinstance(error, CentralConfigError):
+                raise error
+            self._fail_all([(ident, revisions[ident])], error, report)
+        outcome = self._resolve_conflicts(conflicts, wrote, fields, report, rebases)
+        written = {i: wrote[i] for i in ids if i not in failed and i not in conflicts}
+        if written:
+            outcome.confirmed.extend(self._read_back(written, fields, report))
+        return outcome
+
+    def _documents(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
+                   report: PushReport) -> dict[str, dict[str, Any]]:
+        """Central documents by id; rows that cannot become one are quarantined."""
         documents: dict[str, dict[str, Any]] = {}
         for row in rows:
             try:
@@ -254,52 +466,30 @@ class Pusher:
                     settings=self.settings)
             except (DocumentTooLarge, ValueError) as exc:
                 self._quarantine(row["id"], int(row["revision"]), str(exc), report)
-        if not documents:
-            return set()
-        revisions = {i: int(d[REVISION]) for i, d in documents.items()}
-        # Strictly older revisions only; our own retry then "conflicts" with itself and is
-        # recognised on read-back. (No $or beside _id: nx-27017 0.8.1 mis-handles it.)
-        ops = [UpdateOne({"_id": i, REVISION: {"$lt": revisions[i]}},
-                         {"$set": {k: v for k, v in d.items() if k != "_id"},
-                          "$currentDate": {WRITTEN_AT: True}}, upsert=True)
-               for i, d in documents.items()]
-        ids = list(documents)
-        failed: dict[str, SyncError] = {}
-        conflicts: list[str] = []
-        try:
-            self.central.datapoints.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                ident = ids[int(error["index"])]
-                if int(error.get("code", 0)) == 11000:
-                    conflicts.append(ident)
-                else:
-                    failed[ident] = classify_write_error(int(error.get("code", 0)),
-                                                         str(error.get("errmsg")), what=ident)
-        except Exception as exc:  # noqa: BLE001 - sorted by classify_mongo
-            error = classify_mongo(exc, what="writing records")
-            if isinstance(error, CentralConfigError):
-                raise error from exc
-            if isinstance(error, RejectedError) and len(ids) > 1:
-                return self._isolate(rows, objects, report, rebases)
-            self._fail_all([(i, revisions[i]) for i in ids], error, report)
-            return set()
-        for ident, error in failed.items():
-            if isinstance(error, CentralConfigError):
-                raise error
-            self._fail_all([(ident, revisions[ident])], error, report)
-        retry_now = self._resolve_conflicts(conflicts, revisions, report, rebases)
-        written = [i for i in ids if i not in failed and i not in conflicts]
-        self._read_back(written, revisions, report)
-        return retry_now
+        return documents
+
+    @staticmethod
+    def _upserts(documents: dict[str, dict[str, Any]]) -> list[Any]:
+        """One guarded upsert per document, in ``documents`` order (error indexes map back).
+
+        Strictly older revisions only; our own retry then "conflicts" with itself and is
+        recognised by its revision and bench. (No $or beside _id: nx-27017 0.8.1
+        mis-handles it.)
+        """
+        from pymongo import UpdateOne
+
+        return [UpdateOne({"_id": ident, REVISION: {"$lt": document[REVISION]}},
+                          {"$set": {k: v for k, v in document.items() if k != "_id"},
+                           "$currentDate": {WRITTEN_AT: True}}, upsert=True)
+                for ident, document in documents.items()]
 
     def _isolate(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
-                 report: PushReport, rebases: dict[str, int]) -> set[str]:
+                 report: PushReport, rebases: dict[str, int]) -> _BatchOutcome:
         """A batch the driver refused as a whole: push one by one to find the bad item."""
-        retry_now: set[str] = set()
+        outcome = _BatchOutcome()
         for row in rows:
-            retry_now |= self._push_records([row], objects, report, rebases)
-        return retry_now
+            outcome.merge(self._push_records([row], objects, report, rebases))
+        return outcome
 
     def _drop_tombstoned(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows deleted centrally meanwhile lose their change: deletions are final.
@@ -322,29 +512,42 @@ class Pusher:
         log.info("%d local change(s) lost to deletions made elsewhere", len(tombstoned))
         return [r for r in rows if r["id"] not in tombstoned]
 
-    def _resolve_conflicts(self, conflicts: list[str], revisions: dict[str, int],
-                           report: PushReport, rebases: dict[str, int]) -> set[str]:
+    def _find_records(self, ids: Sequence[str],
+                      fields: Sequence[str]) -> dict[str, Signature]:
+        """The read-back signatures of these records, in one round trip (the projection is
+        a few small fields, so the whole batch fits one reply)."""
+        cursor = self.central.datapoints.find({"_id": {"$in": list(ids)}},
+                                              {key: 1 for key in fields},
+                                              batch_size=max(1, len(ids)))
+        return {str(d["_id"]): signature(d, fields) for d in cursor}
+
+    def _resolve_conflicts(self, conflicts: list[str], wrote: dict[str, Signature],
+                           fields: Sequence[str], report: PushReport,
+                           rebases: dict[str, int]) -> _BatchOutcome:
+        """Records our write did not replace: our own earlier write (to confirm), or
+        another (ours is lifted above it, to push again)."""
+        outcome = _BatchOutcome()
         if not conflicts:
-            return set()
+            return outcome
         try:
-            remote = {d["_id"]: d for d in self.central.datapoints.find(
-                {"_id": {"$in": conflicts}}, {REVISION: 1, BENCH: 1})}
+            remote = self._find_records(conflicts, fields)
         except Exception as exc:  # noqa: BLE001
-            self._fail_all([(i, revisions[i]) for i in conflicts],
+            self._fail_all([(i, int(wrote[i][0])) for i in conflicts],
                            classify_mongo(exc, what="reading conflicting records"), report)
-            return set()
-        retry_now: set[str] = set()
+            return outcome
         for ident in conflicts:
-            doc = remote.get(ident)
-            local = revisions[ident]
-            if doc is None:  # removed meanwhile; try again next pass
+            found = remote.get(ident)
+            local = int(wrote[ident][0])
+            if found is None:  # removed meanwhile; try again next pass
                 self._retry([(ident, local)], "the record changed while it was written", report)
                 continue
-            theirs = int(doc.get(REVISION) or 0)
-            if theirs == local and doc.get(BENCH) == self.bench_id:
-                self.outbox.confirm_many([(ident, local)])
-                report.confirmed += 1
+            if found == wrote[ident]:
+                # Our own earlier write (a crash hid its confirmation): it stands as it is.
+                outcome.confirmed.append((ident, local))
                 continue
+            # A newer revision from elsewhere, or our revision number holding something
+            # else (another bench's, or a damaged record): lift ours above it and rewrite.
+            theirs = int(found[0] or 0)
             rebases[ident] = rebases.get(ident, 0) + 1
             if rebases[ident] > MAX_REBASES_PER_PASS:
                 self._retry([(ident, local)], "another bench keeps changing this datapoint", report)
@@ -352,29 +555,29 @@ class Pusher:
             if self.outbox.rebase(ident, local, theirs + 1):
                 log.info("datapoint %s changed elsewhere (revision %d); ours becomes %d",
                          ident, theirs, theirs + 1)
-                retry_now.add(ident)
-        return retry_now
+                outcome.again.add(ident)
+        return outcome
 
-    def _read_back(self, ids: list[str], revisions: dict[str, int], report: PushReport) -> None:
-        if not ids:
-            return
+    def _read_back(self, written: dict[str, Signature], fields: Sequence[str],
+                   report: PushReport) -> list[tuple[str, int]]:
+        """The records that read back as written (to confirm); the rest wait as ``recorded``."""
         try:
-            found = {d["_id"]: int(d.get(REVISION) or 0) for d in self.central.datapoints.find(
-                {"_id": {"$in": ids}}, {REVISION: 1})}
+            found = self._find_records(list(written), fields)
         except Exception as exc:  # noqa: BLE001
-            self._fail_all([(i, revisions[i]) for i in ids],
+            self._fail_all([(i, int(w[0])) for i, w in written.items()],
                            classify_mongo(exc, what="reading records back"), report)
-            return
-        confirmed = [(i, revisions[i]) for i in ids if found.get(i, -1) >= revisions[i]]
-        missing = [(i, revisions[i]) for i in ids if found.get(i, -1) < revisions[i]]
-        if confirmed:
-            self.outbox.confirm_many(confirmed)
-            with self._lock:
-                report.confirmed += len(confirmed)
+            return []
+        confirmed: list[tuple[str, int]] = []
+        missing: list[tuple[str, int]] = []
+        for ident, wrote in written.items():
+            (confirmed if reads_back(found.get(ident), wrote) else missing).append(
+                (ident, int(wrote[0])))
         if missing:
-            # Written but not (yet) readable: "recorded"; the next pass writes it again.
+            # Written but not (yet) readable as written: "recorded"; the next pass writes
+            # it again (a damaged record then conflicts and is rewritten above it).
             self.outbox.mark_many(missing, RECORDED)
-            self._retry(missing, "the record did not read back after it was written", report)
+            self._retry(missing, "the record did not read back as it was written", report)
+        return confirmed
 
     # -- deletions -------------------------------------------------------------------------
 
@@ -403,7 +606,8 @@ class Pusher:
         done = [(i, r) for i, r in items if i in marked and i not in still]
         if done:
             self.outbox.confirm_many(done)
-            report.confirmed += len(done)
+            with self._lock:  # a read-back thread may be counting too
+                report.confirmed += len(done)
             for datapoint_id, _revision in done:
                 self._abandon_upload(datapoint_id)
             self._free_deleted([i for i, _r in done])
@@ -414,9 +618,7 @@ class Pusher:
     def _free_deleted(self, datapoint_ids: list[str]) -> None:
         """Local copies of deleted files go once they are verified central (never before)."""
         for sha256 in localrows.blobs_of(self.service.store, datapoint_ids):
-            if localrows.blob_freeable(self.service.store, sha256):
-                self.service.files.remove(sha256)
-                localrows.mark_freed(self.service.store, sha256)
+            localrows.free_blob_if_freeable(self.service.store, self.service.files, sha256)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
