@@ -8,6 +8,8 @@ for scripts; errors go to stderr with exit status 1 and a sentence saying what t
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -540,5 +542,33 @@ def gui(ctx: Context) -> None:
         sys.exit(status)
 
 
+#: Set by a command whose process may end without waiting for library threads at exit.
+_exit_promptly = False
+
+
+def exit_promptly_when_done() -> None:
+    """Let ``main`` end the process as soon as the command returns.
+
+    pymongo's monitor threads sleep in 0.5 s steps and the interpreter joins them at exit,
+    which adds about half a second to every one-shot ``benchdata sync --once`` (measured:
+    1.4 s against 0.25 s for an S3-only process). By the time ``main`` sees the command's
+    exit, its context has closed the store (every commit was durable when it returned);
+    only output buffers and log handlers are left to flush, and ``main`` flushes them.
+    """
+    global _exit_promptly
+    _exit_promptly = True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="benchdata")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="benchdata")
+    except SystemExit as done:
+        if not _exit_promptly:
+            raise
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if done.code is not None and not isinstance(done.code, int):
+            print(done.code, file=sys.stderr)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

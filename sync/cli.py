@@ -55,6 +55,9 @@ def sync(ctx: click.Context, once: bool, no_pull: bool, as_json: bool) -> None:
     with SyncEngine(service) as engine:
         engine.settings.require_complete()
         if once:
+            from app.cli import exit_promptly_when_done
+
+            exit_promptly_when_done()
             report = engine.run_pass(force=True, pull=False if no_pull else None)
             _report_pass(report.as_dict(), as_json)
             if report.config_error:

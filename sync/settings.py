@@ -332,14 +332,18 @@ def load_settings(paths: BenchPaths, environ: Optional[Mapping[str, str]] = None
     for key, value in PRESETS[preset].items():
         data.setdefault(key, value)
     data["preset"] = preset
+    from_environment = _env_values(environ)
+    # Secrets the environment gives are not looked up: opening the OS keyring costs a
+    # noticeable fraction of a second in every one-shot command (and may not exist at all
+    # for a service account).
     secrets = SecretStore(paths)
     for name in SECRET_FIELDS:
-        stored = secrets.get(name)
+        stored = None if name in from_environment else secrets.get(name)
         if stored:
             data[name] = stored
     if section.get("mongo_url") and "mongo_url" not in data:
         data["mongo_url"] = section["mongo_url"]  # a URL without a password
-    data.update(_env_values(environ))
+    data.update(from_environment)
     endpoint = data.get("endpoint")
     if isinstance(endpoint, str) and "://" in endpoint and "OBJECT_STORAGE_SECURE" not in environ:
         data["secure"] = endpoint.startswith("https://")

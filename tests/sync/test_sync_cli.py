@@ -106,3 +106,28 @@ def test_environment_and_presets(tmp_path: Path) -> None:
                                                   "OBJECT_STORAGE_SECURE": "false"})
         assert aws.endpoint == "s3.amazonaws.com" and aws.secure is False
     assert CentralSettings(endpoint="h:1").endpoint_url == "http://h:1"
+
+
+def test_once_as_a_process_flushes_its_report_and_keeps_its_exit_code(
+        tmp_path: Path, central: Any) -> None:
+    """``sync --once`` ends its process without waiting for pymongo's threads at exit
+    (``app.cli.exit_promptly_when_done``): output and exit codes must survive that."""
+    import os
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "bench"
+    with BenchService(data_dir) as bench:
+        captured = bench.capture_value({"n": 1}, label="a")
+    command = [sys.executable, "-c", "from app.cli import main; main()", "--data-dir",
+               str(data_dir), "sync", "--once", "--json"]
+    env = {**os.environ, **central_env(central)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["confirmed"] == 1
+    with BenchService(data_dir) as bench:
+        assert bench.get_stored(captured.datapoint_id).sync_state == "confirmed"
+    env["OBJECT_STORAGE_SECRET_KEY"] = "wrong-secret"
+    done = subprocess.run(command[:-1], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "configuration error" in done.stderr and "wrong-secret" not in done.stderr
