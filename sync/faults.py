@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, Optional
 
 from app.core.errors import BenchDataError
@@ -76,6 +76,23 @@ def certificate_problem(exc: BaseException) -> Optional[str]:
     or mismatched certificate will not fix itself: it is a configuration error, not a
     network fault to retry.
     """
+    for current in _causes(exc):
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or current)
+        if _CERT_FAILED_TEXT in str(current).lower():
+            return _cert_reason(str(current))
+    return None
+
+
+def speaks_no_tls(exc: BaseException) -> bool:
+    """Whether ``exc`` comes down to a TLS handshake answered in plain text: "secure" is on
+    for a server (or port) that only speaks HTTP. That will not fix itself either."""
+    return any(getattr(current, "reason", None) == "WRONG_VERSION_NUMBER"
+               or "wrong version number" in str(current).lower() for current in _causes(exc))
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps (causes, contexts, urllib3's ``reason``, args)."""
     seen: set[int] = set()
     pending: list[object] = [exc]
     while pending:
@@ -83,13 +100,9 @@ def certificate_problem(exc: BaseException) -> Optional[str]:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return str(current.verify_message or current.reason or current)
-        if _CERT_FAILED_TEXT in str(current).lower():
-            return _cert_reason(str(current))
+        yield current
         pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
                         *current.args])
-    return None
 
 
 def _cert_reason(text: str) -> str:
@@ -122,6 +135,11 @@ def classify_s3(exc: BaseException, *, what: str) -> SyncError:
     if untrusted is not None:
         return CentralConfigError(f"{what}: object storage's TLS certificate was refused "
                                   f"({untrusted}); {CA_HINT}")
+    if speaks_no_tls(exc):
+        return CentralConfigError(
+            f"{what}: object storage does not speak TLS at this endpoint, but HTTPS is on; "
+            "turn it off (\"Use HTTPS\" in Settings, OBJECT_STORAGE_SECURE=false, or "
+            "benchdata sync configure --insecure) or use the server's HTTPS port")
     if isinstance(exc, InvalidResponseError):
         status = getattr(exc, "_code", 0) or 0
         return RetryableError(f"{what}: {exc}") if not 400 <= int(status) < 500 else \
@@ -148,6 +166,9 @@ def classify_mongo(exc: BaseException, *, what: str) -> SyncError:
     if untrusted is not None:
         return CentralConfigError(f"{what}: MongoDB's TLS certificate was refused "
                                   f"({untrusted}); {CA_HINT}")
+    if speaks_no_tls(exc):
+        return CentralConfigError(f"{what}: MongoDB does not speak TLS there, but the URL asks "
+                                  "for it (tls=true); fix the MongoDB URL")
     if isinstance(exc, (errors.ConnectionFailure, errors.ServerSelectionTimeoutError,
                         errors.NetworkTimeout, errors.ExecutionTimeout, errors.WTimeoutError)):
         return RetryableError(f"{what}: cannot reach MongoDB ({type(exc).__name__})")

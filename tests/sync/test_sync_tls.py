@@ -159,6 +159,20 @@ def test_an_untrusted_certificate_is_a_configuration_error(
         assert bench.get_stored(captured.datapoint_id).sync_state == "pending"
 
 
+def test_https_to_a_plain_http_server_is_a_configuration_error(tmp_path: Path,
+                                                                central: Any) -> None:
+    """"Use HTTPS" ticked for a server that only speaks HTTP will never start working:
+    say so (and what to change) instead of retrying it as a network fault."""
+    settings = central.model_copy(update={"secure": True, "timeout_s": 1.0})
+    with BenchService(tmp_path / "bench") as bench, SyncEngine(bench, settings) as engine:
+        bench.capture_value(1)
+        report = engine.run_pass(force=True)
+        assert report.config_error is not None, report
+        assert "does not speak TLS" in report.config_error
+        assert "OBJECT_STORAGE_SECURE" in report.config_error
+        assert engine.status()["retrying"] == []
+
+
 def _cli(data_dir: Path, *args: str, env: Optional[dict[str, str]] = None) -> Any:
     return CliRunner().invoke(cli, ["--data-dir", str(data_dir), "sync", *args], env=env,
                               catch_exceptions=False)
