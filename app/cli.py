@@ -560,6 +560,8 @@ def exit_promptly_when_done() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    global _exit_promptly
+    _exit_promptly = False  # only the command this call runs may ask for it
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="benchdata")
     except SystemExit as done:

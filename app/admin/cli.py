@@ -27,7 +27,9 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check that this bench is ready: disk, store, watched folders, central store."""
     from app.admin.doctor import FAIL, run_checks
     from app.admin.doctor import as_json as to_json
+    from app.cli import exit_promptly_when_done
 
+    exit_promptly_when_done()  # no half-second wait for MongoDB client threads at exit
     results = run_checks(_paths(ctx))
     if as_json:
         _emit(to_json(results))
