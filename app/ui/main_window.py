@@ -405,12 +405,12 @@ class MainWindow(QMainWindow):
         self._poll_running = True
         watcher = self._watcher
         runner_engine = self.sync_engine()
-        service = self.context.service
+        read = self._snapshot_reader()
 
         def check() -> Optional[SyncSnapshot]:
             if not watcher.changed():
                 return None
-            return read_snapshot(service, runner_engine)
+            return read()
 
         def done(snapshot: Optional[SyncSnapshot]) -> None:
             self._poll_running = False
@@ -458,11 +458,15 @@ class MainWindow(QMainWindow):
         return getattr(component, "engine", component)
 
     def refresh_sync(self) -> None:
+        self.context.tasks.run(self._snapshot_reader(), self._show_sync,
+                               lambda error: log.warning("sync status: %s", error))
+
+    def _snapshot_reader(self) -> Callable[[], SyncSnapshot]:
+        """Reads the sync status as the window sees it now (call the result off the GUI
+        thread): the hosted engine, paused or not, or the attached service's engine."""
         service, engine, paused = self.context.service, self.sync_engine(), self._sync_paused
         elsewhere = self._sync_elsewhere()
-        self.context.tasks.run(lambda: read_snapshot(service, engine, paused, elsewhere),
-                               self._show_sync,
-                               lambda error: log.warning("sync status: %s", error))
+        return lambda: read_snapshot(service, engine, paused, elsewhere)
 
     def _sync_elsewhere(self) -> Optional[str]:
         """"the capture service (pid N)" while sync runs in the service this window is

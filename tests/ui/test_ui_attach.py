@@ -179,8 +179,13 @@ def test_the_services_engine_syncs_what_the_attached_window_captures(
         assert f"pid {proc.pid}" in panel.pause_button.toolTip()
         qtbot.waitUntil(lambda: win.sync_indicator.text.text() == "All synced", timeout=20_000)
         qtbot.waitUntil(lambda: win.sync_snapshot.last_success is not None, timeout=20_000)
-        # The table notices the other process's commits too.
+        # The table notices the other process's commits too; the status its change poll
+        # reads still knows who syncs (it used to lose that, and Pause came back).
         qtbot.waitUntil(lambda: win.model.index(0, 5).data() == "Synced", timeout=20_000)
+        service.capture_value({"t": 3}, label="second")
+        qtbot.waitUntil(lambda: win.model.rowCount() == 2, timeout=20_000)
+        qtbot.waitUntil(lambda: win.sync_snapshot.backlog_count == 0, timeout=60_000)
+        assert win.sync_snapshot.runs_in is not None and not panel.pause_button.isEnabled()
         grab(win, "window-attached-sync.png")
     finally:
         stop_service(proc)
