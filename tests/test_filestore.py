@@ -740,3 +740,21 @@ def test_a_hold_on_a_blob_removed_meanwhile_stores_a_fresh_copy(tmp_path: Path) 
     assert second.sha256 == first.sha256
     assert store.path_for(second.sha256).read_bytes() == b"same bytes"
     store.release(second.sha256)
+
+
+def test_holding_a_blob_another_process_just_placed_does_not_wait_for_it(
+        tmp_path: Path) -> None:
+    """Holds are shared: the service capturing content the window has just stored (and
+    not yet recorded) must not stall until the window commits."""
+    store = FileStore(tmp_path / "files")
+    with blob_held_by_another_process(store.root, "placed over there") as child:
+        done = threading.Event()
+
+        def hold_it_too() -> None:
+            store.release(store.put_bytes(b"placed over there", hold=True).sha256)
+            done.set()
+
+        worker = threading.Thread(target=hold_it_too, daemon=True)
+        worker.start()
+        assert done.wait(30), "the second hold waited for the first to end"
+        _tell(child, "released")

@@ -356,7 +356,7 @@ class _TempFile:
         except OSError as exc:
             self._forget()
             raise _store_write_failed(self.what, self.root, exc) from exc
-        _lock_exclusively(self.fd)  # tells other processes' cleanup_temp it is in use
+        _mark_in_use(self.fd)  # tells other processes' cleanup_temp it is in use
         return self
 
     def finish(self) -> None:
@@ -395,11 +395,15 @@ class _TempFile:
             _active_temp_files.discard(self.path)
 
 
-def _lock_exclusively(fd: int) -> None:
-    """An advisory lock held while a temp file is being written (POSIX flock)."""
+def _mark_in_use(fd: int) -> None:
+    """A shared advisory lock held while a temp file is written (POSIX flock).
+
+    Shared, not exclusive: cleanup and removal probe with an exclusive lock, which any
+    holder blocks, and once the file becomes a blob the same lock is the capture's hold,
+    which must not keep other processes from holding the same blob too."""
     if fcntl is not None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:  # a filesystem without flock: fall back to age-less cleanup
             logger.debug("flock is not available on this file system")
 
@@ -672,10 +676,9 @@ class FileStore:
     def _hold_placed(self, sha256: str, temp: _TempFile, dest: Path) -> None:
         """Hold a blob this capture just placed (caller holds ``_holds_lock``).
 
-        POSIX: the temp file's descriptor, whose exclusive flock kept other processes'
+        POSIX: the temp file's descriptor, whose shared flock kept other processes'
         cleanup away, becomes the hold, so no removal can slip in between the rename and
-        the hold. (Another process holding the same content waits for our release.)
-        Windows closed it to rename; a fresh handle blocks deletion from then on."""
+        the hold. Windows closed it to rename; a fresh handle blocks deletion from then on."""
         if temp.fd is not None:
             fd, temp.fd = temp.fd, None
             self._add_hold(sha256, fd)
