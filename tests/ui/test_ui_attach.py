@@ -168,10 +168,12 @@ def test_the_services_engine_syncs_what_the_attached_window_captures(
                 {"_id": captured.datapoint_id})
         assert document is not None and document["value"] == {"t": 2}
 
+        # A snapshot read before the service's engine first ran (no outbox yet) may still be
+        # the latest one shown; the window's change poll replaces it, so wait for a fresh one.
         win.refresh_sync()
         qtbot.waitUntil(lambda: win.sync_snapshot is not None
-                        and win.sync_snapshot.runs_in is not None, timeout=20_000)
-        assert win.sync_snapshot.engine_running
+                        and win.sync_snapshot.runs_in is not None
+                        and win.sync_snapshot.engine_running, timeout=20_000)
         win.show_sync_panel()
         panel = win.sync_panel
         assert panel.sync_now_button.isEnabled()
