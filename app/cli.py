@@ -536,7 +536,11 @@ def run(ctx: Context, api_host: Optional[str], api_port: Optional[int], no_api: 
 def gui(ctx: Context) -> None:
     """Open the desktop window."""
     from app.ui import run_gui
+    from app.ui.display import display_problem
 
+    problem = display_problem()  # Qt aborts (exit 134) where it cannot open a window
+    if problem is not None:
+        raise BenchDataError(problem)
     status = run_gui(data_dir=ctx.data_dir)  # the window opens its own service
     if status:
         sys.exit(status)
