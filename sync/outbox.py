@@ -29,17 +29,17 @@ from typing import Any, Final, Optional
 
 from app.core.ids import new_ulid
 from app.core.store import LocalStore
+from app.core.syncstate import ACTIVE_STATES, SyncState
 from app.core.timestamps import now_canonical
 
 from sync.objects import SavedPart, SavedUpload, StoredObject
 
-PENDING: Final = "pending"
-UPLOADING: Final = "uploading"
-UPLOADED: Final = "uploaded"
-RECORDED: Final = "recorded"
-CONFIRMED: Final = "confirmed"
-QUARANTINED: Final = "quarantined"
-ACTIVE_STATES: Final = (PENDING, UPLOADING, UPLOADED, RECORDED)
+PENDING: Final = SyncState.PENDING
+UPLOADING: Final = SyncState.UPLOADING
+UPLOADED: Final = SyncState.UPLOADED
+RECORDED: Final = SyncState.RECORDED
+CONFIRMED: Final = SyncState.CONFIRMED
+QUARANTINED: Final = SyncState.QUARANTINED
 
 BACKOFF_BASE_S: Final = 1.0
 BACKOFF_CAP_S: Final = 300.0

@@ -32,6 +32,7 @@ from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.schema import SCHEMA_VERSION, migrate
+from app.core.syncstate import SyncState
 from app.core.timestamps import format_canonical, now_canonical
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,9 @@ _INSERT_SQL: Final[str] = (
 )
 _SELECT_COLUMNS: Final[str] = ", ".join(_ALL_COLUMNS)
 
-#: Sync states a row moves through; the sync engine owns every state after ``pending``.
-SYNC_PENDING: Final[str] = "pending"
-SYNC_CONFIRMED: Final[str] = "confirmed"
+#: Sync states a row moves through (app/core/syncstate.py); the engine owns all after pending.
+SYNC_PENDING: Final[str] = SyncState.PENDING
+SYNC_CONFIRMED: Final[str] = SyncState.CONFIRMED
 
 
 @dataclass(frozen=True)

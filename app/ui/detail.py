@@ -37,6 +37,7 @@ from app.core.errors import NotFoundError
 from app.core.ids import OWNERSHIP_FIELDS
 from app.core.models import ValueDataPoint
 from app.core.store import StoredDataPoint
+from app.core.syncstate import SAFE_STATES
 from app.ui.context import UiContext
 from app.ui.formatting import TYPE_NAMES, human_size, local_time, sync_label, sync_tooltip
 from app.ui.previews import Preview, QuickPlot, fill_json_tree, load_preview
@@ -361,7 +362,7 @@ class DetailPane(QWidget):
             else:
                 where = _section(self.facts, "Stored centrally")
                 _row(where, "—", "not yet — waiting for sync" if stored.sync_state not in (
-                    "confirmed", "synced", "verified") else "yes (details not recorded)")
+                    SAFE_STATES) else "yes (details not recorded)")
         extra = {k: v for k, v in doc.items() if k not in {
             "_id", "label", "data_type", "data_timestamp", "ownership_info", "custom_metadata",
             "value", "path", "filename", "size_bytes", "content_type", "sha256",

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from app.core.errors import QueryError
 from app.core.query import parse_selector
+from app.core.syncstate import UNSAFE_STATES
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,7 @@ class FilterState:
 
 
 #: Sync states that mean "not yet safe in the central store".
-UNSYNCED_STATES: tuple[str, ...] = ("pending", "uploading", "uploaded", "retry",
-                                    "quarantined", "failed")
+UNSYNCED_STATES: tuple[str, ...] = tuple(UNSAFE_STATES)
 
 
 def parse_advanced(text: str) -> Optional[dict[str, Any]]:

@@ -5,26 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Final, Optional
 
+from app.core.syncstate import DESCRIPTIONS, PROBLEM_STATES, SAFE_STATES, describe
+
 TYPE_NAMES: Final[dict[str, str]] = {"json": "Value", "file": "File",
                                      "object_storage": "Stored file"}
 
-#: Every sync state a row may show, with the words an operator reads and whether the data
-#: is safe in the central store yet. Unknown states (a newer engine) show as they are.
-SYNC_STATES: Final[dict[str, tuple[str, str]]] = {
-    "pending": ("Waiting", "Only on this bench; waiting to be synced"),
-    "uploading": ("Uploading", "Being copied to the central store now"),
-    "uploaded": ("Uploaded", "File uploaded; record not yet confirmed"),
-    "confirmed": ("Synced", "Safe in the central store (verified)"),
-    "synced": ("Synced", "Safe in the central store (verified)"),
-    "verified": ("Synced", "Safe in the central store (verified)"),
-    "remote": ("From central", "Stored by another bench; pulled from the central store"),
-    "retry": ("Retrying", "A sync attempt failed; it will be retried automatically"),
-    "quarantined": ("Needs attention", "The central store refused it; see the Sync panel"),
-    "failed": ("Needs attention", "The central store refused it; see the Sync panel"),
-}
-#: States whose data is known safe centrally (drawn green).
-SAFE_STATES: Final[frozenset[str]] = frozenset({"confirmed", "synced", "verified", "remote"})
-PROBLEM_STATES: Final[frozenset[str]] = frozenset({"quarantined", "failed"})
+#: Every sync state a row may show, in the order of the engine's work, with the words an
+#: operator reads (one vocabulary: app/core/syncstate.py). Unknown states show as they are.
+SYNC_STATES: Final[dict[str, tuple[str, str]]] = dict(DESCRIPTIONS)
 
 
 def human_size(size: Optional[int]) -> str:
@@ -58,11 +46,11 @@ def local_time(text: str, seconds: bool = True) -> str:
 
 
 def sync_label(state: str) -> str:
-    return SYNC_STATES.get(state, (state.capitalize(), ""))[0]
+    return describe(state)[0]
 
 
 def sync_tooltip(state: str) -> str:
-    return SYNC_STATES.get(state, ("", f"Sync state: {state}"))[1] or f"Sync state: {state}"
+    return describe(state)[1]
 
 
 def human_age(seconds: Optional[float]) -> str:

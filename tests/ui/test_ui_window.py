@@ -543,3 +543,24 @@ def test_show_logs_shows_the_newest_lines_of_each_log(qtbot: Any, window: Any) -
     qtbot.waitUntil(lambda: viewer.text.toPlainText() == "window line")
     grab(viewer, "log-viewer.png")
     viewer.close()
+
+
+def test_not_yet_synced_shows_every_state_that_is_not_safe_centrally(
+        qtbot: Any, window: Any, service: BenchService) -> None:
+    """Every state the engine mirrors onto a row (one vocabulary, app/core/syncstate.py):
+    the "Not yet synced" filter showed none in state recorded before it was shared."""
+    from app.core.syncstate import SyncState
+
+    for state in SyncState:
+        service.capture_value({"s": str(state)}, label=f"state-{state}")
+        with service.store.transaction() as conn:  # stands in for the engine, as above
+            conn.execute("UPDATE datapoints SET sync_state = ? WHERE label = ?",
+                         (str(state), f"state-{state}"))
+    window.refresh()
+    bar = window.filter_bar
+    bar.sync_combo.setCurrentIndex(bar.sync_combo.findData("unsynced"))
+    wait_rows(qtbot, window)
+    assert sorted(labels_shown(window)) == sorted(
+        f"state-{s}" for s in SyncState if s != SyncState.CONFIRMED)
+    shown = {window.model.index(row, SYNC).data() for row in range(window.model.rowCount())}
+    assert "Recording" in shown and not any(word in shown for word in ("Recorded", ""))
