@@ -23,6 +23,7 @@ from app import __version__
 from app.core.errors import BenchDataError, NotFoundError, describe_validation_error
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
+from app.core.units import human_size
 from app.service import BenchService
 
 #: Files at least this large get a progress bar while they are captured.
@@ -104,18 +105,9 @@ def _summary_line(datapoint: DataPoint) -> str:
         size = getattr(datapoint, "size_bytes", None)
         detail = f"{getattr(datapoint, 'filename', None) or datapoint.path}"
         if size is not None:
-            detail += f" ({_human_size(size)})"
+            detail += f" ({human_size(size)})"
     label = datapoint.label or "-"
     return f"{when}  {datapoint.datapoint_id}  {datapoint.data_type.value:<6}  {label}  {detail}"
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def _print_datapoints(datapoints: Sequence[DataPoint], as_json: bool) -> None:

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from typing import Final, Optional
 
 from app.core.syncstate import DESCRIPTIONS, PROBLEM_STATES, SAFE_STATES, describe
+from app.core.units import human_size as human_size  # re-exported: the window's one size form
 
 TYPE_NAMES: Final[dict[str, str]] = {"json": "Value", "file": "File",
                                      "object_storage": "Stored file"}
@@ -13,17 +14,6 @@ TYPE_NAMES: Final[dict[str, str]] = {"json": "Value", "file": "File",
 #: Every sync state a row may show, in the order of the engine's work, with the words an
 #: operator reads (one vocabulary: app/core/syncstate.py). Unknown states show as they are.
 SYNC_STATES: Final[dict[str, tuple[str, str]]] = dict(DESCRIPTIONS)
-
-
-def human_size(size: Optional[int]) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
 
 
 def parse_canonical(text: str) -> Optional[datetime]:

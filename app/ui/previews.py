@@ -19,6 +19,8 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QTreeWidget, QTreeWidgetItem, QWidget
 
+from app.core.units import human_size
+
 IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 TEXT_SUFFIXES: Final[frozenset[str]] = frozenset(
@@ -93,7 +95,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 def _text(head: bytes, path: Path) -> Preview:
     size = path.stat().st_size
-    note = "" if size <= len(head) else f"Showing the first {len(head) // 1024} KB."
+    note = "" if size <= len(head) else f"Showing the first {human_size(len(head))}."
     return Preview("text", note=note, text=head.decode("utf-8", errors="replace"))
 
 
