@@ -44,6 +44,14 @@ DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-def describe(state: str) -> tuple[str, str]:
+#: What a waiting row reads when no central store is configured: nothing is wrong and
+#: nothing will happen until one is, so "Waiting" (drawn as a warning) would mislead.
+LOCAL_ONLY: Final[tuple[str, str]] = (
+    "Local only", "Kept on this bench only: no central store is configured (Settings)")
+
+
+def describe(state: str, central_configured: bool = True) -> tuple[str, str]:
     """(word, sentence) for a state; a state this version does not know shows as it is."""
+    if not central_configured and state in ACTIVE_STATES:
+        return LOCAL_ONLY
     return DESCRIPTIONS.get(state, (state.capitalize(), f"Sync state: {state}"))

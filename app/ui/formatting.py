@@ -35,12 +35,12 @@ def local_time(text: str, seconds: bool = True) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
-def sync_label(state: str) -> str:
-    return describe(state)[0]
+def sync_label(state: str, central_configured: bool = True) -> str:
+    return describe(state, central_configured)[0]
 
 
-def sync_tooltip(state: str) -> str:
-    return describe(state)[1]
+def sync_tooltip(state: str, central_configured: bool = True) -> str:
+    return describe(state, central_configured)[1]
 
 
 def human_age(seconds: Optional[float]) -> str:

@@ -32,15 +32,17 @@ from app.ui.tasks import TaskManager
 #: How much of a log the dialog shows (the whole file is in the folder).
 SHOWN_LINES = 1000
 
-LOGS = [(LOG_NAME, "Capture service (benchdata run, or this window when it hosts it)"),
-        (WINDOW_LOG_NAME, "This window")]
+#: The window writes window.log, including the capture it hosts (watcher, API, sync) when
+#: no service runs; the headless service (``benchdata run``) writes benchdata.log.
+LOGS = [(LOG_NAME, "Capture service (benchdata run)"),
+        (WINDOW_LOG_NAME, "This window, and the capture it hosts")]
 
 
 class LogViewer(QDialog):
     """Read-only view of the newest log lines; refreshes on demand (F5)."""
 
     def __init__(self, paths: BenchPaths, tasks: TaskManager,
-                 parent: Optional[QWidget] = None) -> None:
+                 parent: Optional[QWidget] = None, start_with: str = WINDOW_LOG_NAME) -> None:
         super().__init__(parent)
         self.setObjectName("LogViewer")
         self.setWindowTitle("Logs — Bench Data Manager")
@@ -49,6 +51,7 @@ class LogViewer(QDialog):
         self.which = QComboBox(self)
         for name, description in LOGS:
             self.which.addItem(f"{description} — {name}", name)
+        self.which.setCurrentIndex(max(0, self.which.findData(start_with)))
         self.which.currentIndexChanged.connect(self.reload)
         self.location = QLabel(self)
         self.location.setObjectName("hint")
@@ -83,10 +86,12 @@ class LogViewer(QDialog):
     def reload(self) -> None:
         path = self.current_file
         self.location.setText(f"{path} — newest {SHOWN_LINES} lines")
-        self.tasks.run(lambda: _read(path), self._show,
-                       lambda error: self._show(f"The log cannot be read: {error}"))
+        self.tasks.run(lambda: _read(path), lambda text: self._show(path, text),
+                       lambda error: self._show(path, f"The log cannot be read: {error}"))
 
-    def _show(self, text: str) -> None:
+    def _show(self, path: Path, text: str) -> None:
+        if path != self.current_file:
+            return  # read for a log the operator has since switched away from
         self.text.setPlainText(text)
         bar = self.text.verticalScrollBar()
         bar.setValue(bar.maximum())  # the newest lines matter most

@@ -365,14 +365,30 @@ class MainWindow(QMainWindow):
         """After a refresh, keep the selected datapoint selected (if still shown)."""
         wanted = self._restore_id or self.detail.datapoint_id
         self._restore_id = None
+        self._update_actions()  # a reset clears the selection without selectionChanged
         if not wanted:
             return
         position = self.model.position_of(wanted)
         if position is None:
+            self._forget_detail_unless_shown(wanted)
             return
         self.table.selectionModel().select(
             self.model.index(position, 0),
             QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _forget_detail_unless_shown(self, datapoint_id: str) -> None:
+        """The detail pane shows only what the current view holds: a datapoint that a search
+        or filter has hidden (or that is gone) must not stay there with Edit and Delete.
+        Its row may simply not be loaded yet (a long table), so ask the store."""
+        selector, source = self.model.selector, self.source
+        probe = {"_id": datapoint_id} if not selector else {"$and": [selector,
+                                                                     {"_id": datapoint_id}]}
+
+        def counted(matches: int) -> None:
+            if matches == 0 and self.detail.datapoint_id == datapoint_id:
+                self.detail.show_datapoint(None)
+
+        self.context.tasks.run(lambda: source.count(probe), counted, lambda _e: None)
 
     def select_id(self, datapoint_id: str) -> None:
         position = self.model.position_of(datapoint_id)
@@ -575,6 +591,7 @@ class MainWindow(QMainWindow):
 
     def _show_sync(self, snapshot: SyncSnapshot) -> None:
         self.sync_snapshot = snapshot
+        self.model.set_central_configured(snapshot.configured)
         engine = self.sync_engine()
         self.detail.fetch_file = getattr(engine, "fetch_file", None)
         self.sync_indicator.show_snapshot(snapshot)
@@ -757,9 +774,14 @@ class MainWindow(QMainWindow):
         return dialog
 
     def show_logs(self) -> QWidget:
+        from app.admin.logs import LOG_NAME, WINDOW_LOG_NAME
         from app.ui.log_viewer import LogViewer
 
-        viewer = LogViewer(self.context.service.paths, self.context.tasks, self)
+        # The log of the process doing the work: the service this window is attached to,
+        # or this window itself (it hosts the watcher, API and sync and logs them).
+        working_log = LOG_NAME if self.attachment is not None else WINDOW_LOG_NAME
+        viewer = LogViewer(self.context.service.paths, self.context.tasks, self,
+                           start_with=working_log)
         viewer.finished.connect(lambda _r: setattr(self, "dialog", None))
         self.dialog = viewer
         viewer.open()

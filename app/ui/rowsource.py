@@ -11,6 +11,7 @@ module only asks it for plans and adds the columns, paging and rowid lookups it 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from array import array
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -176,12 +177,18 @@ class ChangeWatcher:
     """
 
     def __init__(self, db_path: Any) -> None:
-        self._conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
-                                     check_same_thread=False, isolation_level=None)
+        self._conn: Optional[sqlite3.Connection] = sqlite3.connect(
+            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+        # Closing a connection while a pool thread reads it crashes the process (seen:
+        # a segfault when the window closed during a poll), so both take this lock.
+        self._lock = threading.Lock()
         self._version = self._read()
 
     def _read(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        with self._lock:
+            if self._conn is None:
+                return self._version  # closed: nothing changes any more
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def changed(self) -> bool:
         version = self._read()
@@ -191,4 +198,7 @@ class ChangeWatcher:
         return False
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -99,6 +99,8 @@ class DatapointTableModel(QAbstractTableModel):
                  parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self._source = source
+        #: Whether a central store is configured; without one, waiting rows read "Local only".
+        self._central_configured = True
         self._tasks = tasks
         self._selector: Optional[Mapping[str, Any]] = None
         self._sort: Any = DEFAULT_SORT
@@ -291,6 +293,8 @@ class DatapointTableModel(QAbstractTableModel):
                 return _PLACEHOLDER_BRUSH
             return None
         if role == Qt.ItemDataRole.DisplayRole:
+            if column == SYNC:
+                return sync_label(summary.sync_state, self._central_configured)
             return _display(summary, column)
         if role == IdRole:
             return summary.id
@@ -300,7 +304,7 @@ class DatapointTableModel(QAbstractTableModel):
             return summary.sync_state
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == SYNC:
-                return sync_tooltip(summary.sync_state)
+                return sync_tooltip(summary.sync_state, self._central_configured)
             if column == EXPERIMENT and summary.experiment_id:
                 return f"experiment id {summary.experiment_id}"
             if column == LABEL:
@@ -311,10 +315,18 @@ class DatapointTableModel(QAbstractTableModel):
                 return _SAFE_BRUSH
             if summary.sync_state in PROBLEM_STATES:
                 return _PROBLEM_BRUSH
-            return _WAITING_BRUSH
+            return _WAITING_BRUSH if self._central_configured else None
         if role == Qt.ItemDataRole.TextAlignmentRole and column == SIZE:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def set_central_configured(self, configured: bool) -> None:
+        """Whether sync has somewhere to go (from the sync status); redraws the Sync column."""
+        if configured == self._central_configured:
+            return
+        self._central_configured = configured
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0, SYNC), self.index(self.rowCount() - 1, SYNC))
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(COLUMNS):
@@ -489,6 +501,4 @@ def _display(summary: RowSummary, column: int) -> str:
         return human_size(summary.size_bytes)
     if column == EXPERIMENT:
         return summary.experiment_name or (summary.experiment_id or "")
-    if column == SYNC:
-        return sync_label(summary.sync_state)
     return ""

@@ -107,6 +107,12 @@ def test_window_attaches_to_the_running_service_and_takes_over_when_it_stops(
         qtbot.waitUntil(lambda: win.model.rowCount() == 1, timeout=10_000)
         wait_idle(qtbot, win)
         grab(win, "window-attached.png")
+        # Help → Show logs opens the log of the process doing the work: the service's.
+        from app.admin.logs import LOG_NAME
+
+        viewer = win.show_logs()
+        assert viewer.which.currentData() == LOG_NAME
+        viewer.close()
     finally:
         stop_service(proc)
 

@@ -209,7 +209,10 @@ def test_sync_state_in_the_table_changes_as_the_engine_works(qtbot: Any, window:
     populate(service)
     window.refresh()
     wait_rows(qtbot, window)
-    assert window.model.index(0, SYNC).data() == "Waiting"
+    # No central store is configured here: waiting rows say so instead of "Waiting" forever.
+    qtbot.waitUntil(lambda: window.model.index(0, SYNC).data() == "Local only", timeout=10_000)
+    assert "no central store" in window.model.index(0, SYNC).data(Qt.ItemDataRole.ToolTipRole)
+    assert window.model.index(0, SYNC).data(Qt.ItemDataRole.ForegroundRole) is None
     mark_synced(service, "temperature-0")  # a commit by another connection
     qtbot.waitUntil(lambda: window.model.index(0, SYNC).data() == "Synced", timeout=10_000)
     qtbot.waitUntil(lambda: window.sync_snapshot is not None and
@@ -532,6 +535,9 @@ def test_show_logs_shows_the_newest_lines_of_each_log(qtbot: Any, window: Any) -
     log_file(paths, LOG_NAME).write_text(
         "".join(f"service line {n}\n" for n in range(1500)), encoding="utf-8")
     viewer = window.show_logs()
+    # This window does the work (it is attached to no service): its own log comes first.
+    assert viewer.which.currentData() == WINDOW_LOG_NAME
+    viewer.which.setCurrentIndex(viewer.which.findData(LOG_NAME))
     qtbot.waitUntil(lambda: "service line 1499" in viewer.text.toPlainText())
     shown = viewer.text.toPlainText().splitlines()
     assert len(shown) == 1000 and shown[0] == "service line 500"
@@ -562,5 +568,35 @@ def test_not_yet_synced_shows_every_state_that_is_not_safe_centrally(
     wait_rows(qtbot, window)
     assert sorted(labels_shown(window)) == sorted(
         f"state-{s}" for s in SyncState if s != SyncState.CONFIRMED)
+    # No central store here, so what waits says "Local only" (each state's own word shows
+    # once one is configured: tests/ui/test_ui_settings_sync.py).
     shown = {window.model.index(row, SYNC).data() for row in range(window.model.rowCount())}
-    assert "Recording" in shown and not any(word in shown for word in ("Recorded", ""))
+    assert shown == {"Local only", "Needs attention"}
+
+
+def test_the_detail_pane_follows_the_selection_into_a_search_that_hides_it(
+        qtbot: Any, window: Any, service: BenchService) -> None:
+    """A search that hides the shown row empties the detail pane: no Edit or Delete on a row
+    the operator cannot see. A search that keeps it keeps it selected and shown."""
+    alpha = service.capture_value({"a": 1}, label="alpha")
+    service.capture_value({"b": 2}, label="beta")
+    window.refresh()
+    wait_rows(qtbot, window)
+    window.select_id(alpha.datapoint_id)
+    qtbot.waitUntil(lambda: window.detail.datapoint_id == alpha.datapoint_id)
+    assert window.detail.edit_button.isEnabled()
+
+    window.filter_bar.search.setText("alph")
+    window.filter_bar.apply()
+    wait_rows(qtbot, window)
+    assert labels_shown(window) == ["alpha"]
+    assert window.selected_rows() == [0] and window.detail.datapoint_id == alpha.datapoint_id
+
+    window.filter_bar.search.setText("beta")
+    window.filter_bar.apply()
+    wait_rows(qtbot, window)
+    assert labels_shown(window) == ["beta"]
+    qtbot.waitUntil(lambda: window.detail.datapoint_id is None, timeout=10_000)
+    assert not window.detail.edit_button.isEnabled()
+    assert not window.detail.delete_button.isEnabled()
+    assert not window.edit_action.isEnabled() and not window.delete_action.isEnabled()
