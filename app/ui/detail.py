@@ -457,17 +457,27 @@ class DetailPane(QWidget):
         if self._stored is None:
             return
         datapoint_id = self._stored.datapoint_id
-        folder = Path(tempfile.gettempdir()) / "benchdata-open" / datapoint_id
-        target = folder / self._suggested_name()
+        name = self._suggested_name()
 
         def copy() -> Path:
-            if target.exists():
-                return target
-            return self._save_value(datapoint_id, target)
+            # A fresh, read-only copy each time: a program that edited (or locked) an earlier
+            # copy must never make the next Open show its bytes as if they were the capture.
+            base = Path(tempfile.gettempdir()) / "benchdata-open" / datapoint_id
+            base.mkdir(parents=True, exist_ok=True)
+            target = Path(tempfile.mkdtemp(dir=base)) / name
+            written = self._save_value(datapoint_id, target)
+            written.chmod(0o444)
+            return written
 
         self._context.tasks.run(
-            copy, lambda path: QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))),
+            copy, self._launch,
             lambda error: self.message.emit(f"Cannot open: {describe_error(error)}"))
+
+    def _launch(self, path: Path) -> None:
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            kind = f"{path.suffix} files" if path.suffix else "this kind of file"
+            self.message.emit(f"No program is set up to open {kind}; use “Save copy…” "
+                              f"instead (a read-only copy is at {path}).")
 
     def reveal(self) -> None:
         if self._stored is None:

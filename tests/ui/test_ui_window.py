@@ -429,6 +429,45 @@ def test_save_copy_writes_the_file(qtbot: Any, window: Any, tmp_path: Path,
     assert target.read_bytes() == source.read_bytes()
 
 
+def test_open_makes_a_fresh_read_only_copy_each_time_and_says_when_nothing_can_open_it(
+        qtbot: Any, window: Any, tmp_path: Path, service: BenchService,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stands in for the desktop's launcher (QDesktopServices.openUrl), which offscreen tests
+    cannot start: it records what it was asked to open and answers as told."""
+    from PySide6.QtGui import QDesktopServices
+
+    source = tmp_path / "run.csv"
+    source.write_bytes(b"t,v\n1,2\n")
+    dp = service.capture_file(source, label="run")
+    opened: list[Path] = []
+    launcher_exists = True
+
+    def open_url(url: QUrl) -> bool:
+        opened.append(Path(url.toLocalFile()))
+        return launcher_exists
+
+    monkeypatch.setattr(QDesktopServices, "openUrl", open_url)
+    window.refresh()
+    wait_rows(qtbot, window)
+    window.select_id(dp.datapoint_id)
+    qtbot.waitUntil(lambda: window.detail.datapoint_id == dp.datapoint_id)
+    window.detail.open_external()
+    qtbot.waitUntil(lambda: len(opened) == 1, timeout=10_000)
+    first = opened[0]
+    assert first.read_bytes() == source.read_bytes()
+    assert first.stat().st_mode & 0o222 == 0  # read-only for everyone
+    first.chmod(0o644)
+    first.write_bytes(b"edited by a spreadsheet")  # an external program changed its copy
+    window.detail.open_external()
+    qtbot.waitUntil(lambda: len(opened) == 2, timeout=10_000)
+    assert opened[1] != first and opened[1].read_bytes() == source.read_bytes()
+
+    launcher_exists = False
+    with qtbot.waitSignal(window.detail.message, timeout=10_000) as said:
+        window.detail.open_external()
+    assert said.args[0].startswith("No program is set up to open .csv files")
+
+
 # -- layout, settings, watched folders ---------------------------------------------------------
 
 
