@@ -53,17 +53,25 @@ class CaptureCancelled(Exception):
     """The operator cancelled a capture; files already captured stay captured."""
 
 
-def expand_paths(paths: Sequence[os.PathLike[str] | str]) -> list[Path]:
-    """Dropped files and every file below dropped folders (sorted, hidden files skipped)."""
-    files: list[Path] = []
+#: Custom metadata key for where a file sat inside a dropped folder (``plate/sub/b.txt``).
+RELATIVE_PATH_KEY = "relative_path"
+
+
+def expand_paths(paths: Sequence[os.PathLike[str] | str]) -> list[tuple[Path, Optional[str]]]:
+    """Dropped files and every file below dropped folders (sorted, hidden files skipped),
+    each with its path inside the dropped folder, the folder's own name first
+    (``plate/sub/b.txt``), or None for a file dropped by itself."""
+    files: list[tuple[Path, Optional[str]]] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
             for root, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+                for name in sorted(n for n in names if not n.startswith(".")):
+                    found = Path(root) / name
+                    files.append((found, found.relative_to(path.parent).as_posix()))
         elif path.exists():
-            files.append(path)
+            files.append((path, None))
     return files
 
 
@@ -118,6 +126,7 @@ class CaptureDialog(QDialog):
         self._context = context
         self._files: list[Path] = []
         self._sizes: list[int] = []
+        self._relative: list[Optional[str]] = []
         self._cancel = threading.Event()
         self._running = False
         self.captured_ids: list[str] = []
@@ -152,7 +161,7 @@ class CaptureDialog(QDialog):
         self.resize(520, 640)
 
         items = list(paths)
-        context.tasks.run(lambda: [(p, p.stat().st_size) for p in expand_paths(items)],
+        context.tasks.run(lambda: [(p, p.stat().st_size, r) for p, r in expand_paths(items)],
                           self._files_found, self._files_failed)
 
     # -- the files -------------------------------------------------------------------------
@@ -161,11 +170,12 @@ class CaptureDialog(QDialog):
     def files(self) -> list[Path]:
         return list(self._files)
 
-    def _files_found(self, found: list[tuple[Path, int]]) -> None:
-        self._files = [p for p, _ in found]
-        self._sizes = [s for _, s in found]
-        for path, size in found:
-            self.file_list.addItem(f"{path.name}    {human_size(size)}")
+    def _files_found(self, found: list[tuple[Path, int, Optional[str]]]) -> None:
+        self._files = [p for p, _, _ in found]
+        self._sizes = [s for _, s, _ in found]
+        self._relative = [r for _, _, r in found]
+        for path, size, relative in found:
+            self.file_list.addItem(f"{relative or path.name}    {human_size(size)}")
         if not found:
             self.summary.setText("Nothing to capture: the dropped folders hold no files.")
             return
@@ -194,8 +204,8 @@ class CaptureDialog(QDialog):
         label = self.form.label.text().strip()
         names = self.form.ownership.names()
         metadata = self.form.metadata.metadata()
-        files, sizes, service, tasks = list(self._files), list(self._sizes), \
-            self._context.service, self._context.tasks
+        files, sizes, relatives, service, tasks = list(self._files), list(self._sizes), \
+            list(self._relative), self._context.service, self._context.tasks
         cancel = self._cancel
 
         def work() -> list[str]:
@@ -214,12 +224,15 @@ class CaptureDialog(QDialog):
                     value = done_before + done
                     tasks.call_soon(lambda v=value: self._show_progress(v, total))
 
-            for path, size in zip(files, sizes):
+            for path, size, relative in zip(files, sizes, relatives):
                 if cancel.is_set():
                     break
+                # A file from a dropped folder keeps where it sat in it: as its default
+                # label (what the table shows) and in custom metadata (searchable).
+                extra = {RELATIVE_PATH_KEY: relative} if relative else {}
                 datapoint = FileDataPoint(
-                    label=label or path.name, path=str(path), ownership_info=ownership,
-                    custom_metadata=dict(metadata))
+                    label=label or relative or path.name, path=str(path),
+                    ownership_info=ownership, custom_metadata={**metadata, **extra})
                 captured = service.submit(datapoint, progress=progress)
                 ids.append(captured.datapoint_id)
                 done_before += size

@@ -34,6 +34,7 @@ from app.ui.attach import (
 from app.ui.capture import CaptureDialog, EditDialog, ValueDialog, confirm_delete, delete_datapoints
 from app.ui.context import UiContext
 from app.ui.detail import DetailPane
+from app.ui.drop_overlay import DropOverlay
 from app.ui.filter_bar import FilterBar
 from app.ui.filters import FilterState, build_selector
 from app.ui.resources import icon
@@ -96,6 +97,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Bench Data Manager")
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
+        self.drop_overlay = DropOverlay(self)
         self.setObjectName("MainWindow")
         self._filter_state = FilterState()
         self._selected_ids: list[str] = []
@@ -665,16 +667,23 @@ class MainWindow(QMainWindow):
     # -- capture, edit, delete ------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if any(url.isLocalFile() for url in event.mimeData().urls()):
+        local = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if local:
             event.acceptProposedAction()
+            self.drop_overlay.show_for(len(local), sum(1 for p in local if p.is_dir()))
         else:
             event.ignore()
+
+    def dragLeaveEvent(self, event: Any) -> None:  # noqa: N802
+        self.drop_overlay.hide()
+        super().dragLeaveEvent(event)
 
     def dragMoveEvent(self, event: Any) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        self.drop_overlay.hide()
         paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if not paths:
             event.ignore()

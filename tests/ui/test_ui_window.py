@@ -235,6 +235,32 @@ def drop(win: Any, paths: list[Path]) -> None:
     QApplication.sendEvent(win, event)
 
 
+def test_a_drag_over_the_window_shows_where_the_files_will_go(qtbot: Any, window: Any,
+                                                               tmp_path: Path) -> None:
+    from PySide6.QtGui import QDragLeaveEvent
+
+    (tmp_path / "run1.csv").write_text("t\n1\n", encoding="utf-8")
+    (tmp_path / "plate").mkdir()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "run1.csv")),
+                  QUrl.fromLocalFile(str(tmp_path / "plate"))])
+    enter = QDragEnterEvent(QPointF(window.rect().center()), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    overlay = window.drop_overlay
+    assert overlay.isVisible() and overlay.geometry() == window.rect()
+    assert overlay.text().startswith("Drop to capture 1 file and 1 folder into this bench")
+    grab(window, "drop-highlight.png")
+    QApplication.sendEvent(window, QDragLeaveEvent())
+    assert not overlay.isVisible()
+    QApplication.sendEvent(window, enter)
+    assert overlay.isVisible()
+    drop(window, [tmp_path / "run1.csv"])
+    assert not overlay.isVisible()
+    qtbot.waitUntil(lambda: window.dialog is not None)
+    window.dialog.reject()
+
+
 def test_dropping_files_and_a_folder_captures_them(qtbot: Any, window: Any, tmp_path: Path,
                                                    service: BenchService) -> None:
     one = tmp_path / "run1.csv"
@@ -261,8 +287,14 @@ def test_dropping_files_and_a_folder_captures_them(qtbot: Any, window: Any, tmp_
     assert stored.custom_metadata["experiment_name"] == "EXP42"
     assert stored.custom_metadata["sample"] == "S-7"
     assert stored.ownership_info.experiment_id == service.ownership(experiment="EXP42").experiment_id
+    # Files from the dropped folder keep where they sat in it (label and custom metadata).
+    deep = service.get(ids[2])
+    assert deep.label == "plate/sub/b.txt"
+    assert deep.custom_metadata["relative_path"] == "plate/sub/b.txt"
+    assert "relative_path" not in stored.custom_metadata  # dropped by itself
     wait_rows(qtbot, window)
     assert window.model.rowCount() == 3
+    assert "plate/sub/b.txt" in labels_shown(window)
     qtbot.waitUntil(lambda: window.detail.datapoint_id == ids[0])
     # The next capture remembers the names and metadata.
     drop(window, [one])
