@@ -20,10 +20,12 @@ from typing import Any, Optional
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -75,11 +77,16 @@ def expand_paths(paths: Sequence[os.PathLike[str] | str]) -> list[tuple[Path, Op
     return files
 
 
-def _initial_names(context: UiContext) -> dict[str, str]:
-    names = dict(context.bench_identity())
-    names = {k: str(v) for k, v in names.items() if isinstance(v, str) and v}
-    names.update(remembered(context.settings).get("names") or {})
-    return names
+def _initial_names(context: UiContext) -> tuple[dict[str, str], dict[str, str]]:
+    """The names a new capture starts with, and where each came from (for its mark)."""
+    identity = {k: str(v) for k, v in dict(context.bench_identity()).items()
+                if isinstance(v, str) and v}
+    last = remembered(context.settings).get("names") or {}
+    names = {**identity, **last}
+    origins = {kind: ("Carried over from the last capture; clear it if this is a new run"
+                      if kind in last else "This bench's identity (Settings)")
+               for kind in names}
+    return names, origins
 
 
 class _CaptureForm(QWidget):
@@ -88,26 +95,68 @@ class _CaptureForm(QWidget):
     def __init__(self, context: UiContext, label_hint: str, parent: QWidget) -> None:
         super().__init__(parent)
         last = remembered(context.settings)
+        pinned = bool(last.get("pin_metadata"))
         self.label = QLineEdit(self)
         self.label.setObjectName("label")
         self.label.setPlaceholderText(label_hint)
-        self.ownership = OwnershipForm(context.known_names(), _initial_names(context), self)
-        self.metadata = MetadataTable(last.get("metadata") or {}, self)
+        names, origins = _initial_names(context)
+        self.ownership = OwnershipForm(context.known_names(), names, self)
+        self.ownership.mark_carried(origins)
+        self.metadata = MetadataTable((last.get("metadata") or {}) if pinned else {}, self)
+        self.pin_metadata = QCheckBox("Keep this metadata for the next captures", self)
+        self.pin_metadata.setObjectName("pinMetadata")
+        self.pin_metadata.setChecked(pinned)
+        self.carried_note = QLabel(self)
+        self.carried_note.setObjectName("carriedNote")
+        self.carried_note.setWordWrap(True)
+        self.clear_carried_button = QPushButton("Clear", self)
+        self.clear_carried_button.setObjectName("clearCarried")
+        self.clear_carried_button.setToolTip("Start this capture without the carried-over "
+                                             "names and pinned metadata")
+        self.clear_carried_button.clicked.connect(self.clear_carried)
+        carried_row = QHBoxLayout()
+        carried_row.addWidget(self.carried_note, 1)
+        carried_row.addWidget(self.clear_carried_button)
         form = QFormLayout()
         form.addRow("Label:", self.label)
         owner_box = QGroupBox("Belongs to", self)
-        QVBoxLayout(owner_box).addWidget(self.ownership)
+        owner_layout = QVBoxLayout(owner_box)
+        owner_layout.addLayout(carried_row)
+        owner_layout.addWidget(self.ownership)
         meta_box = QGroupBox("Metadata", self)
-        QVBoxLayout(meta_box).addWidget(self.metadata)
+        meta_layout = QVBoxLayout(meta_box)
+        meta_layout.addWidget(self.metadata)
+        meta_layout.addWidget(self.pin_metadata)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(owner_box)
         layout.addWidget(meta_box)
+        for combo in self.ownership.fields.values():
+            combo.editTextChanged.connect(lambda _t: self._show_carried())
+        self._show_carried()
+
+    def _show_carried(self) -> None:
+        kinds = self.ownership.carried()
+        pinned = self.pin_metadata.isChecked() and bool(self.metadata.metadata())
+        parts = [f"{kind} {self.ownership.fields[kind].currentText()}" for kind in kinds]
+        if pinned:
+            parts.append("pinned metadata")
+        self.carried_note.setText("Carried over: " + ", ".join(parts) if parts else "")
+        self.carried_note.setVisible(bool(parts))
+        self.clear_carried_button.setVisible(bool(parts))
+
+    def clear_carried(self) -> None:
+        """One click: no carried-over names, no pinned metadata."""
+        self.ownership.clear_carried()
+        if self.pin_metadata.isChecked():
+            self.metadata.clear()
+            self.pin_metadata.setChecked(False)
+        self._show_carried()
 
     def remember(self, context: UiContext) -> None:
         remember(context.settings, names=self.ownership.names(),
-                 metadata=self.metadata.metadata())
+                 metadata=self.metadata.metadata(), pin_metadata=self.pin_metadata.isChecked())
 
 
 class CaptureDialog(QDialog):

@@ -2,8 +2,10 @@
 
 The operator chooses ``EXP42`` and ``alice`` from what this bench has seen (or types a new
 name); the service maps names to ids when the datapoint is captured. The last values are
-remembered (QSettings) so a run of captures needs no retyping; the bench identity
-(``bench`` section: user, node, lab) fills what was never typed.
+remembered (QSettings) so a run of captures needs no retyping, and marked as carried over
+(with one click to clear them) so a new run is never silently labelled with the old one's
+names; the bench identity (``bench`` section: user, node, lab) fills what was never typed.
+Free metadata carries over only when the operator pins it.
 """
 
 from __future__ import annotations
@@ -68,6 +70,31 @@ class OwnershipForm(QWidget):
         for kind, combo in self.fields.items():
             combo.setEditText(names.get(kind, ""))
 
+    def mark_carried(self, kinds: Mapping[str, str]) -> None:
+        """Mark prefilled fields (kind -> where the value came from) so the operator sees
+        what was not typed for this capture; typing in a field removes its mark."""
+        for kind, origin in kinds.items():
+            combo = self.fields.get(kind)
+            if combo is None:
+                continue
+            _set_carried(combo, origin)
+            combo.editTextChanged.connect(lambda _t, c=combo: _set_carried(c, None))
+
+    def carried(self) -> list[str]:
+        """The kinds still showing a carried-over value."""
+        return [kind for kind, combo in self.fields.items() if combo.property("carried")]
+
+    def clear_carried(self) -> None:
+        for kind in self.carried():
+            self.fields[kind].setEditText("")
+
+
+def _set_carried(combo: QComboBox, origin: Optional[str]) -> None:
+    combo.setProperty("carried", bool(origin))
+    combo.setToolTip(origin or "")
+    combo.style().unpolish(combo)  # the stylesheet marks carried fields; apply it now
+    combo.style().polish(combo)
+
 
 class MetadataTable(QWidget):
     """Custom metadata as editable key/value rows."""
@@ -104,6 +131,9 @@ class MetadataTable(QWidget):
         if not key:
             self.table.editItem(self.table.item(row, 0))
 
+    def clear(self) -> None:
+        self.table.setRowCount(0)
+
     def _remove_selected(self) -> None:
         for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
             self.table.removeRow(row)
@@ -119,7 +149,8 @@ class MetadataTable(QWidget):
 
 
 def remembered(settings: QSettings) -> dict[str, Any]:
-    """The last capture's label, names and metadata."""
+    """The last capture's label, names and pinned metadata (``pin_metadata``: whether the
+    operator asked for its metadata to carry over; free metadata does not otherwise)."""
     raw = settings.value(_SETTINGS_PREFIX, "")
     try:
         data = json.loads(str(raw)) if raw else {}
@@ -129,6 +160,7 @@ def remembered(settings: QSettings) -> dict[str, Any]:
 
 
 def remember(settings: QSettings, *, names: Mapping[str, str], metadata: Mapping[str, str],
-             label: str = "") -> None:
+             label: str = "", pin_metadata: bool = False) -> None:
     settings.setValue(_SETTINGS_PREFIX, json.dumps(
-        {"names": dict(names), "metadata": dict(metadata), "label": label}))
+        {"names": dict(names), "metadata": dict(metadata) if pin_metadata else {},
+         "pin_metadata": pin_metadata, "label": label}))

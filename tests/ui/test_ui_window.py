@@ -296,11 +296,31 @@ def test_dropping_files_and_a_folder_captures_them(qtbot: Any, window: Any, tmp_
     assert window.model.rowCount() == 3
     assert "plate/sub/b.txt" in labels_shown(window)
     qtbot.waitUntil(lambda: window.detail.datapoint_id == ids[0])
-    # The next capture remembers the names and metadata.
+    # The next capture carries the names over, visibly, and one click clears them; free
+    # metadata does not carry over unless pinned.
     drop(window, [one])
     qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.capture_button.isEnabled())
-    assert window.dialog.form.ownership.fields["experiment"].currentText() == "EXP42"
-    assert window.dialog.form.metadata.metadata() == {"sample": "S-7"}
+    form = window.dialog.form
+    assert form.ownership.fields["experiment"].currentText() == "EXP42"
+    assert form.ownership.carried() == ["experiment", "user"]
+    assert form.ownership.fields["experiment"].property("carried")
+    assert "Carried over from the last capture" in form.ownership.fields["experiment"].toolTip()
+    assert form.carried_note.text() == "Carried over: experiment EXP42, user alice"
+    assert form.metadata.metadata() == {}
+    grab(window.dialog, "capture-dialog-carried.png")
+    form.ownership.fields["user"].setEditText("bob")  # typed for this capture: not carried
+    assert form.ownership.carried() == ["experiment"]
+    form.clear_carried_button.click()
+    assert form.ownership.names() == {"user": "bob"} and not form.carried_note.isVisible()
+    form.metadata.add_row("sample", "S-8")
+    form.pin_metadata.setChecked(True)
+    with qtbot.waitSignal(window.captured, timeout=10_000):
+        qtbot.mouseClick(window.dialog.capture_button, Qt.MouseButton.LeftButton)
+    drop(window, [one])
+    qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.capture_button.isEnabled())
+    form = window.dialog.form
+    assert form.metadata.metadata() == {"sample": "S-8"} and form.pin_metadata.isChecked()
+    assert form.carried_note.text() == "Carried over: user bob, pinned metadata"
     window.dialog.reject()
 
 
