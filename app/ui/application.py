@@ -19,6 +19,7 @@ from app.ui.attach import describe_components, describe_service, try_lock
 from app.ui.context import UiContext, gui_settings
 from app.ui.main_window import MainWindow
 from app.ui.resources import icon, stylesheet
+from app.ui.single_instance import WindowServer, raise_running_window
 from app.ui.tasks import TaskManager, lower_thread_priority
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,10 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
 
     app = make_application(argv)
     paths = bench_paths(data_dir)
+    if raise_running_window(paths.data_dir):
+        print("Bench Data Manager is already open on this store; brought it to the front.",
+              flush=True)
+        return 0
     try:
         setup_logging(paths, name=WINDOW_LOG_NAME)  # console + rotating file, redacted
     except OSError as exc:  # an unwritable log folder must not keep the window closed
@@ -167,6 +172,7 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
         QMessageBox.critical(None, "Bench Data Manager", f"The local store cannot be opened:\n{exc}")
         return 1
     window = build_window(service, data_dir_given=data_dir is not None)
+    instances = WindowServer(paths.data_dir, window.bring_to_front, window)
     if components:
         start_or_attach(window, options)
     window.show()
@@ -175,6 +181,7 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
     try:
         return app.exec()
     finally:
+        instances.close()
         window.context.tasks.shutdown()
         if window.attachment is not None:
             window.attachment.stop()

@@ -411,6 +411,15 @@ class MainWindow(QMainWindow):
         self.filter_bar.search.setFocus()
         self.filter_bar.search.selectAll()
 
+    def bring_to_front(self) -> None:
+        """Another start on this store asked for this window (one window per store)."""
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        self.show_message("Bench Data Manager is already open here; this is its window.")
+
     def toggle_detail(self) -> None:
         self.detail.setVisible(not self.detail.isVisible())
 

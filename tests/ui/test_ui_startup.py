@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -113,3 +114,36 @@ def test_python_m_app_opens_on_a_real_x11_screen(tmp_path: Path, x11_display: st
     result = _start_without_platform(tmp_path / "home", DISPLAY=x11_display)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "window ready: 0 datapoint(s)" in result.stdout
+
+
+def test_a_second_start_raises_the_first_window_instead_of_opening_another(
+        tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = dict(os.environ, BENCHDATA_HOME=str(home), QT_QPA_PLATFORM="offscreen",
+               BENCHDATA_API_PORT=str(free_port()))
+    env.pop("BENCHDATA_GUI_SMOKE", None)
+    first = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    window_log = home / "data" / "logs" / "window.log"
+
+    def logged(text: str) -> bool:
+        return window_log.exists() and text in window_log.read_text(encoding="utf-8")
+
+    try:
+        deadline = time.monotonic() + 60
+        while not logged("a second start raises it"):
+            assert first.poll() is None, "the first window exited"
+            assert time.monotonic() < deadline, "the first window never got ready"
+            time.sleep(0.1)
+        second = subprocess.run([sys.executable, "-m", "app"], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert "already open on this store" in second.stdout
+        deadline = time.monotonic() + 20
+        while not logged("a second start asked this window to come to the front"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert first.poll() is None  # the first window is still open
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
