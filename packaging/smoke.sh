@@ -79,6 +79,9 @@ unset BENCHDATA_MONGO_URL BENCHDATA_MONGO_DATABASE BENCHDATA_MONGO_COLLECTION \
       OBJECT_STORAGE_ENDPOINT OBJECT_STORAGE_ACCESS_KEY OBJECT_STORAGE_SECRET_KEY \
       OBJECT_STORAGE_DEFAULT_BUCKET OBJECT_STORAGE_SECURE OBJECT_STORAGE_REGION \
       BENCHDATA_API_PORT BENCHDATA_GUI_SMOKE
+# The window hosts capture itself in these checks (nothing outlives them); check 7 is the
+# window starting the capture service as a process of its own.
+export BENCHDATA_GUI_CAPTURE=window
 cd "$WORK"
 
 RESULTS=()
@@ -227,6 +230,26 @@ if BENCHDATA_GUI_SMOKE=1 "${limit[@]}" "$GUI" >"$WORK/gui.out" 2>&1 \
   pass "benchdata-gui (offscreen): $(grep "window ready" "$WORK/gui.out" | head -n 1)"
 else
   fail "benchdata-gui opens offscreen, shows 2 datapoints and exits 0" "$WORK/gui.out"
+fi
+
+# 7. the window starts the frozen capture service as its own process, which outlives it
+service_pid=""
+if BENCHDATA_GUI_SMOKE=1 BENCHDATA_GUI_CAPTURE=service "${limit[@]}" "$GUI" \
+     >"$WORK/gui-service.out" 2>&1; then
+  for _ in $(seq 1 300); do
+    service_pid=$(grep -o '"pid": *[0-9]*' "$BENCHDATA_HOME/data/service.lock" 2>/dev/null \
+                  | grep -o '[0-9]*$' || true)
+    [ -n "$service_pid" ] && kill -0 "$service_pid" 2>/dev/null && break
+    service_pid=""
+    sleep 0.1
+  done
+fi
+if [ -n "$service_pid" ]; then
+  pass "benchdata-gui started the capture service (pid $service_pid), still running after the window closed"
+  kill -TERM "$service_pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$service_pid" 2>/dev/null || break; sleep 0.1; done
+else
+  fail "benchdata-gui starts the capture service as its own process" "$WORK/gui-service.out"
 fi
 
 # -- size and start-up time -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from app.ui.attach import describe_components, describe_service, try_lock
 from app.ui.context import UiContext, gui_settings
 from app.ui.main_window import MainWindow
 from app.ui.resources import icon, stylesheet
+from app.ui.service_process import capture_in_own_process
 from app.ui.single_instance import WindowServer, raise_running_window
 from app.ui.tasks import TaskManager, lower_thread_priority
 
@@ -173,7 +174,11 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
         return 1
     window = build_window(service, data_dir_given=data_dir is not None)
     instances = WindowServer(paths.data_dir, window.bring_to_front, window)
-    if components:
+    window.component_options = dict(options)
+    if components and capture_in_own_process():
+        # Capture outlives the window: its own process, started if none runs, attached to.
+        window.start_capture()
+    elif components:
         start_or_attach(window, options)
     window.show()
     if os.environ.get(SMOKE_ENV):

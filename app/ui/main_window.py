@@ -103,6 +103,10 @@ class MainWindow(QMainWindow):
         self._selected_ids: list[str] = []
         self._restore_id: Optional[str] = None
         self._closing = False
+        #: Set by File → Stop capture… until the service has gone (then no take-over).
+        self._capture_stop_requested = False
+        #: The options the window's components start with (for Start capture).
+        self.component_options: dict[str, Any] = {}
         self.dialog: Optional[QWidget] = None
         self.sync_snapshot: Optional[SyncSnapshot] = None
         self._sync_paused = False
@@ -239,6 +243,14 @@ class MainWindow(QMainWindow):
                                           self.toggle_detail, "Show or hide the detail pane",
                                           "panel")
         self.quit_action = self._action("quit", "Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.stop_capture_action = self._action(
+            "stopCapture", "Stop capture…", None, self.stop_capture,
+            "Stop watching folders, the REST API and sync on this bench (asks first)")
+        self.start_capture_action = self._action(
+            "startCapture", "Start capture", None, self.start_capture,
+            "Start the capture service: watched folders, the REST API and sync")
+        self.stop_capture_action.setEnabled(False)
+        self.start_capture_action.setEnabled(False)
         self.delete_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Delete),
                                          QKeySequence("Ctrl+Backspace")])
 
@@ -260,6 +272,9 @@ class MainWindow(QMainWindow):
             file_menu.addAction(action)
         file_menu.addSeparator()
         file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.start_capture_action)
+        file_menu.addAction(self.stop_capture_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
@@ -507,6 +522,7 @@ class MainWindow(QMainWindow):
     def host_components(self, hosted: Any) -> None:
         """Run the watcher, API and sync in this window (``HostedComponents``)."""
         self.runner = hosted
+        self.start_capture_action.setEnabled(False)
         tasks = self.context.tasks
         hosted.report = lambda message: tasks.call_soon(lambda: self.show_message(message))
         for message in list(hosted.errors):
@@ -520,9 +536,77 @@ class MainWindow(QMainWindow):
         attachment = ServiceAttachment(self.context.service, self.context.tasks, holder, self)
         self.attachment = attachment
         attachment.changed.connect(self._show_service)
-        attachment.released.connect(lambda lock: self._take_over(make_hosted(lock)))
+        attachment.released.connect(lambda lock: self._service_stopped(lock, make_hosted))
         self._show_service(holder)
+        self.stop_capture_action.setEnabled(True)
+        self.start_capture_action.setEnabled(False)
         self.refresh_sync()
+
+    def _service_stopped(self, lock: Any, make_hosted: Callable[[Any], Any]) -> None:
+        """The attached service ended: as asked (File → Stop capture…) — then capture stays
+        stopped until started again — or unexpectedly, and this window captures meanwhile."""
+        if not self._capture_stop_requested:
+            self._take_over(make_hosted(lock))
+            return
+        lock.release()
+        self._capture_stop_requested = False
+        if self.attachment is not None:
+            self.attachment.stop()
+            self.attachment.deleteLater()
+            self.attachment = None
+        self.service_label.setText("Capture stopped: watched folders wait (File → Start "
+                                   "capture)")
+        self.service_label.setToolTip("")
+        self.service_label.setVisible(True)
+        self.stop_capture_action.setEnabled(False)
+        self.start_capture_action.setEnabled(True)
+        self.show_message("Capture stopped. Files written into watched folders now wait "
+                          "until capture starts again.")
+        self.refresh_sync()
+
+    def stop_capture(self, confirmed: bool = False) -> None:
+        """Stop the capture service this window is attached to, after asking."""
+        if self.attachment is None:
+            return
+        if not confirmed:
+            from PySide6.QtWidgets import QMessageBox
+
+            answer = QMessageBox.question(
+                self, "Stop capture",
+                "Stop capturing on this bench? Watched folders, the REST API and sync stop "
+                "until capture is started again (File → Start capture); files the "
+                "instruments write meanwhile are captured then.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        from app.ui.service_process import stop_service
+
+        try:
+            stop_service(self.attachment.holder)
+        except OSError as exc:
+            self.show_message(f"The capture service could not be stopped: {exc}")
+            return
+        self._capture_stop_requested = True
+        self.stop_capture_action.setEnabled(False)
+        self.show_message("Stopping capture…")
+        self.attachment.check()
+
+    def start_capture(self) -> None:
+        """Start the capture service again (its own process) and attach to it."""
+        from app.ui.application import start_or_attach
+        from app.ui.service_process import ensure_service
+
+        self.start_capture_action.setEnabled(False)
+        self.show_message("Starting capture…")
+        service, given = self.context.service, self.context.data_dir_given
+        data_dir = service.paths.data_dir if given else None
+
+        def started(problem: Optional[str]) -> None:
+            if problem:
+                self.show_message(problem)
+            start_or_attach(self, self.component_options)
+
+        self.context.tasks.run(lambda: ensure_service(service.paths, data_dir), started,
+                               lambda error: self.show_message(describe_error(error)))
 
     def _show_service(self, holder: dict[str, Any]) -> None:
         self.service_label.setText(describe_service(holder))

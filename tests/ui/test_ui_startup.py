@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def start(home: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, BENCHDATA_HOME=str(home), QT_QPA_PLATFORM="offscreen",
-               BENCHDATA_GUI_SMOKE="1", BENCHDATA_API_PORT=str(free_port()))
+               BENCHDATA_GUI_SMOKE="1", BENCHDATA_API_PORT=str(free_port()),
+               BENCHDATA_GUI_CAPTURE="window")  # hosted here: nothing outlives the test
     return subprocess.run([sys.executable, "-m", "app"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120, check=False)
 
@@ -57,7 +58,8 @@ def _start_without_platform(home: Path, **env_changes: str) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items()
            if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
     env.update(BENCHDATA_HOME=str(home), BENCHDATA_GUI_SMOKE="1",
-               BENCHDATA_API_PORT=str(free_port()), **env_changes)
+               BENCHDATA_API_PORT=str(free_port()), BENCHDATA_GUI_CAPTURE="window",
+               **env_changes)
     return subprocess.run([sys.executable, "-m", "app"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120, check=False)
 
@@ -120,7 +122,7 @@ def test_a_second_start_raises_the_first_window_instead_of_opening_another(
         tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = dict(os.environ, BENCHDATA_HOME=str(home), QT_QPA_PLATFORM="offscreen",
-               BENCHDATA_API_PORT=str(free_port()))
+               BENCHDATA_API_PORT=str(free_port()), BENCHDATA_GUI_CAPTURE="window")
     env.pop("BENCHDATA_GUI_SMOKE", None)
     first = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,0 +1,109 @@
+"""End to end on a real X11 screen (Xvfb + openbox, driven by xdotool): closing the window
+with a real close event leaves capture running in its own process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import free_port
+from x11 import x11_display  # noqa: F401 - a fixture
+
+from app.admin.lock import read_holder
+from app.core.paths import bench_paths
+from app.service import BenchService
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 is Linux's")
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def _wait(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_closing_the_window_leaves_capture_running(tmp_path: Path, x11_display: str) -> None:
+    xdotool, openbox = _tool("xdotool"), _tool("openbox")
+    home, folder = tmp_path / "home", tmp_path / "instrument"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QT_QPA_PLATFORM", "BENCHDATA_GUI_SMOKE", "BENCHDATA_GUI_CAPTURE")}
+    env.update(BENCHDATA_HOME=str(home), DISPLAY=x11_display,
+               BENCHDATA_API_PORT=str(free_port()))
+    subprocess.run([sys.executable, "-m", "app", "watch", "add", str(folder), "--quiet", "1"],
+                   env=env, cwd=ROOT, check=True, capture_output=True, timeout=60)
+    manager = subprocess.Popen([openbox], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    window_output = (tmp_path / "window.out").open("wb")
+    window = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
+                              stdout=window_output, stderr=subprocess.STDOUT)
+    paths = bench_paths(home / "data")
+    service_pid = 0
+    try:
+        # The window starts the capture service as a process of its own and attaches to it.
+        holder = _wait(lambda: (h := read_holder(paths)) and "watch" in
+                       (h.get("components") or []) and h, 60, "the capture service")
+        service_pid = int(holder["pid"])
+        assert service_pid != window.pid
+        found = _wait(lambda: subprocess.run(
+            [xdotool, "search", "--onlyvisible", "--name", "^Bench Data Manager$"], env=env,
+            capture_output=True, text=True, check=False).stdout.split(), 60, "the window")
+        # A real close: the window manager's close key sends WM_DELETE_WINDOW to the window.
+        subprocess.run([xdotool, "windowactivate", "--sync", found[0], "key", "--clearmodifiers",
+                        "alt+F4"], env=env, check=True, timeout=30)
+        assert window.wait(timeout=30) == 0, (tmp_path / "window.out").read_text()[-2000:]
+
+        instrument_time = time.time() - 3600  # the instrument wrote it an hour ago
+        written = folder / "after-close.csv"
+        written.write_text("t,v\n1,2\n", encoding="utf-8")
+        os.utime(written, (instrument_time, instrument_time))
+        with BenchService(home / "data") as bench:
+            captured = _wait(lambda: bench.query({"data_type": "file"}).items, 30,
+                             "the service to capture the file written after the close")
+        assert len(captured) == 1
+        source_mtime = captured[0].custom_metadata["source_mtime"]
+        assert source_mtime.startswith(time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                     time.gmtime(instrument_time)))
+        assert os.kill(service_pid, 0) is None  # still running
+    finally:
+        if window.poll() is None:
+            window.kill()
+            window.wait(timeout=10)
+        window_output.close()
+        if service_pid:
+            os.kill(service_pid, signal.SIGTERM)
+            _wait(lambda: read_holder(paths) is None or not _alive(service_pid), 30,
+                  "the service to stop")
+        manager.terminate()
+        manager.wait(timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
