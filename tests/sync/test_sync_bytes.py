@@ -33,6 +33,7 @@ from app.service import BenchService
 from servers import central_env, free_port, wait_until
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore
+from test_sync_madsci import madsci_server  # noqa: F401  (MADSci 0.8.1's server, a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from app.cli import main; main()"]
@@ -278,3 +279,26 @@ def test_a_file_only_on_madscis_server_disk_is_not_reachable_never_a_500(
     assert "not reachable from this bench" in answer.json()["detail"]
     with pytest.raises(FileNotReachableError):
         b.value(ident)
+
+
+@pytest.mark.slow
+def test_a_file_madscis_own_server_stored_is_served_by_a_bench(
+        madsci_server: str, bench_a: tuple[BenchService, SyncEngine]) -> None:
+    """MADSci 0.8.1's server, with object storage, turns an uploaded file into an
+    object_storage record without SHA-256; a bench serves it, verified by size and ETag."""
+    b, engine_b = bench_a
+    data = os.urandom(300_000)
+    ident = str(ULID())
+    posted = httpx.post(f"{madsci_server}datapoint", timeout=60, data={"datapoint": json.dumps(
+        {"datapoint_id": ident, "data_type": "file", "label": "spectrum",
+         "path": "spectrum.bin"})}, files={"files": ("spectrum.bin", data)})
+    assert posted.status_code == 200, posted.text
+    _sync(engine_b)
+    stored = b.get(ident)
+    assert stored.data_type.value == "object_storage" and getattr(stored, "sha256", None) is None
+    with ApiServer(b, port=0) as api:
+        answer = httpx.get(f"{api.url}datapoint/{ident}/value", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.content == data
+    record = custody.custody_of(b.store, ident)
+    assert record is not None and record.how == "etag"
