@@ -21,6 +21,7 @@ import hashlib
 import io
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -123,10 +124,11 @@ def _check_headers(ident: str, source: CentralSource, response: Any) -> None:
             f"{source.size}; it was not served")
     if source.sha256 is None:
         served = _clean_etag(headers.get("etag"))
-        if source.etag is None or source.size is None:
+        if source.etag is None or (source.size is None
+                                   and not _PLAIN_MD5.fullmatch(source.etag)):
             raise FileDamagedError(
                 f"the central copy of datapoint {ident} cannot be verified: its record has "
-                "no SHA-256 and no size and ETag; it was not served")
+                "no SHA-256, and no size and ETag; it was not served")
         if served != source.etag:
             raise FileDamagedError(
                 f"the central copy of datapoint {ident} has changed since it was recorded "
@@ -139,7 +141,7 @@ def _mismatch(ident: str, source: CentralSource, blob_sha256: str, size: int,
         if blob_sha256 != source.sha256:
             return f"its SHA-256 is {blob_sha256}, the record says {source.sha256}"
         return None
-    if size != source.size:
+    if source.size is not None and size != source.size:
         return f"{size} bytes arrived, the record says {source.size}"
     if reader.md5 is not None and reader.md5.hexdigest() != source.etag:
         return f"its MD5 is {reader.md5.hexdigest()}, the record's ETag is {source.etag}"
@@ -201,19 +203,26 @@ class CentralFetcher:
     def __init__(self, settings: CentralSettings) -> None:
         self.settings = settings
         self._objects: Optional[ObjectStore] = None
+        self._lock = threading.Lock()
+
+    def _object_store(self) -> ObjectStore:
+        with self._lock:
+            if self._objects is None:
+                try:
+                    self._objects = ObjectStore(self.settings)
+                except BenchDataError as exc:
+                    raise FileUnavailableError(
+                        f"the central bucket cannot be used: {exc}") from exc
+            return self._objects
 
     def fetch(self, service: BenchService, datapoint: DataPoint) -> str:
-        if self._objects is None:
-            try:
-                self._objects = ObjectStore(self.settings)
-            except BenchDataError as exc:
-                raise FileUnavailableError(f"the central bucket cannot be used: {exc}") from exc
-        return fetch_verified(service, self._objects, datapoint)
+        return fetch_verified(service, self._object_store(), datapoint)
 
     def close(self) -> None:
-        if self._objects is not None:
-            self._objects.close()
-            self._objects = None
+        with self._lock:
+            objects, self._objects = self._objects, None
+        if objects is not None:
+            objects.close()
 
 
 def central_fetcher(service: BenchService) -> Optional[CentralFetcher]:
