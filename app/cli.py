@@ -20,7 +20,7 @@ import click
 from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
-from app.core.errors import BenchDataError, NotFoundError, describe_validation_error
+from app.core.errors import BenchDataError, describe_validation_error
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
 from app.core.units import human_size
@@ -60,7 +60,6 @@ class Context:
     def service(self) -> BenchService:
         if self._service is None:
             self._service = BenchService(self.data_dir)
-            self._service.remote_files = _fetch_from_central(self._service)
         return self._service
 
     def close(self) -> None:
@@ -69,27 +68,6 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-
-
-def _fetch_from_central(service: BenchService) -> Callable[[str], str]:
-    """Download a file only the central store holds, for ``value``/``save`` on the CLI."""
-
-    def fetch(datapoint_id: str) -> str:
-        from sync.engine import SyncEngine
-        from sync.settings import load_settings
-
-        settings = load_settings(service.paths)
-        if not settings.configured:
-            raise NotFoundError(
-                f"the file of datapoint {datapoint_id} is only in the central store, and no "
-                "central store is configured here (benchdata sync configure)")
-        engine = SyncEngine(service, settings)
-        try:
-            return engine.fetch_file(datapoint_id)
-        finally:
-            engine.close()
-
-    return fetch
 
 
 def emit_json(payload: Any) -> None:

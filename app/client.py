@@ -50,11 +50,13 @@ class DataClient:
         return self.service.get(str(datapoint_id))
 
     def get_datapoint_value(self, datapoint_id: str) -> Any:
-        """The JSON value, or the file's bytes."""
+        """The JSON value, or the file's bytes (a file only the central store holds is
+        fetched and verified first; ``FileNotReachableError`` says why when it cannot be)."""
         return self.service.value(str(datapoint_id))
 
     def save_datapoint_value(self, datapoint_id: str, output_filepath: os.PathLike[str] | str) -> None:
-        """Write the file (byte-exact) or the JSON value (as JSON text) to a path."""
+        """Write the file (byte-exact, fetched like ``get_datapoint_value``) or the JSON
+        value (as JSON text) to a path."""
         self.service.save_value(str(datapoint_id), output_filepath)
 
     def get_datapoints(self, number: int = 10) -> list[DataPoint]:

@@ -7,24 +7,27 @@ store serialises writes on its single writer connection.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import mimetypes
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
+from app.core import custody
 from app.core.atomic import atomic_writer
-from app.core.errors import NotFoundError, ValidationError
+from app.core.config import config_stamp
+from app.core.errors import FileNotReachableError, ValidationError
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import (
     DataPoint,
     DataPointTypeEnum,
     FileDataPoint,
-    ObjectStorageDataPoint,
     OwnershipInfo,
     ValueDataPoint,
 )
@@ -33,6 +36,12 @@ from app.core.paths import BenchPaths, bench_paths
 from app.core.store import LocalStore, Page, StoredDataPoint
 
 log = logging.getLogger(__name__)
+
+#: Builds the downloader of central-only files from this bench's settings
+#: (``module:function(service) -> fetcher | None``). The sync package sits above the
+#: service, so it is named here and imported on first need, as the runner's components are.
+CENTRAL_FETCHER_FACTORY = "sync.fetch:central_fetcher"
+_FETCH_LOCK_STRIPES = 64
 
 
 def guess_content_type(filename: str) -> str:
@@ -50,12 +59,19 @@ class BenchService:
         self.files = FileStore(self.paths.files)
         self.names = NameRegistry(self.store)
         self.store.resolve_name = self.names.lookup
-        #: Downloads the file of a datapoint whose bytes are only central (stored by
-        #: another bench, or freed locally); returns its SHA-256. The sync engine installs
-        #: it while it runs; without it such files are reported as not on this bench.
-        self.remote_files: Optional[Callable[[str], str]] = None
+        custody.install(self.store)
+        # The downloader of central-only files, built lazily from the settings and rebuilt
+        # when the configuration files change (see file_blob).
+        self._fetcher: Any = None
+        self._fetcher_stamp: Any = None
+        self._fetcher_lock = threading.Lock()
+        self._fetching = tuple(threading.Lock() for _ in range(_FETCH_LOCK_STRIPES))
 
     def close(self) -> None:
+        with self._fetcher_lock:
+            fetcher, self._fetcher = self._fetcher, None
+        if fetcher is not None:
+            fetcher.close()
         self.store.close()
 
     def __enter__(self) -> "BenchService":
@@ -230,21 +246,72 @@ class BenchService:
     def get_stored(self, datapoint_id: str) -> StoredDataPoint:
         return self.store.get_stored(datapoint_id)
 
-    def open_file(self, datapoint_id: str) -> BinaryIO:
-        """A binary stream of a file datapoint's captured bytes."""
-        datapoint = self.get(datapoint_id)
-        sha256 = getattr(datapoint, "sha256", None)
+    # -- a datapoint's bytes: the one path ----------------------------------------------
+
+    def held_blob(self, datapoint: DataPoint) -> Optional[str]:
+        """The SHA-256 of the local blob holding ``datapoint``'s bytes, if this bench
+        captured, fetched or verified them for it (its custody record) and still has them.
+
+        A blob that merely has the digest a record names is not enough: anyone can post a
+        record naming any digest (app/core/custody.py)."""
+        record = custody.custody_of(self.store, datapoint.datapoint_id)
+        if record is None:
+            return None
+        claimed = getattr(datapoint, "sha256", None)
+        if claimed and claimed != record.sha256:
+            return None
+        return record.sha256 if self.files.exists(record.sha256) else None
+
+    def file_blob(self, datapoint_id: str) -> tuple[DataPoint, str]:
+        """The datapoint and the SHA-256 of the local blob with its bytes: the blob held
+        here, else the central copy, downloaded, verified and cached first.
+
+        Raises FileNotReachableError (a NotFoundError) when no copy can be reached from
+        here, FileUnavailableError when the central store cannot be reached now, and
+        FileDamagedError when the central copy does not match its record."""
+        stored = self.get_stored(datapoint_id)
+        datapoint = stored.datapoint
         if datapoint.data_type == DataPointTypeEnum.JSON:
             raise ValidationError(f"datapoint {datapoint_id} holds a JSON value, not a file")
-        if (not sha256 or not self.files.exists(sha256)) and self.remote_files is not None \
-                and datapoint.data_type == DataPointTypeEnum.OBJECT_STORAGE:
-            sha256 = self.remote_files(datapoint.datapoint_id)
-        if not sha256 or not self.files.exists(sha256):
-            raise NotFoundError(
-                f"the file of datapoint {datapoint_id} is not in this bench's file store"
-                + (" (it is in central object storage; configure and start sync to download it)"
-                   if isinstance(datapoint, ObjectStorageDataPoint) else "")
-            )
+        held = self.held_blob(datapoint)
+        if held is not None:
+            return datapoint, held
+        if isinstance(datapoint, FileDataPoint) and stored.origin != "local":
+            raise FileNotReachableError(
+                f"the file of datapoint {datapoint.datapoint_id} is not reachable from this "
+                f"bench: it exists only on the disk of the server that stored it "
+                f"({datapoint.path}), and the central bucket has no copy")
+        with self._fetch_lock(datapoint.datapoint_id):
+            held = self.held_blob(datapoint)  # fetched by another request meanwhile
+            if held is not None:
+                return datapoint, held
+            fetcher = self._central_fetcher()
+            if fetcher is None:
+                raise FileNotReachableError(
+                    f"the file of datapoint {datapoint.datapoint_id} is not on this bench and "
+                    "no central object storage is configured here to fetch it from "
+                    "(benchdata sync configure)")
+            return datapoint, str(fetcher.fetch(self, datapoint))
+
+    def _central_fetcher(self) -> Any:
+        stamp = config_stamp(self.paths)
+        with self._fetcher_lock:
+            if self._fetcher is None or stamp != self._fetcher_stamp:
+                module, _, function = CENTRAL_FETCHER_FACTORY.partition(":")
+                # A replaced fetcher is left to the garbage collector: another request may
+                # still be downloading through it.
+                self._fetcher = getattr(importlib.import_module(module), function)(self)
+                self._fetcher_stamp = stamp
+            return self._fetcher
+
+    def _fetch_lock(self, datapoint_id: str) -> threading.Lock:
+        """One download per datapoint at a time; concurrent requests wait for it (striped
+        locks: bounded memory, and rarely two datapoints share one)."""
+        return self._fetching[hash(datapoint_id) % _FETCH_LOCK_STRIPES]
+
+    def open_file(self, datapoint_id: str) -> BinaryIO:
+        """A binary stream of a file datapoint's bytes (fetched first if only central)."""
+        _datapoint, sha256 = self.file_blob(datapoint_id)
         return self.files.open(sha256)
 
     def value(self, datapoint_id: str) -> Any:

@@ -41,13 +41,9 @@ class SyncComponent:
         self._follower.start()
 
     def _run(self, engine: SyncEngine) -> None:
-        # Files other benches stored download when someone asks for their bytes.
-        self.service.remote_files = engine.fetch_file
         engine.start()
 
     def _retire(self, engine: SyncEngine) -> None:
-        if self.service.remote_files == engine.fetch_file:
-            self.service.remote_files = None
         engine.close()
 
     def apply_settings_edits(self) -> None:

@@ -26,7 +26,8 @@ from sync.central import CentralDatabase
 from sync.faults import CentralConfigError, RetryableError, SyncError
 from sync.objects import ObjectStore
 from sync.outbox import Outbox
-from sync.pull import Puller, fetch_file
+from sync.fetch import fetch_verified
+from sync.pull import Puller
 from sync.push import Pusher
 from sync.settings import CentralSettings, load_settings
 
@@ -187,11 +188,15 @@ class SyncEngine:
     # -- files on request ------------------------------------------------------------------
 
     def fetch_file(self, datapoint_id: str) -> str:
-        """Download a file another bench stored (or one freed locally); return its SHA-256."""
+        """Download a file another bench stored (or one freed locally) with this engine's
+        connection, verified (sync.fetch); return its SHA-256."""
         _central, objects = self._connections()
         if objects is None:
             raise CentralConfigError("object storage is not configured; cannot download files")
-        return fetch_file(self.service, objects, datapoint_id)
+        held = self.service.held_blob(self.service.get(datapoint_id))
+        if held is not None:
+            return held
+        return fetch_verified(self.service, objects, self.service.get(datapoint_id))
 
     # -- background loop -------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ reader has passed T; re-reading is idempotent (rows carry the central revision a
 newer one replaces them). Pages are read in (write time, _id) order with a keyset, so
 millions of documents page in constant memory.
 
-Metadata only: a file is downloaded when someone asks for its bytes (:func:`fetch_file`),
-into the content-addressed file store — the remote document never chooses a local path;
-the bytes must hash to the SHA-256 the document carries.
+Metadata only: a file is downloaded when someone asks for its bytes
+(``BenchService.file_blob`` and :mod:`sync.fetch`), into the content-addressed file store —
+the remote document never chooses a local path, and the bytes must verify against it.
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
-from app.core.errors import NotFoundError, ValidationError
-from app.core.models import DataPoint, ObjectStorageDataPoint
+from app.core.errors import ValidationError
+from app.core.models import DataPoint
 from app.core.store import datapoint_to_row
 from app.service import BenchService
 
 from sync import localrows
 from sync.central import CentralDatabase
 from sync.documents import BENCH, REVISION, WRITTEN_AT, local_datapoint
-from sync.faults import RejectedError, classify_mongo
-from sync.objects import ObjectStore, StreamReader
+from sync.faults import classify_mongo
 from sync.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -192,35 +191,3 @@ def _check_safe(datapoint: DataPoint) -> None:
     sha256 = getattr(datapoint, "sha256", None)
     if sha256 is not None and not _SHA256.fullmatch(str(sha256)):
         raise ValueError(f"sha256 {sha256!r} is not a SHA-256 digest")
-
-
-def fetch_file(service: BenchService, objects: ObjectStore, datapoint_id: str) -> str:
-    """Download a pulled file into the local file store (once); return its SHA-256.
-
-    The object is read with this bench's credentials; the bytes land in the
-    content-addressed store under their own hash, which must equal the document's.
-    """
-    datapoint = service.get(datapoint_id)
-    if not isinstance(datapoint, ObjectStorageDataPoint):
-        raise ValidationError(f"datapoint {datapoint_id} is not stored in object storage")
-    expected = datapoint.sha256
-    if expected and service.files.exists(expected):
-        return expected
-    if not datapoint.object_name:
-        raise NotFoundError(f"datapoint {datapoint_id} names no object to download")
-    bucket = datapoint.bucket_name or objects.bucket
-    response = objects.open_stream(bucket, datapoint.object_name)
-    try:
-        blob = service.files.put_stream(StreamReader(response),
-                                        expected_size=datapoint.size_bytes)
-    finally:
-        response.close()
-        response.release_conn()
-    if expected and blob.sha256 != expected:
-        service.discard_blob_if_unused(blob.sha256)
-        raise RejectedError(f"the object of {datapoint_id} does not match its SHA-256 "
-                            f"(got {blob.sha256}, expected {expected}); not kept")
-    if not expected:
-        log.info("datapoint %s has no SHA-256; kept the download as %s", datapoint_id,
-                 blob.sha256)
-    return blob.sha256

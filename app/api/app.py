@@ -6,7 +6,9 @@ scripts work unchanged. Where MADSci is unsafe or fragile we differ, on purpose:
 
 * Files go into the content-addressed file store; a client's id, filename or ``path``
   never decides where a file is written or which file is read. ``/value`` serves only
-  blobs the store captured (by the datapoint's SHA-256), with HTTP range support.
+  blobs this bench captured, fetched or verified for that datapoint (its custody record,
+  never merely a SHA-256 a client names); a file only the central store holds is fetched
+  and verified first (``BenchService.file_blob``). HTTP range support.
 * A ``file`` datapoint must bring its file (MADSci would store the client's ``path`` and
   later serve whatever file that names); a ``json`` one must not.
 * POST is idempotent: the same datapoint (same id, same content) again is a no-op that
@@ -58,6 +60,8 @@ from app.core.errors import (
     CaptureError,
     ConflictError,
     DiskFullError,
+    FileDamagedError,
+    FileUnavailableError,
     NotFoundError,
     QueryError,
     SourceChangedError,
@@ -73,7 +77,6 @@ from app.core.models import (
     DataPoint,
     DataPointTypeEnum,
     FileDataPoint,
-    ObjectStorageDataPoint,
     OwnershipInfo,
     ValueDataPoint,
 )
@@ -137,6 +140,10 @@ def _status_for(exc: BenchDataError) -> int:
         return 422
     if isinstance(exc, DiskFullError):
         return 507
+    if isinstance(exc, FileDamagedError):
+        return 502  # the central copy did not verify: an upstream fault, not the client's
+    if isinstance(exc, FileUnavailableError):
+        return 503
     if isinstance(exc, SourceChangedError):
         return 400  # an upload that was shorter or longer than announced
     if isinstance(exc, (StoreError, CaptureError)):
@@ -588,7 +595,7 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
             return _not_found(datapoint_id)
         if isinstance(datapoint, ValueDataPoint):
             return _json(datapoint.value)
-        return _file_response(service, datapoint)
+        return _file_response(service, datapoint_id)
 
     @app.get("/datapoints", summary="Get the newest datapoints")
     def get_datapoints(number: int = Query(100, ge=0, description=(
@@ -891,23 +898,16 @@ class _BlobResponse(FileResponse):
     chunk_size = 1024 * 1024  # fewer, larger reads for big files
 
 
-def _file_response(service: BenchService, datapoint: DataPoint) -> Response:
-    sha256 = getattr(datapoint, "sha256", None)
-    blob_path = None
-    if sha256:
-        try:
-            blob_path = service.files.path_for(sha256)
-        except ValidationError:
-            blob_path = None
+def _file_response(service: BenchService, datapoint_id: str) -> Response:
+    """The file's bytes through the service's one path (held here, or fetched from the
+    central store and verified first); errors are 404/502/503 with a sentence."""
+    datapoint, sha256 = service.file_blob(datapoint_id)
+    blob_path = service.files.path_for(sha256)
     try:
-        stat_result = os.stat(blob_path) if blob_path is not None else None
-    except FileNotFoundError:
-        stat_result = None
-    if blob_path is None or stat_result is None:
-        where = (" (it is in central object storage; sync downloads it on request)"
-                 if isinstance(datapoint, ObjectStorageDataPoint) else "")
-        return _error_response(404, f"the file of datapoint {datapoint.datapoint_id} is not "
-                                    f"in this bench's file store{where}")
+        stat_result = os.stat(blob_path)
+    except FileNotFoundError:  # freed between the lookup and now: ask again
+        return _error_response(404, f"the file of datapoint {datapoint.datapoint_id} was "
+                                    "removed from this bench's file store just now; ask again")
     filename = getattr(datapoint, "filename", None)
     media_type = getattr(datapoint, "content_type", None) or guess_content_type(filename or "")
     return _BlobResponse(blob_path, media_type=media_type, filename=filename,

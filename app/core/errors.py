@@ -35,6 +35,21 @@ class NotFoundError(BenchDataError, KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
+class FileNotReachableError(NotFoundError):
+    """A datapoint's file is neither on this bench nor anywhere this bench can fetch it
+    from (only on another server's disk, no central copy, no central store configured)."""
+
+
+class FileUnavailableError(BenchDataError):
+    """A file's central copy cannot be fetched right now (network, server down, settings);
+    trying again later may work."""
+
+
+class FileDamagedError(BenchDataError):
+    """A file's central copy did not verify against its record (SHA-256, size or ETag);
+    none of its bytes were served."""
+
+
 class ConflictError(BenchDataError):
     """A datapoint id is already used by a datapoint with different content."""
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -33,7 +32,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.errors import NotFoundError
 from app.core.ids import OWNERSHIP_FIELDS
 from app.core.models import ValueDataPoint
 from app.core.store import StoredDataPoint
@@ -186,7 +184,6 @@ class DetailPane(QWidget):
         self._stored: Optional[StoredDataPoint] = None
         self._request = 0
         #: Downloads a file that is only in the central store (set when sync runs).
-        self.fetch_file: Optional[Callable[[str], Any]] = None
         self.title = QLabel("Nothing selected", self)
         self.title.setObjectName("title")
         self.title.setWordWrap(True)
@@ -375,11 +372,11 @@ class DetailPane(QWidget):
         self.facts.expandAll()
 
     def _local_blob(self) -> Optional[Path]:
-        sha256 = getattr(self._stored.datapoint, "sha256", None) if self._stored else None
-        if not sha256:
+        if self._stored is None:
             return None
-        path = self._context.service.files.path_for(sha256)
-        return path if path.exists() else None
+        service = self._context.service
+        sha256 = service.held_blob(self._stored.datapoint)
+        return service.files.path_for(sha256) if sha256 else None
 
     def _load_preview(self, request: int, stored: StoredDataPoint) -> None:
         dp = stored.datapoint
@@ -387,14 +384,15 @@ class DetailPane(QWidget):
             self.preview.show_preview(Preview("json", value=dp.value))
             self.preview_shown.emit("json")
             return
-        sha256 = getattr(dp, "sha256", None)
         filename = getattr(dp, "filename", None) or Path(getattr(dp, "path", "") or "").name
         content_type = getattr(dp, "content_type", None)
-        files = self._context.service.files
+        service = self._context.service
+        files = service.files
         self.preview.show_message("Loading preview…")
 
         def load() -> Preview:
-            if not sha256 or not files.exists(sha256):
+            sha256 = service.held_blob(dp)
+            if not sha256:
                 return Preview("none", note="The file is not on this bench (it is in the "
                                              "central store); no preview.")
             return load_preview(files.path_for(sha256), filename, content_type)
@@ -442,16 +440,8 @@ class DetailPane(QWidget):
                                     f"Not saved: {describe_error(error)}"))
 
     def _save_value(self, datapoint_id: str, target: Any) -> Path:
-        """Write the value or file (downloading it first if only the central store has it)."""
-        service = self._context.service
-        try:
-            return service.save_value(datapoint_id, target)
-        except NotFoundError:
-            fetch = self.fetch_file
-            if fetch is None:
-                raise
-            fetch(datapoint_id)
-            return service.save_value(datapoint_id, target)
+        """Write the value or file (the service fetches a central-only file first)."""
+        return self._context.service.save_value(datapoint_id, target)
 
     def open_external(self) -> None:
         if self._stored is None:

@@ -687,8 +687,6 @@ class MainWindow(QMainWindow):
     def _show_sync(self, snapshot: SyncSnapshot) -> None:
         self.sync_snapshot = snapshot
         self.model.set_central_configured(snapshot.configured)
-        engine = self.sync_engine()
-        self.detail.fetch_file = getattr(engine, "fetch_file", None)
         self.sync_indicator.show_snapshot(snapshot)
         self.sync_panel.show_snapshot(snapshot)
         if self.tray is not None:
