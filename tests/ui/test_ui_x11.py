@@ -107,3 +107,63 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _window_id(xdotool: str, env: dict[str, str], title: str, timeout_s: float = 60) -> str:
+    return _wait(lambda: subprocess.run(
+        [xdotool, "search", "--onlyvisible", "--name", f"^{title}$"], env=env,
+        capture_output=True, text=True, check=False).stdout.split(), timeout_s, title)[0]
+
+
+def _center(xdotool: str, env: dict[str, str], window_id: str) -> tuple[int, int]:
+    shell = subprocess.run([xdotool, "getwindowgeometry", "--shell", window_id], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    facts = dict(line.split("=", 1) for line in shell.split())
+    return (int(facts["X"]) + int(facts["WIDTH"]) // 2,
+            int(facts["Y"]) + int(facts["HEIGHT"]) // 2)
+
+
+def test_a_real_xdnd_drag_from_another_program_is_captured(tmp_path: Path,
+                                                           x11_display: str) -> None:
+    """Another X client drags a file onto the window (XDND), driven by xdotool's real
+    pointer events; the capture dialog opens and Return captures the file."""
+    xdotool, openbox = _tool("xdotool"), _tool("openbox")
+    home = tmp_path / "home"
+    dropped = tmp_path / "spectrum-7.csv"
+    dropped.write_text("nm,abs\n400,0.1\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM",
+                                                           "BENCHDATA_GUI_SMOKE")}
+    env.update(BENCHDATA_HOME=str(home), DISPLAY=x11_display, BENCHDATA_GUI_CAPTURE="window",
+               BENCHDATA_API_PORT=str(free_port()))
+    manager = subprocess.Popen([openbox], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    window = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    source = subprocess.Popen([sys.executable, str(Path(__file__).parent / "x11_helpers" /
+                                                   "drag_source.py"), str(dropped)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        target_id = _window_id(xdotool, env, "Bench Data Manager")
+        source_id = _window_id(xdotool, env, "benchdata-test-drag-source")
+        subprocess.run([xdotool, "windowmove", "--sync", source_id, "0", "0"], env=env,
+                       check=True, timeout=30)
+        subprocess.run([xdotool, "windowmove", "--sync", target_id, "260", "40"], env=env,
+                       check=True, timeout=30)
+        (sx, sy), (tx, ty) = _center(xdotool, env, source_id), _center(xdotool, env, target_id)
+        steps = [[ "mousemove", str(sx + (tx - sx) * k // 10), str(sy + (ty - sy) * k // 10),
+                   "sleep", "0.05"] for k in range(1, 11)]
+        subprocess.run([xdotool, "mousemove", str(sx), str(sy), "sleep", "0.2", "mousedown",
+                        "1", "sleep", "0.2", *sum(steps, []), "sleep", "0.3", "mouseup", "1"],
+                       env=env, check=True, timeout=60)
+        dialog_id = _window_id(xdotool, env, "Capture files", timeout_s=30)
+        subprocess.run([xdotool, "windowactivate", "--sync", dialog_id, "key", "Return"],
+                       env=env, check=True, timeout=30)
+        with BenchService(home / "data") as bench:
+            captured = _wait(lambda: bench.query({"data_type": "file"}).items, 30,
+                             "the dropped file to be captured")
+        assert [dp.filename for dp in captured] == ["spectrum-7.csv"]
+        assert captured[0].size_bytes == dropped.stat().st_size
+    finally:
+        for process in (source, window, manager):
+            process.terminate()
+            process.wait(timeout=30)
