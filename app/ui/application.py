@@ -183,6 +183,8 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
     window.show()
     if os.environ.get(SMOKE_ENV):
         _quit_when_ready(app, window)
+    else:
+        window.ask_first_run_questions()
     try:
         return app.exec()
     finally:

@@ -426,6 +426,21 @@ class MainWindow(QMainWindow):
         self.filter_bar.search.setFocus()
         self.filter_bar.search.selectAll()
 
+    def ask_first_run_questions(self) -> Optional[QWidget]:
+        """On a bench that has never been introduced: operator and instrument (skippable)."""
+        from app.ui.first_run import FirstRunDialog, should_ask
+
+        if self.dialog is not None or not should_ask(self.context):
+            return None
+        dialog = FirstRunDialog(self.context, self)
+        dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
+        dialog.saved.connect(lambda: self.show_message(
+            "Saved: new captures belong to these names (Settings → Bench changes them)."))
+        self.dialog = dialog
+        dialog.setModal(False)  # a welcome, not a gate: drops, capture and closing still work
+        dialog.show()
+        return dialog
+
     def bring_to_front(self) -> None:
         """Another start on this store asked for this window (one window per store)."""
         if self.isMinimized():

@@ -691,3 +691,25 @@ def test_the_detail_pane_follows_the_selection_into_a_search_that_hides_it(
     assert not window.detail.edit_button.isEnabled()
     assert not window.detail.delete_button.isEnabled()
     assert not window.edit_action.isEnabled() and not window.delete_action.isEnabled()
+
+
+def test_first_start_asks_for_operator_and_instrument_once(qtbot: Any, window: Any) -> None:
+    dialog = window.ask_first_run_questions()
+    assert dialog is not None and dialog.isVisible()
+    grab(dialog, "first-run.png")
+    dialog.fields["user"].setText("alice")
+    dialog.fields["node"].setText("hplc-2")
+    with qtbot.waitSignal(dialog.saved, timeout=10_000):
+        dialog.save()
+    assert window.context.bench_identity()["user"] == "alice"
+    assert window.context.bench_identity()["node"] == "hplc-2"
+    assert window.ask_first_run_questions() is None  # answered: never asked again
+
+
+def test_first_start_question_can_be_skipped_for_good(qtbot: Any, window: Any) -> None:
+    dialog = window.ask_first_run_questions()
+    assert dialog is not None
+    dialog.skip_button.click()
+    qtbot.waitUntil(lambda: window.dialog is None)
+    assert window.context.bench_identity().get("user") is None
+    assert window.ask_first_run_questions() is None
