@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
+from app.core import query as querylang
 from app.core.atomic import atomic_writer
+from app.core.config import load_section
 from app.core.errors import NotFoundError, ValidationError
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
@@ -35,6 +37,15 @@ from app.core.store import LocalStore, Page, StoredDataPoint
 log = logging.getLogger(__name__)
 
 
+def query_time_budget(paths: BenchPaths) -> float:
+    """``query.time_budget_seconds`` from config.json; the default if unset or invalid."""
+    try:
+        return querylang.time_budget_setting(load_section(paths, "query"))
+    except ValidationError as exc:
+        log.warning("%s; using %g seconds", exc, querylang.DEFAULT_TIME_BUDGET_SECONDS)
+        return querylang.DEFAULT_TIME_BUDGET_SECONDS
+
+
 def guess_content_type(filename: str) -> str:
     guessed, _encoding = mimetypes.guess_type(filename)
     return guessed or "application/octet-stream"
@@ -50,6 +61,7 @@ class BenchService:
         self.files = FileStore(self.paths.files)
         self.names = NameRegistry(self.store)
         self.store.resolve_name = self.names.lookup
+        self.store.query_seconds = query_time_budget(self.paths)
         #: Downloads the file of a datapoint whose bytes are only central (stored by
         #: another bench, or freed locally); returns its SHA-256. The sync engine installs
         #: it while it runs; without it such files are reported as not on this bench.

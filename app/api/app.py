@@ -60,6 +60,7 @@ from app.core.errors import (
     DiskFullError,
     NotFoundError,
     QueryError,
+    QueryTimeoutError,
     SourceChangedError,
     StoreError,
     ValidationError,
@@ -131,6 +132,8 @@ def _status_for(exc: BenchDataError) -> int:
         return 409
     if isinstance(exc, ValueTooLargeError):
         return 413
+    if isinstance(exc, QueryTimeoutError):
+        return 408
     if isinstance(exc, QueryError):
         return 400
     if isinstance(exc, ValidationError):

@@ -33,14 +33,25 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final, Optional, Union
 
-from app.core.errors import QueryError, ValidationError
+import re2
+
+from app.core.errors import QueryError, QueryTimeoutError, ValidationError
 from app.core.ids import OWNERSHIP_FIELDS, is_ulid, name_to_id
 from app.core.timestamps import to_canonical
+
+# -- budgets ---------------------------------------------------------------------------
+#
+# Every limit a query is held to, in one place. The structural ones are checked while a
+# selector is parsed (a QueryError, 400 over REST); the time budget is enforced while
+# SQLite runs the statement (a QueryTimeoutError, 408). Together they bound what one query
+# can cost: no query holds a reader, the CPU or the GIL long enough to stall capture.
 
 #: The most rows one page may ask for.
 MAX_LIMIT: Final[int] = 100_000
@@ -50,6 +61,22 @@ MAX_DEPTH: Final[int] = 32
 MAX_PARAMETERS: Final[int] = 30_000
 #: How many sort keys a query may name (the id tie-breaker comes on top).
 MAX_SORT_KEYS: Final[int] = 8
+#: How many values one ``$in``/``$nin`` list may hold.
+MAX_IN_VALUES: Final[int] = 10_000
+#: The longest field path (selector key or sort key), and the most segments in it.
+MAX_FIELD_PATH_CHARS: Final[int] = 512
+MAX_FIELD_PATH_SEGMENTS: Final[int] = 32
+#: The longest ``$regex`` pattern, in characters.
+MAX_REGEX_CHARS: Final[int] = 4096
+#: Memory RE2 may use for one compiled pattern (its program and its DFA cache); a pattern
+#: that needs more is refused as too complex. At most ``_REGEX_CACHE_SIZE`` are kept.
+MAX_REGEX_MEMORY_BYTES: Final[int] = 2 * 1024 * 1024
+_REGEX_CACHE_SIZE: Final[int] = 32
+#: How long one query statement may run before it is stopped (setting
+#: ``query.time_budget_seconds`` in config.json).
+DEFAULT_TIME_BUDGET_SECONDS: Final[float] = 10.0
+#: SQLite virtual machine steps between two looks at the clock (about 0.1 ms of work).
+_PROGRESS_STEPS: Final[int] = 1000
 
 LOGICAL_OPERATORS: Final[tuple[str, ...]] = ("$and", "$or", "$nor")
 FIELD_OPERATORS: Final[tuple[str, ...]] = (
@@ -126,7 +153,17 @@ class Field:
 def _split_path(path: str) -> list[str]:
     if not isinstance(path, str) or not path:
         raise QueryError(f"a field path must be non-empty text, got {path!r}")
+    if len(path) > MAX_FIELD_PATH_CHARS:
+        raise QueryError(
+            f"field path {path[:40]!r}… is {len(path)} characters long; at most "
+            f"{MAX_FIELD_PATH_CHARS}"
+        )
     segments = path.split(".")
+    if len(segments) > MAX_FIELD_PATH_SEGMENTS:
+        raise QueryError(
+            f"field path {path[:40]!r}… has {len(segments)} segments; at most "
+            f"{MAX_FIELD_PATH_SEGMENTS}"
+        )
     for segment in segments:
         if not segment:
             raise QueryError(
@@ -444,6 +481,11 @@ class _Parser:
             raise QueryError(
                 f"field {field.path!r}: {op} needs a list of values, got {operand!r}"
             )
+        if len(operand) > MAX_IN_VALUES:
+            raise QueryError(
+                f"field {field.path!r}: {op} lists {len(operand)} values; at most "
+                f"{MAX_IN_VALUES} (split the query, or select by a shared field instead)"
+            )
         patterns = [self.regex(field, item, None) for item in operand
                     if isinstance(item, re.Pattern)]
         values = tuple(self.comparand(field, item, op) for item in operand
@@ -474,11 +516,16 @@ class _Parser:
                     f"supported: i, m, s, x"
                 )
             flags.update(options)
+        if len(pattern) > MAX_REGEX_CHARS:
+            raise QueryError(
+                f"field {field.path!r}: the $regex pattern is {len(pattern)} characters long; "
+                f"at most {MAX_REGEX_CHARS}"
+            )
         flag_text = "".join(sorted(flags))
         try:
             _compile(pattern, flag_text)
-        except re.error as exc:
-            raise QueryError(f"field {field.path!r}: invalid $regex {pattern!r}: {exc}") from None
+        except _RegexRefused as exc:
+            raise QueryError(f"field {field.path!r}: {exc}") from None
         return Regex(field, pattern, flag_text)
 
     def comparand(self, field: Field, value: Any, op: str) -> Any:
@@ -914,15 +961,136 @@ def to_sql(node: Node) -> tuple[str, list[Any]]:
     return fragment.text, list(fragment.params)
 
 
-# -- regular expressions inside SQLite -------------------------------------------------
+# -- regular expressions: RE2 inside SQLite --------------------------------------------
+#
+# ``$regex`` runs on RE2, whose matching time is linear in the text's length whatever the
+# pattern (Python's ``re`` backtracks: ``^(a+)+$`` against 33 characters never ends, and it
+# holds the GIL meanwhile). RE2 cannot run what needs backtracking — backreferences,
+# lookaround, atomic groups, possessive quantifiers, recursion — so such patterns are
+# refused at parse time with a sentence naming the construct.
+
+_RE2_ANCHOR: Final[Any] = re2._re2.RE2.Anchor.UNANCHORED
+_RE2_NO_MATCH: Final[tuple[int, int]] = (-1, -1)
+_RE2_SYNTAX: Final[str] = (
+    "$regex uses RE2 syntax, which runs in linear time and has no backtracking "
+    "(see docs/query-language.md)"
+)
+#: What a fragment RE2 refuses is called, by how the fragment starts.
+_CONSTRUCTS: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
+    (re.compile(start), name) for start, name in (
+        (r"\\[1-9]", "a backreference"),
+        (r"\\[kg]|\(\?P=", "a named backreference"),
+        (r"\(\?=", "a lookahead"),
+        (r"\(\?!", "a negative lookahead"),
+        (r"\(\?<=", "a lookbehind"),
+        (r"\(\?<!", "a negative lookbehind"),
+        (r"\(\?>", "an atomic group"),
+        (r"\(\?\(", "a conditional group"),
+        (r"\(\?(?:R|[0-9]|&|P>|[+-][0-9])", "a recursive pattern"),
+        (r"\(\?[a-zA-Z-]*x", "the inline x flag (give it in $options instead)"),
+        (r"[*+?}]\+", "a possessive quantifier"),
+        (r"\\Z", r"\Z (use \z, or $ without the m option)"),
+        (r"\{", "a repetition count above 1000"),
+    )
+)
 
 
-@functools.lru_cache(maxsize=256)
-def _compile(pattern: str, flags: str) -> re.Pattern[str]:
-    bits = 0
-    for letter in flags:
-        bits |= _REGEX_OPTIONS[letter]
-    return re.compile(pattern, bits)
+class _RegexRefused(Exception):
+    """RE2 cannot compile a pattern; ``str()`` says why, for a QueryError."""
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.max_mem = MAX_REGEX_MEMORY_BYTES
+    options.never_capture = True  # only "does it match" is asked
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS: Final[Any] = _re2_options()
+
+
+def _without_extended_syntax(pattern: str) -> str:
+    r"""PCRE's ``x`` option, which RE2 lacks: drop unescaped whitespace and ``#`` comments
+    outside character classes (and outside ``\Q…\E``)."""
+    out: list[str] = []
+    index, in_class, length = 0, False, len(pattern)
+    while index < length:
+        char = pattern[index]
+        if char == "\\" and pattern.startswith("\\Q", index):
+            end = pattern.find("\\E", index + 2)
+            end = length if end < 0 else end + 2
+            out.append(pattern[index:end])
+            index = end
+            continue
+        if char == "\\":
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            if pattern.startswith("[:", index):
+                end = pattern.find(":]", index + 2)
+                end = length if end < 0 else end + 2
+                out.append(pattern[index:end])
+                index = end
+                continue
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            out.append(char)
+            index += 1
+            # A ``]`` right after ``[`` or ``[^`` is a literal, not the end of the class.
+            for literal in ("^", "]"):
+                if pattern.startswith(literal, index):
+                    out.append(literal)
+                    index += 1
+            continue
+        elif char in " \t\n\r\f\v":
+            index += 1
+            continue
+        elif char == "#":
+            end = pattern.find("\n", index)
+            index = length if end < 0 else end + 1
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _construct(pattern: str, fragment: str) -> Optional[str]:
+    """The construct RE2 stopped at. RE2 quotes only its start ("(?P" for "(?P=name)"),
+    so each place the fragment occurs is looked at with what follows it."""
+    at = pattern.find(fragment) if fragment else -1
+    while at >= 0:
+        for start, name in _CONSTRUCTS:
+            if start.match(pattern, at):
+                return name
+        at = pattern.find(fragment, at + 1)
+    return None
+
+
+def _refusal(pattern: str, error: str) -> str:
+    """Why RE2 refused ``pattern``: the construct it uses, or RE2's own words."""
+    if error.startswith("pattern too large"):
+        return (f"$regex {pattern!r} is too complex (it would need more than "
+                f"{MAX_REGEX_MEMORY_BYTES // (1024 * 1024)} MiB); simplify it")
+    name = _construct(pattern, error.partition(": ")[2])
+    if name:
+        return f"$regex {pattern!r} uses {name}, which the bench cannot run: {_RE2_SYNTAX}"
+    return f"invalid $regex {pattern!r}: {error}; {_RE2_SYNTAX}"
+
+
+@functools.lru_cache(maxsize=_REGEX_CACHE_SIZE)
+def _compile(pattern: str, flags: str) -> Any:
+    """The RE2 program for ``pattern`` with MongoDB ``$options`` letters (raises
+    _RegexRefused)."""
+    body = _without_extended_syntax(pattern) if "x" in flags else pattern
+    inline = "".join(letter for letter in flags if letter in "ims")
+    source = f"(?{inline}){body}" if inline else body
+    regex = re2._re2.RE2(source.encode("utf-8", "surrogatepass"), _RE2_OPTIONS)
+    if not regex.ok():
+        raise _RegexRefused(_refusal(pattern, regex.error().decode("utf-8", "replace")))
+    return regex
 
 
 def _regexp(pattern: Optional[str], flags: Optional[str], text: Any) -> Optional[int]:
@@ -930,7 +1098,9 @@ def _regexp(pattern: Optional[str], flags: Optional[str], text: Any) -> Optional
         return None
     if not isinstance(text, str):
         return 0  # MongoDB's $regex only ever matches strings
-    return 1 if _compile(pattern, flags or "").search(text) else 0
+    data = text.encode("utf-8", "surrogatepass")
+    span = _compile(pattern, flags or "").Match(_RE2_ANCHOR, data, 0, len(data))[0]
+    return 0 if span == _RE2_NO_MATCH else 1
 
 
 def _regexp_operator(pattern: Optional[str], text: Any) -> Optional[int]:
@@ -946,6 +1116,63 @@ def register_functions(dbapi_connection: sqlite3.Connection) -> None:
     """
     dbapi_connection.create_function("regexp", 3, _regexp, deterministic=True)
     dbapi_connection.create_function("regexp", 2, _regexp_operator, deterministic=True)
+
+
+# -- the time budget ---------------------------------------------------------------------
+
+
+def _timeout_message(seconds: float) -> str:
+    return (f"the query ran longer than its {seconds:g}-second budget and was stopped; "
+            f"narrow the selector (an exact label, an experiment, a time range) or ask "
+            f"for a page with a limit")
+
+
+@contextmanager
+def time_budget(conn: sqlite3.Connection, seconds: float,
+                keep_going: Optional[Callable[[], bool]] = None
+                ) -> Iterator[sqlite3.Connection]:
+    """Run the statements inside on ``conn`` for at most ``seconds`` (each statement's
+    clock starts when the block starts; reading the rows counts).
+
+    SQLite's progress handler looks at the clock every few thousand steps and interrupts
+    the statement once the budget is spent; that raises QueryTimeoutError here. Between
+    steps SQLite does not hold the GIL, so other threads (captures, ``/health``) run.
+    ``keep_going`` (optional) is asked at the same moments: when it turns false the
+    statement is interrupted too, and the OperationalError is left to the caller.
+    """
+    deadline = time.monotonic() + seconds
+    expired = False
+
+    def progress() -> int:
+        nonlocal expired
+        if time.monotonic() > deadline:
+            expired = True
+            return 1
+        return 0 if keep_going is None or keep_going() else 1
+
+    conn.set_progress_handler(progress, _PROGRESS_STEPS)
+    try:
+        yield conn
+    except sqlite3.OperationalError:
+        if expired:
+            raise QueryTimeoutError(_timeout_message(seconds)) from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def time_budget_setting(section: Any) -> float:
+    """The time budget from config.json's ``query`` section (``time_budget_seconds``),
+    or the default; raises ValidationError for a value that is not a positive number."""
+    value = (section or {}).get("time_budget_seconds") if isinstance(section, Mapping) \
+        else None
+    if value is None:
+        return DEFAULT_TIME_BUDGET_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValidationError(
+            f"query.time_budget_seconds must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 # -- sorting, paging, statements -------------------------------------------------------
@@ -990,8 +1217,13 @@ def parse_sort(sort: Union[str, Sequence[Any], Mapping[str, Any], None]) -> list
     """
     if sort is None or (isinstance(sort, (str, Sequence, Mapping)) and not sort):
         return list(DEFAULT_SORT)
+    if isinstance(sort, (Mapping, Sequence)) and not isinstance(sort, str) \
+            and len(sort) > MAX_SORT_KEYS:
+        raise QueryError(f"at most {MAX_SORT_KEYS} sort keys, got {len(sort)}")
     keys: list[SortKey] = []
     if isinstance(sort, str):
+        if sort.count(",") >= MAX_SORT_KEYS:
+            raise QueryError(f"at most {MAX_SORT_KEYS} sort keys, got {sort.count(',') + 1}")
         keys = [_key_from_text(item) for item in sort.split(",")]
     elif isinstance(sort, Mapping):
         keys = [SortKey(str(path), _direction(str(path), d)) for path, d in sort.items()]
@@ -1009,8 +1241,6 @@ def parse_sort(sort: Union[str, Sequence[Any], Mapping[str, Any], None]) -> list
                 )
     else:
         raise QueryError(f"sort must be text or a list of (path, direction), got {sort!r}")
-    if len(keys) > MAX_SORT_KEYS:
-        raise QueryError(f"at most {MAX_SORT_KEYS} sort keys, got {len(keys)}")
     seen: set[tuple[str, Optional[str]]] = set()
     for key in keys:
         field = resolve_field(key.path)
