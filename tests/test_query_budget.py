@@ -235,3 +235,33 @@ def test_the_service_takes_the_budget_from_config(tmp_path: Path) -> None:
         bench.paths.config_file.write_text(json.dumps({"query": {"time_budget_seconds": 3}}))
     with BenchService(tmp_path / "a") as bench:
         assert bench.store.query_seconds == 3.0
+
+
+CLI_REFUSALS = [
+    # (config.json's query section, selector, the one line the CLI prints)
+    (None, {"label": {"$regex": r"(a)\1"}},
+     r"error: field 'label': $regex '(a)\\1' uses a backreference, which the bench cannot "
+     "run: $regex uses RE2 syntax, which runs in linear time and has no backtracking "
+     "(see docs/query-language.md)"),
+    ({"time_budget_seconds": 1e-9}, {"value": {"$gte": 0}},
+     "error: the query ran longer than its 1e-09-second budget and was stopped; narrow the "
+     "selector (an exact label, an experiment, a time range) or ask for a page with a "
+     "limit"),
+]
+
+
+@pytest.mark.parametrize(("section", "selector", "line"), CLI_REFUSALS)
+def test_the_cli_says_why_in_one_sentence(section: Any, selector: Any, line: str) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.core.config import save_section
+    from app.core.paths import bench_paths
+
+    with BenchService() as bench:
+        _labels(bench, [f"label-{i}" for i in range(3000)])
+    save_section(bench_paths(), "query", section)
+    for args in (["query", json.dumps(selector)], ["query", "--count", json.dumps(selector)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1
+        assert result.stderr.splitlines() == [line]

@@ -22,6 +22,10 @@ they differ. Every leaf yields 1 for a match and 0 or NULL otherwise; NULL alway
 :func:`build_select` adds keyset paging: rows are ordered by the sort keys and then ``id``;
 a cursor holds the last row's sort values and id, and the next page starts strictly after
 them, so a page costs O(limit) and rows inserted meanwhile neither shift nor repeat pages.
+
+Every query is held to budgets (the constants below, one place): sizes are checked while
+parsing, ``$regex`` runs on RE2 (linear time), and :func:`time_budget` stops a statement
+that runs too long, so no query can stall capture or ``/health``.
 """
 
 from __future__ import annotations
