@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
 from app.core import custody
+from app.core import query as querylang
 from app.core.atomic import atomic_writer
-from app.core.config import config_stamp
+from app.core.config import config_stamp, load_section
 from app.core.errors import FileNotReachableError, ValidationError
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
@@ -44,6 +45,15 @@ CENTRAL_FETCHER_FACTORY = "sync.fetch:central_fetcher"
 _FETCH_LOCK_STRIPES = 64
 
 
+def query_time_budget(paths: BenchPaths) -> float:
+    """``query.time_budget_seconds`` from config.json; the default if unset or invalid."""
+    try:
+        return querylang.time_budget_setting(load_section(paths, "query"))
+    except ValidationError as exc:
+        log.warning("%s; using %g seconds", exc, querylang.DEFAULT_TIME_BUDGET_SECONDS)
+        return querylang.DEFAULT_TIME_BUDGET_SECONDS
+
+
 def guess_content_type(filename: str) -> str:
     guessed, _encoding = mimetypes.guess_type(filename)
     return guessed or "application/octet-stream"
@@ -59,6 +69,7 @@ class BenchService:
         self.files = FileStore(self.paths.files)
         self.names = NameRegistry(self.store)
         self.store.resolve_name = self.names.lookup
+        self.store.query_seconds = query_time_budget(self.paths)
         custody.install(self.store)
         # The downloader of central-only files, built lazily from the settings and rebuilt
         # when the configuration files change (see file_blob).

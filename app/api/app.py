@@ -64,6 +64,7 @@ from app.core.errors import (
     FileUnavailableError,
     NotFoundError,
     QueryError,
+    QueryTimeoutError,
     SourceChangedError,
     StoreError,
     ValidationError,
@@ -134,6 +135,8 @@ def _status_for(exc: BenchDataError) -> int:
         return 409
     if isinstance(exc, ValueTooLargeError):
         return 413
+    if isinstance(exc, QueryTimeoutError):
+        return 408
     if isinstance(exc, QueryError):
         return 400
     if isinstance(exc, ValidationError):

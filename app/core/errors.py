@@ -28,6 +28,10 @@ class QueryError(BenchDataError, ValueError):
     """A selector, sort or cursor is malformed or uses an unsupported operator."""
 
 
+class QueryTimeoutError(QueryError):
+    """A query ran past its time budget and was stopped (nothing else was held up)."""
+
+
 class NotFoundError(BenchDataError, KeyError):
     """No datapoint with the given id exists (or it was deleted)."""
 

@@ -15,7 +15,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,6 +207,8 @@ class LocalStore:
         #: Maps (ownership field, name) to an id inside queries; the service installs the
         #: name registry's lookup so pinned names work in queries too.
         self.resolve_name: Optional[querylang.ResolveName] = None
+        #: How long one query statement may run (``query.time_budget_seconds``).
+        self.query_seconds: float = querylang.DEFAULT_TIME_BUDGET_SECONDS
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = self._make_engine(self.db_path)
         self._write_lock = threading.RLock()
@@ -292,8 +294,18 @@ class LocalStore:
         with self._engine.connect() as conn:
             yield conn.connection.driver_connection  # type: ignore[misc]
 
-    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.reader() as conn:
+    @contextmanager
+    def query_reader(self, keep_going: Optional[Callable[[], bool]] = None
+                     ) -> Iterator[sqlite3.Connection]:
+        """A reader whose statements stop at the query time budget (QueryTimeoutError),
+        or as soon as ``keep_going`` turns false (see ``query.time_budget``)."""
+        with self.reader() as conn, \
+                querylang.time_budget(conn, self.query_seconds, keep_going):
+            yield conn
+
+    def _fetch(self, sql: str, params: Sequence[Any] = (), *,
+               budgeted: bool = False) -> list[dict[str, Any]]:
+        with self.query_reader() if budgeted else self.reader() as conn:
             cursor = conn.execute(sql, tuple(params))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, values)) for values in cursor.fetchall()]
@@ -415,7 +427,7 @@ class LocalStore:
               cursor: Optional[str] = None) -> Page:
         plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
                                       columns=_SELECT_COLUMNS, resolve_name=self.resolve_name)
-        rows = self._fetch(plan.sql, plan.params)
+        rows = self._fetch(plan.sql, plan.params, budgeted=True)
         items = [row_to_datapoint(row) for row in rows]
         next_cursor = None
         if limit is not None and len(rows) == limit:
@@ -438,7 +450,7 @@ class LocalStore:
 
     def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
         sql, params = querylang.build_count(selector, resolve_name=self.resolve_name)
-        with self.reader() as conn:
+        with self.query_reader() as conn:
             return int(conn.execute(sql, tuple(params)).fetchone()[0])
 
     def sync_state_counts(self) -> dict[str, int]:

@@ -82,19 +82,15 @@ class RowSource:
 
     @contextmanager
     def _reading(self, keep_going: KeepGoing) -> Iterator[sqlite3.Connection]:
-        with self._store.reader() as conn:
-            if keep_going is _always:
+        # The store's query reader also stops a read at the query time budget
+        # (QueryTimeoutError, shown as the search's message).
+        try:
+            with self._store.query_reader(keep_going) as conn:
                 yield conn
-                return
-            conn.set_progress_handler(lambda: 0 if keep_going() else 1, 20_000)
-            try:
-                yield conn
-            except sqlite3.OperationalError as exc:
-                if not keep_going():
-                    raise Cancelled(str(exc)) from None
-                raise
-            finally:
-                conn.set_progress_handler(None, 0)
+        except sqlite3.OperationalError as exc:
+            if not keep_going():
+                raise Cancelled(str(exc)) from None
+            raise
 
     def count(self, selector: Selector, keep_going: KeepGoing = _always) -> int:
         sql, params = querylang.build_count(selector)
