@@ -144,8 +144,7 @@ _COLUMNS: Final = ("rule_id, rel_path, size, mtime_ns, sha256, datapoint_id, fin
 
 def _entry(row: Sequence[object]) -> LedgerEntry:
     """A row read back: its key spelled as the path the file system gave (fsnames)."""
-    entry = LedgerEntry(*row)  # type: ignore[arg-type]
-    return replace(entry, rel_path=fsnames.from_key(entry.rel_path))
+    return LedgerEntry(row[0], fsnames.from_key(row[1]), *row[2:])  # type: ignore[arg-type]
 
 
 class Ledger:
