@@ -82,8 +82,8 @@ def link_refusal(link: str, root: str, private: Sequence[Path]) -> Optional[str]
     target = os.path.realpath(link)
     shown = fsnames.readable(target)
     if any(_inside(target, str(folder)) for folder in private):
-        return (f"a link into this bench's own data or configuration folder ({shown}); "
-                "never captured")
+        return (f"in (or a link into) this bench's own data or configuration folder "
+                f"({shown}); never captured")
     if not _inside(target, root):
         return f"a link to {shown}, outside the watched folder; links are not followed"
     return None
@@ -106,8 +106,8 @@ def walk_files(root: Path, rule: FileFilter, *, start: str = "", recursive: Opti
     leaves the folder (see :func:`link_refusal`); links that stay inside are skipped.
     """
     recursive = rule.recursive if recursive is None else recursive
-    skip_strs = {os.path.normcase(str(folder)) for folder in skip}
     real_root = os.path.realpath(root)
+    skip_strs = {os.path.normcase(str(folder)) for folder in as_seen_from(root, skip)}
     first = root / start if start else root
     stack: list[tuple[str, str, int]] = [(str(first), start, start.count("/") + 1 if start else 0)]
     while stack:
@@ -138,6 +138,20 @@ def walk_files(root: Path, rule: FileFilter, *, start: str = "", recursive: Opti
                     _report(on_error, _join(prefix, entry.name), exc)
                     continue
                 yield FileEntry.of(rel, stat)
+
+
+def as_seen_from(root: Path, folders: Sequence[Path]) -> list[Path]:
+    """``folders`` as a walk of ``root`` meets them: as given, and also spelled through
+    ``root`` when ``root`` is reached through a link (e.g. the bench's own folders inside
+    a watched folder named by a link)."""
+    real_root = os.path.realpath(root)
+    found = []
+    for folder in folders:
+        found.append(Path(folder))
+        real = os.path.realpath(folder)
+        if _inside(real, real_root) and real_root != os.path.normcase(str(root)):
+            found.append(root / os.path.relpath(real, real_root))
+    return found
 
 
 def _check_link(path: str, rel: str, real_root: str, private: Sequence[Path],

@@ -66,6 +66,7 @@ from app.ingest.scanner import (
     DatasetListing,
     FileEntry,
     RootMissingError,
+    as_seen_from,
     link_refusal,
     list_dataset,
     walk_dataset_folders,
@@ -211,8 +212,10 @@ class RuleWorker:
         self._options = options or WorkerOptions()
         self._clock = time.monotonic
         self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
-        #: The bench's own folders: never entered, never captured, whatever links say.
+        #: The bench's own folders: never entered, never captured, whatever links say
+        #: (``_private_here``: also as paths below this root; updated by full scans).
         self._private = service.paths.private_dirs()
+        self._private_here = as_seen_from(self.root, self._private)
 
         self._lock = threading.Lock()
         self._hints: set[str] = set()
@@ -507,6 +510,7 @@ class RuleWorker:
             return
         if not start:
             self._refused_seen = set()
+            self._private_here = as_seen_from(self.root, self._private)
         try:
             if self.rule.datasets:
                 self._scan_datasets(start)
@@ -550,7 +554,7 @@ class RuleWorker:
             self._refused[rel] = reason
             self._problems.pop(fsnames.readable(rel), None)
         if first:
-            log.warning("watcher %s: not capturing %s: it is %s", self.rule.id,
+            log.warning("watcher %s: not capturing %s: %s", self.rule.id,
                         fsnames.readable(rel), reason)
             self._emit("problem", rel, message=f"not captured: {reason}")
 
@@ -658,7 +662,7 @@ class RuleWorker:
             return None
         if not self.rule.recursive and len(parts) > 1:
             return None
-        if any(Path(path).is_relative_to(folder) for folder in self._private):
+        if any(Path(path).is_relative_to(folder) for folder in self._private_here):
             return None
         return rel
 
@@ -929,6 +933,7 @@ class RuleWorker:
         self._tracker.discard(key)
         self._attempts.pop(key, None)
         with self._lock:
+            self._refused.pop(key, None)  # a link replaced by a file that was captured
             had_problem = self._problems.pop(fsnames.readable(key), None) is not None
         if had_problem:
             self._emit("resolved", key)

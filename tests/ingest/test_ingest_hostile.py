@@ -130,7 +130,7 @@ def test_links_out_of_the_folder_are_never_captured_and_the_status_says_why(
         wait_for_status = _waiter(worker)
         wait_for_status(lambda s: s.captured == 1 and len(s.problems) == 4)
         problems = worker.status().problems
-        assert "bench's own data or configuration folder" in problems["secret.csv"]
+        assert "this bench's own data or configuration folder" in problems["secret.csv"]
         assert "outside the watched folder" in problems["hostname.csv"]
         assert "outside the watched folder" in problems["elsewhere.csv"]
         assert "outside the watched folder" in problems["outdir"]
@@ -156,6 +156,34 @@ def test_links_out_of_the_folder_are_never_captured_and_the_status_says_why(
     datapoints = list(service.iter_query({}))
     assert [dp.filename for dp in datapoints] == ["real.csv"]
     assert all(b"do-not-capture" not in service.value(dp.datapoint_id) for dp in datapoints)
+
+
+def test_the_bench_folders_inside_a_watched_folder_reached_through_a_link_are_skipped(
+        tmp_path: Path) -> None:
+    """The watched folder holds the bench's own store and is named through a link: the
+    store's files (blobs, database, secrets) are never captured; the instrument's are."""
+    real = tmp_path / "real-instrument"
+    real.mkdir()
+    (real / "run.csv").write_text("instrument output\n")
+    alias = tmp_path / "instrument"
+    alias.symlink_to(real, target_is_directory=True)
+    with BenchService(real / "bench") as service:
+        (service.paths.config_dir / "central.secrets").write_text("secret_key = no\n")
+        service.capture_value({"already": "stored"})
+        rule = WatchRule(id="rule1", path=str(alias), quiet_seconds=0.3, observer="native")
+        component = IngestComponent(service, [rule], options=FAST)
+        component.start()
+        try:
+            worker = component.worker(rule.id)
+            wait = _waiter(worker)
+            wait(lambda s: s.captured == 1 and s.scans >= 1)
+            component.rescan(rule.id)
+            wait(lambda s: s.scans >= 2 and s.waiting == 0)
+            assert worker.status().captured == 1
+            assert worker.status().problems == {}  # not entered at all, so nothing refused
+        finally:
+            component.stop()
+        assert sorted(dp.data_type.value for dp in service.iter_query({})) == ["file", "json"]
 
 
 def _waiter(worker: Any) -> Callable[[Callable[[Any], bool]], None]:
