@@ -139,7 +139,10 @@ def test_links_out_of_the_folder_are_never_captured_and_the_status_says_why(
         (watched / "late.csv").symlink_to(secrets)
         wait_for_status(lambda s: "late.csv" in s.problems)
 
-        # `watch list` (another process, in practice) shows the same reasons.
+        # `watch list` (another process, in practice) shows the same reasons, once the
+        # worker has saved them (after the step that found them).
+        ledger = Ledger(service.store)
+        wait_for_status(lambda _s: len(ledger.problems(rule.id)) == 5)
         listed = CliRunner().invoke(cli, ["--data-dir", str(service.paths.data_dir), "watch",
                                           "list", "--json"], catch_exceptions=False)
         assert listed.exit_code == 0, listed.output
