@@ -182,7 +182,8 @@ class Capturer:
             with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED, allowZip64=True) as bundle:
                 for item in listing.files:
                     _add_to_archive(bundle, folder, item)
-            after = list_dataset(self.root, self.rule, listing.rel_path)
+            after = list_dataset(self.root, self.rule, listing.rel_path,
+                                 skip=self.service.paths.private_dirs())
             if after.signature != listing.signature:
                 raise SourceChangedError(f"{folder} changed while it was archived")
             blob = staged.put_file(archive)

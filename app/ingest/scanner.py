@@ -186,8 +186,11 @@ def _open_folder(directory: str, prefix: str, start: str,
 
 
 def walk_dataset_folders(root: Path, rule: WatchRule, *, start: str = "",
-                         on_error: Optional[ErrorCallback] = None) -> Iterator[str]:
-    """Relative paths of the folders exactly ``rule.dataset_depth`` levels below root."""
+                         on_error: Optional[ErrorCallback] = None,
+                         skip: Sequence[Path] = ()) -> Iterator[str]:
+    """Relative paths of the folders exactly ``rule.dataset_depth`` levels below root
+    (``skip``: folders that are neither datasets nor entered, as in :func:`walk_files`)."""
+    skip_strs = {os.path.normcase(str(folder)) for folder in as_seen_from(root, skip)}
     depth_wanted = rule.dataset_depth
     first = root / start if start else root
     start_depth = start.count("/") + 1 if start else 0
@@ -204,7 +207,9 @@ def walk_dataset_folders(root: Path, rule: WatchRule, *, start: str = "",
         with iterator:
             for entry in iterator:
                 try:
-                    if not entry.is_dir(follow_symlinks=False) or not rule.accepts_dir(entry.name):
+                    if (not entry.is_dir(follow_symlinks=False)
+                            or not rule.accepts_dir(entry.name)
+                            or os.path.normcase(entry.path) in skip_strs):
                         continue
                 except OSError:
                     continue
@@ -244,12 +249,14 @@ class DatasetListing:
 
 def list_dataset(root: Path, rule: WatchRule, rel_path: str,
                  on_error: Optional[ErrorCallback] = None,
-                 on_link: Optional[LinkCallback] = None) -> DatasetListing:
+                 on_link: Optional[LinkCallback] = None,
+                 skip: Sequence[Path] = ()) -> DatasetListing:
     """List a dataset folder (raises RootMissingError if the folder is gone).
 
-    Links inside it are not part of the dataset (never followed, like everywhere)."""
+    Links inside it are not part of the dataset (never followed, like everywhere), nor are
+    the ``skip`` folders (the bench's own)."""
     entries = list(walk_files(root / rel_path, _DatasetView(rule, rel_path), recursive=True,
-                              on_error=on_error,
+                              on_error=on_error, skip=as_seen_from(root, skip),
                               on_link=_under(rel_path, on_link) if on_link else None))
     entries.sort(key=lambda f: f.rel_path)
     return DatasetListing(rel_path, entries)

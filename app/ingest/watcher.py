@@ -619,7 +619,7 @@ class RuleWorker:
 
     def _scan_datasets(self, start: str) -> None:
         for rel in walk_dataset_folders(self.root, self.rule, start=start,
-                                        on_error=self._scan_error):
+                                        on_error=self._scan_error, skip=self._private):
             self._consider_dataset(rel, from_scan=True)
             if self._stop.is_set():
                 return
@@ -633,7 +633,7 @@ class RuleWorker:
             return
         try:
             listing = list_dataset(self.root, self.rule, rel, on_error=self._scan_error,
-                                   on_link=self._refuse)
+                                   on_link=self._refuse, skip=self._private)
         except RootMissingError:
             return
         if rel in self._tracker:
@@ -814,7 +814,7 @@ class RuleWorker:
     def _check_dataset(self, key: str, now: float) -> Optional[DatasetListing]:
         try:
             listing = list_dataset(self.root, self.rule, key, on_error=self._scan_error,
-                                   on_link=self._refuse)
+                                   on_link=self._refuse, skip=self._private)
         except RootMissingError:
             self._vanished(key)
             return None

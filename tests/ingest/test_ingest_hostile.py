@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,28 @@ def test_the_bench_folders_inside_a_watched_folder_reached_through_a_link_are_sk
         finally:
             component.stop()
         assert sorted(dp.data_type.value for dp in service.iter_query({})) == ["file", "json"]
+
+
+def test_a_dataset_archive_never_holds_the_bench_folders(tmp_path: Path) -> None:
+    watched = tmp_path / "instrument"
+    (watched / "exp1").mkdir(parents=True)
+    (watched / "exp1" / "fid").write_bytes(b"free induction decay")
+    (watched / "exp2").mkdir()
+    (watched / "exp2" / "acqus").write_text("parameters\n")
+    with BenchService(watched / "exp2" / "bench") as service:
+        (service.paths.config_dir / "central.secrets").write_text("secret_key = no\n")
+        rule = WatchRule(id="rule1", path=str(watched), quiet_seconds=0.3, observer="native",
+                         datasets=True)
+        component = IngestComponent(service, [rule], options=FAST)
+        component.start()
+        try:
+            _waiter(component.worker(rule.id))(lambda s: s.captured == 2)
+        finally:
+            component.stop()
+        archives = {dp.filename: dp for dp in service.iter_query({})}
+        with service.open_file(archives["exp2.zip"].datapoint_id) as stream, \
+                zipfile.ZipFile(stream) as bundle:
+            assert bundle.namelist() == ["acqus"]
 
 
 def _waiter(worker: Any) -> Callable[[Callable[[Any], bool]], None]:
