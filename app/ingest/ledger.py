@@ -8,6 +8,12 @@ Two tables in the store's database, versioned with ``migrate_component("ingest",
   again; one whose stats differ is hashed, and only different content becomes a new
   datapoint (that ``replaces`` the old one).
 * ``ingest_pending`` — the write-ahead *intent* of a capture, written before the datapoint.
+* ``ingest_problems`` (version 2) — what a running watcher reports per file (refused links,
+  files that keep failing), so that ``benchdata watch list`` in another process shows it.
+
+Version 2 also keeps each file's inode and ctime beside size and mtime (see
+:meth:`LedgerEntry.matches`). Relative paths are keyed by ``fsnames.to_key``: a name that
+is not UTF-8 cannot be bound as SQLite text, and must not stop a folder's lookups.
 
 Why the intent: ``BenchService.submit_many`` commits the datapoint rows in its own
 transaction on the store's single writer, so the ledger row cannot share it. A crash

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.core import fsnames
-from app.core.errors import ConflictError, SourceRefusedError
+from app.core.errors import ConflictError, SourceRefusedError, ValidationError
 from app.core.models import FileDataPoint
 from app.core.store import row_to_document
 from app.ingest.capture import Capturer, Prepared
@@ -210,6 +210,12 @@ def test_a_dataset_archive_never_holds_the_bench_folders(tmp_path: Path) -> None
         with service.open_file(archives["exp2.zip"].datapoint_id) as stream, \
                 zipfile.ZipFile(stream) as bundle:
             assert bundle.namelist() == ["acqus"]
+
+
+def test_a_rule_on_the_bench_folders_is_refused_with_one_sentence(
+        service: BenchService) -> None:
+    with pytest.raises(ValidationError, match="this bench's own data or configuration"):
+        add_rule(service.paths, str(service.paths.data_dir / "files"))
 
 
 def _waiter(worker: Any) -> Callable[[Callable[[Any], bool]], None]:
