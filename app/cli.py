@@ -159,7 +159,8 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
     if quiet or size < PROGRESS_THRESHOLD:
         yield None
         return
-    with click.progressbar(length=size, label=f"Capturing {fsnames.readable(path.name)}", file=sys.stderr,
+    with click.progressbar(length=size, label=f"Capturing {fsnames.readable(path.name)}",
+                           file=sys.stderr,
                            show_eta=True, show_percent=True) as bar:
         last = [0]
 
