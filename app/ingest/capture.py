@@ -108,9 +108,11 @@ class Capturer:
                 after: Optional[os.stat_result] = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:
                 after = None  # moved away after a complete, verified copy: keep the capture
-            if after is not None and file_signature(after) != file_signature(before):
-                # Changed between our quiet check and the copy: the ledger would record
-                # stats that do not belong to the bytes stored. Wait for quiet again.
+            if after is not None and (file_signature(after) != file_signature(before)
+                                      or after.st_ctime_ns != before.st_ctime_ns):
+                # Changed between our quiet check and the copy (the ctime catches a rewrite
+                # that restored size and mtime): the ledger would record stats that do not
+                # belong to the bytes stored. Wait for quiet again.
                 raise SourceChangedError(f"{fsnames.readable(str(path))} changed while it "
                                          "was captured")
             entry = LedgerEntry(self.rule.id, key, 0, 0, blob.sha256,
