@@ -119,7 +119,8 @@ def walk_files(root: Path, rule: FileFilter, *, start: str = "", recursive: Opti
             for entry in iterator:
                 try:
                     name = entry.name
-                    if entry.is_symlink():
+                    # A Windows junction redirects a folder like a link (Python 3.12+ says).
+                    if entry.is_symlink() or getattr(entry, "is_junction", bool)():
                         _check_link(entry.path, _join(prefix, name), real_root, skip, on_link)
                         continue
                     if entry.is_dir(follow_symlinks=False):
