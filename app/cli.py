@@ -20,6 +20,7 @@ import click
 from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
+from app.core import fsnames
 from app.core.errors import BenchDataError, describe_validation_error
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
@@ -128,7 +129,8 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
     if quiet or size < PROGRESS_THRESHOLD:
         yield None
         return
-    with click.progressbar(length=size, label=f"Capturing {path.name}", file=sys.stderr,
+    with click.progressbar(length=size, label=f"Capturing {fsnames.readable(path.name)}",
+                           file=sys.stderr,
                            show_eta=True, show_percent=True) as bar:
         last = [0]
 
@@ -249,18 +251,31 @@ def add_file(ctx: Context, paths: Sequence[Path], label: Optional[str], meta: Se
     failures = 0
     for path in paths:
         try:
-            with _progress_for(path, quiet or as_json) as progress:
+            source = _link_target(path, service)
+            with _progress_for(source, quiet or as_json) as progress:
                 captured.append(service.submit(
-                    FileDataPoint(label=label or path.name, path=str(path),
+                    FileDataPoint(label=label or fsnames.readable(path.name), path=str(source),
                                   ownership_info=ownership, custom_metadata=metadata),
                     progress=progress))
         except BenchDataError as exc:
             failures += 1
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {fsnames.readable(str(exc))}", err=True)
     _report_captured(captured, as_json)
     if failures:
         click.echo(f"{failures} of {len(paths)} file(s) were not captured.", err=True)
         sys.exit(1)
+
+
+def _link_target(path: Path, service: BenchService) -> Path:
+    """The file to capture for ``path``: a symbolic link is resolved and its target named
+    (a link into the bench's own folders is refused by the service)."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    service.refuse_private(target)
+    click.echo(f"{fsnames.readable(str(path))} is a symbolic link: capturing its target "
+               f"{fsnames.readable(str(target))}", err=True)
+    return target
 
 
 def _report_captured(datapoints: Sequence[DataPoint], as_json: bool) -> None:

@@ -21,8 +21,9 @@ from typing import Any, BinaryIO, Optional
 from app.core import custody
 from app.core import query as querylang
 from app.core.atomic import atomic_writer
+from app.core import fsnames
 from app.core.config import config_stamp, load_section
-from app.core.errors import FileNotReachableError, ValidationError
+from app.core.errors import FileNotReachableError, SourceRefusedError, ValidationError
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import (
@@ -150,24 +151,29 @@ class BenchService:
         that no committed row uses are removed again, so nothing half-captured remains.
         """
         prepared: list[DataPoint] = []
-        held: list[str] = []
         names_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
-        committed = False
-        try:
+        with self.stage_blobs() as staged:
             for datapoint in datapoints:
                 if not isinstance(datapoint, DataPoint):
                     raise ValidationError(
                         f"expected a datapoint, got {type(datapoint).__name__}"
                     )
                 if isinstance(datapoint, FileDataPoint) and not self._blob_present(datapoint):
-                    datapoint, blob = self._capture_file(datapoint, progress)
-                    held.append(blob.sha256)
+                    datapoint = self._capture_file(datapoint, staged, progress)
                 prepared.append(self._with_names(datapoint, names_cache))
-            stored = self.store.insert(prepared)
-            committed = True
-            return stored
-        finally:
-            self.settle_blobs(held, committed)
+            return self.store.insert(prepared)
+
+    def stage_blobs(self) -> "StagedBlobs":
+        """The one way a capture brings bytes into the file store before its row exists.
+
+        Blobs put through the returned :class:`StagedBlobs` are held from the instant
+        they are in place until it is settled, so a concurrent failing capture of the
+        same bytes cannot remove them. Used as ``with service.stage_blobs() as staged:``,
+        leaving the block normally means the rows are committed (the holds end); leaving
+        it with an exception also removes every blob no committed row uses. A capture
+        that commits later, on another thread, calls ``staged.settle(committed)``.
+        """
+        return StagedBlobs(self)
 
     def settle_blobs(self, held: Sequence[str], committed: bool) -> None:
         """Release the holds a capture took; after a failure, remove the blobs it brought
@@ -190,21 +196,34 @@ class BenchService:
     def _blob_present(self, datapoint: FileDataPoint) -> bool:
         return bool(datapoint.sha256) and self.files.exists(str(datapoint.sha256))
 
-    def _capture_file(self, datapoint: FileDataPoint,
-                      progress: Optional[ProgressCallback]) -> tuple[FileDataPoint, BlobInfo]:
+    def _capture_file(self, datapoint: FileDataPoint, staged: "StagedBlobs",
+                      progress: Optional[ProgressCallback]) -> FileDataPoint:
         source = Path(datapoint.path).expanduser()
-        blob = self.files.put_file(source, progress=progress, hold=True)
+        self.refuse_private(source)
+        blob = staged.put_file(source, progress=progress)
         filename = datapoint.filename or source.name
-        captured = datapoint.model_copy(
+        path = str(source.absolute())
+        # Names that are not UTF-8 are stored readably, their bytes kept in metadata.
+        return datapoint.model_copy(
             update={
-                "path": str(source.absolute()),
-                "filename": filename,
+                "path": fsnames.readable(path),
+                "filename": fsnames.readable(filename),
                 "size_bytes": blob.size_bytes,
                 "sha256": blob.sha256,
                 "content_type": datapoint.content_type or guess_content_type(filename),
+                "custom_metadata": {**datapoint.custom_metadata, **fsnames.raw_metadata(path)},
             }
         )
-        return captured, blob
+
+    def refuse_private(self, source: Path) -> None:
+        """Raise SourceRefusedError for a file in (or linked into) the bench's own folders:
+        they hold the store and the central store's secrets, which must never be captured
+        (and so synced)."""
+        if self.paths.owns(source):
+            raise SourceRefusedError(
+                f"{fsnames.readable(str(source))} is in (or links into) this bench's own data "
+                "or configuration folder, which is never captured; copy the file elsewhere "
+                "if you really mean to capture it")
 
     def capture_value(self, value: Any, *, label: Optional[str] = None,
                       ownership: Optional[OwnershipInfo] = None,
@@ -232,22 +251,16 @@ class BenchService:
                        expected_size: Optional[int] = None,
                        progress: Optional[ProgressCallback] = None) -> DataPoint:
         """Capture bytes arriving from a stream (an upload) as a file datapoint."""
-        blob = self.files.put_stream(stream, expected_size=expected_size, progress=progress,
-                                     hold=True)
-        base = datapoint or FileDataPoint(path=filename)
-        captured = base.model_copy(update={
-            "filename": filename,
-            "size_bytes": blob.size_bytes,
-            "sha256": blob.sha256,
-            "content_type": base.content_type or guess_content_type(filename),
-        })
-        committed = False
-        try:
-            stored = self.store.insert([self._with_names(captured)])[0]
-            committed = True
-            return stored
-        finally:
-            self.settle_blobs([blob.sha256], committed)
+        with self.stage_blobs() as staged:
+            blob = staged.put_stream(stream, expected_size=expected_size, progress=progress)
+            base = datapoint or FileDataPoint(path=filename)
+            captured = base.model_copy(update={
+                "filename": filename,
+                "size_bytes": blob.size_bytes,
+                "sha256": blob.sha256,
+                "content_type": base.content_type or guess_content_type(filename),
+            })
+            return self.store.insert([self._with_names(captured)])[0]
 
     # -- reading -----------------------------------------------------------------------
 
@@ -371,3 +384,39 @@ class BenchService:
         """A tombstone: hidden here at once, removed centrally by sync; the file stays
         in the local file store until sync has verified the deletion centrally."""
         self.store.delete(datapoint_id)
+
+
+class StagedBlobs:
+    """Blobs one capture put into the file store, each held until the capture settles.
+
+    Made by :meth:`BenchService.stage_blobs`; see DEVELOPING.md "Blobs in flight"."""
+
+    def __init__(self, service: BenchService) -> None:
+        self._service = service
+        self.held: list[str] = []
+
+    def put_file(self, source: os.PathLike[str] | str, *,
+                 progress: Optional[ProgressCallback] = None,
+                 follow_symlinks: bool = True) -> BlobInfo:
+        blob = self._service.files.put_file(source, progress=progress, hold=True,
+                                            follow_symlinks=follow_symlinks)
+        self.held.append(blob.sha256)
+        return blob
+
+    def put_stream(self, stream: BinaryIO, *, expected_size: Optional[int] = None,
+                   progress: Optional[ProgressCallback] = None) -> BlobInfo:
+        blob = self._service.files.put_stream(stream, expected_size=expected_size,
+                                              progress=progress, hold=True)
+        self.held.append(blob.sha256)
+        return blob
+
+    def settle(self, committed: bool) -> None:
+        """End the holds (idempotent); after a failure remove the blobs no row uses."""
+        held, self.held = self.held, []
+        self._service.settle_blobs(held, committed)
+
+    def __enter__(self) -> "StagedBlobs":
+        return self
+
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        self.settle(committed=exc_type is None)

@@ -1,6 +1,7 @@
 """Folder watching: detection latency, start-up on a big captured folder, idle CPU.
 
     python bench/bench_ingest.py [--files 200] [--quiet 1.0] [--big 100000] [--idle 30]
+                                 [--rounds 5] [--skip-latency] [--skip-startup]
 
 * latency — 200 files written one after another (each in three chunks, 20 files/s) into a
   watched folder with a 1 s quiet period; for each, the time from its last write to the
@@ -15,6 +16,11 @@
 * idle — the same process's CPU time over ``--idle`` seconds of watching with nothing
   happening, plus one forced full rescan amortised over the default rescan interval.
   Goal: <= 2 % of one core.
+* change_detection — in the same process, the reconcile scan of the unchanged big folder
+  as it is now (links never followed; size, mtime, inode and ctime compared with the
+  ledger) against the scan before issue 14 (reproduced here: ``is_file()``/``stat()``
+  following links, size and mtime only), alternated ``--rounds`` times each; medians.
+  Goal: ratio <= 1.5.
 """
 
 from __future__ import annotations
@@ -124,7 +130,7 @@ def populate_ledger(store_dir: Path, folder: Path, rule: WatchRule) -> None:
         for entry in walk_files(folder, rule):
             digest = hashlib.sha256((folder / entry.rel_path).read_bytes()).hexdigest()
             batch.append(LedgerEntry(rule.id, entry.rel_path, entry.size, entry.mtime_ns, digest,
-                                     new_ulid()))
+                                     new_ulid(), ino=entry.ino, ctime_ns=entry.ctime_ns))
             if len(batch) >= 5000:
                 ledger.record(batch)
                 batch = []
@@ -152,7 +158,92 @@ def populate_by_capturing(store_dir: Path, rule: WatchRule, count: int) -> None:
             component.stop()
 
 
-def child_startup(store_dir: str, folder: str, idle: float) -> None:
+def scan_before_issue_14(ledger: Ledger, root: Path, rule: WatchRule) -> int:
+    """The start-up scan's work as it was before inode/ctime checks: walk (following
+    links), look up 500 entries at a time, compare size and mtime. Returns units to look at."""
+    rule_id = rule.id
+    changed = 0
+    batch: list[tuple[str, int, int]] = []
+
+    def reconcile() -> int:
+        known = ledger.lookup_many(rule_id, [rel for rel, _size, _mtime in batch])
+        return sum(1 for rel, size, mtime in batch
+                   if (row := known.get(rel)) is None or not row.same_stats(size, mtime))
+
+    stack = [(str(root), "")]
+    while stack:
+        directory, prefix = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = f"{prefix}/{entry.name}" if prefix else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if rule.accepts_dir(entry.name):
+                        stack.append((entry.path, rel))
+                    continue
+                if not entry.is_file() or not rule.accepts_file(rel):
+                    continue
+                stat = entry.stat()
+                batch.append((rel, stat.st_size, stat.st_mtime_ns))
+                if len(batch) >= 500:
+                    changed += reconcile()
+                    batch = []
+    changed += reconcile()
+    return changed
+
+
+def scan_now(ledger: Ledger, root: Path, rule: WatchRule, private: list[Path]) -> int:
+    """The same work as the watcher's reconcile scan does it now (``RuleWorker._scan_files``
+    and ``_reconcile`` without the quiet tracker): links refused, identity compared."""
+    from app.ingest.scanner import walk_files
+
+    changed = 0
+    batch = []
+
+    def reconcile() -> int:
+        known = ledger.lookup_many(rule.id, [entry.rel_path for entry in batch])
+        return sum(1 for e in batch if (row := known.get(e.rel_path)) is None
+                   or not row.matches(e.size, e.mtime_ns, e.ino, e.ctime_ns))
+
+    for entry in walk_files(root, rule, skip=private, on_link=lambda _rel, _why: None):
+        batch.append(entry)
+        if len(batch) >= 500:
+            changed += reconcile()
+            batch = []
+    changed += reconcile()
+    return changed
+
+
+def compare_change_detection(service: BenchService, root: Path, rule: WatchRule,
+                             rounds: int) -> dict[str, object]:
+    """Both scans over the same unchanged folder, alternated; medians and their ratio."""
+    import statistics
+
+    ledger = Ledger(service.store)
+    private = service.paths.private_dirs()
+    before, now = [], []
+    flagged = {"before": 0, "now": 0}
+    for _round in range(rounds):
+        started = time.perf_counter()
+        flagged["before"] = scan_before_issue_14(ledger, root, rule)
+        before.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        flagged["now"] = scan_now(ledger, root, rule, private)
+        now.append(time.perf_counter() - started)
+    ratio = statistics.median(now) / statistics.median(before)
+    return {
+        "rounds": rounds,
+        "scan_now_seconds_median": round(statistics.median(now), 3),
+        "scan_now_seconds_all": [round(t, 3) for t in now],
+        "baseline_scan_before_issue_14_seconds_median": round(statistics.median(before), 3),
+        "baseline_scan_before_issue_14_seconds_all": [round(t, 3) for t in before],
+        "ratio": round(ratio, 3),
+        "goal_ratio": 1.5,
+        "meets_goal": ratio <= 1.5,
+        "units_flagged_for_a_look": flagged,  # 0 and 0: the folder is unchanged
+    }
+
+
+def child_startup(store_dir: str, folder: str, idle: float, rounds: int) -> None:
     """Runs in a fresh process: start-up time, peak RSS, idle CPU."""
     rss_before = peak_rss_mb()
     root = Path(folder)
@@ -201,6 +292,7 @@ def child_startup(store_dir: str, folder: str, idle: float) -> None:
     rescan_cpu = cpu() - cpu0
     rescan_wall = time.perf_counter() - wall0
     component.stop()
+    change_detection = compare_change_detection(service, root, rule, rounds)
     service.close()
     print(json.dumps({
         "startup_seconds": round(startup, 3),
@@ -217,10 +309,12 @@ def child_startup(store_dir: str, folder: str, idle: float) -> None:
         "idle_plus_amortised_rescan_percent": round(
             (idle_cpu + rescan_cpu / DEFAULT_RESCAN) * 100, 3),
         "rescan_interval_seconds": DEFAULT_RESCAN,
+        "change_detection": change_detection,
     }))
 
 
-def bench_startup(workdir: Path, count: int, idle: float, populate: str) -> dict[str, object]:
+def bench_startup(workdir: Path, count: int, idle: float, populate: str,
+                  rounds: int) -> dict[str, object]:
     folder = workdir / "big-in"
     store_dir = workdir / "big-store"
     started = time.perf_counter()
@@ -233,7 +327,8 @@ def bench_startup(workdir: Path, count: int, idle: float, populate: str) -> dict
     setup = time.perf_counter() - started
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     output = subprocess.run(
-        [sys.executable, __file__, "--child", str(store_dir), str(folder), str(idle)],
+        [sys.executable, __file__, "--child", str(store_dir), str(folder), str(idle),
+         str(rounds)],
         env=env, capture_output=True, text=True, check=True, cwd=ROOT / "bench")
     result = json.loads(output.stdout.strip().splitlines()[-1])
     result.update({
@@ -245,6 +340,7 @@ def bench_startup(workdir: Path, count: int, idle: float, populate: str) -> dict
             "startup_le_30s": result["startup_seconds"] <= 30,
             "peak_rss_le_300mb": result["peak_rss_mb"] <= 300,
             "idle_cpu_le_2pct": result["idle_plus_amortised_rescan_percent"] <= 2,
+            "change_detection_le_1_5x": result["change_detection"]["meets_goal"],
         },
     })
     if output.stderr.strip():
@@ -254,7 +350,7 @@ def bench_startup(workdir: Path, count: int, idle: float, populate: str) -> dict
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child_startup(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        child_startup(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
@@ -263,6 +359,8 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--populate", choices=["ledger", "capture"], default="ledger",
                         help="how the big folder is marked captured (capture = real, slow)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="change detection: scans of each kind, alternated")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-startup", action="store_true")
     args = parser.parse_args()
@@ -272,7 +370,8 @@ def main() -> None:
         if not args.skip_latency:
             result["latency"] = bench_latency(workdir, args.files, args.quiet)
         if not args.skip_startup:
-            result["big_folder"] = bench_startup(workdir, args.big, args.idle, args.populate)
+            result["big_folder"] = bench_startup(workdir, args.big, args.idle, args.populate,
+                                                 args.rounds)
         emit(result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

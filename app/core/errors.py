@@ -74,6 +74,11 @@ class SourceUnreadableError(CaptureError):
     """The file to capture exists but cannot be read (permissions, locks, I/O)."""
 
 
+class SourceRefusedError(CaptureError):
+    """The file is never captured from where it is: inside the bench's own data or
+    configuration folders, or behind a link that leaves a watched folder."""
+
+
 class SourceChangedError(CaptureError):
     """The file changed while it was being copied; the copy was discarded."""
 

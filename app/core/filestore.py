@@ -50,6 +50,7 @@ from app.core.errors import (
     SourceChangedError,
     SourceIsDirectoryError,
     SourceMissingError,
+    SourceRefusedError,
     SourceUnreadableError,
     StoreError,
     ValidationError,
@@ -273,11 +274,18 @@ def _make_dirs_durably(directory: Path, stop: Path) -> None:
     _fsync_dir(directory.parent)
 
 
-def _open_source(path: Path) -> tuple[io.FileIO, os.stat_result]:
-    """Open ``path`` read-only (never for writing, never locked) and check it is a file."""
+def _open_source(path: Path, follow_symlinks: bool = True) -> tuple[io.FileIO, os.stat_result]:
+    """Open ``path`` read-only (never for writing, never locked) and check it is a file.
+
+    ``follow_symlinks=False`` refuses a link as the last component, atomically where the
+    platform has O_NOFOLLOW (a link swapped in after the caller's check is not followed)."""
     # O_NONBLOCK: opening a FIFO must not hang; it is refused below as not a regular file.
     flags = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
              | getattr(os, "O_NONBLOCK", 0))
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+        if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():  # pragma: no cover - Windows
+            raise SourceRefusedError(f"{path} is a symbolic link; links are not followed here")
     try:
         fd = os.open(path, flags)
     except (FileNotFoundError, NotADirectoryError):
@@ -289,6 +297,9 @@ def _open_source(path: Path) -> tuple[io.FileIO, os.stat_result]:
             raise _directory_given(path) from None
         raise _source_unreadable(path, exc) from exc
     except OSError as exc:
+        if not follow_symlinks and exc.errno == errno.ELOOP:
+            raise SourceRefusedError(
+                f"{path} is a symbolic link; links are not followed here") from None
         raise _source_unreadable(path, exc) from exc
     try:
         before = os.fstat(fd)
@@ -530,15 +541,17 @@ class FileStore:
     # ----------------------------------------------------------------- capture
 
     def put_file(self, source: str | os.PathLike[str], *,
-                 progress: ProgressCallback | None = None, hold: bool = False) -> BlobInfo:
+                 progress: ProgressCallback | None = None, hold: bool = False,
+                 follow_symlinks: bool = True) -> BlobInfo:
         """Copy the file at ``source`` into the store (once per content) and return its blob.
 
         With ``hold=True`` the blob is held from the instant it is in place until
         :meth:`release`: a concurrent failing capture of the same content cannot remove
-        it before the caller has committed the row that uses it.
+        it before the caller has committed the row that uses it. ``follow_symlinks=False``
+        refuses a source that is a symbolic link (SourceRefusedError).
         """
         path = Path(os.fspath(source))
-        reader, before = _open_source(path)
+        reader, before = _open_source(path, follow_symlinks)
         # Read at most one byte past the size seen at open: a file an instrument keeps
         # appending to would otherwise be chased forever. One extra byte is enough for
         # the unchanged-check below to see that it grew.

@@ -47,6 +47,16 @@ class BenchPaths:
     def log_dir(self) -> Path:
         return self.logs or self.data_dir / "logs"
 
+    def private_dirs(self) -> list[Path]:
+        """The bench's own folders (data, config, logs) with links resolved: nothing in
+        them is ever captured as a file (they hold the store and secrets)."""
+        return [Path(os.path.realpath(d)) for d in (self.data_dir, self.config_dir, self.log_dir)]
+
+    def owns(self, path: os.PathLike[str] | str) -> bool:
+        """True when ``path`` (links resolved) is one of :meth:`private_dirs` or inside one."""
+        real = Path(os.path.realpath(path))
+        return any(real == d or real.is_relative_to(d) for d in self.private_dirs())
+
 
 def bench_paths(data_dir: Optional[os.PathLike[str] | str] = None) -> BenchPaths:
     """Resolve the paths: explicit ``data_dir``, else ``$BENCHDATA_HOME``, else the

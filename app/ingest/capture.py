@@ -16,6 +16,7 @@ Capture errors (``SourceChangedError``, ``SourceMissingError``, ``SourceUnreadab
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import uuid
@@ -26,15 +27,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Optional
 
-from app.core.errors import SourceChangedError, SourceMissingError
+from app.core import fsnames
+from app.core.errors import SourceChangedError, SourceMissingError, SourceRefusedError
 from app.core.models import DataPoint, FileDataPoint
 from app.core.timestamps import format_canonical
 from app.ingest.completeness import file_signature
 from app.ingest.ledger import Ledger, LedgerEntry
 from app.ingest.rules import WatchRule
-from app.ingest.scanner import DatasetListing, FileEntry, RootMissingError, list_dataset
+from app.ingest.scanner import (
+    DatasetListing,
+    FileEntry,
+    RootMissingError,
+    link_refusal,
+    list_dataset,
+)
 from app.ingest.templates import describe
-from app.service import BenchService, guess_content_type
+from app.service import BenchService, StagedBlobs, guess_content_type
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +52,15 @@ _READ_CHUNK: Final = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Prepared:
-    """A unit copied into the file store, ready to become a datapoint."""
+    """A unit copied into the file store, ready to become a datapoint.
+
+    ``staged`` holds its blob until the caller settles it after the commit (or failure),
+    so a concurrent failing capture of the same bytes cannot remove it meanwhile."""
 
     key: str
     datapoint: FileDataPoint
     entry: LedgerEntry
-    new_blob: str
+    staged: StagedBlobs
     replaced: Optional[str]
 
 
@@ -79,30 +90,55 @@ class Capturer:
     # -- files -------------------------------------------------------------------------
 
     def prepare_file(self, key: str, before: os.stat_result) -> Optional[Prepared | Unchanged]:
-        """Copy ``root/key`` (seen quiet with stats ``before``) into the file store."""
+        """Copy ``root/key`` (seen quiet with stats ``before``) into the file store.
+
+        A file whose size and mtime match the ledger but whose inode or ctime do not (a
+        copy tool kept the mtime) is read here once: the content decides (new version, or
+        the ledger learns the new identity)."""
         path = self.root / key
         row = self.ledger.lookup(self.rule.id, key)
-        if row is not None and row.same_stats(before.st_size, before.st_mtime_ns):
+        if row is not None and row.matches(before.st_size, before.st_mtime_ns,
+                                           before.st_ino, before.st_ctime_ns):
             return None  # captured meanwhile (a rescan raced an event): exactly once
-        blob = self.service.files.put_file(path)
+        self.refuse_outside(key)
+        staged = self.service.stage_blobs()
         try:
-            after: Optional[os.stat_result] = os.stat(path)
-        except FileNotFoundError:
-            after = None  # moved away after a complete, verified copy: keep the capture
-        if after is not None and file_signature(after) != file_signature(before):
-            # Changed between our quiet check and the copy: the ledger would record stats
-            # that do not belong to the bytes stored. Wait for quiet again.
-            self.drop_blob_if_unused(blob.sha256)
-            raise SourceChangedError(f"{path} changed while it was captured")
-        entry = LedgerEntry(self.rule.id, key, before.st_size, before.st_mtime_ns,
-                            blob.sha256, row.datapoint_id if row else "")
-        if row is not None and row.sha256 == blob.sha256:
-            return Unchanged(key, entry)
-        replaces = row.datapoint_id if row else None
-        datapoint = self.datapoint(key, path, before.st_mtime_ns, blob.sha256, blob.size_bytes,
-                                   replaces=replaces)
+            blob = staged.put_file(path, follow_symlinks=False)
+            try:
+                after: Optional[os.stat_result] = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                after = None  # moved away after a complete, verified copy: keep the capture
+            if after is not None and (file_signature(after) != file_signature(before)
+                                      or after.st_ctime_ns != before.st_ctime_ns):
+                # Changed between our quiet check and the copy (the ctime catches a rewrite
+                # that restored size and mtime): the ledger would record stats that do not
+                # belong to the bytes stored. Wait for quiet again.
+                raise SourceChangedError(f"{fsnames.readable(str(path))} changed while it "
+                                         "was captured")
+            entry = LedgerEntry(self.rule.id, key, 0, 0, blob.sha256,
+                                row.datapoint_id if row else "").with_stats(before)
+            if row is not None and row.sha256 == blob.sha256:
+                staged.settle(committed=True)  # the row that uses it exists
+                return Unchanged(key, entry)
+            replaces = row.datapoint_id if row else None
+            datapoint = self.datapoint(key, path, before.st_mtime_ns, blob.sha256,
+                                       blob.size_bytes, replaces=replaces)
+        except BaseException:
+            staged.settle(committed=False)
+            raise
         return Prepared(key, datapoint, replace(entry, datapoint_id=datapoint.datapoint_id),
-                        blob.sha256, replaces)
+                        staged, replaces)
+
+    def refuse_outside(self, key: str) -> None:
+        """Refuse ``root/key`` when, links resolved, it is not inside the watched folder or
+        is in the bench's own folders: a folder on the way may have been swapped for a link
+        since the scan (the last component is opened without following links)."""
+        path = self.root / key
+        real_root = os.path.realpath(self.root)
+        private = self.service.paths.private_dirs()
+        reason = link_refusal(str(path), real_root, private)
+        if reason is not None:
+            raise SourceRefusedError(f"{fsnames.readable(key)} is {reason}")
 
     # -- datasets ----------------------------------------------------------------------
 
@@ -113,24 +149,28 @@ class Capturer:
         if row is not None and row.same_stats(listing.total_size, listing.max_mtime_ns,
                                               listing.fingerprint):
             return None
-        sha256, size = self._archive(folder, listing)
-        entry = LedgerEntry(self.rule.id, key, listing.total_size, listing.max_mtime_ns,
-                            sha256, row.datapoint_id if row else "", listing.fingerprint)
-        if row is not None and row.sha256 == sha256:
-            return Unchanged(key, entry)
-        replaces = row.datapoint_id if row else None
+        self.refuse_outside(key)
+        staged = self.service.stage_blobs()
         try:
+            sha256, size = self._archive(folder, listing, staged)
+            entry = LedgerEntry(self.rule.id, key, listing.total_size, listing.max_mtime_ns,
+                                sha256, row.datapoint_id if row else "", listing.fingerprint)
+            if row is not None and row.sha256 == sha256:
+                staged.settle(committed=True)  # the row that uses it exists
+                return Unchanged(key, entry)
+            replaces = row.datapoint_id if row else None
             datapoint = self.datapoint(
                 key, folder, listing.max_mtime_ns, sha256, size, replaces=replaces,
                 filename=f"{folder.name}.zip", content_type="application/zip",
                 metadata={"ingest_kind": "dataset", "dataset_files": str(len(listing.files))})
         except BaseException:
-            self.drop_blob_if_unused(sha256)
+            staged.settle(committed=False)
             raise
         return Prepared(key, datapoint, replace(entry, datapoint_id=datapoint.datapoint_id),
-                        sha256, replaces)
+                        staged, replaces)
 
-    def _archive(self, folder: Path, listing: DatasetListing) -> tuple[str, int]:
+    def _archive(self, folder: Path, listing: DatasetListing,
+                 staged: StagedBlobs) -> tuple[str, int]:
         """Zip the dataset (deterministically) into staging, then into the file store.
 
         Entries are sorted, stored uncompressed, with a fixed timestamp, so the same files
@@ -144,10 +184,11 @@ class Capturer:
             with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED, allowZip64=True) as bundle:
                 for item in listing.files:
                     _add_to_archive(bundle, folder, item)
-            after = list_dataset(self.root, self.rule, listing.rel_path)
+            after = list_dataset(self.root, self.rule, listing.rel_path,
+                                 skip=self.service.paths.private_dirs())
             if after.signature != listing.signature:
                 raise SourceChangedError(f"{folder} changed while it was archived")
-            blob = self.service.files.put_file(archive)
+            blob = staged.put_file(archive)
             return blob.sha256, blob.size_bytes
         except RootMissingError as exc:
             raise SourceMissingError(f"{folder} vanished while it was archived") from exc
@@ -162,17 +203,21 @@ class Capturer:
                   metadata: Optional[dict[str, str]] = None) -> FileDataPoint:
         """The datapoint for a stored blob, with the rule's conventions applied."""
         rule = self.rule
-        described = describe(key, path_template=rule.compiled_template,
+        # Every stored string is valid text: a name that is not UTF-8 is described by its
+        # readable form, and its exact bytes are kept in custom metadata (fsnames).
+        shown = fsnames.readable(key)
+        described = describe(shown, path_template=rule.compiled_template,
                              label_template=rule.label_template, fixed_metadata=rule.metadata,
                              rule_name=rule.name, mtime_ns=mtime_ns)
         ownership = self.service.ownership(**described.ownership)  # names -> ids, remembered
         custom = {**described.custom_metadata, **(metadata or {}),
-                  "ingest_rule": rule.id, "ingest_path": key, "source_mtime": _iso(mtime_ns)}
+                  "ingest_rule": rule.id, "ingest_path": shown, "source_mtime": _iso(mtime_ns),
+                  **fsnames.raw_metadata(str(path))}
         extra: dict[str, Any] = {"replaces": replaces} if replaces else {}
-        name = filename or path.name
+        name = fsnames.readable(filename or path.name)
         return FileDataPoint(
-            label=described.label, path=str(path), filename=name, size_bytes=size,
-            sha256=sha256, content_type=content_type or guess_content_type(name),
+            label=described.label, path=fsnames.readable(str(path)), filename=name,
+            size_bytes=size, sha256=sha256, content_type=content_type or guess_content_type(name),
             ownership_info=ownership, custom_metadata=custom, **extra)
 
     # -- storing -----------------------------------------------------------------------
@@ -184,20 +229,24 @@ class Capturer:
         try:
             stored = self.service.submit_many([item.datapoint for item in prepared])
         except BaseException:
-            # Blobs stay: the caller may retry the items one by one (and drops them if not).
+            # Blobs stay held: the caller may retry the items one by one, and settles each.
             self.ledger.abandon([entry.datapoint_id for entry in entries])
             raise
+        for item in prepared:
+            item.staged.settle(committed=True)
         self.ledger.commit(entries)
         return stored
 
     def refresh(self, unchanged: Unchanged) -> None:
         self.ledger.refresh(unchanged.entry)
 
-    def drop_blob_if_unused(self, sha256: str) -> None:
+    @staticmethod
+    def abandon(prepared: Prepared) -> None:
+        """The unit will not be stored now: end its hold and remove its blob if unused."""
         try:
-            self.service.discard_blob_if_unused(sha256)
+            prepared.staged.settle(committed=False)
         except Exception:
-            log.debug("could not remove unused blob %s", sha256, exc_info=True)
+            log.debug("could not settle the blob of %s", prepared.key, exc_info=True)
 
 
 def _add_to_archive(bundle: zipfile.ZipFile, folder: Path, item: FileEntry) -> None:
@@ -206,7 +255,7 @@ def _add_to_archive(bundle: zipfile.ZipFile, folder: Path, item: FileEntry) -> N
     info.compress_type = zipfile.ZIP_STORED
     source = folder / item.rel_path
     try:
-        with open(source, "rb") as handle:
+        with open(source, "rb", opener=_open_no_link) as handle:
             found = os.fstat(handle.fileno())
             if (found.st_size, found.st_mtime_ns) != (item.size, item.mtime_ns):
                 raise SourceChangedError(f"{source} changed while it was archived")
@@ -217,5 +266,15 @@ def _add_to_archive(bundle: zipfile.ZipFile, folder: Path, item: FileEntry) -> N
                     copied += len(chunk)
     except FileNotFoundError as exc:
         raise SourceChangedError(f"{source} vanished while it was archived") from exc
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise SourceChangedError(f"{source} became a link while it was archived") from exc
     if copied != item.size:
         raise SourceChangedError(f"{source} changed while it was archived")
+
+
+def _open_no_link(path: str, flags: int) -> int:
+    """Open without following a link in the last component (a link swapped in after the
+    listing is refused with ELOOP, reported as a change)."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))

@@ -107,7 +107,8 @@ def _changes(values: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _describe_rule(rule: WatchRule, captured: Optional[int] = None) -> str:
+def _describe_rule(rule: WatchRule, captured: Optional[int] = None,
+                   problems: Optional[dict[str, str]] = None) -> str:
     lines = [f"{rule.id}  {rule.name}{'' if rule.enabled else '  (paused)'}",
              f"    folder: {rule.path}{'' if rule.root.is_dir() else '  (not there now)'}",
              f"    files: {', '.join(rule.include)}"
@@ -126,14 +127,23 @@ def _describe_rule(rule: WatchRule, captured: Optional[int] = None) -> str:
     lines.append(f"    observer: {rule.observer}, rescan every {rule.rescan_interval:g}s")
     if captured is not None:
         lines.append(f"    captured: {captured} file(s)/dataset(s)")
+    if problems:
+        lines.append(f"    problems ({len(problems)}, reported by the running watcher):")
+        lines.extend(f"      {path}: {why}" for path, why in list(problems.items())[:20])
+        if len(problems) > 20:
+            lines.append(f"      ... and {len(problems) - 20} more (--json lists them all)")
     return "\n".join(lines)
 
 
-def _captured_counts(obj: Any, rules: Sequence[WatchRule]) -> dict[str, int]:
+def _captured_counts(obj: Any, rules: Sequence[WatchRule]
+                     ) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    """Per rule: how many units it captured, and the problems its running watcher reports
+    (files refused or failing, by relative path)."""
     from app.ingest.ledger import Ledger
 
     ledger = Ledger(obj.service.store)
-    return {rule.id: ledger.count(rule.id) for rule in rules}
+    return ({rule.id: ledger.count(rule.id) for rule in rules},
+            {rule.id: ledger.problems(rule.id) for rule in rules})
 
 
 @click.group("watch")
@@ -175,15 +185,16 @@ def add(obj: Any, folder: Path, meta: Sequence[str], paused: bool, as_json: bool
 def list_rules(obj: Any, as_json: bool) -> None:
     """The watched folders and how many files each has captured."""
     rules = load_rules(_paths(obj))
-    counts = _captured_counts(obj, rules) if rules else {}
+    counts, problems = _captured_counts(obj, rules) if rules else ({}, {})
     if as_json:
         emit_json([{**rule.to_config(), "captured": counts.get(rule.id, 0),
-                     "folder_present": rule.root.is_dir()} for rule in rules])
+                     "folder_present": rule.root.is_dir(),
+                     "problems": problems.get(rule.id, {})} for rule in rules])
         return
     if not rules:
         click.echo("No watched folders. Add one with: benchdata watch add FOLDER")
     for rule in rules:
-        click.echo(_describe_rule(rule, counts.get(rule.id)))
+        click.echo(_describe_rule(rule, counts.get(rule.id), problems.get(rule.id)))
 
 
 @watch.command("edit")

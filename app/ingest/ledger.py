@@ -8,6 +8,12 @@ Two tables in the store's database, versioned with ``migrate_component("ingest",
   again; one whose stats differ is hashed, and only different content becomes a new
   datapoint (that ``replaces`` the old one).
 * ``ingest_pending`` — the write-ahead *intent* of a capture, written before the datapoint.
+* ``ingest_problems`` (version 2) — what a running watcher reports per file (refused links,
+  files that keep failing), so that ``benchdata watch list`` in another process shows it.
+
+Version 2 also keeps each file's inode and ctime beside size and mtime (see
+:meth:`LedgerEntry.matches`). Relative paths are keyed by ``fsnames.to_key``: a name that
+is not UTF-8 cannot be bound as SQLite text, and must not stop a folder's lookups.
 
 Why the intent: ``BenchService.submit_many`` commits the datapoint rows in its own
 transaction on the store's single writer, so the ledger row cannot share it. A crash
@@ -20,11 +26,13 @@ key lookup) and drops the others (their files are simply captured again).
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Final, Optional
 
+from app.core import fsnames
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
@@ -63,7 +71,26 @@ def _v1_tables(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Final = (_v1_tables,)
+def _v2_identity_and_problems(conn: sqlite3.Connection) -> None:
+    """Inode and ctime beside size and mtime (copy tools preserve mtimes; see
+    :meth:`LedgerEntry.matches`), and the watcher's problems for ``watch list``."""
+    for table in ("ingest_ledger", "ingest_pending"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN ino INTEGER")
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN ctime_ns INTEGER")
+    conn.execute(
+        """
+        CREATE TABLE ingest_problems (
+            rule_id TEXT NOT NULL,
+            rel_path TEXT NOT NULL,
+            message TEXT NOT NULL,
+            since TEXT NOT NULL,
+            PRIMARY KEY (rule_id, rel_path)
+        ) WITHOUT ROWID
+        """
+    )
+
+
+MIGRATIONS: Final = (_v1_tables, _v2_identity_and_problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +104,35 @@ class LedgerEntry:
     sha256: str
     datapoint_id: str
     fingerprint: Optional[str] = None
+    ino: Optional[int] = None  # None: recorded before version 2 (learnt at the next scan)
+    ctime_ns: Optional[int] = None
 
     def same_stats(self, size: int, mtime_ns: int, fingerprint: Optional[str] = None) -> bool:
         return (self.size == size and self.mtime_ns == mtime_ns
                 and self.fingerprint == fingerprint)
+
+    def matches(self, size: int, mtime_ns: int, ino: int, ctime_ns: int) -> bool:
+        """Is this file, as far as its stats tell, still the one captured?
+
+        Size and mtime are not enough: ``cp -p``, ``rsync -t`` and robocopy keep the mtime
+        of new bytes. So the inode (a new file) and the ctime (any write, even one that
+        restores the mtime afterwards, changes it; it cannot be set by tools) must match
+        too. An inode of 0 is unknown (Windows directory listings), and so is a row from
+        before version 2; those compare on what they have (see :meth:`lacks_identity`).
+        """
+        if not self.same_stats(size, mtime_ns):
+            return False
+        if self.ino and ino and self.ino != ino:
+            return False
+        return self.ctime_ns is None or self.ctime_ns == ctime_ns
+
+    @property
+    def lacks_identity(self) -> bool:
+        return self.ino is None or self.ctime_ns is None
+
+    def with_stats(self, stat: os.stat_result) -> "LedgerEntry":
+        return replace(self, size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                       ino=stat.st_ino, ctime_ns=stat.st_ctime_ns)
 
 
 def _now() -> str:
@@ -92,7 +144,13 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]
         yield items[start:start + size]
 
 
-_COLUMNS: Final = "rule_id, rel_path, size, mtime_ns, sha256, datapoint_id, fingerprint"
+_COLUMNS: Final = ("rule_id, rel_path, size, mtime_ns, sha256, datapoint_id, fingerprint, ino, "
+                   "ctime_ns")
+
+
+def _entry(row: Sequence[object]) -> LedgerEntry:
+    """A row read back: its key spelled as the path the file system gave (fsnames)."""
+    return LedgerEntry(row[0], fsnames.from_key(row[1]), *row[2:])  # type: ignore[arg-type]
 
 
 class Ledger:
@@ -110,13 +168,14 @@ class Ledger:
         if not rel_paths:
             return found
         with self._store.reader() as conn:
-            for chunk in _chunks(list(rel_paths)):
+            for chunk in _chunks([fsnames.to_key(rel) for rel in rel_paths]):
                 marks = ", ".join("?" for _ in chunk)
                 for row in conn.execute(
                     f"SELECT {_COLUMNS} FROM ingest_ledger "
                     f"WHERE rule_id = ? AND rel_path IN ({marks})", (rule_id, *chunk)
                 ):
-                    found[row[1]] = LedgerEntry(*row)
+                    entry = _entry(row)
+                    found[entry.rel_path] = entry
         return found
 
     def lookup(self, rule_id: str, rel_path: str) -> Optional[LedgerEntry]:
@@ -141,9 +200,10 @@ class Ledger:
         with self._store.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO ingest_pending (datapoint_id, rule_id, rel_path, size, "
-                "mtime_ns, fingerprint, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.datapoint_id, e.rule_id, e.rel_path, e.size, e.mtime_ns, e.fingerprint,
-                  e.sha256, now) for e in entries],
+                "mtime_ns, fingerprint, sha256, created_at, ino, ctime_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.datapoint_id, e.rule_id, fsnames.to_key(e.rel_path), e.size, e.mtime_ns,
+                  e.fingerprint, e.sha256, now, e.ino, e.ctime_ns) for e in entries],
             )
 
     def commit(self, entries: Sequence[LedgerEntry]) -> None:
@@ -174,14 +234,43 @@ class Ledger:
     def _upsert(conn: sqlite3.Connection, entries: Sequence[LedgerEntry], now: str) -> None:
         conn.executemany(
             "INSERT INTO ingest_ledger (rule_id, rel_path, size, mtime_ns, fingerprint, sha256, "
-            "datapoint_id, captured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "datapoint_id, captured_at, ino, ctime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (rule_id, rel_path) DO UPDATE SET size = excluded.size, "
             "mtime_ns = excluded.mtime_ns, fingerprint = excluded.fingerprint, "
             "sha256 = excluded.sha256, datapoint_id = excluded.datapoint_id, "
-            "captured_at = excluded.captured_at",
-            [(e.rule_id, e.rel_path, e.size, e.mtime_ns, e.fingerprint, e.sha256,
-              e.datapoint_id, now) for e in entries],
+            "captured_at = excluded.captured_at, ino = excluded.ino, "
+            "ctime_ns = excluded.ctime_ns",
+            [(e.rule_id, fsnames.to_key(e.rel_path), e.size, e.mtime_ns, e.fingerprint,
+              e.sha256, e.datapoint_id, now, e.ino, e.ctime_ns) for e in entries],
         )
+
+    def learn_identity(self, entries: Sequence[LedgerEntry]) -> None:
+        """Rows from before version 2 whose size and mtime still match: remember the
+        file's inode and ctime now, without reading it (an upgrade hashes nothing)."""
+        with self._store.transaction() as conn:
+            conn.executemany(
+                "UPDATE ingest_ledger SET ino = ?, ctime_ns = ? WHERE rule_id = ? AND "
+                "rel_path = ?", [(e.ino, e.ctime_ns, e.rule_id, fsnames.to_key(e.rel_path))
+                                 for e in entries])
+
+    # -- problems (what ``watch list`` shows of a running watcher) --------------------
+
+    def save_problems(self, rule_id: str, problems: Mapping[str, str]) -> None:
+        """Replace a rule's reported problems (relative path, readable -> message)."""
+        now = _now()
+        with self._store.transaction() as conn:
+            conn.execute("DELETE FROM ingest_problems WHERE rule_id = ?", (rule_id,))
+            conn.executemany(
+                "INSERT INTO ingest_problems (rule_id, rel_path, message, since) "
+                "VALUES (?, ?, ?, ?)",
+                [(rule_id, fsnames.readable(rel), fsnames.readable(message), now)
+                 for rel, message in problems.items()])
+
+    def problems(self, rule_id: str) -> dict[str, str]:
+        with self._store.reader() as conn:
+            return dict(conn.execute(
+                "SELECT rel_path, message FROM ingest_problems WHERE rule_id = ? "
+                "ORDER BY rel_path", (rule_id,)).fetchall())
 
     def recover(self, rule_id: Optional[str] = None) -> tuple[int, int]:
         """Finish intents whose datapoint was committed, drop the others.
@@ -191,7 +280,7 @@ class Ledger:
         """
         where, params = ("WHERE rule_id = ?", (rule_id,)) if rule_id is not None else ("", ())
         with self._store.reader() as conn:
-            pending = [LedgerEntry(*row) for row in conn.execute(
+            pending = [_entry(row) for row in conn.execute(
                 f"SELECT {_COLUMNS} FROM ingest_pending {where} ORDER BY created_at", params)]
             stored: set[str] = set()
             ids = [entry.datapoint_id for entry in pending]
@@ -210,5 +299,6 @@ class Ledger:
     def forget_rule(self, rule_id: str) -> int:
         """Drop a rule's ledger (its files would be captured again if watched again)."""
         with self._store.transaction() as conn:
+            conn.execute("DELETE FROM ingest_problems WHERE rule_id = ?", (rule_id,))
             return conn.execute("DELETE FROM ingest_ledger WHERE rule_id = ?",
                                 (rule_id,)).rowcount

@@ -297,6 +297,10 @@ def find_rule(rules: Iterable[WatchRule], ref: str) -> WatchRule:
 
 
 def add_rule(paths: BenchPaths, folder: str, **fields: Any) -> WatchRule:
+    if paths.owns(Path(folder).expanduser()):
+        raise ValidationError(
+            f"{folder} is this bench's own data or configuration folder (or inside it); "
+            "nothing there is ever captured: watch the instrument's output folder instead")
     rules = load_rules(paths)
     rule_id = derive_rule_id(folder, (r.id for r in rules))
     rule = validate_rule({**fields, "id": rule_id, "path": folder})

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Optional
 
@@ -49,21 +49,25 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from app.core import fsnames
 from app.core.errors import (
     CaptureError,
     SourceChangedError,
     SourceIsDirectoryError,
     SourceMissingError,
+    SourceRefusedError,
 )
 from app.core.models import DataPoint
 from app.ingest.capture import Capturer, Prepared, Unchanged
 from app.ingest.completeness import QuietTracker, file_signature, is_unlocked
-from app.ingest.ledger import Ledger
+from app.ingest.ledger import Ledger, LedgerEntry
 from app.ingest.rules import WatchRule
 from app.ingest.scanner import (
     DatasetListing,
     FileEntry,
     RootMissingError,
+    as_seen_from,
+    link_refusal,
     list_dataset,
     walk_dataset_folders,
     walk_files,
@@ -208,10 +212,10 @@ class RuleWorker:
         self._options = options or WorkerOptions()
         self._clock = time.monotonic
         self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
-        try:
-            self._skip: Optional[Path] = service.paths.data_dir.resolve()
-        except OSError:
-            self._skip = None
+        #: The bench's own folders: never entered, never captured, whatever links say
+        #: (``_private_here``: also as paths below this root; updated by full scans).
+        self._private = service.paths.private_dirs()
+        self._private_here = as_seen_from(self.root, self._private)
 
         self._lock = threading.Lock()
         self._hints: set[str] = set()
@@ -223,7 +227,12 @@ class RuleWorker:
 
         self._tracker: QuietTracker[str] = QuietTracker(rule.quiet_seconds)
         self._attempts: dict[str, int] = {}
-        self._problems: dict[str, str] = {}
+        self._problems: dict[str, str] = {}  # readable relative path -> message
+        #: Links and other files refused for good (relative path -> why); rebuilt by
+        #: every full scan, so a link that was removed stops being reported.
+        self._refused: dict[str, str] = {}
+        self._refused_seen: Optional[set[str]] = None  # during a full scan
+        self._problems_saved: Optional[dict[str, str]] = None  # what watch list shows
         self._observer: Optional[BaseObserver] = None
         self._observer_kind = "none"
         self._decided_kind: Optional[str] = None
@@ -282,7 +291,12 @@ class RuleWorker:
                 rule_id=self.rule.id, name=self.rule.name, path=self.rule.path,
                 state=self._state, observer=self._observer_kind, waiting=len(self._tracker),
                 captured=self._captured, scans=self._scans,
-                last_scan_seconds=self._last_scan_seconds, problems=dict(self._problems))
+                last_scan_seconds=self._last_scan_seconds, problems=self._all_problems())
+
+    def _all_problems(self) -> dict[str, str]:
+        """Problems and refusals by readable path (caller holds ``_lock``)."""
+        return {**{fsnames.readable(rel): why for rel, why in self._refused.items()},
+                **self._problems}
 
     @property
     def observer(self) -> Optional[BaseObserver]:
@@ -299,14 +313,33 @@ class RuleWorker:
                     log.exception("watcher %s: unexpected error; continuing", self.rule.id)
                     self._emit("problem", message=f"unexpected error: {exc}")
                     self._stop.wait(self._options.retry_base)
+                self._save_problems()
                 self._wake.wait(self._seconds_to_next_wake())
                 self._wake.clear()
         finally:
+            with self._lock:  # nothing is watched any more: nothing to report
+                self._problems.clear()
+                self._refused.clear()
+            self._save_problems()
             self._stop_observer()
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
             with self._lock:
                 self._state = "stopped"
+
+    def _save_problems(self) -> None:
+        """Keep the rule's problems in the store when they change, for ``watch list`` in
+        another process (the window's panel reads :meth:`status` directly)."""
+        with self._lock:
+            current = self._all_problems()
+        if current == self._problems_saved:
+            return
+        try:
+            self.ledger.save_problems(self.rule.id, current)
+            self._problems_saved = current
+        except Exception:  # reporting must not stop capturing; tried again next step
+            log.warning("watcher %s: could not save its problems for 'watch list'",
+                        self.rule.id, exc_info=True)
 
     def _seconds_to_next_wake(self) -> float:
         moments = [self._next_liveness, self._next_rescan]
@@ -470,6 +503,14 @@ class RuleWorker:
 
     def _full_scan(self, start: str = "") -> None:
         began = self._clock()
+        if self.service.paths.owns(self.root):
+            self._set_problem(".", "the watched folder is inside this bench's own data or "
+                                   "configuration folder; nothing in it is captured")
+            self._next_rescan = self._clock() + self._scan_interval()
+            return
+        if not start:
+            self._refused_seen = set()
+            self._private_here = as_seen_from(self.root, self._private)
         try:
             if self.rule.datasets:
                 self._scan_datasets(start)
@@ -481,7 +522,13 @@ class RuleWorker:
             return
         except PermissionError as exc:
             self._set_problem(start or ".", f"cannot list the folder: {exc}")
+        finally:
+            seen, self._refused_seen = self._refused_seen, None
         if not start:
+            if seen is not None and not self._stop.is_set():
+                with self._lock:  # links that are gone are no longer reported
+                    for rel in [rel for rel in self._refused if rel not in seen]:
+                        del self._refused[rel]
             elapsed = self._clock() - began
             self._next_rescan = self._clock() + self._scan_interval()
             with self._lock:
@@ -494,10 +541,27 @@ class RuleWorker:
     def _scan_error(self, rel: str, exc: OSError) -> None:
         self._set_problem(rel or ".", f"cannot list or read: {exc.strerror or exc}")
 
+    def _refuse(self, rel: str, reason: str) -> None:
+        """Never capture ``rel`` (a link leaving the folder ...), and say why in the status."""
+        self._tracker.discard(rel)
+        self._attempts.pop(rel, None)
+        if self._refused_seen is not None:
+            self._refused_seen.add(rel)
+        with self._lock:
+            first = rel not in self._refused
+            if first and len(self._refused) >= _MAX_REPORTED_PROBLEMS:
+                return
+            self._refused[rel] = reason
+            self._problems.pop(fsnames.readable(rel), None)
+        if first:
+            log.warning("watcher %s: not capturing %s: %s", self.rule.id,
+                        fsnames.readable(rel), reason)
+            self._emit("problem", rel, message=f"not captured: {reason}")
+
     def _scan_files(self, start: str) -> None:
         batch: list[FileEntry] = []
-        for entry in walk_files(self.root, self.rule, start=start, skip=self._skip,
-                                on_error=self._scan_error):
+        for entry in walk_files(self.root, self.rule, start=start, skip=self._private,
+                                on_error=self._scan_error, on_link=self._refuse):
             batch.append(entry)
             if len(batch) >= _LEDGER_BATCH:
                 self._reconcile(batch)
@@ -518,16 +582,44 @@ class RuleWorker:
                 unknown.append(entry)
         if not unknown:
             return
-        known = self.ledger.lookup_many(self.rule.id, [e.rel_path for e in unknown])
+        known = self._lookup(unknown)
+        learnt = []
         for entry in unknown:
-            row = known.get(entry.rel_path)
-            if row is not None and row.same_stats(entry.size, entry.mtime_ns):
+            if entry.rel_path not in known:
+                continue  # its lookup failed: reported, looked at again next scan
+            row = known[entry.rel_path]
+            if row is not None and row.matches(entry.size, entry.mtime_ns, entry.ino,
+                                               entry.ctime_ns):
+                if row.lacks_identity and entry.ino:
+                    learnt.append(replace(row, ino=entry.ino, ctime_ns=entry.ctime_ns))
                 continue
+            # New, changed, or the same size and mtime under a new inode or ctime (a copy
+            # tool kept the mtime): read once when quiet; the content decides.
             self._tracker.observe(entry.rel_path, entry.signature, now)
+        if learnt:
+            self.ledger.learn_identity(learnt)
+
+    def _lookup(self, entries: Sequence[FileEntry]) -> dict[str, Optional[LedgerEntry]]:
+        """Ledger rows of these entries (None: not captured yet). One entry whose lookup
+        fails is reported and left out; it never stops the others (or the folder)."""
+        rels = [entry.rel_path for entry in entries]
+        try:
+            found = self.ledger.lookup_many(self.rule.id, rels)
+            return {rel: found.get(rel) for rel in rels}
+        except Exception:  # noqa: BLE001 - find the one that fails
+            log.debug("watcher %s: a batch ledger lookup failed; looking up one by one",
+                      self.rule.id, exc_info=True)
+        rows: dict[str, Optional[LedgerEntry]] = {}
+        for rel in rels:
+            try:
+                rows[rel] = self.ledger.lookup(self.rule.id, rel)
+            except Exception as exc:  # noqa: BLE001
+                self._set_problem(rel, f"cannot be looked up in the capture ledger: {exc}")
+        return rows
 
     def _scan_datasets(self, start: str) -> None:
         for rel in walk_dataset_folders(self.root, self.rule, start=start,
-                                        on_error=self._scan_error):
+                                        on_error=self._scan_error, skip=self._private):
             self._consider_dataset(rel, from_scan=True)
             if self._stop.is_set():
                 return
@@ -540,7 +632,8 @@ class RuleWorker:
             self._tracker.touch(rel, now)
             return
         try:
-            listing = list_dataset(self.root, self.rule, rel, on_error=self._scan_error)
+            listing = list_dataset(self.root, self.rule, rel, on_error=self._scan_error,
+                                   on_link=self._refuse, skip=self._private)
         except RootMissingError:
             return
         if rel in self._tracker:
@@ -569,7 +662,7 @@ class RuleWorker:
             return None
         if not self.rule.recursive and len(parts) > 1:
             return None
-        if self._skip is not None and Path(path).is_relative_to(self._skip):
+        if any(Path(path).is_relative_to(folder) for folder in self._private_here):
             return None
         return rel
 
@@ -604,18 +697,29 @@ class RuleWorker:
             if rel is None or not self.rule.accepts_file(rel):
                 continue
             try:
-                found = os.stat(path)
+                found = os.lstat(path)
             except OSError:
                 continue  # gone again; if it was waiting, its due check reports it
+            if stat_module.S_ISLNK(found.st_mode):
+                self._refuse_if_outside(rel)
+                continue
             if not stat_module.S_ISREG(found.st_mode):
                 continue
-            entry = FileEntry(rel, found.st_size, found.st_mtime_ns, found.st_ino)
+            entry = FileEntry.of(rel, found)
             if rel in self._tracker:
                 self._tracker.observe(rel, entry.signature, now)
             else:
                 entries.append(entry)
         for first in range(0, len(entries), _LEDGER_BATCH):
             self._reconcile(entries[first:first + _LEDGER_BATCH])
+
+    def _refuse_if_outside(self, rel: str) -> None:
+        """A link (never followed): refused and reported when it leaves the folder."""
+        reason = link_refusal(str(self.root / rel), os.path.realpath(self.root), self._private)
+        if reason is not None:
+            self._refuse(rel, reason)
+        else:
+            self._tracker.discard(rel)
 
     def _dataset_of(self, rel: str, directory_hint: bool = False) -> Optional[str]:
         """The dataset folder a path belongs to (None above the dataset level)."""
@@ -673,13 +777,14 @@ class RuleWorker:
             row = None
             try:
                 row = self.ledger.lookup(self.rule.id, key)
-                current = os.stat(self.root / key)
+                current = os.lstat(self.root / key)
             except OSError:
                 current = None
             except Exception:  # noqa: BLE001
                 current = None
-            if row is not None and current is not None and row.same_stats(
-                    current.st_size, current.st_mtime_ns):
+            if row is not None and current is not None and row.matches(
+                    current.st_size, current.st_mtime_ns, current.st_ino,
+                    current.st_ctime_ns):
                 self._done(key)
             else:
                 self._retry_later(key, f"unexpected error: {exc}")
@@ -687,12 +792,15 @@ class RuleWorker:
     def _check_file(self, key: str, now: float) -> Optional[os.stat_result]:
         path = self.root / key
         try:
-            found = os.stat(path)
+            found = os.lstat(path)
         except FileNotFoundError:
             self._vanished(key)
             return None
         except OSError as exc:
             self._retry_later(key, f"cannot read its size and time: {exc.strerror or exc}")
+            return None
+        if stat_module.S_ISLNK(found.st_mode):  # replaced by a link since it was seen
+            self._refuse_if_outside(key)
             return None
         if not stat_module.S_ISREG(found.st_mode):
             self._tracker.discard(key)
@@ -705,7 +813,8 @@ class RuleWorker:
 
     def _check_dataset(self, key: str, now: float) -> Optional[DatasetListing]:
         try:
-            listing = list_dataset(self.root, self.rule, key, on_error=self._scan_error)
+            listing = list_dataset(self.root, self.rule, key, on_error=self._scan_error,
+                                   on_link=self._refuse, skip=self._private)
         except RootMissingError:
             self._vanished(key)
             return None
@@ -783,6 +892,8 @@ class RuleWorker:
             self._done(key)
         elif outcome is None:
             self._done(key)  # the ledger already has it as it is
+        elif isinstance(outcome, SourceRefusedError):
+            self._refuse(key, str(outcome))
         elif isinstance(outcome, SourceChangedError):
             self._tracker.restart(key, self._clock())
         elif isinstance(outcome, (SourceMissingError, SourceIsDirectoryError)):
@@ -804,14 +915,14 @@ class RuleWorker:
                 for item in prepared:
                     self._commit([item])
                 return
-            self._capturer.drop_blob_if_unused(prepared[0].new_blob)
+            self._capturer.abandon(prepared[0])
             self._retry_later(prepared[0].key, f"could not be stored: {exc}")
             return
         for item, datapoint in zip(prepared, stored):
             self._done(item.key)
             with self._lock:
                 self._captured += 1
-            log.info("captured %s as %s (%s)%s", self.root / item.key, datapoint.datapoint_id,
+            log.info("captured %s as %s (%s)%s", datapoint.path, datapoint.datapoint_id,
                      datapoint.label, f", replacing {item.replaced}" if item.replaced else "")
             self._emit("captured", item.key, datapoint=datapoint,
                        message=f"replaces {item.replaced}" if item.replaced else "")
@@ -822,7 +933,8 @@ class RuleWorker:
         self._tracker.discard(key)
         self._attempts.pop(key, None)
         with self._lock:
-            had_problem = self._problems.pop(key, None) is not None
+            self._refused.pop(key, None)  # a link replaced by a file that was captured
+            had_problem = self._problems.pop(fsnames.readable(key), None) is not None
         if had_problem:
             self._emit("resolved", key)
 
@@ -830,9 +942,9 @@ class RuleWorker:
         self._tracker.discard(key)
         self._attempts.pop(key, None)
         with self._lock:
-            self._problems.pop(key, None)
+            self._problems.pop(fsnames.readable(key), None)
         log.info("watcher %s: %s vanished before it was complete; nothing captured",
-                 self.rule.id, key)
+                 self.rule.id, fsnames.readable(key))
         self._emit("vanished", key, message="vanished before it was captured")
 
     def _retry_later(self, key: str, message: str) -> None:
@@ -845,9 +957,10 @@ class RuleWorker:
         first = self._set_problem(key, message)
         if first or attempts % 10 == 0:
             log.warning("watcher %s: %s: %s (attempt %d; retrying in %.0fs)", self.rule.id,
-                        key, message, attempts, delay)
+                        fsnames.readable(key), fsnames.readable(message), attempts, delay)
 
     def _set_problem(self, key: str, message: str) -> bool:
+        key, message = fsnames.readable(key), fsnames.readable(message)
         with self._lock:
             first = key not in self._problems
             if first and len(self._problems) >= _MAX_REPORTED_PROBLEMS:
@@ -864,6 +977,7 @@ class RuleWorker:
     def _emit(self, kind: str, rel_path: str = "", *, message: str = "",
               datapoint: Optional[DataPoint] = None) -> None:
         try:
-            self._emit_to(IngestEvent(kind, self.rule.id, rel_path, message, datapoint))
+            self._emit_to(IngestEvent(kind, self.rule.id, fsnames.readable(rel_path),
+                                      fsnames.readable(message), datapoint))
         except Exception:  # a listener must not break the worker
             log.exception("an ingest listener failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Final, Optional
 
-from app.core.syncstate import DESCRIPTIONS, PROBLEM_STATES, SAFE_STATES, describe
+from app.core.syncstate import DESCRIPTIONS, describe
 from app.core.units import human_size as human_size  # re-exported: the window's one size form
 
 TYPE_NAMES: Final[dict[str, str]] = {"json": "Value", "file": "File",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from app.service import BenchService
-from app.ui.formatting import PROBLEM_STATES, SAFE_STATES, parse_canonical
+from app.core.syncstate import PROBLEM_STATES, SAFE_STATES
+from app.ui.formatting import parse_canonical
 
 
 @dataclass

@@ -27,9 +27,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor
 
+from app.core.syncstate import PROBLEM_STATES, SAFE_STATES
 from app.ui.formatting import (
-    PROBLEM_STATES,
-    SAFE_STATES,
     TYPE_NAMES,
     human_size,
     local_time,
