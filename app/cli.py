@@ -23,6 +23,7 @@ from app import __version__
 from app.core.errors import BenchDataError, NotFoundError, describe_validation_error
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
+from app.core.timestamps import format_local
 from app.service import BenchService
 
 #: Files at least this large get a progress bar while they are captured.
@@ -96,7 +97,7 @@ def emit_json(payload: Any) -> None:
 
 
 def _summary_line(datapoint: DataPoint) -> str:
-    when = datapoint.data_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    when = format_local(datapoint.data_instant)
     if isinstance(datapoint, ValueDataPoint):
         detail = json.dumps(datapoint.value, ensure_ascii=False)
         detail = detail if len(detail) <= 60 else detail[:57] + "..."
