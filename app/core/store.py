@@ -32,7 +32,7 @@ from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.schema import SCHEMA_VERSION, migrate
-from app.core.timestamps import INSTANT_FIELD, format_canonical, madsci_text, now_canonical
+from app.core.timestamps import INSTANT_FIELD, madsci_text, now_canonical
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
         "label": datapoint.label,
         "data_type": data_type,
         # The instant orders and filters; the sent form is what MADSci clients get back.
-        "data_timestamp": format_canonical(datapoint.data_instant),
+        "data_timestamp": datapoint.instant_text(),
         "data_timestamp_sent": madsci_text(datapoint.data_timestamp),
         # Validate the Python value itself (NaN, bytes, sets ...), not a rendering of it.
         "value": dump_json_value(fields.get("value"))

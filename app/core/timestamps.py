@@ -51,7 +51,22 @@ def bench_zone() -> Optional[tzinfo]:
     ``/etc/localtime``. ``None`` (Windows without tzdata, POSIX rule strings in ``TZ``)
     means the operating system's local time conversion, which knows DST too.
     """
-    return _zone_for_tz(os.environ.get("TZ"))
+    global _last_zone
+    raw = _ENVIRON_DATA.get(_TZ_KEY) if _ENVIRON_DATA is not None else os.environ.get("TZ")
+    last = _last_zone
+    if last[0] == raw:  # every capture asks: skip decoding and the cache call
+        return last[1]
+    zone = _zone_for_tz(os.environ.get("TZ"))
+    _last_zone = (raw, zone)
+    return zone
+
+
+#: (raw TZ value, its zone) of the last lookup; replaced whole, so read without a lock.
+_last_zone: tuple[object, Optional[tzinfo]] = (object(), None)
+#: os.environ's own storage: ``os.environ.get`` of an unset variable raises and catches a
+#: KeyError inside, which costs more than the rest of a naive time's conversion.
+_ENVIRON_DATA: Optional[dict] = getattr(os.environ, "_data", None)
+_TZ_KEY: object = os.environ.encodekey("TZ") if hasattr(os.environ, "encodekey") else "TZ"
 
 
 @lru_cache(maxsize=8)
@@ -185,7 +200,13 @@ def parse_timestamp(value: object, zone: Optional[tzinfo] = None) -> datetime:
 def format_canonical(moment: datetime) -> str:
     """Fixed-width UTC text of an instant (isoformat is ~5x faster than strftime and pads
     years below 1000, which strftime does not on every platform). Naive is local."""
-    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is None:
+        zone = bench_zone()
+        if zone is not None:  # every capture comes here: skip building aware datetimes
+            return (moment - zone.utcoffset(moment)).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is not timezone.utc:
+        moment = as_utc(moment)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def to_canonical(value: object) -> str:
