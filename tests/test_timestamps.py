@@ -7,6 +7,7 @@ which restores it, and never call ``time.tzset()`` in this process.
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -166,6 +167,13 @@ def test_the_store_keeps_the_sent_form_and_the_instant(chicago: ZoneInfo,
     # Newest first is true time order (the aware one is earlier), whatever the forms.
     assert [d.datapoint_id for d in client.get_datapoints(0)] == [naive.datapoint_id,
                                                                   aware.datapoint_id]
+    # Exports carry both: as sent, and the UTC instant.
+    assert client.export({}, Path(client.service.paths.data_dir) / "out.csv") == 2
+    with open(Path(client.service.paths.data_dir) / "out.csv", encoding="utf-8") as exported:
+        rows = {row["datapoint_id"]: row for row in csv.DictReader(exported)}
+    assert (rows[naive.datapoint_id]["data_timestamp"],
+            rows[naive.datapoint_id]["data_timestamp_utc"]) == (
+        "2026-07-15T06:00:00", "2026-07-15T11:00:00.000000Z")
 
 
 def test_rows_stored_before_v5_stay_utc_instants(tmp_path: Path, chicago: ZoneInfo) -> None:
@@ -251,3 +259,25 @@ def test_the_lab_zone_defaults_to_the_bench_zone_and_can_be_set_or_locked(
     assert lab_zone(paths) == ZoneInfo("America/Denver")
     with pytest.raises(LockedSettingError):
         save_section(paths, "time", {"lab_zone": "Europe/Berlin"})
+
+
+def test_the_cli_shows_and_sets_the_lab_zone(chicago: ZoneInfo, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["time-zone", "--json"], catch_exceptions=False)
+    assert json.loads(shown.output) == {"bench_zone": CHICAGO, "lab_zone": CHICAGO}
+    changed = runner.invoke(cli, ["time-zone", "--lab", "Europe/Berlin", "--json"],
+                            catch_exceptions=False)
+    assert json.loads(changed.output)["lab_zone"] == "Europe/Berlin"
+    assert lab_zone(bench_paths()) == ZoneInfo("Europe/Berlin")
+    refused = runner.invoke(cli, ["time-zone", "--lab", "Mars/Olympus"])
+    assert refused.exit_code == 1 and "unknown time zone 'Mars/Olympus'" in refused.output
+    # Listing shows local time with its zone.
+    runner.invoke(cli, ["add", "value", "1", "--timestamp", "2026-07-15T06:00:00"],
+                  catch_exceptions=False)
+    listed = runner.invoke(cli, ["list"], catch_exceptions=False)
+    assert "2026-07-15 06:00:00 CDT" in listed.output
