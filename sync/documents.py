@@ -10,10 +10,12 @@ is kept), so MADSci's listing and client code see what they see in records MADSc
 ``data_timestamp_utc`` (extra) is the exact instant as fixed-width UTC text, for ordering
 across benches and zones. Pulling reads that instant back; a document without it (written
 by MADSci itself) has a naive time read in the lab's zone (``app.core.timestamps.lab_zone``).
-Records stored before the sent form was recorded carry the canonical UTC text in both. A synced file becomes an ``object_storage`` datapoint (``bucket_name``,
-``object_name``, ``storage_endpoint``, ``public_endpoint``, ``url``, ``content_type``,
-``size_bytes``, ``etag``, ``custom_metadata``, ``path`` where it was captured). MADSci
-allows extra fields; ours are ``filename``, ``sha256`` and the sync bookkeeping below.
+Records stored before the sent form was recorded carry the canonical UTC text in both.
+
+A synced file becomes an ``object_storage`` datapoint (``bucket_name``, ``object_name``,
+``storage_endpoint``, ``public_endpoint``, ``url``, ``content_type``, ``size_bytes``,
+``etag``, ``custom_metadata``, ``path`` where it was captured). MADSci allows extra fields;
+ours are ``filename``, ``sha256``, ``data_timestamp_utc`` and the sync bookkeeping below.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Final, Optional
 
+from app.core.errors import ValidationError
 from app.core.models import DataPoint
 from app.core.store import row_to_document
-from app.core.errors import ValidationError
 from app.core.timestamps import (
     INSTANT_FIELD,
     as_utc,

@@ -63,7 +63,8 @@ def test_the_bench_zone_follows_tz(tz: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert bench_zone().utcoffset(datetime(2026, 1, 15)) == timedelta(hours=-6)
 
 
-def test_a_tz_that_names_no_zone_falls_back_to_the_os_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tz_that_names_no_zone_falls_back_to_the_os_rules(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "Not/A_Zone")
     assert bench_zone() is None
     # Still an instant, by the operating system's rules.

@@ -24,11 +24,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     field_serializer,
     field_validator,
     model_serializer,
-    PrivateAttr,
 )
 from pydantic import SerializerFunctionWrapHandler
 
