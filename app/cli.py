@@ -25,6 +25,7 @@ from app.core.errors import BenchDataError, describe_validation_error
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
 from app.core.units import human_size
+from app.core.timestamps import format_local
 from app.service import BenchService
 
 #: Files at least this large get a progress bar while they are captured.
@@ -76,7 +77,7 @@ def emit_json(payload: Any) -> None:
 
 
 def _summary_line(datapoint: DataPoint) -> str:
-    when = datapoint.data_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    when = format_local(datapoint.data_instant)
     if isinstance(datapoint, ValueDataPoint):
         detail = json.dumps(datapoint.value, ensure_ascii=False)
         detail = detail if len(detail) <= 60 else detail[:57] + "..."
@@ -204,7 +205,8 @@ def add() -> None:
 @click.option("--label", "-l", help="Label of the datapoint.")
 @_ownership_options
 @click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Custom metadata (repeatable).")
-@click.option("--timestamp", help="When the data was taken (ISO-8601); default now.")
+@click.option("--timestamp", help="When the data was taken (ISO-8601; without a zone: this "
+              "bench's local time); default now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the datapoint as JSON.")
 @pass_ctx
 def add_value(ctx: Context, value: str, label: Optional[str], meta: Sequence[str],
@@ -423,6 +425,34 @@ def export(ctx: Context, selector: str, output: Path, fmt: Optional[str], sort: 
     rows = export_datapoints(ctx.service.iter_query(_parse_selector(selector), sort=sort),
                              output, fmt)
     click.echo(f"exported {rows} datapoint(s) to {output}")
+
+
+@cli.command("time-zone")
+@click.option("--lab", "lab", metavar="ZONE",
+              help="Zone of the naive times MADSci itself wrote (IANA, e.g. America/Chicago); "
+                   "'' = this bench's own.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def time_zone(ctx: Context, lab: Optional[str], as_json: bool) -> None:
+    """Show (or set, with --lab) the zones naive timestamps are read in."""
+    from app.core.config import load_section, save_section
+    from app.core.paths import bench_paths
+    from app.core.timestamps import LAB_ZONE_KEY, TIME_SECTION, lab_zone, zone_name, zone_named
+
+    paths = bench_paths(ctx.data_dir)
+    if lab is not None:
+        section = dict(load_section(paths, TIME_SECTION) or {})
+        if lab:
+            section[LAB_ZONE_KEY] = zone_named(lab).key
+        else:
+            section.pop(LAB_ZONE_KEY, None)
+        save_section(paths, TIME_SECTION, section or None)
+    zones = {"bench_zone": zone_name(), "lab_zone": zone_name(lab_zone(paths))}
+    if as_json:
+        emit_json(zones)
+    else:
+        click.echo(f"bench: {zones['bench_zone']} (naive times sent to this bench)\n"
+                   f"lab:   {zones['lab_zone']} (naive times MADSci itself wrote)")
 
 
 @cli.group()

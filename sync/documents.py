@@ -1,12 +1,21 @@
 """Local rows as central MADSci documents, and central documents as local datapoints.
 
 The central document is what MADSci 0.8.x stores: ``_id`` (the ULID), ``label``,
-``data_type``, ``data_timestamp`` (the store's canonical ISO text, one fixed-width format so
-MADSci's string sort is time order), ``ownership_info`` (set ids only), ``value`` for JSON
-datapoints. A synced file becomes an ``object_storage`` datapoint (``bucket_name``,
-``object_name``, ``storage_endpoint``, ``public_endpoint``, ``url``, ``content_type``,
-``size_bytes``, ``etag``, ``custom_metadata``, ``path`` where it was captured). MADSci
-allows extra fields; ours are ``filename``, ``sha256`` and the sync bookkeeping below.
+``data_type``, ``data_timestamp``, ``ownership_info`` (set ids only), ``value`` for JSON
+datapoints.
+
+Time: ``data_timestamp`` is the ISO text MADSci's server would have stored for the same
+submission (its ``to_mongo`` JSON-mode dump: naive local wall time stays naive, an offset
+is kept), so MADSci's listing and client code see what they see in records MADSci wrote.
+``data_timestamp_utc`` (extra) is the exact instant as fixed-width UTC text, for ordering
+across benches and zones. Pulling reads that instant back; a document without it (written
+by MADSci itself) has a naive time read in the lab's zone (``app.core.timestamps.lab_zone``).
+Records stored before the sent form was recorded carry the canonical UTC text in both.
+
+A synced file becomes an ``object_storage`` datapoint (``bucket_name``, ``object_name``,
+``storage_endpoint``, ``public_endpoint``, ``url``, ``content_type``, ``size_bytes``,
+``etag``, ``custom_metadata``, ``path`` where it was captured). MADSci allows extra fields;
+ours are ``filename``, ``sha256``, ``data_timestamp_utc`` and the sync bookkeeping below.
 """
 
 from __future__ import annotations
@@ -14,12 +23,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Final, Optional
 
+from app.core.errors import ValidationError
 from app.core.models import DataPoint
 from app.core.store import row_to_document
-from app.core.timestamps import to_canonical
+from app.core.timestamps import (
+    INSTANT_FIELD,
+    as_utc,
+    format_canonical,
+    is_naive,
+    parse_as_sent,
+    to_canonical,
+)
 
 from sync.settings import CentralSettings
 
@@ -60,7 +77,9 @@ def central_document(row: Mapping[str, Any], *, bench_id: str,
         document.setdefault("path", row.get("path") or stored_object["object_name"])
     document[REVISION] = int(row["revision"])
     document[BENCH] = bench_id
-    document["data_timestamp"] = _canonical_timestamp(row["data_timestamp"])
+    instant = _canonical_timestamp(row["data_timestamp"])
+    document["data_timestamp"] = row.get("data_timestamp_sent") or instant
+    document[INSTANT_FIELD] = instant
     return document
 
 
@@ -93,8 +112,13 @@ def tombstone_document(datapoint_id: str, revision: int, bench_id: str) -> dict[
     return {"_id": datapoint_id, REVISION: revision, BENCH: bench_id}
 
 
-def local_datapoint(document: Mapping[str, Any]) -> tuple[DataPoint, int]:
+def local_datapoint(document: Mapping[str, Any], *,
+                    lab_zone: Optional[tzinfo] = None) -> tuple[DataPoint, int]:
     """A central document as a local datapoint plus its central revision.
+
+    The datapoint keeps ``data_timestamp`` as the document has it; its instant is the
+    document's ``data_timestamp_utc`` or, for documents MADSci wrote, a naive time read in
+    ``lab_zone`` (default: this bench's zone).
 
     Raises ``ValueError`` (pydantic's or ours) for documents this bench cannot hold:
     non-ULID ids or ownership ids, unknown data types.
@@ -102,14 +126,30 @@ def local_datapoint(document: Mapping[str, Any]) -> tuple[DataPoint, int]:
     clean = {key: _plain(value) for key, value in document.items() if key not in BOOKKEEPING}
     if "_id" in clean and not isinstance(clean["_id"], str):
         clean["_id"] = str(clean["_id"])
+    recorded = clean.pop(INSTANT_FIELD, None)
     revision = int(document.get(REVISION) or 1)
-    return DataPoint.discriminate(clean), revision
+    datapoint = DataPoint.discriminate(clean)
+    return datapoint.pin_instant(_instant(recorded, datapoint, lab_zone)), revision
+
+
+def _instant(recorded: Any, datapoint: DataPoint, lab_zone: Optional[tzinfo]) -> str:
+    """The canonical instant: the one a bench recorded, else the timestamp's own."""
+    if isinstance(recorded, str):
+        if _CANONICAL_TEXT.fullmatch(recorded):
+            return recorded
+        try:
+            moment: Optional[datetime] = parse_as_sent(recorded)
+        except ValidationError:
+            moment = None
+        if moment is not None and not is_naive(moment):
+            return format_canonical(moment)
+    return format_canonical(as_utc(datapoint.data_timestamp, lab_zone))
 
 
 def _plain(value: Any) -> Any:
-    """BSON-only types as JSON (datetimes as canonical text)."""
+    """BSON-only types as JSON (datetimes as canonical text; BSON dates are UTC)."""
     if isinstance(value, datetime):
-        return to_canonical(value)
+        return format_canonical(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Optional
 
 from app.core.errors import ValidationError
 from app.core.models import DataPoint
 from app.core.store import datapoint_to_row
+from app.core.timestamps import bench_zone, lab_zone
 from app.service import BenchService
 
 from sync import localrows
@@ -72,15 +73,26 @@ class Puller:
         self.central = central
         self.bench_id = bench_id
         self.overlap = timedelta(seconds=overlap_s)
+        self.lab_zone: Optional[tzinfo] = None
 
     def run(self) -> PullReport:
         report = PullReport()
+        self.lab_zone = self._lab_zone()
         self._stamp_foreign_documents()
         self._pull_collection(self.central.tombstones, "pull_cursor_tombstones", report,
                               self._apply_tombstones)
         self._pull_collection(self.central.datapoints, "pull_cursor_datapoints", report,
                               self._apply_documents)
         return report
+
+    def _lab_zone(self) -> Optional[tzinfo]:
+        """The zone naive times in documents MADSci wrote are read in (a setting)."""
+        try:
+            return lab_zone(self.service.paths)
+        except ValidationError as exc:
+            log.warning("time.lab_zone: %s; reading MADSci's naive times in this bench's "
+                        "zone instead", exc)
+            return bench_zone()
 
     def _stamp_foreign_documents(self) -> None:
         """Give documents no bench wrote (MADSci's own Data Manager inserts them) the
@@ -148,7 +160,7 @@ class Puller:
             if mine is not None and (mine[0] >= revision or mine[2]):
                 continue
             try:
-                datapoint, revision = local_datapoint(doc)
+                datapoint, revision = local_datapoint(doc, lab_zone=self.lab_zone)
                 _check_safe(datapoint)
                 datapoint_to_row(datapoint)  # what the store would refuse, refused here
             except (ValueError, ValidationError) as exc:

@@ -35,11 +35,11 @@ def test_madsci_value_document_reads_and_round_trips() -> None:
     assert datapoint.datapoint_id == "01M857BWZZ2382TVE9NZ9XCV6Q"
     assert datapoint.value == 23.5
     assert datapoint.ownership_info.experiment_id == "01M857BWZZ2382TVE9NZ9XCV6P"
-    # Naive MADSci timestamps are read as UTC.
-    assert datapoint.data_timestamp == datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
+    # A naive MADSci timestamp stays naive (local wall time) and is written back as it came.
+    assert datapoint.data_timestamp == datetime(2025, 1, 2, 3, 4, 5, 123456)
     document = datapoint.to_document()
     assert document["_id"] == MADSCI_VALUE["_id"]
-    assert document["data_timestamp"] == "2025-01-02T03:04:05.123456Z"
+    assert document["data_timestamp"] == "2025-01-02T03:04:05.123456"
     assert document["ownership_info"] == MADSCI_VALUE["ownership_info"]
     assert DataPoint.discriminate(document) == datapoint
 
@@ -99,12 +99,14 @@ def test_discriminate_refuses_malformed(document: dict) -> None:
         DataPoint.discriminate(document)
 
 
-def test_timestamps_are_aware_and_canonical() -> None:
+def test_timestamps_keep_their_offset_and_know_their_instant() -> None:
     eastern = timezone(timedelta(hours=-5))
     datapoint = ValueDataPoint(value=1, data_timestamp=datetime(2026, 1, 1, 7, 0, tzinfo=eastern))
-    assert datapoint.data_timestamp.tzinfo is not None
-    assert datapoint.to_document()["data_timestamp"] == "2026-01-01T12:00:00.000000Z"
-    assert ValueDataPoint(value=1).data_timestamp.tzinfo is not None
+    assert datapoint.data_timestamp.utcoffset() == timedelta(hours=-5)
+    assert datapoint.to_document()["data_timestamp"] == "2026-01-01T07:00:00-05:00"
+    assert datapoint.data_instant == datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    # MADSci's default: naive local wall time of now.
+    assert ValueDataPoint(value=1).data_timestamp.tzinfo is None
 
 
 def test_custom_metadata_is_text_as_madsci_requires() -> None:

@@ -81,7 +81,7 @@ from app.core.models import (
     OwnershipInfo,
     ValueDataPoint,
 )
-from app.core.timestamps import format_canonical
+from app.core.timestamps import madsci_text
 from app.service import BenchService, guess_content_type
 
 try:  # optional: a faster JSON encoder for answers
@@ -223,7 +223,7 @@ def value_document(datapoint: ValueDataPoint) -> dict[str, Any]:
             key: value for key, value in ownership.__dict__.items() if value is not None},
         "data_type": DataPointTypeEnum.JSON.value,
         "_id": fields["datapoint_id"],
-        "data_timestamp": format_canonical(fields["data_timestamp"]),
+        "data_timestamp": madsci_text(fields["data_timestamp"]),
         "custom_metadata": dict(fields["custom_metadata"]),
         "value": fields["value"],
     }

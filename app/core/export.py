@@ -17,12 +17,14 @@ from typing import Any, Final
 from app.core.errors import ValidationError
 from app.core.ids import OWNERSHIP_FIELDS
 from app.core.models import DataPoint
+from app.core.timestamps import format_canonical
 
 EXPORT_COLUMNS: Final[tuple[str, ...]] = (
     "datapoint_id",
     "label",
     "data_type",
     "data_timestamp",
+    "data_timestamp_utc",
     *OWNERSHIP_FIELDS,
     "value",
     "path",
@@ -46,7 +48,8 @@ def export_row(datapoint: DataPoint) -> dict[str, Any]:
         "datapoint_id": document["_id"],
         "label": document.get("label"),
         "data_type": document["data_type"],
-        "data_timestamp": document["data_timestamp"],
+        "data_timestamp": document["data_timestamp"],  # as sent (naive: bench local time)
+        "data_timestamp_utc": format_canonical(datapoint.data_instant),
         "value": json.dumps(document["value"], ensure_ascii=False)
         if document["data_type"] == "json" else None,
         "custom_metadata": json.dumps(document.get("custom_metadata") or {}, ensure_ascii=False),

@@ -3,9 +3,13 @@
 A document written by MADSci validates here and ours validate there: ``_id`` on the wire
 (``datapoint_id`` accepted on input), ``data_type`` one of ``json``/``file``/
 ``object_storage``, ownership ids as ULIDs, extra fields allowed and kept. Differences,
-all compatible: timestamps are timezone-aware (naive ones are read as UTC) and serialise
-in one fixed-width UTC form; file datapoints carry the file facts (``filename``,
-``size_bytes``, ``content_type``, ``sha256``) that MADSci accepts as extra fields.
+all compatible: file datapoints carry the file facts (``filename``, ``size_bytes``,
+``content_type``, ``sha256``) that MADSci accepts as extra fields.
+
+``data_timestamp`` is what MADSci's is: the datetime in the form it was sent (naive local
+wall time by default, as ``datetime.now()``; an offset is kept) and serialised as MADSci
+writes it. Its true instant is :attr:`DataPoint.data_instant` (see ``app.core.timestamps``
+for the rules); the store and sync pin it from what they recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     field_serializer,
     field_validator,
@@ -28,7 +33,14 @@ from pydantic import (
 from pydantic import SerializerFunctionWrapHandler
 
 from app.core.ids import OWNERSHIP_FIELDS, is_ulid, new_ulid
-from app.core.timestamps import format_canonical, parse_timestamp, utc_now
+from app.core.timestamps import (
+    as_utc,
+    format_canonical,
+    local_now,
+    madsci_text,
+    parse_as_sent,
+    parse_timestamp,
+)
 
 
 class DataPointTypeEnum(str, Enum):
@@ -116,12 +128,51 @@ class DataPoint(BaseModel):
         serialization_alias="_id",
         validation_alias=AliasChoices("_id", "datapoint_id"),
     )
-    data_timestamp: datetime = Field(default_factory=utc_now)
+    #: When the data was taken, in the form it was sent (MADSci's default: naive local now).
+    data_timestamp: datetime = Field(default_factory=local_now)
     #: Free-form text metadata; MADSci keeps it on object-storage datapoints (and accepts
     #: it as an extra field elsewhere). The names behind ownership ids live here too.
     custom_metadata: dict[str, str] = Field(default_factory=dict)
 
     _type_map: ClassVar[dict[DataPointTypeEnum, type["DataPoint"]]] = {}
+    #: (the data_timestamp it belongs to, its instant as a datetime or canonical text):
+    #: the instant recorded when the datapoint was captured or pulled, so a naive time is
+    #: not re-read in whatever zone this process has now.
+    _pinned_instant: Optional[tuple[datetime, Union[datetime, str]]] = PrivateAttr(default=None)
+
+    @property
+    def data_instant(self) -> datetime:
+        """The true instant of ``data_timestamp`` (aware UTC): as recorded when pinned,
+        else a naive time read in the bench's zone."""
+        pinned = self._pinned()
+        if pinned is not None and (pinned[0] is self.data_timestamp
+                                   or _same_moment(pinned[0], self.data_timestamp)):
+            return parse_timestamp(pinned[1]) if isinstance(pinned[1], str) else pinned[1]
+        return as_utc(self.data_timestamp)
+
+    def instant_text(self) -> str:
+        """:attr:`data_instant` as canonical UTC text (what the store keeps)."""
+        pinned = self._pinned()
+        if pinned is not None and isinstance(pinned[1], str) and (
+                pinned[0] is self.data_timestamp or _same_moment(pinned[0], self.data_timestamp)):
+            return pinned[1]
+        return format_canonical(self.data_instant if pinned is not None else self.data_timestamp)
+
+    def pin_instant(self, instant: Union[datetime, str]) -> "DataPoint":
+        """Record the true instant of the current ``data_timestamp`` (aware datetime or
+        canonical text); returns self."""
+        private = self.__pydantic_private__
+        if private is None:
+            self._pinned_instant = (self.data_timestamp, instant)
+        else:
+            private["_pinned_instant"] = (self.data_timestamp, instant)
+        return self
+
+    def _pinned(self) -> Optional[tuple[datetime, Union[datetime, str]]]:
+        # Straight from pydantic's private dict: attribute access to a private attribute
+        # goes through BaseModel.__getattr__, ten times slower, on every stored row.
+        private = self.__pydantic_private__
+        return private.get("_pinned_instant") if private else None
 
     @field_validator("datapoint_id", mode="before")
     @classmethod
@@ -133,12 +184,12 @@ class DataPoint(BaseModel):
 
     @field_validator("data_timestamp", mode="before")
     @classmethod
-    def _aware_timestamp(cls, value: Any) -> datetime:
-        return parse_timestamp(value)
+    def _timestamp_as_sent(cls, value: Any) -> datetime:
+        return parse_as_sent(value)
 
     @field_serializer("data_timestamp")
-    def _canonical_timestamp(self, value: datetime) -> str:
-        return format_canonical(value)
+    def _timestamp_as_madsci_writes_it(self, value: datetime) -> str:
+        return madsci_text(value)
 
     @classmethod
     def discriminate(cls, datapoint: Union["DataPoint", dict[str, Any]]) -> "DataPoint":
@@ -149,9 +200,12 @@ class DataPoint(BaseModel):
             kind = DataPointTypeEnum(datapoint["data_type"])
             return cls._type_map[kind].model_validate({**datapoint, "data_type": kind.value})
         if isinstance(datapoint, DataPoint):
-            return cls._type_map[datapoint.data_type].model_validate(
-                datapoint.model_dump(by_alias=True)
+            concrete = cls._type_map[datapoint.data_type].model_validate(
+                {**datapoint.model_dump(by_alias=True),
+                 "data_timestamp": datapoint.data_timestamp}
             )
+            pinned = datapoint._pinned()
+            return concrete if pinned is None else concrete.pin_instant(pinned[1])
         raise TypeError(f"Expected DataPoint or dict, got {type(datapoint).__name__}")
 
     def to_document(self) -> dict[str, Any]:
@@ -175,6 +229,12 @@ class DataPoint(BaseModel):
                 )
             out[str(key)] = item if isinstance(item, str) else _scalar_text(item)
         return out
+
+
+def _same_moment(first: datetime, second: datetime) -> bool:
+    """Equal and of the same form (a naive and an aware datetime are never equal)."""
+    return (first.tzinfo is None) == (second.tzinfo is None) and first == second \
+        and first.utcoffset() == second.utcoffset()
 
 
 def _scalar_text(item: Any) -> str:

@@ -7,8 +7,11 @@ missing ones in order. A cache written by a newer version is refused rather than
 Datapoints are one row each. The fields people filter by (label, type, timestamp, the
 ten ownership ids) are real, indexed columns; the JSON value, custom metadata and any
 extra MADSci fields are JSON text queried with SQLite's JSON functions.
-``data_timestamp`` is always the canonical UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so
-that text order is time order.
+``data_timestamp`` is always the true instant as canonical UTC text
+``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that text order is time order; ``data_timestamp_sent``
+(version 5) is the timestamp in the form the client sent it, as MADSci writes it
+(``2025-01-02T03:04:05.123456`` for naive local time), which MADSci-compatible answers and
+central documents give back. NULL there means "sent as this UTC instant".
 """
 
 from __future__ import annotations
@@ -110,11 +113,25 @@ def _v4_partial_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(f"CREATE INDEX {name} ON datapoints ({columns}) WHERE {field} IS NOT NULL")
 
 
+def _v5_timestamp_as_sent(conn: sqlite3.Connection) -> None:
+    """``data_timestamp_sent``: the timestamp in the form the client sent it.
+
+    Rows stored before version 5 keep NULL, meaning "aware, this UTC instant": they were
+    stored (and answered, and pushed) as UTC instants, and whether a client had sent them
+    naive is not recorded. Reading an old naive time as UTC may have shifted its instant
+    by the bench's offset, but no rule could tell which rows to move, so none are moved;
+    their answers stay what they were (UTC with ``Z``). No row is rewritten, so the step
+    is instant on any size of store.
+    """
+    conn.execute("ALTER TABLE datapoints ADD COLUMN data_timestamp_sent TEXT")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _v1_initial,
     _v2_names_lineage_and_indexes,
     _v3_time_ordered_indexes,
     _v4_partial_indexes,
+    _v5_timestamp_as_sent,
 )
 SCHEMA_VERSION: Final[int] = len(MIGRATIONS)
 

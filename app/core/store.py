@@ -33,7 +33,7 @@ from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.schema import SCHEMA_VERSION, migrate
 from app.core.syncstate import SyncState
-from app.core.timestamps import format_canonical, now_canonical
+from app.core.timestamps import INSTANT_FIELD, madsci_text, now_canonical
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,12 @@ _PLAIN_FIELDS: Final[tuple[str, ...]] = (
 )
 _DOCUMENT_KEYS: Final[frozenset[str]] = frozenset(
     {"_id", "datapoint_id", "data_type", "data_timestamp", "ownership_info", "value",
-     "custom_metadata", *_PLAIN_FIELDS}
+     "custom_metadata", INSTANT_FIELD, *_PLAIN_FIELDS}
 )
 #: Columns that say something about the datapoint itself (compared for idempotency).
 _CONTENT_COLUMNS: Final[tuple[str, ...]] = (
-    "id", "label", "data_type", "data_timestamp", *OWNERSHIP_FIELDS, "value",
-    *_PLAIN_FIELDS, "custom_metadata", "extra",
+    "id", "label", "data_type", "data_timestamp", "data_timestamp_sent", *OWNERSHIP_FIELDS,
+    "value", *_PLAIN_FIELDS, "custom_metadata", "extra",
 )
 _ALL_COLUMNS: Final[tuple[str, ...]] = (
     *_CONTENT_COLUMNS, "revision", "deleted", "sync_state", "origin", "created_at",
@@ -128,7 +128,9 @@ def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
         "id": require_ulid(datapoint.datapoint_id, "datapoint_id").upper(),
         "label": datapoint.label,
         "data_type": data_type,
-        "data_timestamp": format_canonical(datapoint.data_timestamp),
+        # The instant orders and filters; the sent form is what MADSci clients get back.
+        "data_timestamp": datapoint.instant_text(),
+        "data_timestamp_sent": madsci_text(datapoint.data_timestamp),
         # Validate the Python value itself (NaN, bytes, sets ...), not a rendering of it.
         "value": dump_json_value(fields.get("value"))
         if data_type == DataPointTypeEnum.JSON.value else None,
@@ -177,12 +179,13 @@ def _refuse_if_different(stored: Mapping[str, Any], row: Mapping[str, Any]) -> N
 
 
 def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild the MADSci document (``_id`` key) from a row."""
+    """Rebuild the MADSci document (``_id`` key) from a row; ``data_timestamp`` in the
+    form it was sent (the instant is ``row["data_timestamp"]``)."""
     document: dict[str, Any] = {
         "_id": row["id"],
         "label": row["label"],
         "data_type": row["data_type"],
-        "data_timestamp": row["data_timestamp"],
+        "data_timestamp": row.get("data_timestamp_sent") or row["data_timestamp"],
         "ownership_info": {f: row[f] for f in OWNERSHIP_FIELDS if row[f] is not None},
         "custom_metadata": json.loads(row["custom_metadata"] or "{}"),
     }
@@ -196,7 +199,7 @@ def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def row_to_datapoint(row: Mapping[str, Any]) -> DataPoint:
-    return DataPoint.discriminate(row_to_document(row))
+    return DataPoint.discriminate(row_to_document(row)).pin_instant(row["data_timestamp"])
 
 
 class LocalStore:

@@ -36,6 +36,7 @@ from app.core.ids import OWNERSHIP_FIELDS
 from app.core.models import ValueDataPoint
 from app.core.store import StoredDataPoint
 from app.core.syncstate import SAFE_STATES
+from app.core.timestamps import format_canonical
 from app.ui.context import UiContext
 from app.ui.formatting import TYPE_NAMES, human_size, local_time, sync_label, sync_tooltip
 from app.ui.previews import Preview, QuickPlot, fill_json_tree, load_preview
@@ -297,7 +298,7 @@ class DetailPane(QWidget):
         self.title.setText(dp.label or doc.get("filename") or "(no label)")
         parts = [TYPE_NAMES.get(dp.data_type.value, dp.data_type.value),
                  human_size(doc.get("size_bytes")) if doc.get("size_bytes") is not None else "",
-                 local_time(doc["data_timestamp"]), sync_label(stored.sync_state)]
+                 local_time(dp.data_instant), sync_label(stored.sync_state)]
         self.subtitle.setText("  ·  ".join(p for p in parts if p))
         self.subtitle.setToolTip(sync_tooltip(stored.sync_state))
         self._fill_facts(stored, doc)
@@ -313,7 +314,8 @@ class DetailPane(QWidget):
         _row(general, "Id", dp.datapoint_id)
         _row(general, "Label", dp.label)
         _row(general, "Type", f"{TYPE_NAMES.get(dp.data_type.value)} ({dp.data_type.value})")
-        _row(general, "Time", local_time(doc["data_timestamp"]), doc["data_timestamp"])
+        _row(general, "Time", local_time(dp.data_instant),
+             f"As sent: {doc['data_timestamp']} · UTC: {format_canonical(dp.data_instant)}")
         _row(general, "Sync", sync_label(stored.sync_state), sync_tooltip(stored.sync_state))
         _row(general, "Revision", stored.revision)
         _row(general, "Origin", "captured on this bench" if stored.origin == "local"

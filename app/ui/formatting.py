@@ -7,6 +7,7 @@ from typing import Final, Optional
 
 from app.core.syncstate import DESCRIPTIONS, describe
 from app.core.units import human_size as human_size  # re-exported: the window's one size form
+from app.core.timestamps import format_local
 
 TYPE_NAMES: Final[dict[str, str]] = {"json": "Value", "file": "File",
                                      "object_storage": "Stored file"}
@@ -27,12 +28,9 @@ def parse_canonical(text: str) -> Optional[datetime]:
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def local_time(text: str, seconds: bool = True) -> str:
-    """A stored UTC timestamp in the bench's local time, as people write it."""
-    moment = parse_canonical(text)
-    if moment is None:
-        return str(text)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+def local_time(value: object, seconds: bool = True) -> str:
+    """A stored instant in the bench's local time with its zone, as the CLI shows it."""
+    return format_local(value, seconds=seconds)
 
 
 def sync_label(state: str, central_configured: bool = True) -> str:

@@ -195,8 +195,8 @@ class MainWindow(QMainWindow):
 
     def _set_column_widths(self) -> None:
         metrics = self.table.fontMetrics()
-        widths = {0: "2026-11-23 14:05:00  ", 1: "x" * 26, 2: "Stored file  ", 3: "1000.0 MB  ",
-                  4: "EXP-2026-0042  ", 5: "Needs attention  "}
+        widths = {0: "2026-11-23 14:05:00 CEST  ", 1: "x" * 26, 2: "Stored file  ",
+                  3: "1000.0 MB  ", 4: "EXP-2026-0042  ", 5: "Needs attention  "}
         for column, sample in widths.items():
             self.table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 12)
 

@@ -64,7 +64,7 @@ def test_document_shape_follows_madsci(http: httpx.Client) -> None:
     assert "datapoint_id" not in document
     assert document["_id"] == datapoint_id
     assert document["ownership_info"] == {"user_id": USER, "experiment_id": EXPERIMENT}
-    assert document["data_timestamp"] == "2025-01-02T03:04:05.123456Z"  # naive read as UTC
+    assert document["data_timestamp"] == "2025-01-02T03:04:05.123456"  # naive stays naive
     assert document["extra_field"] == [1]  # MADSci models allow extra fields; kept
     # ``_id`` is accepted on input too (a document read back and sent again).
     again = post_value(http, {**document})
