@@ -10,6 +10,7 @@ waits with exponential backoff and jitter. Capture never waits for any of this.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -23,6 +24,7 @@ from app.service import BenchService
 
 from sync import localrows
 from sync.central import CentralDatabase
+from sync.clock import ServerClock
 from sync.faults import CentralConfigError, RetryableError, SyncError
 from sync.objects import ObjectStore
 from sync.outbox import Outbox
@@ -68,7 +70,25 @@ class PassReport:
     remaining: int = 0
     config_error: Optional[str] = None
     error: Optional[str] = None
+    #: Object storage failed this pass (files wait; values and pull went on).
+    objects_error: Optional[str] = None
+    #: MongoDB answered this pass (values could be pushed whatever S3 did).
+    central_ok: bool = False
+    #: The bench clock against the object storage's (``sync.clock``), when off.
+    clock: Optional[dict[str, Any]] = None
     errors: list[str] = field(default_factory=list)
+
+    def add_config_error(self, message: str) -> None:
+        self.ok = False
+        self.config_error = f"{self.config_error}; {message}" if self.config_error else message
+
+    def summary(self) -> str:
+        """One sentence about this pass: its first problem, or that it went well."""
+        for problem in (self.config_error, self.error, self.objects_error,
+                        *self.errors[:1]):
+            if problem:
+                return problem
+        return "ok" if self.ok else f"{self.remaining} item(s) not yet confirmed"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,16 +111,24 @@ class SyncEngine:
         self._thread: Optional[threading.Thread] = None
         self._rng = random.Random()
         self.last_report: Optional[PassReport] = None
+        #: The object storage's clock, kept across reconnections (S3 signs with it).
+        self.clock = ServerClock()
         self._seen_request = self.outbox.meta(SYNC_REQUEST_KEY)
 
     # -- connections -----------------------------------------------------------------------
 
     def _connections(self) -> tuple[CentralDatabase, Optional[ObjectStore]]:
+        return self._central_db(), self._object_store()
+
+    def _central_db(self) -> CentralDatabase:
         if self._central is None:
             self._central = CentralDatabase(self.settings)
+        return self._central
+
+    def _object_store(self) -> Optional[ObjectStore]:
         if self._objects is None and self.settings.objects_configured:
-            self._objects = ObjectStore(self.settings)
-        return self._central, self._objects
+            self._objects = ObjectStore(self.settings, self.clock)
+        return self._objects
 
     def close(self) -> None:
         self.stop()
@@ -127,9 +155,7 @@ class SyncEngine:
                 self._run_pass(report, force=force,
                                pull=self.settings.pull if pull is None else pull)
             except CentralConfigError as exc:
-                report.ok = False
-                report.config_error = str(exc)
-                self.outbox.set_meta("config_error", str(exc))
+                report.add_config_error(str(exc))
                 log.error("sync stopped: %s", exc)
             except SyncError as exc:
                 report.ok = False
@@ -137,20 +163,35 @@ class SyncEngine:
                 log.warning("sync pass failed: %s", exc)
             backlog = self.outbox.backlog()
             report.remaining = backlog["count"] + len(self.outbox.quarantined())
+            report.clock = self.clock.status()
             if report.ok and report.retrying == 0 and report.quarantined == 0:
                 self.outbox.set_meta("last_success", _now_text())
+            self._record_attempt(report)
             self.last_report = report
             return report
 
+    def _record_attempt(self, report: PassReport) -> None:
+        """What status shows describes this pass, not an older one: the configuration
+        error is this pass's (or none), and a pass that failed as a whole (MongoDB
+        unreachable, say) restates the waiting items' errors with its own."""
+        self.outbox.set_meta("config_error", report.config_error)
+        self.outbox.set_meta("clock", json.dumps(report.clock) if report.clock else None)
+        self.outbox.set_meta("last_attempt", json.dumps(
+            {"at": _now_text(), "ok": report.ok, "message": report.summary()}))
+        if not report.central_ok and (report.error or report.config_error):
+            self.outbox.restate_errors(report.summary())
+
     def _run_pass(self, report: PassReport, *, force: bool, pull: bool) -> None:
-        central, objects = self._connections()
-        if objects is not None:
-            objects.check_access()
+        central = self._central_db()
+        objects_problem = self._check_objects(report)
+        objects = self._objects if objects_problem is None else None
         central.ping()
         central.ensure_indexes()
-        self.outbox.set_meta("config_error", None)
-        pusher = Pusher(self.service, self.outbox, central, objects, self.settings,
-                        self.bench_id, progress=self.progress, stop=self._stop)
+        report.central_ok = True
+        pusher = Pusher(self.service, self.outbox, central,
+                        objects, self.settings,
+                        self.bench_id, progress=self.progress, stop=self._stop,
+                        objects_problem=objects_problem)
         pushed = pusher.run(force=force)
         report.confirmed = pushed.confirmed
         report.uploaded_bytes = pushed.uploaded_bytes
@@ -172,6 +213,28 @@ class SyncEngine:
                                                              ABANDONED_UPLOAD_AGE)
         report.freed_files = self._free_old_copies()
 
+    def _check_objects(self, report: PassReport) -> Optional[SyncError]:
+        """The bucket, ready (created if missing and allowed) — or why not. Its failure
+        holds back files only: values still reach MongoDB, whatever S3 does."""
+        try:
+            objects = self._object_store()  # e.g. an unusable endpoint, a missing CA file
+            if objects is not None:
+                objects.ensure_bucket()
+        except SyncError as exc:
+            return self._objects_failed(exc, report)
+        return None
+
+    @staticmethod
+    def _objects_failed(problem: SyncError, report: PassReport) -> SyncError:
+        if isinstance(problem, CentralConfigError):
+            report.add_config_error(str(problem))
+            log.error("object storage: %s; files wait, values sync on", problem)
+        else:
+            report.ok = False
+            report.objects_error = str(problem)
+            log.warning("object storage: %s; files wait, values sync on", problem)
+        return problem
+
     def _free_old_copies(self) -> int:
         days = self.settings.free_verified_after_days
         if days is None:
@@ -188,7 +251,7 @@ class SyncEngine:
 
     def fetch_file(self, datapoint_id: str) -> str:
         """Download a file another bench stored (or one freed locally); return its SHA-256."""
-        _central, objects = self._connections()
+        objects = self._object_store()
         if objects is None:
             raise CentralConfigError("object storage is not configured; cannot download files")
         return fetch_file(self.service, objects, datapoint_id)
@@ -228,10 +291,14 @@ class SyncEngine:
             if report.config_error:
                 failures = max(failures, 5)
             failures = 0 if (report.ok or report.confirmed) else failures + 1
-            self._wait(failures, next_pull)
+            # MongoDB answered: new values need not wait out a backoff meant for S3.
+            self._wait(failures, next_pull, watch_changes=report.central_ok)
 
-    def _wait(self, failures: int, next_pull: float) -> None:
-        """Until there is work: a new local change, a due retry, the next pull, or stop."""
+    def _wait(self, failures: int, next_pull: float, watch_changes: bool = False) -> None:
+        """Until there is work: a new local change, a due retry, the next pull, or stop.
+
+        While backing off after a failed pass only a request, a wake-up or (with
+        ``watch_changes``, when only object storage failed) a new local change ends it."""
         if failures:
             ceiling = min(LOOP_BACKOFF_CAP_S, 0.5 * 2 ** min(failures, 10))
             deadline = time.monotonic() + self._rng.uniform(ceiling / 2, ceiling)
@@ -246,12 +313,12 @@ class SyncEngine:
                 return
             if self._sync_requested():
                 return
-            if not failures:
+            if not failures or watch_changes:
                 try:
                     if self.outbox.has_uncollected():
                         return
                     due_in = self.outbox.next_due_in()
-                    if due_in is not None and due_in <= 0:
+                    if not failures and due_in is not None and due_in <= 0:
                         return
                 except Exception:  # noqa: BLE001 - a locked database: look again later
                     log.debug("checking for local changes failed", exc_info=True)
@@ -297,11 +364,24 @@ def sync_status(service: BenchService, outbox: Optional[Outbox] = None,
         "last_confirmed_at": outbox.meta("last_confirmed_at"),
         "last_pull": outbox.meta("last_pull"),
         "config_error": outbox.meta("config_error"),
+        "last_attempt": _json_meta(outbox, "last_attempt"),
+        "clock": _json_meta(outbox, "clock"),
         "quarantined": [
             {"datapoint_id": q.datapoint_id, "label": q.label, "reason": q.reason,
              "since": q.since} for q in outbox.quarantined()],
         "retrying": outbox.errors_summary(),
     }
+
+
+def _json_meta(outbox: Outbox, key: str) -> Optional[dict[str, Any]]:
+    text = outbox.meta(key)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 __all__ = ["PassReport", "SyncEngine", "sync_status", "RetryableError"]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote
 
+from sync.clock import SKEW_CODES, ServerClock, describe_skew
 from sync.faults import CentralConfigError, RejectedError, RetryableError, SyncError, classify_s3
 from sync.settings import CentralSettings
 
@@ -143,12 +144,61 @@ def _trusted_cas(settings: CentralSettings) -> Optional[str]:
     return str(certifi.where())
 
 
+_CLOCKED_MINIO: Optional[type] = None
+
+
+def _clocked_minio() -> type:
+    """minio's client class, signing with a :class:`ServerClock` (made on first use).
+
+    minio 7.2 stamps each request in ``Minio._build_headers`` (``x-amz-date`` from
+    ``time.utcnow()``) and signs it in ``Minio._url_open`` with the date that returns; those
+    two are the hooks. A request refused for a wrong clock (``sync.clock``) is sent once
+    more, signed with the server's time.
+    """
+    global _CLOCKED_MINIO
+    if _CLOCKED_MINIO is not None:
+        return _CLOCKED_MINIO
+    from minio import Minio
+    from minio import time as minio_time
+    from minio.error import S3Error
+
+    class ClockedMinio(Minio):  # type: ignore[misc]
+        server_clock: ServerClock
+
+        def _build_headers(self, host: str, headers: Any = None, body: Any = None,
+                           creds: Any = None) -> tuple[Any, datetime]:
+            headers, _bench_time = super()._build_headers(host, headers, body, creds)
+            date = self.server_clock.now()
+            headers["x-amz-date"] = minio_time.to_amz_date(date)
+            return headers, date
+
+        def _url_open(self, method: str, region: str, **kwargs: Any) -> Any:
+            original = kwargs.get("headers")
+            try:
+                response = super()._url_open(
+                    method, region, **{**kwargs, "headers": dict(original or {})})
+            except S3Error as exc:
+                answer = exc.response
+                if exc.code not in SKEW_CODES or answer is None or \
+                        not self.server_clock.observe(answer.headers):
+                    raise
+                log.warning("object storage refused a request (%s): %s; signing with the "
+                            "server's time from now on", exc.code,
+                            describe_skew(self.server_clock.skew_s or 0.0))
+                response = super()._url_open(
+                    method, region, **{**kwargs, "headers": dict(original or {})})
+            self.server_clock.observe(response.headers)
+            return response
+
+    _CLOCKED_MINIO = ClockedMinio
+    return ClockedMinio
+
+
 class ObjectStore:
     """The bucket, through the minio SDK with fail-fast HTTP."""
 
-    def __init__(self, settings: CentralSettings) -> None:
-        from minio import Minio
-
+    def __init__(self, settings: CentralSettings,
+                 clock: Optional[ServerClock] = None) -> None:
         if not settings.objects_configured:
             raise CentralConfigError(
                 "object storage is not configured: set OBJECT_STORAGE_ENDPOINT, "
@@ -157,14 +207,17 @@ class ObjectStore:
         self.settings = settings
         self.bucket = str(settings.bucket)
         self._pool = _pool_manager(settings)
+        #: The object storage's clock as seen from here: S3 requests are signed with it.
+        self.clock = clock or ServerClock()
         assert settings.secret_key is not None
         try:
-            self._client = Minio(str(settings.endpoint), access_key=settings.access_key,
-                                 secret_key=settings.secret_key.get_secret_value(),
-                                 secure=settings.secure, region=settings.region or None,
-                                 http_client=self._pool)
+            self._client = _clocked_minio()(
+                str(settings.endpoint), access_key=settings.access_key,
+                secret_key=settings.secret_key.get_secret_value(), secure=settings.secure,
+                region=settings.region or None, http_client=self._pool)
         except ValueError as exc:
             raise CentralConfigError(f"the object storage endpoint is not usable: {exc}") from exc
+        self._client.server_clock = self.clock
 
     def close(self) -> None:
         self._pool.clear()
@@ -183,8 +236,45 @@ class ObjectStore:
 
     def check_access(self) -> None:
         """Raise CentralConfigError for bad credentials or a missing bucket."""
+        if not self._bucket_exists():
+            raise CentralConfigError(
+                f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}; create it "
+                "or fix OBJECT_STORAGE_DEFAULT_BUCKET")
+
+    def ensure_bucket(self) -> bool:
+        """Check access, creating the bucket when it is missing, as MADSci's Data Manager
+        does; True if it was created. A key that may not create it is a configuration
+        error that names the bucket."""
+        if self._bucket_exists():
+            return False
+        from minio.error import S3Error
+
         try:
-            exists = self._client.bucket_exists(self.bucket)
+            self._client.make_bucket(self.bucket)
+        except S3Error as exc:
+            if exc.code == "BucketAlreadyOwnedByYou":
+                return False  # created meanwhile, by another bench or MADSci
+            if exc.code in ("AccessDenied", "Forbidden", "NotImplemented",
+                            "MethodNotAllowed"):
+                raise CentralConfigError(
+                    f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}, and "
+                    f"access key {self.settings.access_key!r} may not create it ({exc.code}): "
+                    "ask the storage administrator to create it or to allow this key to "
+                    "(s3:CreateBucket), or fix OBJECT_STORAGE_DEFAULT_BUCKET") from exc
+            if exc.code == "BucketAlreadyExists":
+                raise CentralConfigError(
+                    f"bucket {self.bucket!r} belongs to another account at "
+                    f"{self.settings.endpoint}; choose another OBJECT_STORAGE_DEFAULT_BUCKET"
+                ) from exc
+            raise classify_s3(exc, what=f"creating bucket {self.bucket}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"creating bucket {self.bucket}") from exc
+        log.info("created bucket %s at %s", self.bucket, self.settings.endpoint)
+        return True
+
+    def _bucket_exists(self) -> bool:
+        try:
+            return bool(self._client.bucket_exists(self.bucket))
         except ValueError as exc:
             raise CentralConfigError(f"bucket name {self.bucket!r} is not valid: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - sorted below
@@ -196,10 +286,6 @@ class ObjectStore:
                     f"object storage denied access to bucket {self.bucket} ({exc.code}): "
                     "check the access key, secret key and the bucket's policy")
             raise error from exc
-        if not exists:
-            raise CentralConfigError(
-                f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}; create it "
-                "or fix OBJECT_STORAGE_DEFAULT_BUCKET")
 
     # -- reading back ----------------------------------------------------------------------
 

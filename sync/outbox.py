@@ -307,6 +307,22 @@ class Outbox:
                     (attempts, now + backoff_delay(attempts, rng), error[:2000], _now_text(),
                      datapoint_id, revision))
 
+    def note_error(self, items: Sequence[tuple[str, int]], error: str) -> None:
+        """Why these items wait, without a backoff: they were not tried (their server is
+        unusable this pass) and go as soon as it is usable again."""
+        with self.store.transaction() as conn:
+            conn.executemany("UPDATE sync_outbox SET last_error = ?, updated_at = ? "
+                             "WHERE datapoint_id = ? AND revision = ?",
+                             [(error[:2000], _now_text(), i, r) for i, r in items])
+
+    def restate_errors(self, error: str) -> None:
+        """A pass failed as a whole (nothing was tried item by item): the waiting items'
+        errors become this one, so none shows a stale reason from an older attempt."""
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE sync_outbox SET last_error = ? WHERE state != 'quarantined' "
+                         "AND last_error IS NOT NULL AND last_error != ?",
+                         (error[:2000], error[:2000]))
+
     def quarantine(self, datapoint_id: str, revision: int, reason: str) -> None:
         with self.store.transaction() as conn:
             self._mark(conn, datapoint_id, revision, QUARANTINED,
