@@ -30,6 +30,7 @@ from sync.objects import ObjectStore
 from sync.outbox import Outbox
 from sync.pull import Puller, fetch_file
 from sync.push import Pusher
+from sync.rename import ObjectRenamer, RenameReport
 from sync.settings import CentralSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class PassReport:
     pull_skipped: int = 0
     aborted_uploads: int = 0
     freed_files: int = 0
+    #: Objects moved from old-style names (``sync.rename``): copied, old ones deleted.
+    renamed: int = 0
     remaining: int = 0
     config_error: Optional[str] = None
     error: Optional[str] = None
@@ -84,11 +87,13 @@ class PassReport:
 
     def summary(self) -> str:
         """One sentence about this pass: its first problem, or that it went well."""
-        for problem in (self.config_error, self.error, self.objects_error,
-                        *self.errors[:1]):
+        for problem in (self.config_error, self.error, self.objects_error):
             if problem:
                 return problem
-        return "ok" if self.ok else f"{self.remaining} item(s) not yet confirmed"
+        if self.retrying or self.quarantined:  # each item's reason is listed with it
+            return (f"{self.confirmed} confirmed, {self.retrying} to retry, "
+                    f"{self.quarantined} quarantined")
+        return "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +118,7 @@ class SyncEngine:
         self.last_report: Optional[PassReport] = None
         #: The object storage's clock, kept across reconnections (S3 signs with it).
         self.clock = ServerClock()
+        self._rename: Optional[ObjectRenamer] = None
         self._seen_request = self.outbox.meta(SYNC_REQUEST_KEY)
 
     # -- connections -----------------------------------------------------------------------
@@ -138,6 +144,7 @@ class SyncEngine:
         if self._objects is not None:
             self._objects.close()
             self._objects = None
+        self._rename = None
 
     def __enter__(self) -> "SyncEngine":
         return self
@@ -188,6 +195,10 @@ class SyncEngine:
         central.ping()
         central.ensure_indexes()
         report.central_ok = True
+        renamer = self._renamer(central, objects)
+        renames = RenameReport()
+        if renamer is not None and not self._stop.is_set():
+            renamer.start(renames)  # before the push, which writes the moved records
         pusher = Pusher(self.service, self.outbox, central,
                         objects, self.settings,
                         self.bench_id, progress=self.progress, stop=self._stop,
@@ -200,6 +211,10 @@ class SyncEngine:
         report.errors.extend(pushed.errors)
         if pushed.retrying:
             report.ok = False
+        if renamer is not None and not self._stop.is_set():
+            renamer.finish(renames)
+        report.renamed = renames.removed
+        report.errors.extend(renames.errors)
         if pull and not self._stop.is_set():
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
                             self.settings.pull_overlap_s).run()
@@ -212,6 +227,14 @@ class SyncEngine:
             report.aborted_uploads = objects.abort_abandoned(self.outbox.open_upload_ids(),
                                                              ABANDONED_UPLOAD_AGE)
         report.freed_files = self._free_old_copies()
+
+    def _renamer(self, central: CentralDatabase,
+                 objects: Optional[ObjectStore]) -> Optional[ObjectRenamer]:
+        if objects is None:
+            return None
+        if self._rename is None:
+            self._rename = ObjectRenamer(self.service.store, objects, central, self.settings)
+        return self._rename if self._rename.pending() else None
 
     def _check_objects(self, report: PassReport) -> Optional[SyncError]:
         """The bucket, ready (created if missing and allowed) — or why not. Its failure

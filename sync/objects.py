@@ -1,7 +1,11 @@
 """Files to S3-compatible object storage: unique keys, resumable multipart, verified.
 
-* One key per datapoint: ``<prefix><ULID>/<sanitised filename>`` — two files with the same
-  name or label never overwrite each other, and the original name stays visible.
+* One key per datapoint: ``<spread>_<ULID>_<sanitised filename>`` (:func:`object_name_for`)
+  — two files with the same name or label never overwrite each other, the original name
+  stays visible, there is no ``/`` (MADSci 0.8.1's server puts the object name into a
+  temporary file's name), and ``<spread>`` (4 hex digits of the ULID's SHA-256) spreads
+  keys over the bucket's partitions. Older benches wrote ``<prefix><ULID>/<name>``
+  (:func:`is_legacy_object_name`); ``sync.rename`` moves those.
 * Up to one part size (16 MiB) a file goes in one PUT; larger files use multipart with a
   few parts in flight, the next part read and hashed while they upload. The upload id and
   each finished part are handed to the caller (the outbox saves them, once the freed slot
@@ -66,8 +70,39 @@ def safe_filename(name: Optional[str], fallback: str = "file") -> str:
     return text
 
 
+#: Hex digits of SHA-256(ULID) that lead an object name (16^4 key ranges).
+SPREAD_DIGITS = 4
+#: The names this engine writes: spread, ULID, safe file name (never a ``/``).
+_OUR_NAME = re.compile(r"[0-9a-f]{%d}_[0-9A-HJKMNP-TV-Z]{26}_[^/]*" % SPREAD_DIGITS)
+
+
 def object_name_for(settings: CentralSettings, datapoint_id: str, filename: Optional[str]) -> str:
+    """``<spread>_<ULID>_<safe file name>``: unique per datapoint, readable, no ``/``.
+
+    S3 partitions a bucket by key prefix; ULIDs begin with their time, so keys that began
+    with the ULID (as MADSci's ``<id>_<label>`` do) would all land in the newest key
+    range. A short hash of the ULID in front spreads them evenly (``settings`` is kept
+    for the signature's sake: the old ``object_prefix`` held a ``/``).
+    """
+    spread = hashlib.sha256(datapoint_id.encode("ascii")).hexdigest()[:SPREAD_DIGITS]
+    return f"{spread}_{datapoint_id}_{safe_filename(filename)}"
+
+
+def legacy_object_name(settings: CentralSettings, datapoint_id: str,
+                       filename: Optional[str]) -> str:
+    """The name benches wrote before: ``<object_prefix><ULID>/<safe file name>``."""
     return f"{settings.object_prefix}{datapoint_id}/{safe_filename(filename)}"
+
+
+def is_legacy_object_name(name: str) -> bool:
+    """A name MADSci 0.8.1's server cannot serve (it holds a ``/``)."""
+    return "/" in name
+
+
+def is_bench_object_name(settings: CentralSettings, name: str) -> bool:
+    """Whether a key is one a bench wrote (new form, or old under ``object_prefix``)."""
+    return bool(_OUR_NAME.fullmatch(name)) or (
+        bool(settings.object_prefix) and name.startswith(settings.object_prefix))
 
 
 @dataclass
@@ -509,11 +544,10 @@ class ObjectStore:
         cutoff = datetime.now(timezone.utc) - older_than
         aborted = 0
         try:
-            result = self._client._list_multipart_uploads(
-                self.bucket, prefix=self.settings.object_prefix, max_uploads=1000)
+            uploads = self._our_uploads(max_uploads=1000)
         except Exception as exc:  # noqa: BLE001
             raise classify_s3(exc, what="listing unfinished uploads") from exc
-        for upload in result.uploads or []:
+        for upload in uploads:
             initiated = getattr(upload, "initiated_time", None)
             if upload.upload_id in keep_ids:
                 continue
@@ -526,9 +560,57 @@ class ObjectStore:
         return aborted
 
     def list_uploads(self) -> list[tuple[str, str]]:
-        result = self._client._list_multipart_uploads(self.bucket,
-                                                      prefix=self.settings.object_prefix)
-        return [(u.object_name, u.upload_id) for u in (result.uploads or [])]
+        return [(u.object_name, u.upload_id) for u in self._our_uploads()]
+
+    def _our_uploads(self, **kwargs: Any) -> list[Any]:
+        """Unfinished multipart uploads of bench objects (not MADSci's or anyone else's)."""
+        result = self._client._list_multipart_uploads(self.bucket, **kwargs)
+        return [u for u in (result.uploads or [])
+                if is_bench_object_name(self.settings, str(u.object_name))]
+
+    # -- renaming --------------------------------------------------------------------------
+
+    def copy_verified(self, source_name: str, target_name: str, size: int,
+                      sha256: str) -> StoredObject:
+        """Copy an object within the bucket (server side, user metadata kept) and verify
+        the copy's size and SHA-256 metadata; a copy already there is verified as is."""
+        existing = self.verified(target_name, size, sha256)
+        if existing is not None:
+            return existing
+        from minio.commonconfig import REPLACE, CopySource
+
+        source = self.stat(source_name)
+        if source is None:
+            raise RejectedError(f"{source_name} is not in bucket {self.bucket} any more; "
+                                "its datapoint's central copy is missing")
+        # Metadata given explicitly: minio composes objects over 5 GiB part by part, and
+        # a composed object would not inherit the source's metadata by itself.
+        metadata = {key: value for key, value in (source.metadata or {}).items()
+                    if key.lower().startswith("x-amz-meta-")}
+        metadata["Content-Type"] = str(source.content_type or "application/octet-stream")
+        try:
+            self._client.copy_object(self.bucket, target_name,
+                                     CopySource(self.bucket, source_name), metadata=metadata,
+                                     metadata_directive=REPLACE)
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"copying {source_name} to {target_name}") from exc
+        stored = self.verified(target_name, size, sha256)
+        if stored is None:
+            raise RetryableError(f"the copy {target_name} did not verify (size or SHA-256 "
+                                 "differ); it will be copied again")
+        return stored
+
+    def remove(self, object_name: str) -> None:
+        """Delete an object; one that is already gone is fine."""
+        from minio.error import S3Error
+
+        try:
+            self._client.remove_object(self.bucket, object_name)
+        except S3Error as exc:
+            if exc.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                raise classify_s3(exc, what=f"deleting {object_name}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"deleting {object_name}") from exc
 
     # -- download --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,14 @@ from sync.engine import SyncEngine
 from sync.objects import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
+_ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def ulid_in(object_name: str) -> str:
+    """The datapoint id an object name carries (old and new forms)."""
+    found = _ULID.search(object_name)
+    assert found is not None, object_name
+    return found.group(0)
 TRIALS = 24
 CLI = "from app.cli import main; main()"
 
@@ -111,7 +120,7 @@ def test_sigkill_at_random_points_converges_exactly_once(tmp_path: Path, central
             assert objects.list_uploads() == [], f"seed {seed}: unfinished uploads left"
             by_id: dict[str, list[str]] = {}
             for obj in listed:
-                by_id.setdefault(obj.object_name.split("/")[1], []).append(obj.object_name)
+                by_id.setdefault(ulid_in(obj.object_name), []).append(obj.object_name)
             assert all(len(names) == 1 for names in by_id.values()), f"seed {seed}"
             files = {i: r for i, r in live.items() if r[4] == "file"}
             assert set(files) <= set(by_id)
