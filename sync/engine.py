@@ -234,7 +234,7 @@ class SyncEngine:
             return None
         if self._rename is None:
             self._rename = ObjectRenamer(self.service.store, objects, central, self.settings)
-        return self._rename if self._rename.pending() else None
+        return self._rename
 
     def _check_objects(self, report: PassReport) -> Optional[SyncError]:
         """The bucket, ready (created if missing and allowed) — or why not. Its failure

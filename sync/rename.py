@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Objects moved per pass at most (server-side copies: cheap, but not free).
 RENAMES_PER_PASS: Final = 200
-#: ``sync_meta`` key: no old-style name is left on this bench; stop looking.
-DONE_KEY: Final = "legacy_object_names_moved"
+#: Old-style names hold a ``/``; this partial index keeps the search for them (every
+#: pass) to the rows that have one: nothing at all once everything moved.
+_LEGACY = "instr(object_name, '/') > 0"
 
 
 def _v1_tables(conn: sqlite3.Connection) -> None:
@@ -57,6 +58,8 @@ def _v1_tables(conn: sqlite3.Connection) -> None:
         )
         """
     )
+    conn.execute(f"CREATE INDEX ix_sync_objects_legacy_name ON sync_objects (datapoint_id) "
+                 f"WHERE {_LEGACY}")
 
 
 MIGRATIONS: Final = [_v1_tables]
@@ -90,17 +93,9 @@ class ObjectRenamer:
         self.central = central
         self.settings = settings
 
-    def pending(self) -> bool:
-        """Whether anything may be left to move (a cheap flag once everything moved)."""
-        with self.store.reader() as conn:
-            done = conn.execute("SELECT 1 FROM sync_meta WHERE key = ?", (DONE_KEY,)).fetchone()
-        return done is None
-
     # -- 1 and 2: copy, verify, point the record at the copy --------------------------------
 
     def start(self, report: RenameReport, limit: int = RENAMES_PER_PASS) -> None:
-        if not self.pending():
-            return
         for legacy in self._legacy_objects(limit):
             new_name = object_name_for(self.settings, legacy.datapoint_id,
                                        legacy.old_name.rsplit("/", 1)[-1])
@@ -117,15 +112,16 @@ class ObjectRenamer:
                 return
             if self._point_at(legacy, stored):
                 report.copied += 1
-        self._mark_done_if_nothing_left()
 
     def _legacy_objects(self, limit: int) -> list[_Legacy]:
         """Live, confirmed datapoints whose verified object has an old-style name."""
         with self.store.reader() as conn:
             rows = conn.execute(
                 "SELECT o.datapoint_id, d.revision, o.object_name, o.size, o.sha256 "
-                "FROM sync_objects AS o JOIN datapoints AS d ON d.id = o.datapoint_id "
-                "WHERE instr(o.object_name, '/') > 0 AND d.deleted = 0 "
+                "FROM sync_objects AS o INDEXED BY ix_sync_objects_legacy_name "
+                "JOIN datapoints AS d ON d.id = o.datapoint_id "
+                "WHERE instr(o.object_name, '/') > 0 "
+                "AND d.deleted = 0 "
                 "AND d.sync_state = 'confirmed' AND d.sha256 = o.sha256 "
                 "AND NOT EXISTS (SELECT 1 FROM sync_renames AS r "
                 "WHERE r.datapoint_id = o.datapoint_id) LIMIT ?", (limit,)).fetchall()
@@ -152,16 +148,6 @@ class ObjectRenamer:
                 "WHERE datapoint_id = ? AND object_name = ?",
                 (stored.object_name, stored.etag, now, legacy.datapoint_id, legacy.old_name))
         return True
-
-    def _mark_done_if_nothing_left(self) -> None:
-        with self.store.transaction() as conn:
-            left = conn.execute(
-                "SELECT 1 FROM sync_objects AS o JOIN datapoints AS d ON d.id = o.datapoint_id "
-                "WHERE instr(o.object_name, '/') > 0 AND d.deleted = 0 LIMIT 1").fetchone()
-            moving = conn.execute("SELECT 1 FROM sync_renames LIMIT 1").fetchone()
-            if left is None and moving is None:
-                conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) "
-                             "ON CONFLICT (key) DO NOTHING", (DONE_KEY, now_canonical()))
 
     # -- 3: delete the old object once the record names the new one -------------------------
 
