@@ -222,7 +222,10 @@ def test(obj: Any) -> None:
     try:
         with ObjectStore(settings) as objects:
             objects.check_access()
+            clock = objects.clock.status()
         click.echo("object storage: ok")
+        if clock:
+            click.echo(f"warning: {clock['message']}", err=True)
     except SyncError as exc:
         problems += 1
         click.echo(f"object storage: {exc}", err=True)

@@ -119,6 +119,10 @@ class SyncEngine:
         #: The object storage's clock, kept across reconnections (S3 signs with it).
         self.clock = ServerClock()
         self._rename: Optional[ObjectRenamer] = None
+        #: The last failure to use the bucket, and when to ask it again (non-forced passes).
+        self._objects_problem: Optional[SyncError] = None
+        self._objects_failures = 0
+        self._objects_retry_at = 0.0
         self._seen_request = self.outbox.meta(SYNC_REQUEST_KEY)
 
     # -- connections -----------------------------------------------------------------------
@@ -190,7 +194,7 @@ class SyncEngine:
 
     def _run_pass(self, report: PassReport, *, force: bool, pull: bool) -> None:
         central = self._central_db()
-        objects_problem = self._check_objects(report)
+        objects_problem = self._check_objects(report, force=force)
         objects = self._objects if objects_problem is None else None
         central.ping()
         central.ensure_indexes()
@@ -236,15 +240,27 @@ class SyncEngine:
             self._rename = ObjectRenamer(self.service.store, objects, central, self.settings)
         return self._rename
 
-    def _check_objects(self, report: PassReport) -> Optional[SyncError]:
+    def _check_objects(self, report: PassReport, *, force: bool = False) -> Optional[SyncError]:
         """The bucket, ready (created if missing and allowed) — or why not. Its failure
-        holds back files only: values still reach MongoDB, whatever S3 does."""
+        holds back files only: values still reach MongoDB, whatever S3 does.
+
+        After a failure the bucket is not asked again for a while (doubling up to a
+        minute) unless the pass is forced: an unreachable endpoint can cost a connect
+        timeout per request, which values must not wait for in every pass."""
+        if not force and self._objects_problem is not None and \
+                time.monotonic() < self._objects_retry_at:
+            return self._objects_failed(self._objects_problem, report)
         try:
             objects = self._object_store()  # e.g. an unusable endpoint, a missing CA file
             if objects is not None:
                 objects.ensure_bucket()
         except SyncError as exc:
+            self._objects_failures += 1
+            self._objects_problem = exc
+            self._objects_retry_at = time.monotonic() + min(
+                LOOP_BACKOFF_CAP_S, 2.0 ** min(self._objects_failures, 6))
             return self._objects_failed(exc, report)
+        self._objects_problem, self._objects_failures = None, 0
         return None
 
     @staticmethod

@@ -142,6 +142,13 @@ def test_dead_object_storage_does_not_hold_back_values(
         assert bench.get_stored(value.datapoint_id).sync_state == "confirmed"
         assert bench.get_stored(file_dp.datapoint_id).sync_state == "pending"
         assert "waiting for object storage" in engine.status()["retrying"][0]["error"]
+        with bench.store.reader() as conn:  # not tried, so no backoff of its own
+            assert conn.execute("SELECT attempts, next_attempt_at FROM sync_outbox").fetchall() \
+                == [(0, 0)]
+        later = bench.capture_value(43)
+        report = engine.run_pass()  # the background loop's pass: the bucket is not asked
+        assert report.objects_error and report.confirmed == 1
+        assert bench.get_stored(later.datapoint_id).sync_state == "confirmed"
         private_central.weed.start()
-        report = engine.run_pass()  # not forced: the file did not back off
+        report = engine.run_pass(force=True)  # asked for (sync now): the bucket is tried
         assert report.ok and report.remaining == 0, report
