@@ -152,3 +152,30 @@ def test_dead_object_storage_does_not_hold_back_values(
         private_central.weed.start()
         report = engine.run_pass(force=True)  # asked for (sync now): the bucket is tried
         assert report.ok and report.remaining == 0, report
+
+
+@pytest.mark.parametrize(("skew_s", "corrects", "says"), [
+    (1800, True, "bench clock is 30 minutes off (behind"),
+    (-1800, True, "bench clock is 30 minutes off (ahead of"),
+    (90, True, None),  # corrected, too small to mention
+    (10, False, None),  # latency and the header's one-second resolution
+])
+def test_server_clock_adopts_a_far_server_time(skew_s: int, corrects: bool,
+                                               says: Any) -> None:
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from sync.clock import ServerClock
+
+    clock = ServerClock()
+    date = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=skew_s),
+                           usegmt=True)
+    assert clock.observe({"Date": date}) is corrects
+    assert clock.observe({"Date": date}) is False  # already signing with it
+    assert abs(clock.offset_s - (skew_s if corrects else 0)) < 3
+    status = clock.status()
+    if says is None:
+        assert status is None
+    else:
+        assert status is not None and says in status["message"]
+    assert clock.observe({}) is False and clock.observe({"Date": "garbage"}) is False
