@@ -185,10 +185,11 @@ class SyncEngine:
         """What status shows describes this pass, not an older one: the configuration
         error is this pass's (or none), and a pass that failed as a whole (MongoDB
         unreachable, say) restates the waiting items' errors with its own."""
-        self.outbox.set_meta("config_error", report.config_error)
-        self.outbox.set_meta("clock", json.dumps(report.clock) if report.clock else None)
-        self.outbox.set_meta("last_attempt", json.dumps(
-            {"at": _now_text(), "ok": report.ok, "message": report.summary()}))
+        self.outbox.set_metas({
+            "config_error": report.config_error,
+            "clock": json.dumps(report.clock) if report.clock else None,
+            "last_attempt": json.dumps({"at": _now_text(), "ok": report.ok,
+                                        "message": report.summary()})})
         if not report.central_ok and (report.error or report.config_error):
             self.outbox.restate_errors(report.summary())
 

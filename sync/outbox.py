@@ -162,6 +162,16 @@ class Outbox:
                 conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                              "DO UPDATE SET value = excluded.value", (key, value))
 
+    def set_metas(self, values: dict[str, Optional[str]]) -> None:
+        """Several meta keys in one transaction (one durable commit); None deletes."""
+        with self.store.transaction() as conn:
+            for key, value in values.items():
+                if value is None:
+                    conn.execute("DELETE FROM sync_meta WHERE key = ?", (key,))
+                else:
+                    conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT "
+                                 "(key) DO UPDATE SET value = excluded.value", (key, value))
+
     def bench_id(self) -> str:
         """This bench's identity in central documents (made once, kept for good)."""
         existing = self.meta("bench_id")
