@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from app.service import BenchService
-from servers import PrivateCentral, central_env
+from servers import PrivateCentral, central_env, wait_until
 from sync.engine import SyncEngine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def test_status_describes_the_latest_attempt_not_a_stale_error(
 
 def test_dead_object_storage_does_not_hold_back_values(
         tmp_path: Path, private_central: PrivateCentral) -> None:
-    settings = private_central.settings.model_copy(update={"timeout_s": 2.0})
+    settings = private_central.settings
     source = tmp_path / "f.bin"
     source.write_bytes(b"bytes")
     with BenchService(tmp_path / "b") as bench, SyncEngine(bench, settings) as engine:
@@ -150,8 +150,10 @@ def test_dead_object_storage_does_not_hold_back_values(
         assert report.objects_error and report.confirmed == 1
         assert bench.get_stored(later.datapoint_id).sync_state == "confirmed"
         private_central.weed.start()
-        report = engine.run_pass(force=True)  # asked for (sync now): the bucket is tried
-        assert report.ok and report.remaining == 0, report
+        # Asked for (sync now), the bucket is tried at once; a SeaweedFS just restarted
+        # may still time out its first writes, so a few passes are allowed.
+        wait_until(lambda: engine.run_pass(force=True).ok, 120, "the file synced", 0.5)
+        assert engine.status()["backlog"]["count"] == 0
 
 
 @pytest.mark.parametrize(("skew_s", "corrects", "says"), [
