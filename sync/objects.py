@@ -5,7 +5,7 @@
   stays visible, there is no ``/`` (MADSci 0.8.1's server puts the object name into a
   temporary file's name), and ``<spread>`` (4 hex digits of the ULID's SHA-256) spreads
   keys over the bucket's partitions. Older benches wrote ``<prefix><ULID>/<name>``
-  (:func:`is_legacy_object_name`); ``sync.rename`` moves those.
+  (:func:`legacy_object_name`); ``sync.rename`` moves those.
 * Up to one part size (16 MiB) a file goes in one PUT; larger files use multipart with a
   few parts in flight, the next part read and hashed while they upload. The upload id and
   each finished part are handed to the caller (the outbox saves them, once the freed slot
@@ -92,11 +92,6 @@ def legacy_object_name(settings: CentralSettings, datapoint_id: str,
                        filename: Optional[str]) -> str:
     """The name benches wrote before: ``<object_prefix><ULID>/<safe file name>``."""
     return f"{settings.object_prefix}{datapoint_id}/{safe_filename(filename)}"
-
-
-def is_legacy_object_name(name: str) -> bool:
-    """A name MADSci 0.8.1's server cannot serve (it holds a ``/``)."""
-    return "/" in name
 
 
 def is_bench_object_name(settings: CentralSettings, name: str) -> bool:
