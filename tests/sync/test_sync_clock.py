@@ -18,6 +18,8 @@ from pydantic import SecretStr
 from app.service import BenchService
 from servers import PrivateCentral, central_env, wait_until
 from sync.engine import SyncEngine
+from sync.objects import ObjectStore
+from sync.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
@@ -86,16 +88,14 @@ def test_bench_clock_30_minutes_off_still_syncs_and_says_so(
     assert facts["clock"]["minutes_off"] == 30 and facts["clock"]["corrected"]
     assert "bench clock is 30 minutes off" in facts["clock"]["message"]
     assert facts["config_error"] is None and facts["last_attempt"]["ok"]
-    with SyncEngine(BenchService(data_dir), central) as engine:  # true clock: read it back
-        stored = engine.outbox.objects_for([file_dp.datapoint_id])[file_dp.datapoint_id]
-        with engine._object_store() as objects:  # type: ignore[union-attr]
-            response = objects.client.get_object(central.bucket, stored["object_name"])
-            try:
-                assert hashlib.sha256(response.read()).hexdigest() == file_dp.sha256
-            finally:
-                response.close()
-                response.release_conn()
-        engine.service.close()
+    with BenchService(data_dir) as bench, ObjectStore(central) as objects:  # true clock
+        stored = Outbox(bench.store).objects_for([file_dp.datapoint_id])[file_dp.datapoint_id]
+        response = objects.client.get_object(central.bucket, stored["object_name"])
+        try:
+            assert hashlib.sha256(response.read()).hexdigest() == file_dp.sha256
+        finally:
+            response.close()
+            response.release_conn()
 
 
 def test_status_describes_the_latest_attempt_not_a_stale_error(
