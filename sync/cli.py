@@ -70,9 +70,13 @@ def _report_pass(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _emit(report)
         return
-    if report["config_error"]:
+    if report.get("clock"):
+        click.echo(f"warning: {report['clock']['message']}", err=True)
+    if report["config_error"] and not report.get("central_ok"):
         click.echo(f"configuration error: {report['config_error']}", err=True)
         return
+    if report["config_error"]:
+        click.echo(f"configuration error: {report['config_error']}", err=True)
     click.echo(f"confirmed {report['confirmed']} change(s), uploaded "
                f"{report['uploaded_bytes']} bytes, pulled {report['pulled']} datapoint(s) "
                f"and {report['pulled_deletions']} deletion(s)")
@@ -84,6 +88,9 @@ def _report_pass(report: dict[str, Any], as_json: bool) -> None:
         click.echo(f"  {error}", err=True)
     if report["error"]:
         click.echo(f"error: {report['error']}", err=True)
+    if report.get("objects_error"):
+        click.echo(f"object storage: {report['objects_error']} (files wait; values synced)",
+                   err=True)
 
 
 def _run_foreground(engine: Any) -> None:
@@ -119,6 +126,11 @@ def status(obj: Any, as_json: bool) -> None:
     click.echo(f"        backlog: {backlog['count']} item(s), {backlog['bytes']} bytes, "
                f"oldest {_age(backlog['oldest_age_s'])}")
     click.echo(f"   last success: {facts['last_success'] or 'never'}")
+    attempt = facts.get("last_attempt")
+    if attempt:
+        click.echo(f"   last attempt: {attempt.get('at')}: {attempt.get('message')}")
+    if facts.get("clock"):
+        click.echo(f"          clock: {facts['clock']['message']}")
     if facts["config_error"]:
         click.echo(f"   config error: {facts['config_error']}")
     for retry in facts["retrying"]:
@@ -210,7 +222,10 @@ def test(obj: Any) -> None:
     try:
         with ObjectStore(settings) as objects:
             objects.check_access()
+            clock = objects.clock.status()
         click.echo("object storage: ok")
+        if clock:
+            click.echo(f"warning: {clock['message']}", err=True)
     except SyncError as exc:
         problems += 1
         click.echo(f"object storage: {exc}", err=True)

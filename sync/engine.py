@@ -10,6 +10,7 @@ waits with exponential backoff and jitter. Capture never waits for any of this.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -23,12 +24,14 @@ from app.service import BenchService
 
 from sync import localrows
 from sync.central import CentralDatabase
+from sync.clock import ServerClock
 from sync.faults import CentralConfigError, RetryableError, SyncError
 from sync.objects import ObjectStore
 from sync.outbox import Outbox
 from sync.fetch import fetch_verified
 from sync.pull import Puller
 from sync.push import Pusher
+from sync.rename import ObjectRenamer, RenameReport
 from sync.settings import CentralSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -66,10 +69,32 @@ class PassReport:
     pull_skipped: int = 0
     aborted_uploads: int = 0
     freed_files: int = 0
+    #: Objects moved from old-style names (``sync.rename``): copied, old ones deleted.
+    renamed: int = 0
     remaining: int = 0
     config_error: Optional[str] = None
     error: Optional[str] = None
+    #: Object storage failed this pass (files wait; values and pull went on).
+    objects_error: Optional[str] = None
+    #: MongoDB answered this pass (values could be pushed whatever S3 did).
+    central_ok: bool = False
+    #: The bench clock against the object storage's (``sync.clock``), when off.
+    clock: Optional[dict[str, Any]] = None
     errors: list[str] = field(default_factory=list)
+
+    def add_config_error(self, message: str) -> None:
+        self.ok = False
+        self.config_error = f"{self.config_error}; {message}" if self.config_error else message
+
+    def summary(self) -> str:
+        """One sentence about this pass: its first problem, or that it went well."""
+        for problem in (self.config_error, self.error, self.objects_error):
+            if problem:
+                return problem
+        if self.retrying or self.quarantined:  # each item's reason is listed with it
+            return (f"{self.confirmed} confirmed, {self.retrying} to retry, "
+                    f"{self.quarantined} quarantined")
+        return "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,16 +117,29 @@ class SyncEngine:
         self._thread: Optional[threading.Thread] = None
         self._rng = random.Random()
         self.last_report: Optional[PassReport] = None
+        #: The object storage's clock, kept across reconnections (S3 signs with it).
+        self.clock = ServerClock()
+        self._rename: Optional[ObjectRenamer] = None
+        #: The last failure to use the bucket, and when to ask it again (non-forced passes).
+        self._objects_problem: Optional[SyncError] = None
+        self._objects_failures = 0
+        self._objects_retry_at = 0.0
         self._seen_request = self.outbox.meta(SYNC_REQUEST_KEY)
 
     # -- connections -----------------------------------------------------------------------
 
     def _connections(self) -> tuple[CentralDatabase, Optional[ObjectStore]]:
+        return self._central_db(), self._object_store()
+
+    def _central_db(self) -> CentralDatabase:
         if self._central is None:
             self._central = CentralDatabase(self.settings)
+        return self._central
+
+    def _object_store(self) -> Optional[ObjectStore]:
         if self._objects is None and self.settings.objects_configured:
-            self._objects = ObjectStore(self.settings)
-        return self._central, self._objects
+            self._objects = ObjectStore(self.settings, self.clock)
+        return self._objects
 
     def close(self) -> None:
         self.stop()
@@ -111,6 +149,7 @@ class SyncEngine:
         if self._objects is not None:
             self._objects.close()
             self._objects = None
+        self._rename = None
 
     def __enter__(self) -> "SyncEngine":
         return self
@@ -128,9 +167,7 @@ class SyncEngine:
                 self._run_pass(report, force=force,
                                pull=self.settings.pull if pull is None else pull)
             except CentralConfigError as exc:
-                report.ok = False
-                report.config_error = str(exc)
-                self.outbox.set_meta("config_error", str(exc))
+                report.add_config_error(str(exc))
                 log.error("sync stopped: %s", exc)
             except SyncError as exc:
                 report.ok = False
@@ -138,20 +175,40 @@ class SyncEngine:
                 log.warning("sync pass failed: %s", exc)
             backlog = self.outbox.backlog()
             report.remaining = backlog["count"] + len(self.outbox.quarantined())
+            report.clock = self.clock.status()
             if report.ok and report.retrying == 0 and report.quarantined == 0:
                 self.outbox.set_meta("last_success", _now_text())
+            self._record_attempt(report)
             self.last_report = report
             return report
 
+    def _record_attempt(self, report: PassReport) -> None:
+        """What status shows describes this pass, not an older one: the configuration
+        error is this pass's (or none), and a pass that failed as a whole (MongoDB
+        unreachable, say) restates the waiting items' errors with its own."""
+        self.outbox.set_metas({
+            "config_error": report.config_error,
+            "clock": json.dumps(report.clock) if report.clock else None,
+            "last_attempt": json.dumps({"at": _now_text(), "ok": report.ok,
+                                        "message": report.summary()})})
+        if not report.central_ok and (report.error or report.config_error):
+            self.outbox.restate_errors(report.summary())
+
     def _run_pass(self, report: PassReport, *, force: bool, pull: bool) -> None:
-        central, objects = self._connections()
-        if objects is not None:
-            objects.check_access()
+        central = self._central_db()
+        objects_problem = self._check_objects(report, force=force)
+        objects = self._objects if objects_problem is None else None
         central.ping()
         central.ensure_indexes()
-        self.outbox.set_meta("config_error", None)
-        pusher = Pusher(self.service, self.outbox, central, objects, self.settings,
-                        self.bench_id, progress=self.progress, stop=self._stop)
+        report.central_ok = True
+        renamer = self._renamer(central, objects)
+        renames = RenameReport()
+        if renamer is not None and not self._stop.is_set():
+            renamer.start(renames)  # before the push, which writes the moved records
+        pusher = Pusher(self.service, self.outbox, central,
+                        objects, self.settings,
+                        self.bench_id, progress=self.progress, stop=self._stop,
+                        objects_problem=objects_problem)
         pushed = pusher.run(force=force)
         report.confirmed = pushed.confirmed
         report.uploaded_bytes = pushed.uploaded_bytes
@@ -160,6 +217,10 @@ class SyncEngine:
         report.errors.extend(pushed.errors)
         if pushed.retrying:
             report.ok = False
+        if renamer is not None and not self._stop.is_set():
+            renamer.finish(renames)
+        report.renamed = renames.removed
+        report.errors.extend(renames.errors)
         if pull and not self._stop.is_set():
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
                             self.settings.pull_overlap_s).run()
@@ -172,6 +233,48 @@ class SyncEngine:
             report.aborted_uploads = objects.abort_abandoned(self.outbox.open_upload_ids(),
                                                              ABANDONED_UPLOAD_AGE)
         report.freed_files = self._free_old_copies()
+
+    def _renamer(self, central: CentralDatabase,
+                 objects: Optional[ObjectStore]) -> Optional[ObjectRenamer]:
+        if objects is None:
+            return None
+        if self._rename is None:
+            self._rename = ObjectRenamer(self.service.store, objects, central, self.settings)
+        return self._rename
+
+    def _check_objects(self, report: PassReport, *, force: bool = False) -> Optional[SyncError]:
+        """The bucket, ready (created if missing and allowed) — or why not. Its failure
+        holds back files only: values still reach MongoDB, whatever S3 does.
+
+        After a failure the bucket is not asked again for a while (doubling up to a
+        minute) unless the pass is forced: an unreachable endpoint can cost a connect
+        timeout per request, which values must not wait for in every pass."""
+        if not force and self._objects_problem is not None and \
+                time.monotonic() < self._objects_retry_at:
+            return self._objects_failed(self._objects_problem, report)
+        try:
+            objects = self._object_store()  # e.g. an unusable endpoint, a missing CA file
+            if objects is not None:
+                objects.ensure_bucket()
+        except SyncError as exc:
+            self._objects_failures += 1
+            self._objects_problem = exc
+            self._objects_retry_at = time.monotonic() + min(
+                LOOP_BACKOFF_CAP_S, 2.0 ** min(self._objects_failures, 6))
+            return self._objects_failed(exc, report)
+        self._objects_problem, self._objects_failures = None, 0
+        return None
+
+    @staticmethod
+    def _objects_failed(problem: SyncError, report: PassReport) -> SyncError:
+        if isinstance(problem, CentralConfigError):
+            report.add_config_error(str(problem))
+            log.error("object storage: %s; files wait, values sync on", problem)
+        else:
+            report.ok = False
+            report.objects_error = str(problem)
+            log.warning("object storage: %s; files wait, values sync on", problem)
+        return problem
 
     def _free_old_copies(self) -> int:
         days = self.settings.free_verified_after_days
@@ -190,7 +293,7 @@ class SyncEngine:
     def fetch_file(self, datapoint_id: str) -> str:
         """Download a file another bench stored (or one freed locally) with this engine's
         connection, verified (sync.fetch); return its SHA-256."""
-        _central, objects = self._connections()
+        objects = self._object_store()
         if objects is None:
             raise CentralConfigError("object storage is not configured; cannot download files")
         held = self.service.held_blob(self.service.get(datapoint_id))
@@ -233,10 +336,14 @@ class SyncEngine:
             if report.config_error:
                 failures = max(failures, 5)
             failures = 0 if (report.ok or report.confirmed) else failures + 1
-            self._wait(failures, next_pull)
+            # MongoDB answered: new values need not wait out a backoff meant for S3.
+            self._wait(failures, next_pull, watch_changes=report.central_ok)
 
-    def _wait(self, failures: int, next_pull: float) -> None:
-        """Until there is work: a new local change, a due retry, the next pull, or stop."""
+    def _wait(self, failures: int, next_pull: float, watch_changes: bool = False) -> None:
+        """Until there is work: a new local change, a due retry, the next pull, or stop.
+
+        While backing off after a failed pass only a request, a wake-up or (with
+        ``watch_changes``, when only object storage failed) a new local change ends it."""
         if failures:
             ceiling = min(LOOP_BACKOFF_CAP_S, 0.5 * 2 ** min(failures, 10))
             deadline = time.monotonic() + self._rng.uniform(ceiling / 2, ceiling)
@@ -251,12 +358,12 @@ class SyncEngine:
                 return
             if self._sync_requested():
                 return
-            if not failures:
+            if not failures or watch_changes:
                 try:
                     if self.outbox.has_uncollected():
                         return
                     due_in = self.outbox.next_due_in()
-                    if due_in is not None and due_in <= 0:
+                    if not failures and due_in is not None and due_in <= 0:
                         return
                 except Exception:  # noqa: BLE001 - a locked database: look again later
                     log.debug("checking for local changes failed", exc_info=True)
@@ -302,11 +409,24 @@ def sync_status(service: BenchService, outbox: Optional[Outbox] = None,
         "last_confirmed_at": outbox.meta("last_confirmed_at"),
         "last_pull": outbox.meta("last_pull"),
         "config_error": outbox.meta("config_error"),
+        "last_attempt": _json_meta(outbox, "last_attempt"),
+        "clock": _json_meta(outbox, "clock"),
         "quarantined": [
             {"datapoint_id": q.datapoint_id, "label": q.label, "reason": q.reason,
              "since": q.since} for q in outbox.quarantined()],
         "retrying": outbox.errors_summary(),
     }
+
+
+def _json_meta(outbox: Outbox, key: str) -> Optional[dict[str, Any]]:
+    text = outbox.meta(key)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 __all__ = ["PassReport", "SyncEngine", "sync_status", "RetryableError"]

@@ -1,7 +1,11 @@
 """Files to S3-compatible object storage: unique keys, resumable multipart, verified.
 
-* One key per datapoint: ``<prefix><ULID>/<sanitised filename>`` — two files with the same
-  name or label never overwrite each other, and the original name stays visible.
+* One key per datapoint: ``<spread>_<ULID>_<sanitised filename>`` (:func:`object_name_for`)
+  — two files with the same name or label never overwrite each other, the original name
+  stays visible, there is no ``/`` (MADSci 0.8.1's server puts the object name into a
+  temporary file's name), and ``<spread>`` (4 hex digits of the ULID's SHA-256) spreads
+  keys over the bucket's partitions. Older benches wrote ``<prefix><ULID>/<name>``
+  (:func:`legacy_object_name`); ``sync.rename`` moves those.
 * Up to one part size (16 MiB) a file goes in one PUT; larger files use multipart with a
   few parts in flight, the next part read and hashed while they upload. The upload id and
   each finished part are handed to the caller (the outbox saves them, once the freed slot
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote
 
+from sync.clock import SKEW_CODES, ServerClock, describe_skew
 from sync.faults import CentralConfigError, RejectedError, RetryableError, SyncError, classify_s3
 from sync.settings import CentralSettings
 
@@ -65,8 +70,34 @@ def safe_filename(name: Optional[str], fallback: str = "file") -> str:
     return text
 
 
+#: Hex digits of SHA-256(ULID) that lead an object name (16^4 key ranges).
+SPREAD_DIGITS = 4
+#: The names this engine writes: spread, ULID, safe file name (never a ``/``).
+_OUR_NAME = re.compile(r"[0-9a-f]{%d}_[0-9A-HJKMNP-TV-Z]{26}_[^/]*" % SPREAD_DIGITS)
+
+
 def object_name_for(settings: CentralSettings, datapoint_id: str, filename: Optional[str]) -> str:
+    """``<spread>_<ULID>_<safe file name>``: unique per datapoint, readable, no ``/``.
+
+    S3 partitions a bucket by key prefix; ULIDs begin with their time, so keys that began
+    with the ULID (as MADSci's ``<id>_<label>`` do) would all land in the newest key
+    range. A short hash of the ULID in front spreads them evenly (``settings`` is kept
+    for the signature's sake: the old ``object_prefix`` held a ``/``).
+    """
+    spread = hashlib.sha256(datapoint_id.encode("ascii")).hexdigest()[:SPREAD_DIGITS]
+    return f"{spread}_{datapoint_id}_{safe_filename(filename)}"
+
+
+def legacy_object_name(settings: CentralSettings, datapoint_id: str,
+                       filename: Optional[str]) -> str:
+    """The name benches wrote before: ``<object_prefix><ULID>/<safe file name>``."""
     return f"{settings.object_prefix}{datapoint_id}/{safe_filename(filename)}"
+
+
+def is_bench_object_name(settings: CentralSettings, name: str) -> bool:
+    """Whether a key is one a bench wrote (new form, or old under ``object_prefix``)."""
+    return bool(_OUR_NAME.fullmatch(name)) or (
+        bool(settings.object_prefix) and name.startswith(settings.object_prefix))
 
 
 @dataclass
@@ -143,12 +174,61 @@ def _trusted_cas(settings: CentralSettings) -> Optional[str]:
     return str(certifi.where())
 
 
+_CLOCKED_MINIO: Optional[type] = None
+
+
+def _clocked_minio() -> type:
+    """minio's client class, signing with a :class:`ServerClock` (made on first use).
+
+    minio 7.2 stamps each request in ``Minio._build_headers`` (``x-amz-date`` from
+    ``time.utcnow()``) and signs it in ``Minio._url_open`` with the date that returns; those
+    two are the hooks. A request refused for a wrong clock (``sync.clock``) is sent once
+    more, signed with the server's time.
+    """
+    global _CLOCKED_MINIO
+    if _CLOCKED_MINIO is not None:
+        return _CLOCKED_MINIO
+    from minio import Minio
+    from minio import time as minio_time
+    from minio.error import S3Error
+
+    class ClockedMinio(Minio):  # type: ignore[misc]
+        server_clock: ServerClock
+
+        def _build_headers(self, host: str, headers: Any = None, body: Any = None,
+                           creds: Any = None) -> tuple[Any, datetime]:
+            headers, _bench_time = super()._build_headers(host, headers, body, creds)
+            date = self.server_clock.now()
+            headers["x-amz-date"] = minio_time.to_amz_date(date)
+            return headers, date
+
+        def _url_open(self, method: str, region: str, **kwargs: Any) -> Any:
+            original = kwargs.get("headers")
+            try:
+                response = super()._url_open(
+                    method, region, **{**kwargs, "headers": dict(original or {})})
+            except S3Error as exc:
+                answer = exc.response
+                if exc.code not in SKEW_CODES or answer is None or \
+                        not self.server_clock.observe(answer.headers):
+                    raise
+                log.warning("object storage refused a request (%s): %s; signing with the "
+                            "server's time from now on", exc.code,
+                            describe_skew(self.server_clock.skew_s or 0.0))
+                response = super()._url_open(
+                    method, region, **{**kwargs, "headers": dict(original or {})})
+            self.server_clock.observe(response.headers)
+            return response
+
+    _CLOCKED_MINIO = ClockedMinio
+    return ClockedMinio
+
+
 class ObjectStore:
     """The bucket, through the minio SDK with fail-fast HTTP."""
 
-    def __init__(self, settings: CentralSettings) -> None:
-        from minio import Minio
-
+    def __init__(self, settings: CentralSettings,
+                 clock: Optional[ServerClock] = None) -> None:
         if not settings.objects_configured:
             raise CentralConfigError(
                 "object storage is not configured: set OBJECT_STORAGE_ENDPOINT, "
@@ -157,14 +237,17 @@ class ObjectStore:
         self.settings = settings
         self.bucket = str(settings.bucket)
         self._pool = _pool_manager(settings)
+        #: The object storage's clock as seen from here: S3 requests are signed with it.
+        self.clock = clock or ServerClock()
         assert settings.secret_key is not None
         try:
-            self._client = Minio(str(settings.endpoint), access_key=settings.access_key,
-                                 secret_key=settings.secret_key.get_secret_value(),
-                                 secure=settings.secure, region=settings.region or None,
-                                 http_client=self._pool)
+            self._client = _clocked_minio()(
+                str(settings.endpoint), access_key=settings.access_key,
+                secret_key=settings.secret_key.get_secret_value(), secure=settings.secure,
+                region=settings.region or None, http_client=self._pool)
         except ValueError as exc:
             raise CentralConfigError(f"the object storage endpoint is not usable: {exc}") from exc
+        self._client.server_clock = self.clock
 
     def close(self) -> None:
         self._pool.clear()
@@ -183,8 +266,45 @@ class ObjectStore:
 
     def check_access(self) -> None:
         """Raise CentralConfigError for bad credentials or a missing bucket."""
+        if not self._bucket_exists():
+            raise CentralConfigError(
+                f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}; create it "
+                "or fix OBJECT_STORAGE_DEFAULT_BUCKET")
+
+    def ensure_bucket(self) -> bool:
+        """Check access, creating the bucket when it is missing, as MADSci's Data Manager
+        does; True if it was created. A key that may not create it is a configuration
+        error that names the bucket."""
+        if self._bucket_exists():
+            return False
+        from minio.error import S3Error
+
         try:
-            exists = self._client.bucket_exists(self.bucket)
+            self._client.make_bucket(self.bucket)
+        except S3Error as exc:
+            if exc.code == "BucketAlreadyOwnedByYou":
+                return False  # created meanwhile, by another bench or MADSci
+            if exc.code in ("AccessDenied", "Forbidden", "NotImplemented",
+                            "MethodNotAllowed"):
+                raise CentralConfigError(
+                    f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}, and "
+                    f"access key {self.settings.access_key!r} may not create it ({exc.code}): "
+                    "ask the storage administrator to create it or to allow this key to "
+                    "(s3:CreateBucket), or fix OBJECT_STORAGE_DEFAULT_BUCKET") from exc
+            if exc.code == "BucketAlreadyExists":
+                raise CentralConfigError(
+                    f"bucket {self.bucket!r} belongs to another account at "
+                    f"{self.settings.endpoint}; choose another OBJECT_STORAGE_DEFAULT_BUCKET"
+                ) from exc
+            raise classify_s3(exc, what=f"creating bucket {self.bucket}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"creating bucket {self.bucket}") from exc
+        log.info("created bucket %s at %s", self.bucket, self.settings.endpoint)
+        return True
+
+    def _bucket_exists(self) -> bool:
+        try:
+            return bool(self._client.bucket_exists(self.bucket))
         except ValueError as exc:
             raise CentralConfigError(f"bucket name {self.bucket!r} is not valid: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - sorted below
@@ -196,10 +316,6 @@ class ObjectStore:
                     f"object storage denied access to bucket {self.bucket} ({exc.code}): "
                     "check the access key, secret key and the bucket's policy")
             raise error from exc
-        if not exists:
-            raise CentralConfigError(
-                f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}; create it "
-                "or fix OBJECT_STORAGE_DEFAULT_BUCKET")
 
     # -- reading back ----------------------------------------------------------------------
 
@@ -423,11 +539,10 @@ class ObjectStore:
         cutoff = datetime.now(timezone.utc) - older_than
         aborted = 0
         try:
-            result = self._client._list_multipart_uploads(
-                self.bucket, prefix=self.settings.object_prefix, max_uploads=1000)
+            uploads = self._our_uploads(max_uploads=1000)
         except Exception as exc:  # noqa: BLE001
             raise classify_s3(exc, what="listing unfinished uploads") from exc
-        for upload in result.uploads or []:
+        for upload in uploads:
             initiated = getattr(upload, "initiated_time", None)
             if upload.upload_id in keep_ids:
                 continue
@@ -440,9 +555,57 @@ class ObjectStore:
         return aborted
 
     def list_uploads(self) -> list[tuple[str, str]]:
-        result = self._client._list_multipart_uploads(self.bucket,
-                                                      prefix=self.settings.object_prefix)
-        return [(u.object_name, u.upload_id) for u in (result.uploads or [])]
+        return [(u.object_name, u.upload_id) for u in self._our_uploads()]
+
+    def _our_uploads(self, **kwargs: Any) -> list[Any]:
+        """Unfinished multipart uploads of bench objects (not MADSci's or anyone else's)."""
+        result = self._client._list_multipart_uploads(self.bucket, **kwargs)
+        return [u for u in (result.uploads or [])
+                if is_bench_object_name(self.settings, str(u.object_name))]
+
+    # -- renaming --------------------------------------------------------------------------
+
+    def copy_verified(self, source_name: str, target_name: str, size: int,
+                      sha256: str) -> StoredObject:
+        """Copy an object within the bucket (server side, user metadata kept) and verify
+        the copy's size and SHA-256 metadata; a copy already there is verified as is."""
+        existing = self.verified(target_name, size, sha256)
+        if existing is not None:
+            return existing
+        from minio.commonconfig import REPLACE, CopySource
+
+        source = self.stat(source_name)
+        if source is None:
+            raise RejectedError(f"{source_name} is not in bucket {self.bucket} any more; "
+                                "its datapoint's central copy is missing")
+        # Metadata given explicitly: minio composes objects over 5 GiB part by part, and
+        # a composed object would not inherit the source's metadata by itself.
+        metadata = {key: value for key, value in (source.metadata or {}).items()
+                    if key.lower().startswith("x-amz-meta-")}
+        metadata["Content-Type"] = str(source.content_type or "application/octet-stream")
+        try:
+            self._client.copy_object(self.bucket, target_name,
+                                     CopySource(self.bucket, source_name), metadata=metadata,
+                                     metadata_directive=REPLACE)
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"copying {source_name} to {target_name}") from exc
+        stored = self.verified(target_name, size, sha256)
+        if stored is None:
+            raise RetryableError(f"the copy {target_name} did not verify (size or SHA-256 "
+                                 "differ); it will be copied again")
+        return stored
+
+    def remove(self, object_name: str) -> None:
+        """Delete an object; one that is already gone is fine."""
+        from minio.error import S3Error
+
+        try:
+            self._client.remove_object(self.bucket, object_name)
+        except S3Error as exc:
+            if exc.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                raise classify_s3(exc, what=f"deleting {object_name}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise classify_s3(exc, what=f"deleting {object_name}") from exc
 
     # -- download --------------------------------------------------------------------------
 

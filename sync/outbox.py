@@ -162,6 +162,16 @@ class Outbox:
                 conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                              "DO UPDATE SET value = excluded.value", (key, value))
 
+    def set_metas(self, values: dict[str, Optional[str]]) -> None:
+        """Several meta keys in one transaction (one durable commit); None deletes."""
+        with self.store.transaction() as conn:
+            for key, value in values.items():
+                if value is None:
+                    conn.execute("DELETE FROM sync_meta WHERE key = ?", (key,))
+                else:
+                    conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT "
+                                 "(key) DO UPDATE SET value = excluded.value", (key, value))
+
     def bench_id(self) -> str:
         """This bench's identity in central documents (made once, kept for good)."""
         existing = self.meta("bench_id")
@@ -306,6 +316,22 @@ class Outbox:
                     "updated_at = ? WHERE datapoint_id = ? AND revision = ?",
                     (attempts, now + backoff_delay(attempts, rng), error[:2000], _now_text(),
                      datapoint_id, revision))
+
+    def note_error(self, items: Sequence[tuple[str, int]], error: str) -> None:
+        """Why these items wait, without a backoff: they were not tried (their server is
+        unusable this pass) and go as soon as it is usable again."""
+        with self.store.transaction() as conn:
+            conn.executemany("UPDATE sync_outbox SET last_error = ?, updated_at = ? "
+                             "WHERE datapoint_id = ? AND revision = ?",
+                             [(error[:2000], _now_text(), i, r) for i, r in items])
+
+    def restate_errors(self, error: str) -> None:
+        """A pass failed as a whole (nothing was tried item by item): the waiting items'
+        errors become this one, so none shows a stale reason from an older attempt."""
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE sync_outbox SET last_error = ? WHERE state != 'quarantined' "
+                         "AND last_error IS NOT NULL AND last_error != ?",
+                         (error[:2000], error[:2000]))
 
     def quarantine(self, datapoint_id: str, revision: int, reason: str) -> None:
         with self.store.transaction() as conn:

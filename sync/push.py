@@ -192,8 +192,11 @@ class Pusher:
     def __init__(self, service: BenchService, outbox: Outbox, central: CentralDatabase,
                  objects: Optional[ObjectStore], settings: CentralSettings, bench_id: str,
                  progress: Optional[dict[str, tuple[int, int]]] = None,
-                 stop: Optional[threading.Event] = None) -> None:
+                 stop: Optional[threading.Event] = None,
+                 objects_problem: Optional[SyncError] = None) -> None:
         self.service = service
+        #: Why object storage cannot be used this pass (files wait; values go on).
+        self.objects_problem = objects_problem
         self.outbox = outbox
         self.central = central
         self.objects = objects
@@ -313,6 +316,14 @@ class Pusher:
     # -- files -----------------------------------------------------------------------------
 
     def _upload_all(self, rows: list[dict[str, Any]], report: PushReport) -> None:
+        if self.objects is None and self.objects_problem is not None:
+            # Not tried, so no backoff: they go once the bucket is usable again.
+            error = f"waiting for object storage: {self.objects_problem}"
+            self.outbox.note_error([(r["id"], int(r["revision"])) for r in rows], error)
+            with self._lock:
+                report.retrying += len(rows)
+                report.note(error)
+            return
         if self.objects is None:
             raise CentralConfigError("files are waiting but object storage is not configured")
         self._network_failures = 0

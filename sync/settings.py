@@ -85,7 +85,8 @@ class CentralSettings(BaseModel):
     mongo_collection: str = "datapoints"
     #: Deletions are kept here (MADSci's own collection only holds live datapoints).
     tombstone_collection: str = "benchdata_tombstones"
-    #: Object keys start with this prefix; the datapoint's ULID keeps each key unique.
+    #: The prefix of the object names older benches wrote (``<prefix><ULID>/<name>``),
+    #: which sync moves to the names MADSci can serve (``sync/objects.py``).
     object_prefix: str = "benchdata/"
     part_size: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     #: Largest object the bucket policy accepts (None: unknown); larger -> quarantine.

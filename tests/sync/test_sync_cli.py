@@ -39,23 +39,48 @@ def test_once_pushes_everything_and_exits_zero(tmp_path: Path, central: Any) -> 
 
 def test_wrong_secret_is_a_configuration_error_not_retried(tmp_path: Path, central: Any) -> None:
     data_dir = tmp_path / "bench"
+    source = tmp_path / "f.txt"
+    source.write_bytes(b"file bytes")
     with BenchService(data_dir) as bench:
-        bench.capture_value(1)
+        value = bench.capture_value(1)
+        bench.capture_file(source)
     env = {**central_env(central), "OBJECT_STORAGE_SECRET_KEY": "wrong-secret"}
     result = _run(data_dir, "--once", env=env)
     assert result.exit_code == 2
     assert "configuration error" in result.output and "secret key" in result.output
     assert "wrong-secret" not in result.output
     facts = json.loads(_run(data_dir, "status", "--json", env=env).output)
+    # The value went to MongoDB anyway (values never depend on S3); the file waits.
     assert facts["config_error"] and facts["backlog"]["count"] == 1
-    assert facts["retrying"] == []  # nothing was attempted, so nothing backs off forever
+    with BenchService(data_dir) as bench:
+        assert bench.get_stored(value.datapoint_id).sync_state == "confirmed"
+        with bench.store.reader() as conn:
+            attempts = conn.execute("SELECT attempts FROM sync_outbox").fetchall()
+    assert attempts == [(0,)]  # not tried, so it does not back off: it goes once fixed
+    assert "secret key" in facts["retrying"][0]["error"]
     assert _run(data_dir, "--once", env=central_env(central)).exit_code == 0
 
 
-def test_missing_bucket_is_a_configuration_error(tmp_path: Path, central: Any) -> None:
-    env = {**central_env(central), "OBJECT_STORAGE_DEFAULT_BUCKET": "no-such-bucket-here"}
-    result = _run(tmp_path / "bench", "--once", env=env)
-    assert result.exit_code == 2 and "does not exist" in result.output
+def test_missing_bucket_is_created_as_madsci_does(tmp_path: Path, central: Any,
+                                                  seaweed: Any) -> None:
+    """The fixture's SeaweedFS runs with -s3.autoCreateBucket=false: only we create it."""
+    import secrets
+
+    bucket = f"made-by-bench-{secrets.token_hex(4)}"
+    client, pool = seaweed.client()
+    try:
+        assert not client.bucket_exists(bucket)
+        source = tmp_path / "f.txt"
+        source.write_bytes(b"first file")
+        with BenchService(tmp_path / "bench") as bench:
+            bench.capture_file(source)
+        env = {**central_env(central), "OBJECT_STORAGE_DEFAULT_BUCKET": bucket}
+        result = _run(tmp_path / "bench", "--once", env=env)
+        assert result.exit_code == 0, result.output
+        assert client.bucket_exists(bucket)
+        assert len(list(client.list_objects(bucket))) == 1
+    finally:
+        pool.clear()
 
 
 def test_unconfigured_sync_says_what_is_missing(tmp_path: Path) -> None:

@@ -140,3 +140,54 @@ def test_madsci_lists_queries_and_downloads_what_a_bench_synced(
         assert out["types"][ident] == "ObjectStorageDataPoint"
         assert out["file_sha256"][ident] == sha256
         assert out["saved_sha256"][ident] == sha256
+
+
+NO_S3_CLIENT_SCRIPT = r"""
+import hashlib, json, os, sys, urllib.request, warnings
+warnings.simplefilter("ignore")
+for name in list(os.environ):  # MADSci's default DataClient: no object storage settings
+    if name.startswith("OBJECT_STORAGE_"):
+        del os.environ[name]
+from madsci.client.data_client import DataClient
+args = json.loads(sys.argv[1])
+client = DataClient(data_server_url=args["url"])
+assert client._minio_client is None
+out = {"saved": {}, "http": {}, "object_names": {}}
+for ident in args["files"]:
+    out["object_names"][ident] = client.get_datapoint(ident).object_name
+    target = os.path.join(args["save_dir"], ident)
+    client.save_datapoint_value(ident, target)
+    out["saved"][ident] = hashlib.sha256(open(target, "rb").read()).hexdigest()
+    with urllib.request.urlopen(args["url"] + "datapoint/" + ident + "/value") as response:
+        out["http"][ident] = hashlib.sha256(response.read()).hexdigest()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_madsci_server_serves_bench_files_to_a_client_without_s3_settings(
+        madsci_python: Path, madsci_server: str, central: Any, tmp_path: Path) -> None:
+    """MADSci 0.8.1 hands an object to such a client through
+    ``NamedTemporaryFile(suffix="_" + object_name)``: only names without ``/`` work."""
+    files = {}
+    with BenchService(tmp_path / "bench") as bench, SyncEngine(bench, central) as engine:
+        for name, size, folder in (("empty.dat", 0, "a"), ("spectrum.raw", 1024 * 1024, "b"),
+                                   ("測定–run1 µg°C.csv", 5000, "c"),
+                                   ("deep.csv", 777, "instrument/2026/12/run 7/raw")):
+            source = tmp_path / "src" / folder / name
+            source.parent.mkdir(parents=True)
+            data = b"\x00" + os.urandom(size - 1) if size else b""  # never valid JSON
+            source.write_bytes(data)
+            dp = bench.capture_file(source, label=name)
+            files[dp.datapoint_id] = hashlib.sha256(data).hexdigest()
+        report = engine.run_pass(force=True)
+        assert report.ok and report.remaining == 0, report
+    save_dir = tmp_path / "saved"
+    save_dir.mkdir()
+    args = {"url": madsci_server, "files": list(files), "save_dir": str(save_dir)}
+    result = run_madsci(madsci_python, NO_S3_CLIENT_SCRIPT, json.dumps(args), timeout=180)
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for ident, sha256 in files.items():
+        assert "/" not in out["object_names"][ident] and ident in out["object_names"][ident]
+        assert out["saved"][ident] == sha256, ident
+        assert out["http"][ident] == sha256, ident
