@@ -139,8 +139,8 @@ def _split_path(path: str) -> list[str]:
             )
         if '"' in segment or "\\" in segment or "\x00" in segment:
             raise QueryError(
-                f"field path {path!r}: segment {segment!r} contains a quote, backslash or "
-                f"NUL character, which SQLite JSON paths cannot address"
+                f"field path {path!r}: segment {segment!r} contains a quote or backslash "
+                f"or a NUL character, which SQLite JSON paths cannot address"
             )
     return segments
 
