@@ -10,8 +10,11 @@ test body and assertion is MADSci's, unchanged:
   real ``benchdata run`` API server with a fresh, empty store, over real HTTP.
 * ``test_manager`` (test_data_server.py): only ``.datapoints.delete_many(selector)`` is
   used; it deletes what the selector matches on that server (``benchdata delete``).
-* ``client`` (test_data_client.py): ``DataClient(data_server_url=<that server>)``, or,
-  with ``BENCH_CLIENT=app``, the bench's own ``app.DataClient`` (see ``BenchDataClient``).
+* ``client`` (test_data_client.py): ``DataClient(data_server_url=<that server>)``.
+  With ``BENCH_CLIENT=app`` the DataClient test bodies run on the bench's own
+  ``app.DataClient`` instead (``client`` and ``mock_data_client`` become a
+  ``BenchDataClient``, which forwards each call to ``app_client_bridge.py``), and only
+  the tests that use those fixtures run.
 * ``object_storage_server``: the SeaweedFS the outer test started (``BENCH_S3``), with
   the ``madsci-test`` bucket MADSci's fixture creates.
 
@@ -21,6 +24,7 @@ subprocess of the bench's python (``BENCH_PYTHON`` with ``BENCH_PYTHONPATH``).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -45,6 +49,16 @@ NOT_APPLICABLE: dict[str, str] = {
         "builds MADSci's DataManager in-process against S3",
 }
 
+#: With BENCH_CLIENT=app: tests that replace ``get_datapoint`` with a MagicMock inside
+#: MADSci's class and check that the other methods call it; ``app.DataClient`` reads the
+#: store directly (one batch for many ids), so the mock never sees those calls.
+APP_NOT_APPLICABLE: dict[str, str] = {
+    "test_data_client.py::test_get_datapoints_by_ids_success":
+        "mocks DataClient.get_datapoint and counts its calls",
+    "test_data_client.py::test_get_datapoint_metadata":
+        "mocks DataClient.get_datapoint to return a datapoint that is in no store",
+}
+
 #: Tests that fail only because of timestamp semantics another branch is changing
 #: (issue #12 item 1: a naive data_timestamp must come back naive). Strict: once they
 #: pass, they fail here, and the names are removed. EMPTY THIS after that branch merges.
@@ -61,11 +75,18 @@ def _node_key(item: pytest.Item) -> str:
     return f"{Path(str(item.fspath)).name}::{item.name}"
 
 
+def _app_mode() -> bool:
+    return os.environ.get("BENCH_CLIENT") == "app"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kept, dropped = [], []
     for item in items:
         key = _node_key(item)
-        if key in NOT_APPLICABLE:
+        fixtures = getattr(item, "fixturenames", ())
+        if key in NOT_APPLICABLE or (_app_mode() and (
+                key in APP_NOT_APPLICABLE
+                or not {"client", "mock_data_client"} & set(fixtures))):
             dropped.append(item)
             continue
         if key in EXPECTED_FAILURES:
@@ -204,14 +225,112 @@ def bench_test_manager(bench_server: BenchServer) -> Any:
     return type("BenchManager", (), {"datapoints": _Collection(bench_server)})()
 
 
+class BenchDataClient:
+    """``app.DataClient`` seen from the MADSci venv: each method call goes to
+    ``app_client_bridge.py`` (the bench's python, a store of its own). MADSci datapoints
+    cross as their JSON documents and come back as MADSci datapoints."""
+
+    def __init__(self, home: Path) -> None:
+        self._process = subprocess.Popen(
+            [os.environ["BENCH_PYTHON"], str(Path(__file__).with_name("app_client_bridge.py"))],
+            env={**os.environ, "BENCHDATA_HOME": str(home),
+                 "PYTHONPATH": os.environ["BENCH_PYTHONPATH"]},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=home)
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(_STOP_TIMEOUT_S)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(json.dumps({"method": method, "args": _encode(args),
+                                              "kwargs": _encode(kwargs)}) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"app.DataClient bridge ended (exit {self._process.poll()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"app.DataClient.{method}: {answer['error']}: "
+                               f"{answer['message']}")
+        return _decode(answer["ok"])
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, *args, **kwargs)
+
+        async def async_method(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, *args, **kwargs)
+
+        return async_method if name.startswith("async_") else method
+
+
+def _encode(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        document = json.loads(value.model_dump_json(by_alias=True))
+        return {"__datapoint__": document} if hasattr(value, "datapoint_id") else document
+    if isinstance(value, dict):
+        return {str(key): _encode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, str):  # str enums (DataPointTypeEnum) as their value
+        return str.__str__(value)
+    return value
+
+
+def _decode(value: Any) -> Any:
+    from madsci.common.types.datapoint_types import DataPoint
+
+    if isinstance(value, dict):
+        if "__datapoint__" in value:
+            return DataPoint.discriminate(value["__datapoint__"])
+        if "__bytes__" in value:
+            return base64.b64decode(value["__bytes__"])
+        return {key: _decode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    return value
+
+
+@pytest.fixture
+def bench_app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BenchDataClient]:
+    client = BenchDataClient(tmp_path_factory.mktemp("app-client"))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.fixture(name="client")
-def bench_data_client(bench_server: BenchServer) -> Any:
-    """In place of a DataClient routed into a TestClient: a DataClient on the bench's URL."""
-    if os.environ.get("BENCH_CLIENT") == "app":
-        raise NotImplementedError("BENCH_CLIENT=app is not wired up yet")
+def bench_data_client(request: pytest.FixtureRequest) -> Any:
+    """In place of a DataClient routed into a TestClient: a DataClient on the bench's URL
+    (or, with BENCH_CLIENT=app, the bench's own app.DataClient)."""
+    if _app_mode():
+        return request.getfixturevalue("bench_app_client")
     from madsci.client.data_client import DataClient
 
-    return DataClient(data_server_url=bench_server.url)
+    return DataClient(data_server_url=request.getfixturevalue("bench_server").url)
+
+
+@pytest.fixture(name="mock_data_client")
+def bench_mock_data_client(request: pytest.FixtureRequest) -> Any:
+    """Only with BENCH_CLIENT=app: app.DataClient in place of MADSci's, with
+    ``get_datapoint`` a MagicMock as MADSci's fixture makes it."""
+    if not _app_mode():
+        pytest.fail("mock_data_client is replaced only with BENCH_CLIENT=app")
+    from unittest.mock import MagicMock
+
+    client = request.getfixturevalue("bench_app_client")
+    client.get_datapoint = MagicMock()
+    return client
 
 
 @pytest.fixture(name="object_storage_server", scope="session")
@@ -234,5 +353,6 @@ REPLACEMENTS: dict[str, Any] = {
     "test_client": bench_test_client,
     "test_manager": bench_test_manager,
     "client": bench_data_client,
+    **({"mock_data_client": bench_mock_data_client} if _app_mode() else {}),
     "object_storage_server": bench_object_storage_server,
 }

@@ -36,6 +36,7 @@ from tests.servers import SeaweedServer
 
 ROOT: Final[Path] = Path(__file__).resolve().parents[2]
 ADAPTER: Final[Path] = Path(__file__).with_name("conftest_adapter.py")
+BRIDGE: Final[Path] = Path(__file__).with_name("app_client_bridge.py")
 SDIST: Final[str] = f"madsci-data-manager=={MADSCI_VERSION}"
 #: The suite files that exercise the data server and the data client.
 SUITE_FILES: Final[tuple[str, ...]] = ("test_data_server.py", "test_data_client.py")
@@ -88,13 +89,15 @@ def suite_python() -> Path:
 
 
 def run_suite(python: Path, tests: Path, workdir: Path, seaweed: SeaweedServer,
-              extra_env: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+              extra_env: dict[str, str] | None = None,
+              files: tuple[str, ...] = SUITE_FILES) -> dict[str, tuple[str, str]]:
     """Run the adapted suite; each test's outcome and message by ``file::name``."""
     suite = workdir / "suite"
     suite.mkdir()
     for name in SUITE_FILES:
         shutil.copy(tests / name, suite / name)
     shutil.copy(ADAPTER, suite / "conftest.py")
+    shutil.copy(BRIDGE, suite / BRIDGE.name)
     host, port = seaweed.endpoint.split(":")
     s3 = {"host": host, "port": int(port), "endpoint": seaweed.endpoint,
           "url": f"http://{seaweed.endpoint}", "access_key": seaweed.access_key,
@@ -106,7 +109,7 @@ def run_suite(python: Path, tests: Path, workdir: Path, seaweed: SeaweedServer,
     result = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
          "addopts=", "--durations=8", f"--junitxml={report}", "--basetemp", str(workdir / "tmp"),
-         *SUITE_FILES],
+         *files],
         cwd=suite, env=env, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S)
     print(result.stdout[-6000:])  # shown with -s and on failure: durations, summary
     if not report.exists():
@@ -126,18 +129,35 @@ def run_suite(python: Path, tests: Path, workdir: Path, seaweed: SeaweedServer,
     return outcomes
 
 
-def test_madsci_data_suites_pass_against_the_bench(suite_python: Path, seaweed: SeaweedServer,
-                                                   tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def madsci_tests(suite_python: Path) -> Path:
     try:
-        tests = madsci_tests_dir(suite_python)
+        return madsci_tests_dir(suite_python)
     except IndexUnreachable as exc:
         _unavailable(str(exc))
         raise
-    outcomes = run_suite(suite_python, tests, tmp_path, seaweed)
+
+
+def _assert_all_passed(outcomes: dict[str, tuple[str, str]], at_least: int) -> None:
     for key, (outcome, message) in sorted(outcomes.items()):
         print(f"{outcome:8} {key} {message[:120]}")
     bad = {key: value for key, value in outcomes.items()
            if value[0] not in ("passed", "xfailed")}
-    assert len(outcomes) >= 25, f"too few of MADSci's tests ran: {sorted(outcomes)}"
+    assert len(outcomes) >= at_least, f"too few of MADSci's tests ran: {sorted(outcomes)}"
     assert not bad, "MADSci's own tests against the bench:\n" + "\n".join(
         f"{key}: {outcome} {message}" for key, (outcome, message) in sorted(bad.items()))
+
+
+def test_madsci_data_suites_pass_against_the_bench(suite_python: Path, madsci_tests: Path,
+                                                   seaweed: SeaweedServer,
+                                                   tmp_path: Path) -> None:
+    outcomes = run_suite(suite_python, madsci_tests, tmp_path, seaweed)
+    _assert_all_passed(outcomes, at_least=28)
+
+
+def test_madsci_data_client_test_bodies_pass_on_app_dataclient(
+        suite_python: Path, madsci_tests: Path, seaweed: SeaweedServer,
+        tmp_path: Path) -> None:
+    outcomes = run_suite(suite_python, madsci_tests, tmp_path, seaweed,
+                         extra_env={"BENCH_CLIENT": "app"}, files=("test_data_client.py",))
+    _assert_all_passed(outcomes, at_least=9)
