@@ -289,7 +289,13 @@ def _check_comparand(value: Any, where: str) -> Any:
         return value
     if isinstance(value, int):
         # SQLite integers are 64-bit; MongoDB would store a larger number as a double.
-        return value if _INT64_MIN <= value <= _INT64_MAX else float(value)
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            raise QueryError(f"{where}: an integer of {len(str(abs(value)))} digits is "
+                             f"beyond any number a datapoint can hold") from None
     if isinstance(value, float):
         if not math.isfinite(value):
             raise QueryError(f"{where}: {value!r} is not a JSON number")
@@ -1090,8 +1096,13 @@ def _keyset(terms: Sequence[_OrderTerm], values: Sequence[Any]) -> _Sql:
 
 
 def _is_cursor_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, float)) or (
-        isinstance(value, int) and not isinstance(value, bool))
+    # What SQLite can bind and json_extract can return: 64-bit integers, floats (±inf
+    # for numbers beyond a double, never NaN), text, null.
+    if isinstance(value, float):
+        return not math.isnan(value)
+    return value is None or isinstance(value, str) or (
+        isinstance(value, int) and not isinstance(value, bool)
+        and _INT64_MIN <= value <= _INT64_MAX)
 
 
 def make_cursor(row_sort_values: Sequence[Any], row_id: str, sort: Sequence[SortKey]) -> str:
@@ -1100,7 +1111,9 @@ def make_cursor(row_sort_values: Sequence[Any], row_id: str, sort: Sequence[Sort
     if len(values) != len(sort) or not all(_is_cursor_scalar(v) for v in values):
         raise QueryError("cannot make a cursor: the sort values do not fit the sort keys")
     payload = {"k": [[key.path, key.descending] for key in sort], "v": values, "id": row_id}
-    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # allow_nan: a sort value beyond a double is ±inf (as SQLite has it); json reads back
+    # its own "Infinity", and the cursor is opaque to clients.
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
 
 
@@ -1138,6 +1151,12 @@ def _json_extract_like_sqlite(text: Optional[str], segments: Sequence[Union[str,
         node = node[segment]
     if isinstance(node, bool):
         return int(node)
+    if isinstance(node, int) and not _INT64_MIN <= node <= _INT64_MAX:
+        # SQLite reads an integer beyond 64 bits as a double (±inf beyond a double).
+        try:
+            return float(node)
+        except OverflowError:
+            return math.inf if node > 0 else -math.inf
     if isinstance(node, (dict, list)):
         return json.dumps(node, ensure_ascii=False, separators=(",", ":"))
     return node

@@ -165,6 +165,7 @@ BAD_SELECTORS: dict[str, str] = {
     "lone surrogate value": '{"label": ' + LONE_SURROGATE + "}",
     "lone surrogate key": "{" + LONE_SURROGATE + ": 1}",
     "5,000-digit integer": '{"value": {"$gt": ' + HUGE_INTEGER + "}}",
+    "integer beyond a double": '{"value.a": {"$lt": -1' + "0" * 400 + "}}",
 }
 
 
@@ -188,6 +189,33 @@ def test_bad_query_parameters_are_a_4xx(http: httpx.Client, params: dict[str, st
 def test_bad_path_and_query_text_is_a_4xx(http: httpx.Client, path: str) -> None:
     response = http.get(path)
     assert 400 <= response.status_code < 500, response.text
+
+
+def test_paging_by_values_beyond_64_bits_visits_each_once(http: httpx.Client) -> None:
+    values = [2**70, -(10**400), 5, 10**400, -(2**64), 1.5]
+    ids = {http.post("datapoint", data={"datapoint": json.dumps(
+        {"data_type": "json", "value": value})}).json()["_id"] for value in values}
+    for sort in ("value", "-value"):
+        seen: list[str] = []
+        cursor = None
+        for _page in range(len(values) + 2):
+            params = {"limit": 1, "sort": sort, **({"cursor": cursor} if cursor else {})}
+            response = http.post("datapoints/query", content=b"{}", params=params)
+            assert response.status_code == 200, response.text
+            seen += list(response.json())
+            cursor = response.headers.get("x-next-cursor")
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(ids)
+
+
+def test_python_api_refuses_a_lone_surrogate_value(service: BenchService) -> None:
+    from app.core.errors import ValueNotJSONError
+    from app.core.models import ValueDataPoint
+
+    with pytest.raises(ValueNotJSONError, match="surrogate"):
+        service.submit(ValueDataPoint(label="x", value={"k": "\ud800"}))
+    assert service.count() == 0
 
 
 # -- a bounded fuzz: whatever arrives, never a 5xx -------------------------------------------
