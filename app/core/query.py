@@ -531,7 +531,7 @@ class _Parser:
 def _boolish(field: Field, operand: Any) -> bool:
     if isinstance(operand, bool):
         return operand
-    if isinstance(operand, (int, float)) and math.isfinite(operand):
+    if isinstance(operand, int) or (isinstance(operand, float) and math.isfinite(operand)):
         return bool(operand)  # MongoDB reads $exists: 1 / 0 as true / false
     raise QueryError(f"field {field.path!r}: $exists needs true or false, got {operand!r}")
 

@@ -167,6 +167,10 @@ BAD_SELECTORS: dict[str, str] = {
     "5,000-digit integer": '{"value": {"$gt": ' + HUGE_INTEGER + "}}",
     "integer beyond a double": '{"value.a": {"$lt": -1' + "0" * 400 + "}}",
 }
+#: Selectors that are fine, with numbers that once made the query language fail.
+HUGE_BUT_FINE_SELECTORS: dict[str, str] = {
+    "$exists with an integer beyond a double": '{"value": {"$exists": -1' + "0" * 400 + "}}",
+}
 
 
 @pytest.mark.parametrize("text", BAD_SELECTORS.values(), ids=BAD_SELECTORS.keys())
@@ -175,6 +179,13 @@ def test_bad_selectors_are_a_400(http: httpx.Client, text: str) -> None:
         response = http.post("datapoints/query", content=text.encode(), params=params)
         assert response.status_code == 400, response.text
         assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("text", HUGE_BUT_FINE_SELECTORS.values(),
+                         ids=HUGE_BUT_FINE_SELECTORS.keys())
+def test_huge_numbers_in_selectors_are_read(http: httpx.Client, text: str) -> None:
+    response = http.post("datapoints/query", content=text.encode())
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("params", [{"sort": "\x00"}, {"sort": "value.a\x00"},
