@@ -569,7 +569,10 @@ _ERROR_MEANINGS: Final[dict[int, str]] = {
 }
 _ERROR_BODY_SCHEMA: Final[dict[str, Any]] = {
     "type": "object", "title": "Refusal",
-    "properties": {"detail": {"type": "string"}, "message": {"type": "string"}}}
+    "properties": {
+        "detail": {"description": "What to fix: a sentence (for a malformed query "
+                                  "parameter, FastAPI's list of field errors)"},
+        "message": {"type": "string", "description": "The same sentence (as MADSci)"}}}
 
 
 def _error_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
