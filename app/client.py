@@ -7,17 +7,23 @@ edits, tombstones, exports, names) sit beside them.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
+
+import anyio.to_thread
 
 from app.core.errors import NotFoundError
 from app.core.export import export_datapoints
 from app.core.filestore import ProgressCallback
+from app.core.ids import is_ulid
 from app.core.models import DataPoint, OwnershipInfo
 from app.core.store import Page
 from app.service import BenchService
+
+log = logging.getLogger(__name__)
 
 
 class DataClient:
@@ -87,6 +93,48 @@ class DataClient:
                 metadata[field] = getattr(datapoint, field)
         return metadata
 
+    def get_datapoints_metadata(self, datapoint_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """``get_datapoint_metadata`` for each id, keyed by id; ids that cannot be read are
+        left out with a warning in the log (as MADSci does)."""
+        result: dict[str, dict[str, Any]] = {}
+        for datapoint_id in datapoint_ids:
+            try:
+                result[datapoint_id] = self.get_datapoint_metadata(datapoint_id)
+            except Exception as exc:  # noqa: BLE001 - MADSci skips what it cannot read
+                log.warning("no metadata for datapoint %s: %s", datapoint_id, exc)
+        return result
+
+    def extract_datapoint_ids_from_action_result(self, action_result: Any) -> list[str]:
+        """The unique datapoint ids anywhere in an ActionResult's ``datapoints`` (ULID
+        strings, or objects with a ``datapoint_id``), in the order first found."""
+        datapoints = (action_result.get("datapoints") if isinstance(action_result, Mapping)
+                      else getattr(action_result, "datapoints", None))
+        if not datapoints:
+            return []
+        if hasattr(datapoints, "model_dump"):  # MADSci's ActionDatapoints (pydantic)
+            datapoints = datapoints.model_dump(mode="json")
+        return list(dict.fromkeys(_datapoint_ids_in(datapoints)))
+
+    # MADSci's async methods. The store is local, so there is no network to wait for:
+    # each runs the same call on a worker thread so the event loop is never blocked.
+    # ``timeout`` is accepted for MADSci's signatures; local calls do not time out.
+
+    async def async_get_datapoint(self, datapoint_id: str,
+                                  timeout: Optional[float] = None) -> DataPoint:
+        return await anyio.to_thread.run_sync(self.get_datapoint, datapoint_id)
+
+    async def async_get_datapoints(self, number: int = 10,
+                                   timeout: Optional[float] = None) -> list[DataPoint]:
+        return await anyio.to_thread.run_sync(self.get_datapoints, number)
+
+    async def async_query_datapoints(self, selector: Mapping[str, Any],
+                                     timeout: Optional[float] = None) -> dict[str, DataPoint]:
+        return await anyio.to_thread.run_sync(self.query_datapoints, selector)
+
+    async def async_submit_datapoint(self, datapoint: DataPoint,
+                                     timeout: Optional[float] = None) -> DataPoint:
+        return await anyio.to_thread.run_sync(self.submit_datapoint, datapoint)
+
     # -- what a bench adds -------------------------------------------------------------
 
     def submit_datapoints(self, datapoints: Sequence[DataPoint]) -> list[DataPoint]:
@@ -127,3 +175,19 @@ class DataClient:
         except NotFoundError:
             return False
         return True
+
+
+def _datapoint_ids_in(data: Any) -> Iterator[str]:
+    """Every datapoint id in nested dicts and lists (MADSci's ``extract_datapoint_ids``:
+    ULID strings, in either case, and objects' ``datapoint_id``)."""
+    if isinstance(data, str):
+        if is_ulid(data):
+            yield data
+    elif isinstance(data, Mapping):
+        for item in data.values():
+            yield from _datapoint_ids_in(item)
+    elif isinstance(data, (list, tuple)):
+        for item in data:
+            yield from _datapoint_ids_in(item)
+    elif getattr(data, "datapoint_id", None):
+        yield data.datapoint_id

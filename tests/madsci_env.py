@@ -33,6 +33,11 @@ REQUIREMENTS: Final[tuple[str, ...]] = (
     f"madsci-data-manager=={MADSCI_VERSION}",
     "pydantic<2.12",
 )
+#: The venv that runs MADSci's own test suites against the bench (tests/madsci_suite/):
+#: the same packages plus MADSci's test runner. A venv of its own, so adding a test
+#: runner never rebuilds (nor disturbs) the venv other tests are using.
+SUITE_REQUIREMENTS: Final[tuple[str, ...]] = (
+    *REQUIREMENTS, "pytest>=8,<10", "pytest-asyncio>=0.23,<2")
 CACHE_ENV: Final[str] = "BENCHDATA_TEST_CACHE"
 #: How long one pip install may take before we call the build failed.
 BUILD_TIMEOUT_S: Final[int] = 1200
@@ -51,6 +56,10 @@ def venv_dir() -> Path:
     return cache_root() / f"madsci-{MADSCI_VERSION}"
 
 
+def suite_venv_dir() -> Path:
+    return cache_root() / f"madsci-suite-{MADSCI_VERSION}"
+
+
 def _venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -59,14 +68,14 @@ def _stamp(venv: Path) -> Path:
     return venv / ".complete"
 
 
-def _stamp_text() -> str:
-    return json.dumps({"requirements": list(REQUIREMENTS),
+def _stamp_text(requirements: tuple[str, ...] = REQUIREMENTS) -> str:
+    return json.dumps({"requirements": list(requirements),
                        "python": list(sys.version_info[:2])})
 
 
-def _is_complete(venv: Path) -> bool:
+def _is_complete(venv: Path, requirements: tuple[str, ...] = REQUIREMENTS) -> bool:
     stamp = _stamp(venv)
-    return (stamp.is_file() and stamp.read_text(encoding="utf-8") == _stamp_text()
+    return (stamp.is_file() and stamp.read_text(encoding="utf-8") == _stamp_text(requirements)
             and _venv_python(venv).exists())
 
 
@@ -93,7 +102,7 @@ def _index_reachable(python: str) -> bool:
     return result.returncode == 0
 
 
-def _build(venv: Path) -> None:
+def _build(venv: Path, requirements: tuple[str, ...] = REQUIREMENTS) -> None:
     # Built in place under its final name (venvs are not relocatable); the stamp is
     # written last, so a build that was killed half-way is removed and redone.
     shutil.rmtree(venv, ignore_errors=True)
@@ -101,7 +110,7 @@ def _build(venv: Path) -> None:
                    capture_output=True, text=True, timeout=300)
     python = str(_venv_python(venv))
     result = subprocess.run(
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *REQUIREMENTS],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
     )
     if result.returncode != 0:
@@ -116,18 +125,27 @@ def _build(venv: Path) -> None:
             f"building the MADSci {MADSCI_VERSION} venv failed although the index is "
             f"reachable:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
         )
-    _stamp(venv).write_text(_stamp_text(), encoding="utf-8")
+    _stamp(venv).write_text(_stamp_text(requirements), encoding="utf-8")
+
+
+def ensure_venv(venv: Path, requirements: tuple[str, ...]) -> Path:
+    """The python of a cached venv holding ``requirements``, building it first if needed."""
+    if _is_complete(venv, requirements):
+        return _venv_python(venv)
+    with _build_lock(venv):
+        if not _is_complete(venv, requirements):  # another process may have built it
+            _build(venv, requirements)
+    return _venv_python(venv)
 
 
 def ensure_madsci_venv() -> Path:
     """The python of the cached MADSci venv, building it first if needed."""
-    venv = venv_dir()
-    if _is_complete(venv):
-        return _venv_python(venv)
-    with _build_lock(venv):
-        if not _is_complete(venv):  # another process may have built it meanwhile
-            _build(venv)
-    return _venv_python(venv)
+    return ensure_venv(venv_dir(), REQUIREMENTS)
+
+
+def ensure_suite_venv() -> Path:
+    """The python of the venv that runs MADSci's own test suites (MADSci + pytest)."""
+    return ensure_venv(suite_venv_dir(), SUITE_REQUIREMENTS)
 
 
 def run_madsci(python: Path, script: str, *args: str, timeout: float = 120,

@@ -338,6 +338,7 @@ ERROR_CASES: list[tuple[str, Any, str]] = [
     ("$ in a segment", {"value.$x": 1}, r"segment '\$x' contains '\$'"),
     ("$ inside a segment", {"value.a$b": 1}, r"contains '\$'"),
     ("quote in a segment", {'value.a"b': 1}, r"quote or backslash"),
+    ("NUL in a segment", {"value.a\x00b": 1}, r"NUL character"),
     ("$where", {"$where": "this.a == 1"},
      r"unsupported query operator \$where: server-side JavaScript.*supported operators: \$eq"),
     ("$expr", {"$expr": {"$gt": ["$a", 1]}}, r"\$expr.*supported operators"),

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Optional
@@ -73,7 +74,7 @@ from app.core.errors import (
 )
 from app.core.filestore import BlobInfo
 from app.core.ids import OWNERSHIP_FIELDS, is_ulid
-from app.core.jsonvalue import check_json_value
+from app.core.jsonvalue import MAX_VALUE_BYTES, check_json_value
 from app.core.models import (
     DataPoint,
     DataPointTypeEnum,
@@ -236,8 +237,8 @@ def wire_document(service: BenchService, datapoint: DataPoint) -> dict[str, Any]
     """The document a MADSci client expects (``_id``), with ``path`` pointing at the
     captured blob for files this bench holds (see the module docstring)."""
     if _DIRECT_VALUE_DOCUMENT and type(datapoint) is ValueDataPoint:
-        return value_document(datapoint)
-    document = datapoint.to_document()
+        return _without_default_metadata(value_document(datapoint))
+    document = _without_default_metadata(datapoint.to_document())
     sha256 = getattr(datapoint, "sha256", None)
     if isinstance(datapoint, FileDataPoint) and sha256:
         try:
@@ -246,6 +247,16 @@ def wire_document(service: BenchService, datapoint: DataPoint) -> dict[str, Any]
             return document
         document["source_path"] = document.get("path")
         document["path"] = str(blob_path)
+    return document
+
+
+def _without_default_metadata(document: dict[str, Any]) -> dict[str, Any]:
+    """MADSci 0.8.1 has ``custom_metadata`` only on object_storage datapoints. An empty
+    one elsewhere is our model's default, not something the client sent: leave it out,
+    so that a client comparing the answer with what it sent finds them equal."""
+    if document.get("custom_metadata") == {} and \
+            document.get("data_type") != DataPointTypeEnum.OBJECT_STORAGE.value:
+        del document["custom_metadata"]
     return document
 
 
@@ -297,7 +308,7 @@ def _load_json(text: str | bytes, what: str, *, reject_constant: Callable[[str],
                too_deep: Callable[[], Exception]) -> Any:
     """Parse a request's JSON, turning each way it can be malformed into a 4xx."""
     try:
-        return _loads(text, reject_constant)
+        parsed = _loads(text, reject_constant)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} "
                             f"column {exc.colno})") from None
@@ -305,6 +316,33 @@ def _load_json(text: str | bytes, what: str, *, reject_constant: Callable[[str],
         raise ApiError(400, f"{what} is not UTF-8 text") from None
     except RecursionError:
         raise too_deep() from None
+    except ValueError as exc:  # Python's guard against quadratic int parsing
+        if "integer string conversion" not in str(exc):
+            raise
+        raise ApiError(400, f"{what} has an integer of more than "
+                            f"{sys.get_int_max_str_digits()} digits; send such a number "
+                            f"as a string") from None
+    _refuse_lone_surrogates(text, parsed, what)
+    return parsed
+
+
+def _refuse_lone_surrogates(text: str | bytes, parsed: Any, what: str) -> None:
+    """JSON may escape half of a UTF-16 pair (``"\\ud800"``): that parses to a string no
+    UTF-8 store or client can hold. Only texts with such an escape are checked (by
+    encoding them once); UTF-8 bytes themselves cannot carry a surrogate."""
+    if isinstance(text, bytes):
+        escaped = b"\\ud" in text or b"\\uD" in text
+    else:
+        escaped = "\\ud" in text or "\\uD" in text
+    if not escaped:
+        return
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        raise ApiError(400, f"{what} has a lone UTF-16 surrogate \\u{code:04x}, which is "
+                            f"not Unicode text; escape characters beyond U+FFFF as a "
+                            f"surrogate pair, or send them as UTF-8") from None
 
 
 def parse_datapoint_text(text: str | bytes) -> dict[str, Any]:
@@ -518,6 +556,43 @@ _DATAPOINT_FORM: Final[dict[str, Any]] = {
 }
 
 
+#: What each refusal means on the wire; routes declare theirs in the OpenAPI document.
+_ERROR_MEANINGS: Final[dict[int, str]] = {
+    400: "Malformed request: the body is not valid JSON, UTF-8 text or multipart; text has "
+         "a lone UTF-16 surrogate (e.g. \\ud800); an integer has more than "
+         f"{sys.get_int_max_str_digits()} digits; or a selector, sort or cursor is "
+         "not supported (the message names it).",
+    401: "This API has a token and the request did not bring it "
+         "(Authorization: Bearer <token>, or the token as the URL's password).",
+    403: "Refused by the guard: a Host that is not loopback on a loopback-only API, or a "
+         "web page's Origin that is not allowed.",
+    404: "No datapoint has this id, or its file is not in this bench's file store.",
+    408: "The query ran longer than the server's time limit; narrow the selector or page "
+         "through the answer with limit.",
+    409: "A different datapoint already has this id (the same datapoint again is a 200).",
+    413: f"Over a limit: a datapoint field of at most {MAX_DATAPOINT_BYTES} bytes (a JSON "
+         f"value of at most {MAX_VALUE_BYTES} bytes), an urlencoded form of at most "
+         f"{MAX_FORM_BODY_BYTES} bytes, a selector of at most {MAX_SELECTOR_BYTES} bytes.",
+    422: "The datapoint (or a parameter) does not validate: the message names the field.",
+    503: "The local store cannot take writes right now; try again.",
+    507: "The bench's disk is full: nothing was stored.",
+}
+_ERROR_BODY_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object", "title": "Refusal",
+    "properties": {
+        "detail": {"description": "What to fix: a sentence (for a malformed query "
+                                  "parameter, FastAPI's list of field errors)"},
+        "message": {"type": "string", "description": "The same sentence (as MADSci)"}}}
+
+
+def _error_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` for a route that may refuse with ``statuses`` (the
+    guard's 401/403 apply to every route)."""
+    return {status: {"description": _ERROR_MEANINGS[status],
+                     "content": {"application/json": {"schema": _ERROR_BODY_SCHEMA}}}
+            for status in sorted({401, 403, *statuses})}
+
+
 def create_app(service: BenchService, *, token: Optional[str] = None,
                loopback_only: bool = False,
                allowed_origins: tuple[str, ...] = (),
@@ -546,7 +621,8 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
     settings = ApiSettings(server_url=server_url, token_required=token is not None)
     _install_error_handlers(app)
 
-    @app.post("/datapoint", summary="Create a datapoint", openapi_extra={
+    @app.post("/datapoint", summary="Create a datapoint",
+              responses=_error_answers(400, 409, 413, 422, 503, 507), openapi_extra={
         "requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": _DATAPOINT_FORM},
             "application/x-www-form-urlencoded": {"schema": {
@@ -579,7 +655,8 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
             return _missing_datapoint_field()
         return _json(document)
 
-    @app.get("/datapoint/{datapoint_id}", summary="Get a datapoint")
+    @app.get("/datapoint/{datapoint_id}", summary="Get a datapoint",
+             responses=_error_answers(404))
     def get_datapoint(datapoint_id: str) -> Response:
         """The datapoint's document (``_id``, label, type, timestamp, value or file facts)."""
         try:
@@ -588,7 +665,8 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
             return _not_found(datapoint_id)
         return _json(wire_document(service, datapoint))
 
-    @app.get("/datapoint/{datapoint_id}/value", summary="Get a datapoint's value")
+    @app.get("/datapoint/{datapoint_id}/value", summary="Get a datapoint's value",
+             responses=_error_answers(404))
     def get_datapoint_value(datapoint_id: str) -> Response:
         """The JSON value, or the file's bytes with its content type (range requests
         supported)."""
@@ -600,7 +678,8 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
             return _json(datapoint.value)
         return _file_response(service, datapoint_id)
 
-    @app.get("/datapoints", summary="Get the newest datapoints")
+    @app.get("/datapoints", summary="Get the newest datapoints",
+             responses=_error_answers(408, 422))
     def get_datapoints(number: int = Query(100, ge=0, description=(
             "How many, newest first; 0 means all."))) -> Response:
         """An object keyed by id, newest first by data_timestamp."""
@@ -608,7 +687,8 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
             return _json(_keyed(service, service.latest(number)))
         return _stream_keyed(service, service.iter_query(None), number or None)
 
-    @app.post("/datapoints/query", summary="Query datapoints", openapi_extra={
+    @app.post("/datapoints/query", summary="Query datapoints",
+              responses=_error_answers(400, 408, 413, 422), openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "description": "A MongoDB-style selector, e.g. "
             '{"label": "temp", "value.t": {"$gt": 20}}'}}}}})
@@ -626,7 +706,7 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
         body = await read_body(request, MAX_SELECTOR_BYTES, "the selector")
         return await run_in_threadpool(run_query, service, body, limit, cursor, sort)
 
-    @app.get("/health", summary="Health")
+    @app.get("/health", summary="Health", responses=_error_answers())
     def health() -> Response:
         """Whether the store answers, and how many datapoints it holds."""
         report: dict[str, Any] = {"healthy": True,
@@ -645,7 +725,7 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
                           description="the file store is not writable")
         return _json(report)
 
-    @app.get("/settings", summary="Settings")
+    @app.get("/settings", summary="Settings", responses=_error_answers(422))
     def get_settings(include_defaults: bool = True, include_schema: bool = False) -> Response:
         """This API's settings (as MADSci's ``{"settings": ...}``; never secrets)."""
         payload: dict[str, Any] = {

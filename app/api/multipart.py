@@ -11,10 +11,12 @@ one body chunk plus the caller's read size.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -29,30 +31,106 @@ class MultipartError(ValueError):
 
 @dataclass
 class Part:
-    """One part's headers; its body is read through :meth:`MultipartReader.read`."""
+    """One part's headers; its body is read through :meth:`MultipartReader.read`.
+
+    ``raw_headers`` keeps each header's bytes as sent: a file name is decoded from them
+    (see :func:`parse_disposition`), never from a text guess made earlier."""
 
     headers: dict[str, str] = field(default_factory=dict)
+    raw_headers: dict[str, bytes] = field(default_factory=dict)
 
     @property
-    def _disposition(self) -> tuple[bytes, dict[bytes, bytes]]:
-        return parse_options_header(self.headers.get("content-disposition", ""))
+    def _disposition(self) -> dict[str, str]:
+        raw = self.raw_headers.get("content-disposition")
+        if raw is None:
+            raw = self.headers.get("content-disposition", "").encode("utf-8")
+        return parse_disposition(raw)
 
     @property
     def name(self) -> Optional[str]:
-        value = self._disposition[1].get(b"name")
-        return value.decode("utf-8", "replace") if value is not None else None
+        return self._disposition.get("name")
 
     @property
     def filename(self) -> Optional[str]:
         """The client's file name as sent (untrusted: never use it as a path)."""
-        params = self._disposition[1]
-        value = params.get(b"filename*") or params.get(b"filename")
-        return value.decode("utf-8", "replace") if value is not None else None
+        return self._disposition.get("filename")
 
     @property
     def content_type(self) -> Optional[str]:
         value = self.headers.get("content-type", "").strip()
         return value or None
+
+
+# -- Content-Disposition parameters ----------------------------------------------------
+#
+# Clients name files three ways, and all three must give back the name the user saw:
+# * raw UTF-8 inside the quotes (RFC 7578 §4.2, the WHATWG HTML form encoding that
+#   browsers, requests/urllib3 and httpx -- so MADSci's DataClient -- send), with only
+#   ``"``, CR and LF percent-escaped as %22, %0D, %0A;
+# * RFC 5987/2231 extended parameters, ``filename*=UTF-8''%E6%B8%AC.csv`` (older
+#   urllib3, curl's --form-string users, many HTTP libraries), which win over a plain
+#   ``filename`` beside them (RFC 6266 §4.3);
+# * the whole name percent-encoded inside the quotes (some clients do this to stay
+#   ASCII): decoded only when every escape is well formed and the result is UTF-8 text
+#   with non-ASCII characters, so an ASCII name such as ``100%25.csv`` stays as it is.
+# A plain name that is not UTF-8 is read as Latin-1 (what pre-UTF-8 clients sent).
+
+_PARAM = re.compile(rb"""\s*([^\s=;]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;]*))?\s*(?:;|$)""",
+                    re.DOTALL)
+_HTML5_ESCAPES = {b"%22": b'"', b"%0D": b"\r", b"%0A": b"\n", b"%0d": b"\r", b"%0a": b"\n"}
+_HTML5_ESCAPE = re.compile(rb"%22|%0[DdAa]")
+_PERCENT_ENCODED = re.compile(rb"(?:[\x21-\x7e]*%[0-9A-Fa-f]{2})+[\x21-\x7e]*")
+
+
+def parse_disposition(raw: bytes) -> dict[str, str]:
+    """The parameters of a Content-Disposition header value, lower-case names, decoded.
+
+    Never raises: a parameter that cannot be decoded is left out (a missing name is a
+    4xx later, naming what is missing)."""
+    _kind, _, rest = raw.partition(b";")
+    plain: dict[str, str] = {}
+    extended: dict[str, str] = {}
+    for match in _PARAM.finditer(rest):
+        key = match.group(1).decode("latin-1").lower()
+        value = match.group(2) or b""
+        if key.endswith("*"):
+            decoded = _decode_extended(value.strip())
+            if decoded is not None:
+                extended[key[:-1]] = decoded
+        else:
+            plain[key] = _decode_plain(value.strip())
+    return {**plain, **extended}
+
+
+def _decode_plain(value: bytes) -> str:
+    if len(value) >= 2 and value[:1] == b'"' and value[-1:] == b'"':
+        value = re.sub(rb"\\(.)", rb"\1", value[1:-1], flags=re.DOTALL)
+    if value.isascii() and _PERCENT_ENCODED.fullmatch(value):
+        whole = unquote_to_bytes(value)
+        if not whole.isascii():
+            try:
+                return whole.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+    value = _HTML5_ESCAPE.sub(lambda m: _HTML5_ESCAPES[m.group(0)], value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _decode_extended(value: bytes) -> Optional[str]:
+    """``charset'language'percent-encoded`` (RFC 5987); None if malformed."""
+    if len(value) >= 2 and value[:1] == b'"' and value[-1:] == b'"':
+        value = value[1:-1]  # not allowed, but seen; the content is what counts
+    charset, quote, rest = value.partition(b"'")
+    _language, quote2, encoded = rest.partition(b"'")
+    if not quote or not quote2:
+        return None
+    try:
+        return unquote_to_bytes(encoded).decode(charset.decode("ascii") or "utf-8")
+    except (LookupError, UnicodeDecodeError):
+        return None
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -78,6 +156,7 @@ class MultipartReader:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._headers: dict[str, str] = {}
+        self._raw_headers: dict[str, bytes] = {}
         self._body_done = False
         self._parser_done = False
         self._in_part = False  # between a part's headers and its end
@@ -98,6 +177,7 @@ class MultipartReader:
 
     def _on_part_begin(self) -> None:
         self._headers = {}
+        self._raw_headers = {}
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
@@ -107,12 +187,13 @@ class MultipartReader:
 
     def _on_header_end(self) -> None:
         name = self._header_name.decode("latin-1").strip().lower()
+        self._raw_headers[name] = bytes(self._header_value).strip()
         self._headers[name] = self._header_value.decode("utf-8", "replace").strip()
         self._header_name.clear()
         self._header_value.clear()
 
     def _on_headers_finished(self) -> None:
-        self._events.append(("part", Part(self._headers)))
+        self._events.append(("part", Part(self._headers, self._raw_headers)))
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if end > start:

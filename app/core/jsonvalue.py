@@ -57,7 +57,12 @@ def dump_json_value(value: Any) -> str:
     """Validate and serialise a value compactly; enforce the central size limit."""
     check_json_value(value)
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": not text
+        raise ValueNotJSONError(
+            f"the value has a lone UTF-16 surrogate \\u{ord(text[exc.start]):04x}, which "
+            f"is not Unicode text") from None
     if size > MAX_VALUE_BYTES:
         raise ValueTooLargeError(
             f"the value is {size / 1048576:.1f} MiB of JSON; a central MongoDB document "

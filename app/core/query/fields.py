@@ -90,10 +90,10 @@ def _split_path(path: str) -> list[str]:
                 f"field path {path!r}: segment {segment!r} contains '$'; operators go inside "
                 f"the condition, as in {{\"value.t\": {{\"$gt\": 1}}}}"
             )
-        if '"' in segment or "\\" in segment:
+        if '"' in segment or "\\" in segment or "\x00" in segment:
             raise QueryError(
-                f"field path {path!r}: segment {segment!r} contains a quote or backslash, "
-                f"which SQLite JSON paths cannot address"
+                f"field path {path!r}: segment {segment!r} contains a quote or backslash "
+                f"or a NUL character, which SQLite JSON paths cannot address"
             )
     return segments
 

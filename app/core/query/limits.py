@@ -99,3 +99,7 @@ def time_budget_setting(section: Any) -> float:
         raise ValidationError(
             f"query.time_budget_seconds must be a positive number of seconds, got {value!r}")
     return float(value)
+
+#: SQLite integers are 64-bit; a larger number is a double there (and in MongoDB).
+INT64_MIN: Final[int] = -(2**63)
+INT64_MAX: Final[int] = 2**63 - 1

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Optional, Union
 
 from app.core.errors import QueryError
 from app.core.query.fields import _NOT_NULL, Field, resolve_field
-from app.core.query.limits import MAX_LIMIT, MAX_SORT_KEYS
+from app.core.query.limits import INT64_MAX, INT64_MIN, MAX_LIMIT, MAX_SORT_KEYS
 from app.core.query.nodes import Node
 from app.core.query.parse import ResolveName, parse_selector
 from app.core.query.sqlite import (
@@ -168,8 +169,13 @@ def _keyset(terms: Sequence[_OrderTerm], values: Sequence[Any]) -> _Sql:
 
 
 def _is_cursor_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, float)) or (
-        isinstance(value, int) and not isinstance(value, bool))
+    # What SQLite can bind and json_extract can return: 64-bit integers, floats (±inf
+    # for numbers beyond a double, never NaN), text, null.
+    if isinstance(value, float):
+        return not math.isnan(value)
+    return value is None or isinstance(value, str) or (
+        isinstance(value, int) and not isinstance(value, bool)
+        and INT64_MIN <= value <= INT64_MAX)
 
 
 def make_cursor(row_sort_values: Sequence[Any], row_id: str, sort: Sequence[SortKey]) -> str:
@@ -178,7 +184,9 @@ def make_cursor(row_sort_values: Sequence[Any], row_id: str, sort: Sequence[Sort
     if len(values) != len(sort) or not all(_is_cursor_scalar(v) for v in values):
         raise QueryError("cannot make a cursor: the sort values do not fit the sort keys")
     payload = {"k": [[key.path, key.descending] for key in sort], "v": values, "id": row_id}
-    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # allow_nan: a sort value beyond a double is ±inf (as SQLite has it); json reads back
+    # its own "Infinity", and the cursor is opaque to clients.
+    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
 
 
@@ -216,6 +224,12 @@ def _json_extract_like_sqlite(text: Optional[str], segments: Sequence[Union[str,
         node = node[segment]
     if isinstance(node, bool):
         return int(node)
+    if isinstance(node, int) and not INT64_MIN <= node <= INT64_MAX:
+        # SQLite reads an integer beyond 64 bits as a double (±inf beyond a double).
+        try:
+            return float(node)
+        except OverflowError:
+            return math.inf if node > 0 else -math.inf
     if isinstance(node, (dict, list)):
         return json.dumps(node, ensure_ascii=False, separators=(",", ":"))
     return node

@@ -12,7 +12,7 @@ from typing import Any, Final, Optional
 from app.core.errors import QueryError, ValidationError
 from app.core.ids import is_ulid, name_to_id
 from app.core.query.fields import Field, resolve_field
-from app.core.query.limits import MAX_DEPTH, MAX_IN_VALUES, MAX_REGEX_CHARS
+from app.core.query.limits import INT64_MAX, INT64_MIN, MAX_DEPTH, MAX_IN_VALUES, MAX_REGEX_CHARS
 from app.core.query.nodes import (
     _COMPARE_OPS,
     And,
@@ -45,8 +45,6 @@ _SUPPORTED: Final[str] = (
 )
 _REGEX_OPTIONS: Final[dict[str, int]] = {"i": re.IGNORECASE, "m": re.MULTILINE,
                                          "s": re.DOTALL, "x": re.VERBOSE}
-_INT64_MIN: Final[int] = -(2**63)
-_INT64_MAX: Final[int] = 2**63 - 1
 
 ResolveName = Callable[[str, str], str]
 
@@ -62,7 +60,13 @@ def _check_comparand(value: Any, where: str) -> Any:
         return value
     if isinstance(value, int):
         # SQLite integers are 64-bit; MongoDB would store a larger number as a double.
-        return value if _INT64_MIN <= value <= _INT64_MAX else float(value)
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            raise QueryError(f"{where}: an integer of {len(str(abs(value)))} digits is "
+                             f"beyond any number a datapoint can hold") from None
     if isinstance(value, float):
         if not math.isfinite(value):
             raise QueryError(f"{where}: {value!r} is not a JSON number")
@@ -308,7 +312,7 @@ class _Parser:
 def _boolish(field: Field, operand: Any) -> bool:
     if isinstance(operand, bool):
         return operand
-    if isinstance(operand, (int, float)) and math.isfinite(operand):
+    if isinstance(operand, int) or (isinstance(operand, float) and math.isfinite(operand)):
         return bool(operand)  # MongoDB reads $exists: 1 / 0 as true / false
     raise QueryError(f"field {field.path!r}: $exists needs true or false, got {operand!r}")
 
