@@ -966,6 +966,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self._closing = True
+        if self.dialog is not None and not self.dialog.isModal():
+            self.dialog.close()  # a modeless one (the first-run welcome) would keep Qt running
         self.save_layout()
         self.poll_timer.stop()
         if self.tray is not None:
