@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from app.core.config import ConfigFollower
+from app.ingest.health import HealthBoard, HealthPublisher
 from app.ingest.ledger import Ledger
 from app.ingest.rules import WatchRule, load_rules
 from app.ingest.watcher import IngestEvent, Listener, RuleStatus, RuleWorker, WorkerOptions
@@ -44,6 +45,7 @@ class IngestComponent:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._started = False
+        self._health: Optional[HealthPublisher] = None
 
     @property
     def staging_dir(self) -> Path:
@@ -82,6 +84,9 @@ class IngestComponent:
         self._started = True
         for rule in self._rules:
             self._start_worker(rule)
+        self._health = HealthPublisher(HealthBoard(self.service.store), self.status,
+                                       lambda rule_id: self.rescan(rule_id))
+        self._health.start()
         log.info("watching %d folder(s): %s", len(self._workers),
                  ", ".join(str(rule.root) for rule in self._rules) or "none")
         if self._config_follower is not None:
@@ -103,6 +108,13 @@ class IngestComponent:
             worker.request_stop()
         for worker in workers:
             worker.join(30.0)
+        if self._health is not None:
+            self._health.stop()
+            self._health = None
+            try:  # readers see "not running" at once instead of after the heartbeat ages
+                HealthBoard(self.service.store).publish([])
+            except Exception:  # noqa: BLE001 - a full or closed store: staleness says it
+                log.debug("clearing watched-folder health failed", exc_info=True)
         self._started = False
 
     def reload(self, rules: Iterable[WatchRule]) -> None:

@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
 
         self.watch_panel = WatchPanel(context, self)
         self.watch_panel.status_provider = self._watch_statuses
+        self.watch_panel.scan_requester = self._request_scan
         self.watch_dock = QDockWidget("Watched folders", self)
         self.watch_dock.setObjectName("watchDock")
         self.watch_dock.setWidget(self.watch_panel)
@@ -672,10 +673,29 @@ class MainWindow(QMainWindow):
                                    f"Sync could not start: {describe_error(error)}"))
 
     def _watch_statuses(self) -> dict[str, Any]:
+        """Each folder's status (call off the GUI thread): from the watcher this window
+        hosts, else as the capture service publishes it (``app.ingest.health``), where an
+        old heartbeat reads "not running" whatever the last snapshot said."""
+        import dataclasses
+
+        from app.ingest.health import HealthBoard
+
         component = self.component("watch")
-        if component is None:
-            return {}
-        return {status.rule_id: status for status in component.status()}
+        if component is not None:
+            return {status.rule_id: status for status in component.status()}
+        published = HealthBoard(self.context.service.store).read()
+        return {rule_id: (dataclasses.replace(p.status, state="not running", observer="none")
+                          if p.stale else p.status) for rule_id, p in published.items()}
+
+    def _request_scan(self, rule_id: str) -> None:
+        """Scan now: the hosted watcher directly, the service's through the store."""
+        from app.ingest.health import HealthBoard
+
+        component = self.component("watch")
+        if component is not None:
+            component.rescan(rule_id)
+            return
+        HealthBoard(self.context.service.store).request_scan(rule_id)
 
     def apply_watch_rules(self) -> None:
         """Give the hosted watcher the saved rules (starting it if it was not running)."""
@@ -946,6 +966,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self._closing = True
+        if self.dialog is not None and not self.dialog.isModal():
+            self.dialog.close()  # a modeless one (the first-run welcome) would keep Qt running
         self.save_layout()
         self.poll_timer.stop()
         if self.tray is not None:

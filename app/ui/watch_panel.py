@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -39,6 +39,9 @@ from app.ui.ownership import MetadataTable
 from app.ui.tasks import describe_error
 
 log = logging.getLogger(__name__)
+
+#: How often the panel re-reads the folders' state while it is shown.
+REFRESH_MS = 2000
 
 
 def watch_locked_by() -> Optional[str]:
@@ -194,13 +197,20 @@ class RuleDialog(QDialog):
 
 
 def _state_text(rule: Any, status: Any) -> str:
+    """What a folder's watcher is doing now, in a few words (no status: no watcher runs
+    for it, so nothing is captured from it yet)."""
     if not rule.enabled:
         return "paused"
     if status is None:
-        return "watching"
-    text = f"{status.state} ({status.observer})"
+        return "not watched: capture is not running (File → Start capture)"
+    if status.state == "not running":
+        return "not watched: the capture service stopped reporting"
+    text = status.state if status.observer in ("", "none") else \
+        f"{status.state} ({status.observer} events)"
     if status.waiting:
-        text += f", {status.waiting} waiting"
+        text += f", {status.waiting} in their quiet period"
+    if status.captured:
+        text += f", {status.captured} captured since start"
     if status.problems:
         text += f", {len(status.problems)} problem(s): " + "; ".join(
             f"{path}: {why}" for path, why in list(status.problems.items())[:2])
@@ -220,13 +230,22 @@ class WatchPanel(QWidget):
         self.setObjectName("WatchPanel")
         self._context = context
         self.rules: list[Any] = []
+        self._reloading = False
         #: Where the facility's file is, when it locks the watched folders (else None).
         self.locked_by: Optional[str] = None
         #: Returns {rule id: RuleStatus} from the running watcher (set by the window).
         self.status_provider: Optional[Any] = None
+        #: Asks the running watcher to scan a rule's folder now (set by the window).
+        self.scan_requester: Optional[Any] = None
+        # Live while shown: the watcher's state changes without anyone opening the panel.
+        self.refresh_timer = QTimer(self)
+        self.refresh_timer.setInterval(REFRESH_MS)
+        self.refresh_timer.timeout.connect(self._refresh_if_shown)
+        self.refresh_timer.start()
         self.table = QTableWidget(0, 4, self)
         self.table.setHorizontalHeaderLabels(["Folder", "Path", "Files", "State"])
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -242,6 +261,9 @@ class WatchPanel(QWidget):
         self.edit_button = QPushButton("Edit…", self)
         self.pause_button = QPushButton("Pause", self)
         self.remove_button = QPushButton("Remove", self)
+        self.scan_button = QPushButton("Scan now", self)
+        self.scan_button.setToolTip("Look at the folder now instead of waiting for events")
+        self.scan_button.clicked.connect(self.scan_selected)
         self.add_button.clicked.connect(self.add_rule)
         self.edit_button.clicked.connect(self.edit_selected)
         self.pause_button.clicked.connect(self.toggle_selected)
@@ -250,7 +272,8 @@ class WatchPanel(QWidget):
         self.message.setObjectName("hint")
         self.message.setWordWrap(True)
         buttons = QHBoxLayout()
-        for button in (self.add_button, self.edit_button, self.pause_button, self.remove_button):
+        for button in (self.add_button, self.edit_button, self.pause_button, self.remove_button,
+                       self.scan_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -263,6 +286,20 @@ class WatchPanel(QWidget):
         self.reload()
 
     # -- reading ---------------------------------------------------------------------------
+
+    def _refresh_if_shown(self) -> None:
+        if self.isVisible() and not self._reloading:
+            self.reload()
+
+    def scan_selected(self) -> None:
+        rule = self.selected_rule()
+        if rule is None or self.scan_requester is None:
+            return
+        requester, rule_id = self.scan_requester, rule.id
+        self._context.tasks.run(lambda: requester(rule_id),
+                                lambda _r: self.message.setText(f"Scanning {rule.name} now."),
+                                lambda error: self.message.setText(
+                                    f"Cannot scan now: {describe_error(error)}"), write=True)
 
     def reload(self) -> None:
         from app.ingest.rules import load_rules
@@ -278,12 +315,16 @@ class WatchPanel(QWidget):
                     log.debug("watcher status unavailable", exc_info=True)
             return load_rules(paths), statuses, watch_locked_by()
 
-        self._context.tasks.run(work, self._loaded,
-                                lambda error: self.message.setText(
-                                    f"The watched-folder settings cannot be read: "
-                                    f"{describe_error(error)}"))
+        self._reloading = True
+        self._context.tasks.run(work, self._loaded, self._load_failed)
+
+    def _load_failed(self, error: BaseException) -> None:
+        self._reloading = False
+        self.message.setText(f"The watched-folder settings cannot be read: "
+                             f"{describe_error(error)}")
 
     def _loaded(self, found: tuple[list[Any], dict[str, Any], Optional[str]]) -> None:
+        self._reloading = False
         rules, statuses, self.locked_by = found
         self._show_rules(rules, statuses)
 
@@ -295,7 +336,9 @@ class WatchPanel(QWidget):
             self.table.setItem(row, 0, QTableWidgetItem(rule.name))
             self.table.setItem(row, 1, QTableWidgetItem(rule.path))
             self.table.setItem(row, 2, QTableWidgetItem(", ".join(rule.include)))
-            self.table.setItem(row, 3, QTableWidgetItem(_state_text(rule, statuses.get(rule.id))))
+            state = QTableWidgetItem(_state_text(rule, statuses.get(rule.id)))
+            state.setToolTip(state.text())
+            self.table.setItem(row, 3, state)
         if self.locked_by:
             self.message.setText(f"The watched folders are set by the facility "
                                  f"({self.locked_by}) and cannot be changed on this bench.")
@@ -319,6 +362,7 @@ class WatchPanel(QWidget):
         for button in (self.edit_button, self.pause_button, self.remove_button):
             button.setEnabled(rule is not None and editable)
         self.pause_button.setText("Resume" if rule is not None and not rule.enabled else "Pause")
+        self.scan_button.setEnabled(rule is not None and rule.enabled)
 
     def _show_activity(self) -> None:
         self._update_buttons()

@@ -28,10 +28,10 @@ from app.ui.application import build_window, make_application, start_or_attach
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_service(*args: str) -> subprocess.Popen[bytes]:
+def start_service(*args: str, watch: bool = False) -> subprocess.Popen[bytes]:
     """``benchdata run`` in its own process, on this test's BENCHDATA_HOME."""
-    command = [sys.executable, "-c", "from app.cli import main; main()", "run", "--no-watch",
-               *args]
+    command = [sys.executable, "-c", "from app.cli import main; main()", "run",
+               *([] if watch else ["--no-watch"]), *args]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
@@ -197,3 +197,46 @@ def test_the_services_engine_syncs_what_the_attached_window_captures(
         grab(win, "window-attached-sync.png")
     finally:
         stop_service(proc)
+
+
+def test_the_watch_panel_shows_the_services_watchers_live(
+        qtbot: Any, attached: tuple[Any, dict[str, Any]], tmp_path: Path) -> None:
+    """The watchers run in the service; the panel shows their state as it changes (it
+    said "watching" for every folder, whatever happened), and Scan now reaches them."""
+    from app.ingest.health import HealthBoard
+    from app.ingest.rules import add_rule
+
+    win, options = attached
+    folder = tmp_path / "instrument"
+    folder.mkdir()
+    add_rule(win.context.service.paths, str(folder), quiet_seconds=0.5)
+    proc = start_service("--no-sync", "--no-api", watch=True)
+    try:
+        start_or_attach(win, options)
+        assert win.attachment is not None and win.component("watch") is None
+        win.toggle_watch_panel()
+        panel = win.watch_panel
+
+        def state() -> str:
+            item = panel.table.item(0, 3)
+            return item.text() if item is not None else ""
+
+        qtbot.waitUntil(lambda: state().startswith("watching"), timeout=20_000)
+        (folder / "run1.csv").write_text("t,v\n1,2\n", encoding="utf-8")
+        qtbot.waitUntil(lambda: "1 captured since start" in state(), timeout=20_000)
+        grab(win, "watch-panel-live.png")
+        panel.table.selectRow(0)
+        assert panel.scan_button.isEnabled()
+        panel.scan_button.click()
+        qtbot.waitUntil(lambda: panel.message.text().startswith("Scanning"), timeout=10_000)
+        # The service picks the request up on its next beat.
+        board = HealthBoard(win.context.service.store)
+        with win.context.service.store.reader() as conn:
+            wait_until(lambda: conn.execute(
+                "SELECT COUNT(*) FROM ingest_health WHERE scan_requested IS NOT NULL"
+            ).fetchone()[0] == 0, timeout=20, what="the service to take the scan request")
+        assert list(board.read())
+    finally:
+        stop_service(proc)
+    # The service stopped: its watcher no longer runs, and the panel says so.
+    qtbot.waitUntil(lambda: state().startswith("not watched"), timeout=20_000)
