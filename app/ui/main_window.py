@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QSystemTrayIcon,
     QTableView,
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: How often the window looks for changes made by others (watcher, sync, API, CLI).
 POLL_MS = 1500
+#: How often the status bar looks at the watched folders' health.
+WATCH_HEALTH_MS = 5000
 
 
 class DatapointTable(QTableView):
@@ -171,6 +174,12 @@ class MainWindow(QMainWindow):
         self.service_label.setVisible(False)
         self.statusBar().addWidget(self.count_label)
         self.statusBar().addWidget(self.busy_label)
+        self.watch_health = QPushButton("", self)
+        self.watch_health.setObjectName("watchHealth")
+        self.watch_health.setFlat(True)
+        self.watch_health.setVisible(False)
+        self.watch_health.clicked.connect(self.toggle_watch_panel)
+        self.statusBar().addPermanentWidget(self.watch_health)
         self.statusBar().addPermanentWidget(self.service_label)
         self.statusBar().addPermanentWidget(self.sync_indicator)
         self.tray: Optional[TrayIcon] = None
@@ -189,6 +198,10 @@ class MainWindow(QMainWindow):
         self.poll_timer.setInterval(POLL_MS)
         self.poll_timer.timeout.connect(self.poll)
         self.poll_timer.start()
+        self.health_timer = QTimer(self)
+        self.health_timer.setInterval(WATCH_HEALTH_MS)
+        self.health_timer.timeout.connect(self.check_watch_health)
+        self.health_timer.start()
         self.apply_filters(self._filter_state)
         self.refresh_sync()
 
@@ -686,6 +699,40 @@ class MainWindow(QMainWindow):
         published = HealthBoard(self.context.service.store).read()
         return {rule_id: (dataclasses.replace(p.status, state="not running", observer="none")
                           if p.stale else p.status) for rule_id, p in published.items()}
+
+    def check_watch_health(self) -> None:
+        """Warn in the status bar when a watched folder needs attention (missing, files it
+        cannot capture, or no watcher running it while capture should run)."""
+        if self._closing:
+            return
+        from app.ingest.rules import load_rules
+
+        paths, statuses = self.context.service.paths, self._watch_statuses
+        capture_runs = self.runner is not None or self.attachment is not None
+
+        def work() -> list[str]:
+            found = statuses()
+            problems: list[str] = []
+            for rule in (r for r in load_rules(paths) if r.enabled):
+                status = found.get(rule.id)
+                if status is None or status.state == "not running":
+                    if capture_runs:
+                        problems.append(f"{rule.name}: not watched")
+                elif status.state in ("missing", "stopped"):
+                    problems.append(f"{rule.name}: {status.state}")
+                elif status.problems:
+                    problems.append(f"{rule.name}: {len(status.problems)} file(s) not captured")
+            return problems
+
+        self.context.tasks.run(work, self._show_watch_health, lambda _e: None)
+
+    def _show_watch_health(self, problems: list[str]) -> None:
+        self.watch_health.setVisible(bool(problems))
+        if problems:
+            self.watch_health.setText(f"⚠ {len(problems)} watched folder"
+                                      f"{'s' if len(problems) != 1 else ''} need"
+                                      f"{'' if len(problems) != 1 else 's'} attention")
+            self.watch_health.setToolTip("\n".join(problems))
 
     def _request_scan(self, rule_id: str) -> None:
         """Scan now: the hosted watcher directly, the service's through the store."""

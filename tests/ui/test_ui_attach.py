@@ -238,5 +238,10 @@ def test_the_watch_panel_shows_the_services_watchers_live(
         assert list(board.read())
     finally:
         stop_service(proc)
-    # The service stopped: its watcher no longer runs, and the panel says so.
+    # The service stopped: its watcher no longer runs, and the panel says so; the window
+    # took over without a watcher (this test's options), and the status bar warns.
     qtbot.waitUntil(lambda: state().startswith("not watched"), timeout=20_000)
+    win.check_watch_health()
+    qtbot.waitUntil(lambda: win.watch_health.isVisible(), timeout=10_000)
+    assert win.watch_health.text() == "⚠ 1 watched folder needs attention"
+    assert win.watch_health.toolTip() == "instrument: not watched"
