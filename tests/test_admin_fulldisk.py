@@ -1,0 +1,123 @@
+"""A full disk, for real (a small tmpfs): every write path refuses clearly, health and
+doctor warn before it is full, the service starts read-only and capture resumes by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.api.server import ApiServer
+from app.core.errors import DiskFullError
+from app.core.models import ValueDataPoint
+from app.service import BenchService
+from fulldisk import FullDisk, full_disk  # noqa: F401  (the fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+VALUE = {"data_type": "json", "label": "temp", "value": {"t": 23.5}}
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "BENCHDATA_HOME": str(home), "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def bench(full_disk: FullDisk) -> Iterator[BenchService]:  # noqa: F811
+    with BenchService(full_disk.root / "bench") as service:
+        service.capture_value({"before": True}, label="before")
+        yield service
+
+
+@pytest.fixture
+def api(bench: BenchService) -> Iterator[httpx.Client]:
+    with ApiServer(bench, port=0) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def test_store_write_on_full_disk_is_disk_full_error(bench: BenchService,
+                                                      full_disk: FullDisk) -> None:  # noqa: F811
+    full_disk.fill()
+    with pytest.raises(DiskFullError, match="full: nothing was stored; free space"):
+        bench.capture_value({"t": 1}, label="lost")
+    full_disk.free()
+    bench.capture_value({"t": 2}, label="after")
+    assert bench.count() == 2
+
+
+@pytest.mark.parametrize("how", ["fast-json", "fast-form", "multipart-value", "multipart-file"])
+def test_every_rest_write_path_answers_507(api: httpx.Client, bench: BenchService,
+                                           full_disk: FullDisk, how: str) -> None:  # noqa: F811
+    full_disk.fill()
+    text = json.dumps(VALUE)
+    if how == "fast-json":
+        reply = api.post("/datapoint", content=text,
+                         headers={"content-type": "application/json"})
+    elif how == "fast-form":
+        reply = api.post("/datapoint", data={"datapoint": text})
+    elif how == "multipart-value":
+        reply = api.post("/datapoint", data={"datapoint": text},
+                         files={"unused": ("", b"")})
+    else:
+        file_doc = {"data_type": "file", "label": "f"}
+        reply = api.post("/datapoint", data={"datapoint": json.dumps(file_doc)},
+                         files={"files": ("f.bin", os.urandom(64 * 1024))})
+    assert reply.status_code == 507, reply.text
+    assert "full" in reply.json()["detail"]
+    full_disk.free()
+    assert api.post("/datapoint", data={"datapoint": text}).status_code == 200
+    assert bench.count() == 2
+
+
+def test_framework_route_answers_507(bench: BenchService, full_disk: FullDisk) -> None:  # noqa: F811
+    """The same POST without the fast ingest path (FastAPI's own route)."""
+    from app.api.app import create_app
+
+    full_disk.fill()
+    with ApiServer(app=create_app(bench, fast_ingest=False), port=0) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        reply = client.post("/datapoint", data={"datapoint": json.dumps(VALUE)})
+    assert reply.status_code == 507, reply.text
+
+
+def test_group_committer_batch_on_full_disk_answers_each_caller(
+        bench: BenchService, full_disk: FullDisk) -> None:  # noqa: F811
+    from concurrent.futures import Future
+
+    from app.api.group_commit import GroupCommitter
+
+    committer = GroupCommitter(bench)
+    full_disk.fill()
+    batch = [(ValueDataPoint(label="b", value=i), Future()) for i in range(5)]
+    outcomes = committer._commit(batch)  # one batch, as the committer thread forms it
+    assert all(isinstance(error, DiskFullError) for _, error in outcomes)
+    committer.close()
+
+
+def test_cli_on_full_disk_says_one_sentence(full_disk: FullDisk) -> None:  # noqa: F811
+    home = full_disk.root / "home"
+    env = _env(home)
+    done = subprocess.run([sys.executable, "-m", "app", "add", "value", '{"t": 1}'],
+                          env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    full_disk.fill()
+    for argv in (["add", "value", '{"t": 2}'], ["names", "id", "experiment", "NEW-EXP"]):
+        done = subprocess.run([sys.executable, "-m", "app", *argv], env=env,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "full" in lines[0], \
+            done.stderr
+    # Reads still work on the full disk.
+    done = subprocess.run([sys.executable, "-m", "app", "info", "--json"], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["datapoints"] == 1
