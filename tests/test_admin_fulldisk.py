@@ -8,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -121,3 +123,87 @@ def test_cli_on_full_disk_says_one_sentence(full_disk: FullDisk) -> None:  # noq
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["datapoints"] == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = condition()
+        except httpx.TransportError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_service_starts_read_only_on_full_disk_and_resumes(full_disk: FullDisk,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    home = full_disk.root / "home"
+    env = _env(home)
+    subprocess.run([sys.executable, "-m", "app", "add", "value", '{"t": 1}'], env=env,
+                   check=True, capture_output=True)
+    full_disk.fill()
+    port = _free_port()
+    console = tmp_path / "console.txt"
+    with open(console, "wb") as out:
+        service = subprocess.Popen([sys.executable, "-m", "app", "run", "--no-sync",
+                                    "--api-port", str(port)], env=env, stdout=out, stderr=out)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
+            health = _wait_for(lambda: service.poll() is None and api.get("/health").json(),
+                               "the service's /health")
+            assert health["healthy"] is False and health["read_only"] is True
+            assert "full" in health["description"], health
+            assert len(api.get("/datapoints").json()) == 1  # reads work
+            text = json.dumps(VALUE)
+            assert api.post("/datapoint", data={"datapoint": text}).status_code == 507
+            from app.admin.lock import is_locked
+            from app.core.paths import bench_paths
+
+            full_disk.free()
+            _wait_for(lambda: api.post("/datapoint", data={"datapoint": text})
+                      .status_code == 200, "capture to resume by itself")
+            health = _wait_for(lambda: (h := api.get("/health").json())["healthy"] and h,
+                               "a healthy service")
+            assert health["read_only"] is False and health["total_datapoints"] == 2
+            holder = _wait_for(lambda: is_locked(bench_paths(home / "data")) or None, "the lock's note")
+            assert holder.get("degraded") is None
+    finally:
+        service.terminate()
+        service.wait(30)
+    log = console.read_text(encoding="utf-8")
+    assert "Traceback" not in log, log
+    assert "read-only, degraded mode" in log and "capture resumed" in log, log
+
+
+def test_health_and_doctor_warn_of_low_disk_before_it_is_full(
+        api: httpx.Client, bench: BenchService, full_disk: FullDisk) -> None:  # noqa: F811
+    from app.admin.doctor import WARN, check_free_space
+    from app.core.config import save_section
+
+    save_section(bench.paths, "disk", {"low_space_mb": 8})  # of the 16 MiB disk
+    health = api.get("/health").json()
+    assert health["healthy"] is True and health["disk_low"] is False
+    assert health["description"] == "Bench Data Manager is running normally"
+    full_disk.fill(leave_bytes=4 * 1024 * 1024)
+    health = api.get("/health").json()
+    assert health["healthy"] is True and health["disk_low"] is True
+    assert "below the warning threshold of 0.01 GiB" in health["description"], health
+    assert health["disk_free_bytes"] <= 4 * 1024 * 1024
+    check = check_free_space(bench.paths)
+    assert check.status == WARN and "below the warning threshold" in check.detail
+    bench.capture_value({"still": "captures"})  # low, not full: capture goes on
+    full_disk.fill()
+    health = api.get("/health").json()
+    assert health["healthy"] is False and "the disk is full" in health["description"]

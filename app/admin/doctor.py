@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import sqlite3
 import sys
 import threading
@@ -21,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
+from app.core.errors import is_disk_full
 from app.core.paths import BenchPaths
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
-#: Free space below this on the data directory's disk is a warning.
-LOW_SPACE_BYTES = 1024 ** 3
 #: Socket timeouts of a central-store probe (connect, read, MongoDB server selection).
 CENTRAL_TIMEOUT_S = 3.0
 #: Longest a central-store probe may take, retries and name lookups included; MongoDB and
@@ -45,12 +43,6 @@ class Check:
         return text + (f"\n      -> {self.fix}" if self.fix and self.status != OK else "")
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
-
-
 def check_data_dir(paths: BenchPaths) -> list[Check]:
     data_dir = paths.data_dir
     checks: list[Check] = []
@@ -61,27 +53,55 @@ def check_data_dir(paths: BenchPaths) -> list[Check]:
         probe.unlink()
         checks.append(Check("data directory", OK, f"{data_dir} is writable"))
     except OSError as exc:
+        if is_disk_full(exc):
+            checks.append(Check("data directory", FAIL, f"{data_dir} is on a full disk",
+                                "free space on it (see free space below)"))
+            checks.append(check_free_space(paths))
+            return checks
         checks.append(Check(
             "data directory", FAIL,
             f"{data_dir} is not writable ({exc.strerror or exc})",
             "give the service's user write access to it, or point BENCHDATA_HOME / "
             "--data-dir at a writable folder"))
-    try:
-        usage = shutil.disk_usage(_nearest_existing(data_dir))
-        free_gib = usage.free / 1024 ** 3
-        if usage.free < LOW_SPACE_BYTES:
-            checks.append(Check("free space", WARN, f"{free_gib:.2f} GiB free on the data disk",
-                                "free disk space or move the data directory; captures fail "
-                                "when the disk is full"))
-        else:
-            checks.append(Check("free space", OK, f"{free_gib:.1f} GiB free"))
-    except OSError as exc:
-        checks.append(Check("free space", WARN, f"cannot measure ({exc})"))
+    checks.append(check_free_space(paths))
     return checks
 
 
+def check_free_space(paths: BenchPaths) -> Check:
+    """Free space against the ``disk`` settings' threshold: a warning before it is full."""
+    from app.core.diskspace import disk_space
+
+    try:
+        space = disk_space(paths)
+    except OSError as exc:
+        return Check("free space", WARN, f"cannot measure ({exc})")
+    if space.full:
+        return Check("free space", FAIL, space.describe(),
+                     "free disk space or move the data directory; until then the service "
+                     "runs read-only and captures are refused")
+    if space.low:
+        return Check("free space", WARN, space.describe(),
+                     "free disk space or move the data directory; captures fail when the "
+                     "disk is full (threshold: the disk section's low_space_mb setting)")
+    return Check("free space", OK, space.describe())
+
+
 def _open_ro(database: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=10)
+    """A read-only connection that works on a full disk too (see ``read_only_uris``)."""
+    from app.core.store import read_only_uris
+
+    uris = read_only_uris(database)
+    for index, uri in enumerate(uris):
+        conn = sqlite3.connect(uri, uri=True, timeout=10)
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            if index == len(uris) - 1:
+                raise
+            continue
+        return conn
+    raise sqlite3.OperationalError(f"cannot open {database}")
 
 
 def check_store(paths: BenchPaths) -> list[Check]:
@@ -134,6 +154,10 @@ def check_service(paths: BenchPaths) -> list[Check]:
     if holder is None:
         return [Check("service", OK, "no service is running on this store")]
     running = describe_holder(holder).removeprefix("another ")
+    if holder.get("degraded"):
+        return [Check("service", WARN, f"a {running} is running degraded: "
+                      f"{holder['degraded']}", "free space on the data disk; capture "
+                      "resumes by itself")]
     return [Check("service", OK, f"a {running} is running on this store")]
 
 

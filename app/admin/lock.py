@@ -83,6 +83,14 @@ def _write_info(handle: IO[str], info: dict[str, Any]) -> None:
     handle.flush()
 
 
+def _close_quietly(handle: IO[str]) -> None:
+    """Close the lock file; text a full disk kept from being written is dropped."""
+    try:
+        handle.close()
+    except OSError:
+        pass
+
+
 def read_holder(paths: BenchPaths) -> dict[str, Any] | None:
     """What the holder wrote into the lock file (pid, host, started), if readable."""
     try:
@@ -128,9 +136,13 @@ class ServiceLock:
             self._info = {"pid": os.getpid(), "host": socket.gethostname(),
                           "started": datetime.now(UTC).astimezone().isoformat(
                               timespec="seconds")}
-            _write_info(handle, self._info)
+            try:
+                _write_info(handle, self._info)
+            except OSError as exc:  # a full disk: the lock holds, only the note is lost
+                log.warning("holding the service lock, but could not describe the "
+                            "service in %s: %s", self.path, exc.strerror or exc)
         except BaseException:
-            handle.close()
+            _close_quietly(handle)
             raise
         self._handle = handle
 
@@ -156,7 +168,7 @@ class ServiceLock:
         except OSError:
             pass
         finally:
-            handle.close()
+            _close_quietly(handle)
 
     def __enter__(self) -> ServiceLock:
         self.acquire()

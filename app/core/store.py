@@ -211,6 +211,21 @@ def row_to_datapoint(row: Mapping[str, Any]) -> DataPoint:
     return DataPoint.discriminate(row_to_document(row))
 
 
+def read_only_uris(db_path: Path) -> list[str]:
+    """SQLite URIs that read ``db_path`` without writing, best first.
+
+    A WAL database needs its shared-memory index (``-shm``), which cannot be created or
+    grown on a full disk. When the WAL is empty (the last writer closed cleanly), the
+    database file is complete on its own and can be read as immutable instead."""
+    base = f"{db_path.as_uri()}?mode=ro"
+    wal = db_path.with_name(db_path.name + "-wal")
+    try:
+        wal_empty = not wal.exists() or wal.stat().st_size == 0
+    except OSError:
+        wal_empty = False
+    return [base, base + "&immutable=1"] if wal_empty else [base]
+
+
 class LocalStore:
     """All datapoint rows of one bench; safe to share between threads."""
 
@@ -311,20 +326,10 @@ class LocalStore:
             raise
 
     def _open_read_only(self, cause: DiskFullError) -> None:
-        """Serve reads while the disk is too full to open the writer.
-
-        A WAL database needs its shared-memory index (``-shm``), which cannot be grown on a
-        full disk. If it cannot be used and the WAL is empty (the last writer closed
-        cleanly), the database file is complete on its own and is read as immutable."""
+        """Serve reads while the disk is too full to open the writer (``read_only_uris``)."""
         if not self.db_path.exists():
             raise cause
-        wal = self.db_path.with_name(self.db_path.name + "-wal")
-        try:
-            wal_empty = not wal.exists() or wal.stat().st_size == 0
-        except OSError as exc:
-            raise cause from exc
-        base = f"{self.db_path.as_uri()}?mode=ro"
-        for uri in (base, base + "&immutable=1") if wal_empty else (base,):
+        for uri in read_only_uris(self.db_path):
             engine = self._make_engine(self.db_path, uri=uri)
             try:
                 with engine.connect() as conn:
@@ -362,6 +367,19 @@ class LocalStore:
         log.info("the disk holding %s has room again; the store is writable",
                  self.db_path.parent)
         return self._writer
+
+    def try_writable(self) -> bool:
+        """Whether the store can write now; a read-only store tries to open its writer
+        again (space may have been freed)."""
+        with self._write_lock:
+            try:
+                self._writer_or_reopen()
+            except DiskFullError:
+                return False
+            except StoreError as exc:
+                log.warning("the local store is still read-only: %s", exc)
+                return False
+        return True
 
     def migrate_component(self, component: str,
                           migrations: Sequence[Any]) -> int:
