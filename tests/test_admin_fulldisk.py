@@ -207,3 +207,31 @@ def test_health_and_doctor_warn_of_low_disk_before_it_is_full(
     full_disk.fill()
     health = api.get("/health").json()
     assert health["healthy"] is False and "the disk is full" in health["description"]
+
+
+def test_window_says_one_sentence_on_full_disk(qtbot: Any, bench: BenchService,
+                                               full_disk: FullDisk) -> None:  # noqa: F811
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import Qt
+
+    from app.ui.application import build_window, make_application
+
+    assert make_application([]) is not None
+    window = build_window(bench)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.context.tasks.idle() and not window.model.loading)
+        full_disk.fill()
+        dialog = window.new_value()
+        dialog.editor.setPlainText('{"t": 21.5}')
+        qtbot.waitUntil(dialog.save_button.isEnabled)
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: dialog.message.text().startswith("Not captured:"),
+                        timeout=10_000)
+        text = dialog.message.text()
+        assert "is full" in text and "free space" in text and "\n" not in text, text
+        dialog.reject()
+    finally:
+        window.close()
+        window.context.tasks.shutdown()
