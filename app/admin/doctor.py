@@ -144,6 +144,101 @@ def check_store(paths: BenchPaths) -> list[Check]:
     return checks
 
 
+#: Rows whose file ``doctor`` checks by default (a random sample); ``--full`` checks all.
+BLOB_SAMPLE_ROWS = 200
+#: Bytes of those files re-hashed by default; beyond it, a sampled file is only looked for.
+BLOB_SAMPLE_HASH_BYTES = 256 * 1024 * 1024
+
+
+def _blob_rows(conn: sqlite3.Connection, limit: int | None) -> list[tuple[str, str, bool]]:
+    """(id, sha256, verified central) of the live file datapoints, a random sample of
+    ``limit`` (all when None)."""
+    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
+    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
+               "o.sha256 = d.sha256)") if has_sync else "0"
+    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
+           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
+    if limit is not None:
+        sql += f" ORDER BY random() LIMIT {int(limit)}"
+    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]
+
+
+def _blob_path(paths: BenchPaths, sha256: str) -> Path:
+    """Where the file store keeps a blob (``FileStore.path_for``; doctor opens no
+    FileStore, whose constructor writes)."""
+    return paths.files / "blobs" / sha256[:2] / sha256[2:4] / sha256
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as blob:
+        while chunk := blob.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
+    """Every (sampled) file datapoint's blob is in the file store and hashes to its name.
+
+    A missing blob is fine only when its copy is verified central (sync freed it, and
+    fetches it again on demand); a damaged one is never fine."""
+    name = "stored files" + (" (all)" if full else "")
+    if not paths.database.exists():
+        return []
+    conn = _open_ro(paths.database)
+    try:
+        rows = _blob_rows(conn, None if full else BLOB_SAMPLE_ROWS)
+    finally:
+        conn.close()
+    if not rows:
+        return [Check(name, OK, "no files stored yet")]
+    missing: list[str] = []
+    damaged: list[str] = []
+    central_only = hashed = 0
+    budget = None if full else BLOB_SAMPLE_HASH_BYTES
+    for datapoint_id, sha256, verified_central in rows:
+        path = _blob_path(paths, sha256)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            if verified_central:
+                central_only += 1
+            else:
+                missing.append(datapoint_id)
+            continue
+        if budget is not None:
+            if size > budget:
+                continue
+            budget -= size
+        hashed += 1
+        if _sha256_of(path) != sha256:
+            damaged.append(datapoint_id)
+    checked = f"{len(rows)} file datapoint(s)" + ("" if full else " sampled")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} file(s) missing (e.g. datapoint {missing[0]})")
+    if damaged:
+        problems.append(f"{len(damaged)} file(s) damaged, their content no longer matches "
+                        f"their SHA-256 (e.g. datapoint {damaged[0]})")
+    if problems:
+        return [Check(name, FAIL, f"{checked}: " + "; ".join(problems),
+                      "restore the store from a backup (benchdata restore --force SRC), or "
+                      "let sync fetch files whose central copy is verified; then run "
+                      "`benchdata doctor --full`")]
+    detail = f"{checked}: present, {hashed} re-hashed and intact"
+    if central_only:
+        detail += f", {central_only} kept only centrally (verified)"
+    return [Check(name, OK, detail)]
+
+
+def check_all_blobs(paths: BenchPaths) -> list[Check]:
+    """``check_blobs`` over every file datapoint, every file re-hashed (``--full``)."""
+    return check_blobs(paths, full=True)
+
+
 def check_service(paths: BenchPaths) -> list[Check]:
     from app.admin.lock import describe_holder, is_locked
 
@@ -472,8 +567,8 @@ def check_versions(_paths: BenchPaths) -> list[Check]:
 
 
 CHECKS: list[Callable[[BenchPaths], list[Check]]] = [
-    check_data_dir, check_store, check_service, check_watch_folders, check_central,
-    check_versions,
+    check_data_dir, check_store, check_blobs, check_service, check_watch_folders,
+    check_central, check_versions,
 ]
 
 
