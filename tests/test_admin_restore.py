@@ -91,6 +91,9 @@ def test_restore_interrupted_while_copying_files_keeps_the_old_store(
     with pytest.raises(KeyboardInterrupt):
         restore(bench_paths(target), stores["backup"], force=True)
     assert check_consistent(target) == OLD_ROWS
+    code, checks = _doctor_json(target)
+    assert checks["restore"]["status"] == "WARN" and "interrupted" in checks["restore"]["detail"]
+    assert checks["stored files"]["status"] == "OK"
     monkeypatch.setattr(backup_module.shutil, "copyfile", real_copyfile)
     report = restore(bench_paths(target), stores["backup"], force=True)  # again: completes
     assert report.datapoints == NEW_ROWS and check_consistent(target) == NEW_ROWS

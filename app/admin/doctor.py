@@ -132,6 +132,7 @@ def check_store(paths: BenchPaths) -> list[Check]:
                           "restore it from a backup (benchdata restore SRC)")]
     finally:
         conn.close()
+    checks.extend(_check_interrupted_restore(paths))
     if version == SCHEMA_VERSION:
         checks.append(Check("schema version", OK, f"{version}"))
     elif version < SCHEMA_VERSION:
@@ -237,6 +238,18 @@ def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
 def check_all_blobs(paths: BenchPaths) -> list[Check]:
     """``check_blobs`` over every file datapoint, every file re-hashed (``--full``)."""
     return check_blobs(paths, full=True)
+
+
+def _check_interrupted_restore(paths: BenchPaths) -> list[Check]:
+    from app.admin.backup import STAGING_NAME
+    from app.admin.lock import is_locked
+
+    staging = paths.data_dir / STAGING_NAME
+    if not staging.exists() or is_locked(paths) is not None:  # none, or one running now
+        return []
+    return [Check("restore", WARN, f"a restore was interrupted ({staging} is left); the "
+                  "store is the one from before it",
+                  "run `benchdata restore --force SRC` again, or delete that folder")]
 
 
 def check_service(paths: BenchPaths) -> list[Check]:
