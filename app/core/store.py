@@ -241,6 +241,7 @@ class LocalStore:
         #: once space is freed.
         self.read_only_reason: Optional[str] = None
         self._writer: Optional[sqlite3.Connection] = None
+        self._closed = False
         self._engine = self._make_engine(self.db_path)
         try:
             self._writer = self._open_writer()
@@ -278,12 +279,15 @@ class LocalStore:
 
         return engine
 
-    def _open_writer(self) -> sqlite3.Connection:
+    def _open_writer(self, engine: Optional[Engine] = None) -> sqlite3.Connection:
+        raw = None
         try:
-            raw = self._engine.raw_connection()
+            raw = (engine or self._engine).raw_connection()
             writer: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
             found = migrate(writer)
         except sqlite3.DatabaseError as exc:
+            if raw is not None:
+                raw.close()
             if self._says_disk_full(exc):
                 raise self._disk_full_error() from exc
             raise StoreError(
@@ -354,14 +358,17 @@ class LocalStore:
         """The writer; while read-only, try to open it again (space may have been freed)."""
         if self._writer is not None:
             return self._writer
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         engine = self._make_engine(self.db_path)
-        old_engine, self._engine = self._engine, engine
         try:
-            self._writer = self._open_writer()
+            self._writer = self._open_writer(engine)
         except BaseException:
-            self._engine = old_engine
             engine.dispose()
             raise
+        # Readers move to the normal pool only now: while the attempt ran they kept the
+        # read-only one, which works on a full disk.
+        old_engine, self._engine = self._engine, engine
         old_engine.dispose()
         self.read_only_reason = None
         log.info("the disk holding %s has room again; the store is writable",
@@ -398,6 +405,7 @@ class LocalStore:
                     pass
                 self._writer_handle.close()
                 self._writer = None
+            self._closed = True
         self._engine.dispose()
 
     @contextmanager
