@@ -221,14 +221,15 @@ def test_window_says_one_sentence_on_full_disk(qtbot: Any, bench: BenchService,
     qtbot.addWidget(window)
     window.show()
     try:
-        qtbot.waitUntil(lambda: window.context.tasks.idle() and not window.model.loading)
+        qtbot.waitUntil(lambda: window.context.tasks.idle() and not window.model.loading,
+                        timeout=30_000)
         full_disk.fill()
         dialog = window.new_value()
         dialog.editor.setPlainText('{"t": 21.5}')
-        qtbot.waitUntil(dialog.save_button.isEnabled)
+        qtbot.waitUntil(dialog.save_button.isEnabled, timeout=30_000)
         qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: dialog.message.text().startswith("Not captured:"),
-                        timeout=10_000)
+                        timeout=30_000)
         text = dialog.message.text()
         assert "is full" in text and "free space" in text and "\n" not in text, text
         dialog.reject()
