@@ -236,3 +236,35 @@ def test_window_says_one_sentence_on_full_disk(qtbot: Any, bench: BenchService,
     finally:
         window.close()
         window.context.tasks.shutdown()
+
+
+def test_backup_and_restore_on_full_disk_say_one_sentence(full_disk: FullDisk,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    import io
+
+    source = tmp_path / "source"
+    with BenchService(source) as service:
+        for number in range(20):
+            service.capture_stream(io.BytesIO(os.urandom(256 * 1024)), filename=f"{number}.bin")
+    env = _env(tmp_path / "home")
+    backup_dir = tmp_path / "backup"
+    subprocess.run([sys.executable, "-m", "app", "--data-dir", str(source), "backup",
+                    str(backup_dir)], env=env, check=True, capture_output=True)
+    target = full_disk.root / "bench"
+    with BenchService(target) as old:
+        old.capture_value({"old": True})
+    full_disk.fill(leave_bytes=2 * 1024 * 1024)  # room for the database, not the files
+    commands = {"restore": ["--data-dir", str(target), "restore", "--force", str(backup_dir)],
+                "backup": ["--data-dir", str(source), "backup", str(full_disk.root / "b")]}
+    for what, argv in commands.items():
+        done = subprocess.run([sys.executable, "-m", "app", *argv], env=env,
+                              capture_output=True, text=True, check=False)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("error: the disk holding") and "is full" in lines[0]
+        if what == "restore":
+            assert "nothing was restored" in lines[0]
+    with BenchService(target) as old:  # the old store, untouched
+        assert old.count() == 1
+    assert not (target / "restore-staging").exists()
+    assert not list((target / "files").rglob("*.copying"))

@@ -41,7 +41,13 @@ from pathlib import Path
 
 from app import __version__
 from app.core.atomic import atomic_writer, fsync_dir, fsync_file
-from app.core.errors import ConflictError, NotFoundError, StoreError
+from app.core.errors import (
+    ConflictError,
+    DiskFullError,
+    NotFoundError,
+    StoreError,
+    is_disk_full,
+)
 from app.core.paths import BenchPaths
 
 DB_NAME = "store.sqlite3"
@@ -116,10 +122,13 @@ def copy_blobs(source: Path, destination: Path) -> CopyStats:
             partial = dst.with_name(dst.name + ".copying")
             try:
                 shutil.copyfile(src, partial)
+                fsync_file(partial)
             except FileNotFoundError:
                 partial.unlink(missing_ok=True)
                 continue
-            fsync_file(partial)
+            except BaseException:  # a full disk, say: leave no partial copy behind
+                partial.unlink(missing_ok=True)
+                raise
             os.replace(partial, dst)
             touched.add(target_dir)
             stats.copied += 1
@@ -145,6 +154,17 @@ def _count(conn: sqlite3.Connection) -> int:
 
 def backup(paths: BenchPaths, destination: os.PathLike[str] | str) -> BackupReport:
     """Back the store up into ``destination`` (created if needed); safe while capturing."""
+    try:
+        return _backup(paths, destination)
+    except (OSError, sqlite3.Error) as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(f"the disk holding the backup folder {destination} is full: "
+                                "the backup is incomplete (it has no backup.json); free "
+                                "space there and run it again") from exc
+        raise
+
+
+def _backup(paths: BenchPaths, destination: os.PathLike[str] | str) -> BackupReport:
     from app.core.store import LocalStore
 
     dest = Path(destination).expanduser().resolve()
@@ -231,9 +251,17 @@ def restore(paths: BenchPaths, source: os.PathLike[str] | str, *,
         if not force and store_has_data(paths):
             raise ConflictError(f"the store at {paths.data_dir} already holds data; restore "
                                 "into an empty --data-dir, or pass --force to replace it")
-        staged, count = _stage_database(paths, src_db)
-        files = copy_blobs(src / "files" / "blobs", paths.files / "blobs")
-        _retire_database(paths)
+        try:
+            staged, count = _stage_database(paths, src_db)
+            files = copy_blobs(src / "files" / "blobs", paths.files / "blobs")
+            _retire_database(paths)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc):
+                raise
+            shutil.rmtree(paths.data_dir / STAGING_NAME, ignore_errors=True)
+            raise DiskFullError(f"the disk holding {paths.data_dir} is full: nothing was "
+                                "restored (the store is as it was); free space and restore "
+                                "again") from exc
         os.replace(staged, paths.database)  # the one step from the old store to the new
         fsync_dir(paths.data_dir)
         shutil.rmtree(staged.parent, ignore_errors=True)
