@@ -153,6 +153,11 @@ def test_service_starts_read_only_on_full_disk_and_resumes(full_disk: FullDisk, 
     env = _env(home)
     subprocess.run([sys.executable, "-m", "app", "add", "value", '{"t": 1}'], env=env,
                    check=True, capture_output=True)
+    from app.admin.lock import ServiceLock, is_locked
+    from app.core.paths import bench_paths
+
+    with ServiceLock(bench_paths(home / "data")):  # a service ran here before the disk filled
+        pass
     full_disk.fill()
     port = _free_port()
     console = tmp_path / "console.txt"
@@ -168,17 +173,17 @@ def test_service_starts_read_only_on_full_disk_and_resumes(full_disk: FullDisk, 
             assert len(api.get("/datapoints").json()) == 1  # reads work
             text = json.dumps(VALUE)
             assert api.post("/datapoint", data={"datapoint": text}).status_code == 507
-            from app.admin.lock import is_locked
-            from app.core.paths import bench_paths
-
+            holder = _wait_for(lambda: is_locked(bench_paths(home / "data")), "the lock's note")
+            assert "full" in holder["degraded"], holder  # what the window and doctor show
             full_disk.free()
             _wait_for(lambda: api.post("/datapoint", data={"datapoint": text})
                       .status_code == 200, "capture to resume by itself")
             health = _wait_for(lambda: (h := api.get("/health").json())["healthy"] and h,
                                "a healthy service")
             assert health["read_only"] is False and health["total_datapoints"] == 2
-            holder = _wait_for(lambda: is_locked(bench_paths(home / "data")) or None, "the lock's note")
-            assert holder.get("degraded") is None
+            _wait_for(lambda: (note := is_locked(bench_paths(home / "data"))) is not None
+                      and note.get("components") == ["rest-api", "watch"]
+                      and note.get("degraded") is None, "the note to say all is well")
     finally:
         service.terminate()
         service.wait(30)
