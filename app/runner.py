@@ -89,6 +89,7 @@ class HeadlessRunner:
         #: Factories of components waiting for disk space (see the module docstring).
         self._waiting: list[ComponentFactory] = []
         self._resumer: Optional[threading.Thread] = None
+        self._stop_resuming = threading.Event()
         #: Starting (after a full disk) and stopping components never overlap.
         self._lifecycle = threading.Lock()
         self._stopped = threading.Event()
@@ -110,7 +111,9 @@ class HeadlessRunner:
             log.warning("%s. The service runs in a read-only, degraded mode: reads and "
                         "/health answer, captures are refused (REST 507) and resume by "
                         "themselves once space is freed", reason)
+            self._stop_resuming = threading.Event()
             self._resumer = threading.Thread(target=self._resume_when_space_returns,
+                                             args=(self._stop_resuming,),
                                              name="benchdata-disk-resume", daemon=True)
             self._resumer.start()
         self.publish()
@@ -138,16 +141,19 @@ class HeadlessRunner:
             reason = f"the data disk is full: {names} cannot start"
         return reason
 
-    def _resume_when_space_returns(self) -> None:
-        while not self._stopped.wait(RESUME_INTERVAL_S):
+    def _resume_when_space_returns(self, stop: threading.Event) -> None:
+        while not stop.wait(RESUME_INTERVAL_S):
             with self._lifecycle:
-                if self._stopped.is_set():
+                if stop.is_set():
                     return
                 if not self.service.store.try_writable():
                     continue
                 waiting, self._waiting = self._waiting, []
                 for factory in waiting:
-                    self._start_component(factory)
+                    try:
+                        self._start_component(factory)
+                    except Exception:  # not the disk: the service goes on without it
+                        log.exception("starting %s failed", _factory_name(factory))
                 if self.degraded is None:
                     log.warning("the data disk has room again: capture resumed")
                     self.publish()
@@ -163,7 +169,7 @@ class HeadlessRunner:
 
     def stop(self) -> None:
         """Stop components in reverse order; one failing to stop does not block the rest."""
-        self._stopped.set()  # a resumer waiting for disk space starts nothing more
+        self._stop_resuming.set()  # a resumer waiting for disk space starts nothing more
         with self._lifecycle:
             self._stop_components()
 
@@ -175,6 +181,7 @@ class HeadlessRunner:
                 log.info("stopped %s", component.name)
             except Exception:
                 log.exception("stopping %s failed", component.name)
+        self._waiting.clear()
         if self.lock is not None:
             self.lock.release()
         self._stopped.set()
