@@ -21,7 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
 from app.core import fsnames
-from app.core.errors import BenchDataError, describe_validation_error
+from app.core.errors import BenchDataError, describe_validation_error, is_disk_full
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
 from app.core.units import human_size
@@ -179,6 +179,14 @@ class BenchGroup(click.Group):
             ctx.exit(1)
         except PydanticValidationError as exc:
             click.echo(f"error: {describe_validation_error(exc)}", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # A write outside the store and file store (config, export, a backup folder).
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: the disk is full{where}: free space on it and try again",
+                       err=True)
             ctx.exit(1)
 
 

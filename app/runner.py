@@ -5,6 +5,11 @@ REST API, the sync engine — each built by a factory that returns ``None`` when
 component is not configured or switched off. It stops them in reverse order on SIGINT or
 SIGTERM, so an instrument PC without anyone logged in can run it under systemd or a
 Windows service.
+
+A full disk does not stop it: the store then opens read-only (``LocalStore.read_only_reason``)
+and a component that cannot start without writing waits. The service says so (a warning in
+the log, ``degraded`` in the lock file the window and ``doctor`` read, ``/health``), checks
+for free space every few seconds, and starts what waited once there is room again.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
+from app.core.errors import DiskFullError
 from app.service import BenchService
 
 log = logging.getLogger(__name__)
+
+#: How often a service degraded by a full disk checks whether space is back.
+RESUME_INTERVAL_S = 2.0
 
 
 class Component(Protocol):
@@ -55,6 +64,11 @@ COMPONENT_FACTORIES: list[str] = [
 ]
 
 
+def _factory_name(factory: ComponentFactory) -> str:
+    module = getattr(factory, "__module__", "") or ""
+    return module.removesuffix(".component").rsplit(".", 1)[-1] or repr(factory)
+
+
 def _load_factory(spec: str) -> ComponentFactory:
     module_name, _, attribute = spec.partition(":")
     factory: ComponentFactory = getattr(importlib.import_module(module_name), attribute)
@@ -72,6 +86,12 @@ class HeadlessRunner:
             _load_factory(spec) for spec in COMPONENT_FACTORIES
         ]
         self.components: list[Component] = []
+        #: Factories of components waiting for disk space (see the module docstring).
+        self._waiting: list[ComponentFactory] = []
+        self._resumer: Optional[threading.Thread] = None
+        self._stop_resuming = threading.Event()
+        #: Starting (after a full disk) and stopping components never overlap.
+        self._lifecycle = threading.Lock()
         self._stopped = threading.Event()
         #: The store's app.admin.lock.ServiceLock, held from start() to stop(); a caller
         #: that took it already (before opening the store) hands it over here.
@@ -85,23 +105,75 @@ class HeadlessRunner:
             self.lock = ServiceLock(self.service.paths)
         self.lock.acquire()
         for factory in self._factories:
+            self._start_component(factory)
+        reason = self.degraded
+        if reason is not None:
+            log.warning("%s. The service runs in a read-only, degraded mode: reads and "
+                        "/health answer, captures are refused (REST 507) and resume by "
+                        "themselves once space is freed", reason)
+            self._stop_resuming = threading.Event()
+            self._resumer = threading.Thread(target=self._resume_when_space_returns,
+                                             args=(self._stop_resuming,),
+                                             name="benchdata-disk-resume", daemon=True)
+            self._resumer.start()
+        self.publish()
+
+    def _start_component(self, factory: ComponentFactory) -> None:
+        """Build and start one component; one that needs disk space it lacks waits."""
+        try:
             component = factory(self.service, self.options)
             if component is None:
-                continue
+                return
             component.start()
-            self.components.append(component)
-            log.info("started %s", component.name)
-        self.publish()
+        except DiskFullError as exc:
+            log.warning("%s waits for free disk space: %s", _factory_name(factory), exc)
+            self._waiting.append(factory)
+            return
+        self.components.append(component)
+        log.info("started %s", component.name)
+
+    @property
+    def degraded(self) -> Optional[str]:
+        """Why the service runs degraded (its data disk is full), or None."""
+        reason = self.service.store.read_only_reason
+        if reason is None and self._waiting:
+            names = ", ".join(_factory_name(factory) for factory in self._waiting)
+            reason = f"the data disk is full: {names} cannot start"
+        return reason
+
+    def _resume_when_space_returns(self, stop: threading.Event) -> None:
+        while not stop.wait(RESUME_INTERVAL_S):
+            with self._lifecycle:
+                if stop.is_set():
+                    return
+                if not self.service.store.try_writable():
+                    continue
+                waiting, self._waiting = self._waiting, []
+                for factory in waiting:
+                    try:
+                        self._start_component(factory)
+                    except Exception:  # not the disk: the service goes on without it
+                        log.exception("starting %s failed", _factory_name(factory))
+                if self.degraded is None:
+                    log.warning("the data disk has room again: capture resumed")
+                    self.publish()
+                    return
 
     def publish(self) -> None:
         """Tell other processes (a window attaching to this service) what runs here."""
         if self.lock is None:
             return
         addresses = {c.name: c.address for c in self.components if getattr(c, "address", None)}
-        self.lock.publish(components=[c.name for c in self.components], addresses=addresses)
+        self.lock.publish(components=[c.name for c in self.components], addresses=addresses,
+                          degraded=self.degraded)
 
     def stop(self) -> None:
         """Stop components in reverse order; one failing to stop does not block the rest."""
+        self._stop_resuming.set()  # a resumer waiting for disk space starts nothing more
+        with self._lifecycle:
+            self._stop_components()
+
+    def _stop_components(self) -> None:
         while self.components:
             component = self.components.pop()
             try:
@@ -109,6 +181,7 @@ class HeadlessRunner:
                 log.info("stopped %s", component.name)
             except Exception:
                 log.exception("stopping %s failed", component.name)
+        self._waiting.clear()
         if self.lock is not None:
             self.lock.release()
         self._stopped.set()

@@ -40,7 +40,10 @@ def _by_name(report: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def plenty_of_space(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "LOW_SPACE_BYTES", 0)
+    from app.core import diskspace
+
+    monkeypatch.setattr(diskspace, "load_disk_settings",
+                        lambda _paths: diskspace.DiskSettings(low_space_mb=0))
 
 
 def _dead_port() -> int:

@@ -22,15 +22,20 @@ def _emit(payload: Any) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--full", is_flag=True,
+              help="Re-hash every stored file (default: a random sample).")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check that this bench is ready: disk, store, watched folders, central store."""
-    from app.admin.doctor import FAIL, run_checks
+def doctor(ctx: click.Context, as_json: bool, full: bool) -> None:
+    """Check that this bench is ready: disk, store, its files, watched folders, central
+    store."""
+    from app.admin.doctor import CHECKS, FAIL, check_all_blobs, check_blobs, run_checks
     from app.admin.doctor import as_json as to_json
     from app.cli import exit_promptly_when_done
 
     exit_promptly_when_done()  # no half-second wait for MongoDB client threads at exit
-    results = run_checks(_paths(ctx))
+    checks = [check_all_blobs if full and check is check_blobs else check
+              for check in CHECKS]
+    results = run_checks(_paths(ctx), checks)
     if as_json:
         _emit(to_json(results))
     else:

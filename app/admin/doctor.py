@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import sqlite3
 import sys
 import threading
@@ -21,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
+from app.core.errors import is_disk_full
 from app.core.paths import BenchPaths
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
-#: Free space below this on the data directory's disk is a warning.
-LOW_SPACE_BYTES = 1024 ** 3
 #: Socket timeouts of a central-store probe (connect, read, MongoDB server selection).
 CENTRAL_TIMEOUT_S = 3.0
 #: Longest a central-store probe may take, retries and name lookups included; MongoDB and
@@ -45,12 +43,6 @@ class Check:
         return text + (f"\n      -> {self.fix}" if self.fix and self.status != OK else "")
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
-
-
 def check_data_dir(paths: BenchPaths) -> list[Check]:
     data_dir = paths.data_dir
     checks: list[Check] = []
@@ -61,27 +53,55 @@ def check_data_dir(paths: BenchPaths) -> list[Check]:
         probe.unlink()
         checks.append(Check("data directory", OK, f"{data_dir} is writable"))
     except OSError as exc:
+        if is_disk_full(exc):
+            checks.append(Check("data directory", FAIL, f"{data_dir} is on a full disk",
+                                "free space on it (see free space below)"))
+            checks.append(check_free_space(paths))
+            return checks
         checks.append(Check(
             "data directory", FAIL,
             f"{data_dir} is not writable ({exc.strerror or exc})",
             "give the service's user write access to it, or point BENCHDATA_HOME / "
             "--data-dir at a writable folder"))
-    try:
-        usage = shutil.disk_usage(_nearest_existing(data_dir))
-        free_gib = usage.free / 1024 ** 3
-        if usage.free < LOW_SPACE_BYTES:
-            checks.append(Check("free space", WARN, f"{free_gib:.2f} GiB free on the data disk",
-                                "free disk space or move the data directory; captures fail "
-                                "when the disk is full"))
-        else:
-            checks.append(Check("free space", OK, f"{free_gib:.1f} GiB free"))
-    except OSError as exc:
-        checks.append(Check("free space", WARN, f"cannot measure ({exc})"))
+    checks.append(check_free_space(paths))
     return checks
 
 
+def check_free_space(paths: BenchPaths) -> Check:
+    """Free space against the ``disk`` settings' threshold: a warning before it is full."""
+    from app.core.diskspace import disk_space
+
+    try:
+        space = disk_space(paths)
+    except OSError as exc:
+        return Check("free space", WARN, f"cannot measure ({exc})")
+    if space.full:
+        return Check("free space", FAIL, space.describe(),
+                     "free disk space or move the data directory; until then the service "
+                     "runs read-only and captures are refused")
+    if space.low:
+        return Check("free space", WARN, space.describe(),
+                     "free disk space or move the data directory; captures fail when the "
+                     "disk is full (threshold: the disk section's low_space_mb setting)")
+    return Check("free space", OK, space.describe())
+
+
 def _open_ro(database: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=10)
+    """A read-only connection that works on a full disk too (see ``read_only_uris``)."""
+    from app.core.store import read_only_uris
+
+    uris = read_only_uris(database)
+    for index, uri in enumerate(uris):
+        conn = sqlite3.connect(uri, uri=True, timeout=10)
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            if index == len(uris) - 1:
+                raise
+            continue
+        return conn
+    raise sqlite3.OperationalError(f"cannot open {database}")
 
 
 def check_store(paths: BenchPaths) -> list[Check]:
@@ -112,6 +132,7 @@ def check_store(paths: BenchPaths) -> list[Check]:
                           "restore it from a backup (benchdata restore SRC)")]
     finally:
         conn.close()
+    checks.extend(_check_interrupted_restore(paths))
     if version == SCHEMA_VERSION:
         checks.append(Check("schema version", OK, f"{version}"))
     elif version < SCHEMA_VERSION:
@@ -124,6 +145,113 @@ def check_store(paths: BenchPaths) -> list[Check]:
     return checks
 
 
+#: Rows whose file ``doctor`` checks by default (a random sample); ``--full`` checks all.
+BLOB_SAMPLE_ROWS = 200
+#: Bytes of those files re-hashed by default; beyond it, a sampled file is only looked for.
+BLOB_SAMPLE_HASH_BYTES = 256 * 1024 * 1024
+
+
+def _blob_rows(conn: sqlite3.Connection, limit: int | None) -> list[tuple[str, str, bool]]:
+    """(id, sha256, verified central) of the live file datapoints, a random sample of
+    ``limit`` (all when None)."""
+    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
+    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
+               "o.sha256 = d.sha256)") if has_sync else "0"
+    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
+           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
+    if limit is not None:
+        sql += f" ORDER BY random() LIMIT {int(limit)}"
+    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]
+
+
+def _blob_path(paths: BenchPaths, sha256: str) -> Path:
+    """Where the file store keeps a blob (``FileStore.path_for``; doctor opens no
+    FileStore, whose constructor writes)."""
+    return paths.files / "blobs" / sha256[:2] / sha256[2:4] / sha256
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as blob:
+        while chunk := blob.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
+    """Every (sampled) file datapoint's blob is in the file store and hashes to its name.
+
+    A missing blob is fine only when its copy is verified central (sync freed it, and
+    fetches it again on demand); a damaged one is never fine."""
+    name = "stored files" + (" (all)" if full else "")
+    if not paths.database.exists():
+        return []
+    conn = _open_ro(paths.database)
+    try:
+        rows = _blob_rows(conn, None if full else BLOB_SAMPLE_ROWS)
+    finally:
+        conn.close()
+    if not rows:
+        return [Check(name, OK, "no files stored yet")]
+    missing: list[str] = []
+    damaged: list[str] = []
+    central_only = hashed = 0
+    budget = None if full else BLOB_SAMPLE_HASH_BYTES
+    for datapoint_id, sha256, verified_central in rows:
+        path = _blob_path(paths, sha256)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            if verified_central:
+                central_only += 1
+            else:
+                missing.append(datapoint_id)
+            continue
+        if budget is not None:
+            if size > budget:
+                continue
+            budget -= size
+        hashed += 1
+        if _sha256_of(path) != sha256:
+            damaged.append(datapoint_id)
+    checked = f"{len(rows)} file datapoint(s)" + ("" if full else " sampled")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} file(s) missing (e.g. datapoint {missing[0]})")
+    if damaged:
+        problems.append(f"{len(damaged)} file(s) damaged, their content no longer matches "
+                        f"their SHA-256 (e.g. datapoint {damaged[0]})")
+    if problems:
+        return [Check(name, FAIL, f"{checked}: " + "; ".join(problems),
+                      "restore the store from a backup (benchdata restore --force SRC), or "
+                      "let sync fetch files whose central copy is verified; then run "
+                      "`benchdata doctor --full`")]
+    detail = f"{checked}: present, {hashed} re-hashed and intact"
+    if central_only:
+        detail += f", {central_only} kept only centrally (verified)"
+    return [Check(name, OK, detail)]
+
+
+def check_all_blobs(paths: BenchPaths) -> list[Check]:
+    """``check_blobs`` over every file datapoint, every file re-hashed (``--full``)."""
+    return check_blobs(paths, full=True)
+
+
+def _check_interrupted_restore(paths: BenchPaths) -> list[Check]:
+    from app.admin.backup import STAGING_NAME
+    from app.admin.lock import is_locked
+
+    staging = paths.data_dir / STAGING_NAME
+    if not staging.exists() or is_locked(paths) is not None:  # none, or one running now
+        return []
+    return [Check("restore", WARN, f"a restore was interrupted ({staging} is left); the "
+                  "store is the one from before it",
+                  "run `benchdata restore --force SRC` again, or delete that folder")]
+
+
 def check_service(paths: BenchPaths) -> list[Check]:
     from app.admin.lock import describe_holder, is_locked
 
@@ -134,6 +262,10 @@ def check_service(paths: BenchPaths) -> list[Check]:
     if holder is None:
         return [Check("service", OK, "no service is running on this store")]
     running = describe_holder(holder).removeprefix("another ")
+    if holder.get("degraded"):
+        return [Check("service", WARN, f"a {running} is running degraded: "
+                      f"{holder['degraded']}", "free space on the data disk; capture "
+                      "resumes by itself")]
     return [Check("service", OK, f"a {running} is running on this store")]
 
 
@@ -448,8 +580,8 @@ def check_versions(_paths: BenchPaths) -> list[Check]:
 
 
 CHECKS: list[Callable[[BenchPaths], list[Check]]] = [
-    check_data_dir, check_store, check_service, check_watch_folders, check_central,
-    check_versions,
+    check_data_dir, check_store, check_blobs, check_service, check_watch_folders,
+    check_central, check_versions,
 ]
 
 

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "service.lock"
 #: Windows: the locked byte (beyond any text written to the file).
 _WIN_LOCK_OFFSET = 1 << 20
+#: The holder's note is padded with spaces to this size and blanked, not truncated, on
+#: release (see ``_write_info``).
+NOTE_BYTES = 4096
 
 
 class ServiceLockedError(BenchDataError):
@@ -77,10 +80,21 @@ def _unlock(handle: IO[str]) -> None:
 
 
 def _write_info(handle: IO[str], info: dict[str, Any]) -> None:
+    """Overwrite the note in place, padded to NOTE_BYTES: once the file has that size a
+    new note needs no new disk space, so even a service started on a full disk can say
+    what it is (and that it runs degraded)."""
     handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps(info))
+    handle.write(json.dumps(info).ljust(NOTE_BYTES))
+    handle.truncate()  # what a longer note left beyond this one
     handle.flush()
+
+
+def _close_quietly(handle: IO[str]) -> None:
+    """Close the lock file; text a full disk kept from being written is dropped."""
+    try:
+        handle.close()
+    except OSError:
+        pass
 
 
 def read_holder(paths: BenchPaths) -> dict[str, Any] | None:
@@ -118,8 +132,9 @@ class ServiceLock:
         if self._handle is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # "a+": never truncate before we hold the lock (the holder's text is the message).
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for life
+        # Never truncate before we hold the lock (the holder's text is the message).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        handle = os.fdopen(fd, "r+", encoding="utf-8")
         try:
             if not _try_lock(handle):
                 raise ServiceLockedError(
@@ -128,9 +143,13 @@ class ServiceLock:
             self._info = {"pid": os.getpid(), "host": socket.gethostname(),
                           "started": datetime.now(UTC).astimezone().isoformat(
                               timespec="seconds")}
-            _write_info(handle, self._info)
+            try:
+                _write_info(handle, self._info)
+            except OSError as exc:  # a full disk: the lock holds, only the note is lost
+                log.warning("holding the service lock, but could not describe the "
+                            "service in %s: %s", self.path, exc.strerror or exc)
         except BaseException:
-            handle.close()
+            _close_quietly(handle)
             raise
         self._handle = handle
 
@@ -151,12 +170,17 @@ class ServiceLock:
             return
         try:
             handle.seek(0)
+            handle.write(" " * NOTE_BYTES)  # blank, keeping the room (see _write_info)
             handle.truncate()
+            handle.flush()
+        except OSError:
+            pass
+        try:
             _unlock(handle)
         except OSError:
             pass
         finally:
-            handle.close()
+            _close_quietly(handle)
 
     def __enter__(self) -> ServiceLock:
         self.acquire()
@@ -168,7 +192,7 @@ class ServiceLock:
 
 def is_locked(paths: BenchPaths) -> dict[str, Any] | None:
     """``None`` if no service holds the store; else what the holder wrote (maybe ``{}``)."""
-    # A running holder has written its pid; an empty or missing file means none runs, so
+    # A running holder has written its pid; a blank or missing note means none runs, so
     # there is no need to probe (a probe could make a service starting this instant fail).
     if read_holder(paths) is None:
         return None

@@ -14,11 +14,13 @@ import logging
 import logging.handlers
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from app.core.errors import is_disk_full
 from app.core.paths import BenchPaths
 
 LOG_NAME = "benchdata.log"
@@ -95,6 +97,25 @@ def log_file(paths: BenchPaths, name: str = LOG_NAME) -> Path:
     return paths.log_dir / name
 
 
+class _RotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file; on a full disk a record is dropped quietly (the console still has
+    it) instead of a "Logging error" traceback on stderr for every line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:  # opened on the first record (delay=True), maybe later
+            try:
+                Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        error = sys.exc_info()[1]
+        if error is not None and is_disk_full(error):
+            return
+        super().handleError(record)
+
+
 def setup_logging(paths: BenchPaths, level: str | int = "INFO", *, console: bool = True,
                   max_bytes: int = MAX_BYTES, backup_count: int = BACKUP_COUNT,
                   name: str = LOG_NAME) -> logging.Handler:
@@ -107,10 +128,15 @@ def setup_logging(paths: BenchPaths, level: str | int = "INFO", *, console: bool
         if getattr(handler, "_benchdata", False):
             root.removeHandler(handler)
             handler.close()
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # Logged to the console meanwhile; the file handler opens it when it can.
     formatter = logging.Formatter(FORMAT)
     redacting = RedactingFilter()
-    file_handler = logging.handlers.RotatingFileHandler(
+    file_handler = _RotatingFileHandler(
         log_file(paths, name), maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8",
         delay=True)
     handlers: list[logging.Handler] = [file_handler]

@@ -723,6 +723,7 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
         if not os.access(service.files.root, os.W_OK):
             report.update(healthy=False, storage_accessible=False,
                           description="the file store is not writable")
+        report_disk_space(service, report)
         return _json(report)
 
     @app.get("/settings", summary="Settings", responses=_error_answers(422))
@@ -783,6 +784,25 @@ def _small_submission_handler(service: BenchService, committer: GroupCommitter) 
             return reply[0], _dumps(reply[1])
 
     return handle
+
+
+def report_disk_space(service: BenchService, report: dict[str, Any]) -> None:
+    """Add the data disk's free space to a health report: a low disk is said before it
+    is full (healthy still), a full one or a read-only store makes the service unhealthy."""
+    from app.core.diskspace import disk_space
+
+    try:
+        space = disk_space(service.paths)
+    except OSError:
+        return
+    report.update(disk_free_bytes=space.free_bytes, disk_low=space.low,
+                  read_only=service.store.read_only_reason is not None)
+    if service.store.read_only_reason is not None:
+        report.update(healthy=False, description=service.store.read_only_reason)
+    elif space.full:
+        report.update(healthy=False, description=space.describe())
+    elif space.low and report["healthy"]:
+        report["description"] = f"Bench Data Manager is running, but {space.describe()}"
 
 
 def _not_found(datapoint_id: str) -> Response:

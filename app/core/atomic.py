@@ -26,3 +26,27 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to the disk (a file written by someone else: a copy, SQLite)."""
+    # Windows flushes only a handle open for writing; POSIX accepts a read-only one, which
+    # also works for read-only files (the file store's blobs).
+    mode = os.O_RDWR | getattr(os, "O_BINARY", 0) if os.name == "nt" else os.O_RDONLY
+    fd = os.open(path, mode)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the entries of ``directory`` (renames, new files) durable. POSIX only: Windows
+    cannot open a directory, and NTFS journals its metadata itself."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -84,7 +86,28 @@ class SourceChangedError(CaptureError):
 
 
 class DiskFullError(CaptureError):
-    """The data directory's disk is full; the partial copy was removed."""
+    """The data directory's disk is full; nothing was stored (a partial copy was removed).
+
+    The one error for "no space left" on every write path: the file store raises it for
+    ENOSPC, the local store for SQLite's SQLITE_FULL. REST answers 507, the CLI and the
+    window say its message."""
+
+
+#: errno values that mean "no room left": a full disk, or the user's disk quota.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+#: SQLite's primary result code for "database or disk is full".
+_SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says there is no space left (ENOSPC/EDQUOT, SQLITE_FULL)."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL_ERRNOS
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL
+    return False
 
 
 class StoreError(BenchDataError):

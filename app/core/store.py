@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,7 +28,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 from app.core import query as querylang
-from app.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from app.core.errors import (
+    ConflictError,
+    DiskFullError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+    is_disk_full,
+)
 from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
@@ -75,6 +83,11 @@ _SELECT_COLUMNS: Final[str] = ", ".join(_ALL_COLUMNS)
 #: Sync states a row moves through (app/core/syncstate.py); the engine owns all after pending.
 SYNC_PENDING: Final[str] = SyncState.PENDING
 SYNC_CONFIRMED: Final[str] = SyncState.CONFIRMED
+#: SQLite's primary result code for I/O errors: on a full disk it reports some of them
+#: (growing the shared-memory index, ``SQLITE_IOERR_SHMSIZE``) instead of SQLITE_FULL.
+_SQLITE_IOERR: Final[int] = 10
+#: Less free space than this on the store's disk, after an I/O error, means "full".
+_NEARLY_FULL_BYTES: Final[int] = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,21 @@ def row_to_datapoint(row: Mapping[str, Any]) -> DataPoint:
     return DataPoint.discriminate(row_to_document(row)).pin_instant(row["data_timestamp"])
 
 
+def read_only_uris(db_path: Path) -> list[str]:
+    """SQLite URIs that read ``db_path`` without writing, best first.
+
+    A WAL database needs its shared-memory index (``-shm``), which cannot be created or
+    grown on a full disk. When the WAL is empty (the last writer closed cleanly), the
+    database file is complete on its own and can be read as immutable instead."""
+    base = f"{db_path.as_uri()}?mode=ro"
+    wal = db_path.with_name(db_path.name + "-wal")
+    try:
+        wal_empty = not wal.exists() or wal.stat().st_size == 0
+    except OSError:
+        wal_empty = False
+    return [base, base + "&immutable=1"] if wal_empty else [base]
+
+
 class LocalStore:
     """All datapoint rows of one bench; safe to share between threads."""
 
@@ -213,20 +241,35 @@ class LocalStore:
         #: How long one query statement may run (``query.time_budget_seconds``).
         self.query_seconds: float = querylang.DEFAULT_TIME_BUDGET_SECONDS
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._engine = self._make_engine(self.db_path)
         self._write_lock = threading.RLock()
-        self._writer = self._open_writer()
+        #: Why the store is read-only (its disk was full when it was opened), else None.
+        #: Every write first tries to open the writer again, so writing resumes by itself
+        #: once space is freed.
+        self.read_only_reason: Optional[str] = None
+        self._writer: Optional[sqlite3.Connection] = None
+        self._closed = False
+        self._engine = self._make_engine(self.db_path)
+        try:
+            self._writer = self._open_writer()
+        except DiskFullError as exc:
+            self._open_read_only(exc)
 
     # -- connections -------------------------------------------------------------------
 
     @staticmethod
-    def _make_engine(db_path: Path) -> Engine:
+    def _make_engine(db_path: Path, uri: Optional[str] = None) -> Engine:
+        """The connection pool; ``uri``: a read-only SQLite URI (see ``_open_read_only``)."""
+        extra: dict[str, Any] = {}
+        if uri is not None:
+            extra["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=30.0,
+                                                       check_same_thread=False)
         engine = create_engine(
             f"sqlite:///{db_path}",
             poolclass=QueuePool,
             pool_size=4,
             max_overflow=8,
             connect_args={"check_same_thread": False, "timeout": 30.0},
+            **extra,
         )
 
         @event.listens_for(engine, "connect")
@@ -234,19 +277,25 @@ class LocalStore:
             # We issue BEGIN ourselves; pysqlite's implicit transactions get in the way.
             dbapi_connection.isolation_level = None
             dbapi_connection.execute("PRAGMA busy_timeout = 30000")
-            dbapi_connection.execute("PRAGMA journal_mode = WAL")
-            dbapi_connection.execute("PRAGMA synchronous = FULL")
+            if uri is None:  # a read-only connection can neither set nor need these
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+                dbapi_connection.execute("PRAGMA synchronous = FULL")
             dbapi_connection.execute("PRAGMA foreign_keys = ON")
             querylang.register_functions(dbapi_connection)
 
         return engine
 
-    def _open_writer(self) -> sqlite3.Connection:
+    def _open_writer(self, engine: Optional[Engine] = None) -> sqlite3.Connection:
+        raw = None
         try:
-            raw = self._engine.raw_connection()
+            raw = (engine or self._engine).raw_connection()
             writer: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
             found = migrate(writer)
         except sqlite3.DatabaseError as exc:
+            if raw is not None:
+                raw.close()
+            if self._says_disk_full(exc):
+                raise self._disk_full_error() from exc
             raise StoreError(
                 f"cannot open the local store {self.db_path}: {exc}. If the file is "
                 f"damaged, restore it from a backup (benchdata backup/restore)"
@@ -257,38 +306,134 @@ class LocalStore:
         self._writer_handle = raw  # keep the pool's wrapper alive for the store's life
         return writer
 
+    # -- a full disk -------------------------------------------------------------------
+
+    def _says_disk_full(self, exc: BaseException) -> bool:
+        if is_disk_full(exc):
+            return True
+        code = getattr(exc, "sqlite_errorcode", 0) or 0
+        return code & 0xFF == _SQLITE_IOERR and self._free_bytes() < _NEARLY_FULL_BYTES
+
+    def _free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(self.db_path.parent).free
+        except OSError:
+            return _NEARLY_FULL_BYTES
+
+    def _disk_full_error(self) -> DiskFullError:
+        return DiskFullError(
+            f"the disk holding the local store ({self.db_path.parent}) is full: nothing was "
+            "stored; free space on it and try again")
+
+    @contextmanager
+    def _disk_full_translated(self) -> Iterator[None]:
+        """SQLite's "database or disk is full" becomes the one DiskFullError."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self._says_disk_full(exc):
+                raise self._disk_full_error() from exc
+            raise
+
+    def _open_read_only(self, cause: DiskFullError) -> None:
+        """Serve reads while the disk is too full to open the writer (``read_only_uris``)."""
+        if not self.db_path.exists():
+            raise cause
+        for uri in read_only_uris(self.db_path):
+            engine = self._make_engine(self.db_path, uri=uri)
+            try:
+                with engine.connect() as conn:
+                    found = int(conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                        "PRAGMA user_version").fetchone()[0])
+            except sqlite3.Error:
+                engine.dispose()
+                continue
+            if found != SCHEMA_VERSION:
+                engine.dispose()
+                raise cause  # an upgrade needs room to write
+            self._engine.dispose()
+            self._engine = engine
+            self.read_only_reason = (
+                f"the disk holding the local store ({self.db_path.parent}) is full: it is "
+                "open read-only, and writing resumes by itself once space is freed")
+            log.info("%s", self.read_only_reason)  # the runner warns; a CLI read need not
+            return
+        raise cause
+
+    def _writer_or_reopen(self) -> sqlite3.Connection:
+        """The writer; while read-only, try to open it again (space may have been freed)."""
+        if self._writer is not None:
+            return self._writer
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        engine = self._make_engine(self.db_path)
+        try:
+            self._writer = self._open_writer(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        # Readers move to the normal pool only now: while the attempt ran they kept the
+        # read-only one, which works on a full disk.
+        old_engine, self._engine = self._engine, engine
+        old_engine.dispose()
+        self.read_only_reason = None
+        log.info("the disk holding %s has room again; the store is writable",
+                 self.db_path.parent)
+        return self._writer
+
+    def try_writable(self) -> bool:
+        """Whether the store can write now; a read-only store tries to open its writer
+        again (space may have been freed)."""
+        with self._write_lock:
+            try:
+                self._writer_or_reopen()
+            except DiskFullError:
+                return False
+            except StoreError as exc:
+                log.warning("the local store is still read-only: %s", exc)
+                return False
+        return True
+
     def migrate_component(self, component: str,
                           migrations: Sequence[Any]) -> int:
         """Create or upgrade a component's own tables (see ``schema.migrate_component``)."""
         from app.core.schema import migrate_component
 
-        with self._write_lock:
-            return migrate_component(self._writer, component, migrations)
+        with self._write_lock, self._disk_full_translated():
+            return migrate_component(self._writer_or_reopen(), component, migrations)
 
     def close(self) -> None:
         with self._write_lock:
-            try:
-                self._writer.execute("PRAGMA optimize")
-            except sqlite3.Error:
-                pass
-            self._writer_handle.close()
+            if self._writer is not None:
+                try:
+                    self._writer.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+                self._writer_handle.close()
+                self._writer = None
+            self._closed = True
         self._engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """The one writer, in an immediate transaction committed durably on exit."""
-        with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
+        """The one writer, in an immediate transaction committed durably on exit.
+
+        A full disk raises DiskFullError (nothing of the transaction is kept)."""
+        with self._write_lock, self._disk_full_translated():
+            writer = self._writer_or_reopen()
+            writer.execute("BEGIN IMMEDIATE")
             try:
-                yield self._writer
+                yield writer
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                # SQLite rolls some failures (SQLITE_FULL) back by itself.
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
                 raise
             try:
-                self._writer.execute("COMMIT")
+                writer.execute("COMMIT")
             except sqlite3.Error:
-                if self._writer.in_transaction:
-                    self._writer.execute("ROLLBACK")
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
                 raise
 
     @contextmanager

@@ -59,13 +59,9 @@ APP_NOT_APPLICABLE: dict[str, str] = {
         "mocks DataClient.get_datapoint to return a datapoint that is in no store",
 }
 
-#: Tests that fail only because of timestamp semantics another branch is changing
-#: (issue #12 item 1: a naive data_timestamp must come back naive). Strict: once they
-#: pass, they fail here, and the names are removed. EMPTY THIS after that branch merges.
-EXPECTED_FAILURES: dict[str, str] = {
-    "test_data_server.py::test_roundtrip_datapoint":
-        "naive data_timestamp is answered as an aware UTC instant (issue #12 item 1)",
-}
+#: Tests expected to fail against the bench, each with the reason (strict: one that starts
+#: to pass fails here, so the list stays true). Empty: every test that reaches a URL passes.
+EXPECTED_FAILURES: dict[str, str] = {}
 
 _STARTUP_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
