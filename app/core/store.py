@@ -399,8 +399,21 @@ class LocalStore:
         """Create or upgrade a component's own tables (see ``schema.migrate_component``)."""
         from app.core.schema import migrate_component
 
+        current = self._component_version(component)
+        if current == len(migrations):
+            return current  # nothing to write: also fine on a read-only store (a full disk)
         with self._write_lock, self._disk_full_translated():
             return migrate_component(self._writer_or_reopen(), component, migrations)
+
+    def _component_version(self, component: str) -> Optional[int]:
+        """A component's table version as stored, None when it has none yet."""
+        with self.reader() as conn:
+            try:
+                row = conn.execute("SELECT version FROM component_versions WHERE component = ?",
+                                   (component,)).fetchone()
+            except sqlite3.OperationalError:  # no component has tables yet
+                return None
+        return int(row[0]) if row else None
 
     def close(self) -> None:
         with self._write_lock:
