@@ -43,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol, Self, cast
 
+from app.core.atomic import fsync_dir
 from app.core.errors import (
+    DISK_FULL_ERRNOS,
     CaptureError,
     DiskFullError,
     NotFoundError,
@@ -80,7 +82,6 @@ CHECKPOINT_BYTES: Final = 64 * 1024 * 1024
 
 TEMP_SUFFIX: Final = ".part"
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
-_DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 _BLOB_MODE: Final = 0o444
 
 # Temp files being written by this process; cleanup_temp() must not delete them.
@@ -124,7 +125,7 @@ def _disk_full(what: str, root: Path, exc: OSError) -> DiskFullError:
 
 
 def _store_write_failed(what: str, root: Path, exc: OSError) -> CaptureError:
-    if exc.errno in _DISK_FULL_ERRNOS:
+    if exc.errno in DISK_FULL_ERRNOS:
         return _disk_full(what, root, exc)
     return CaptureError(
         f"could not capture {what}: writing to the data folder {root} failed "
@@ -251,17 +252,6 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
             pass
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or new entry in ``directory`` durable (POSIX; Windows cannot open dirs)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _make_dirs_durably(directory: Path, stop: Path) -> None:
     """Create ``directory`` (below ``stop``) and fsync each parent that gained an entry."""
     if directory == stop or directory.is_dir():
@@ -271,7 +261,7 @@ def _make_dirs_durably(directory: Path, stop: Path) -> None:
         directory.mkdir()
     except FileExistsError:
         return  # another capture created it; its creator makes it durable
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
 
 
 def _open_source(path: Path, follow_symlinks: bool = True) -> tuple[io.FileIO, os.stat_result]:
@@ -661,7 +651,7 @@ class FileStore:
             # directory fsync fails the caller gets an error and records nothing, and the
             # blob stays, as it may already serve a concurrent capture of the same content.
             temp.committed = True
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         except OSError as exc:
             raise _store_write_failed(temp.what, self.root, exc) from exc
 
