@@ -401,13 +401,19 @@ def _parse_selector(text: str) -> dict[str, Any]:
 @click.option("--label", "-l", help="New label.")
 @click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Set custom metadata.")
 @click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove a metadata key.")
+@_ownership_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def edit(ctx: Context, datapoint_id: str, label: Optional[str], meta: Sequence[str],
-         unset: Sequence[str], as_json: bool) -> None:
-    """Change a datapoint's label or custom metadata."""
+         unset: Sequence[str], as_json: bool, **names: Optional[str]) -> None:
+    """Change a datapoint's label, custom metadata or ownership.
+
+    --experiment EXP43 moves the datapoint to another experiment (a new revision with the
+    new id and name; --experiment "" clears it); the same for --user, --campaign ...
+    """
+    ownership = {key[:-5]: value for key, value in names.items() if value is not None}
     datapoint = ctx.service.update(datapoint_id, label=label, set_metadata=parse_meta(meta),
-                                   remove_metadata=unset)
+                                   remove_metadata=unset, ownership=ownership)
     _print_datapoint(datapoint, as_json)
 
 

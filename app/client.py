@@ -97,10 +97,12 @@ class DataClient:
 
     def update_datapoint(self, datapoint_id: str, *, label: Optional[str] = None,
                          metadata: Optional[Mapping[str, str]] = None,
-                         remove_metadata: Iterable[str] = ()) -> DataPoint:
-        """Change the label and/or custom metadata; the edit syncs as a new revision."""
+                         remove_metadata: Iterable[str] = (),
+                         ownership: Optional[Mapping[str, Optional[str]]] = None) -> DataPoint:
+        """Change the label, custom metadata and/or ownership; the edit syncs as a new
+        revision. ``ownership={"experiment": "EXP43"}`` moves the datapoint to EXP43."""
         return self.service.update(str(datapoint_id), label=label, set_metadata=metadata,
-                                   remove_metadata=remove_metadata)
+                                   remove_metadata=remove_metadata, ownership=ownership)
 
     def delete_datapoint(self, datapoint_id: str) -> None:
         """Delete (a tombstone that sync propagates to the central store)."""

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 from app.core import query as querylang
+from app.core import search as textsearch
 from app.core.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
@@ -210,6 +211,8 @@ class LocalStore:
         self._engine = self._make_engine(self.db_path)
         self._write_lock = threading.RLock()
         self._writer = self._open_writer()
+        # The full-text index and the triggers that keep it in step with every write.
+        self.migrate_component(textsearch.COMPONENT, textsearch.MIGRATIONS)
 
     # -- connections -------------------------------------------------------------------
 
@@ -337,8 +340,18 @@ class LocalStore:
 
     def update(self, datapoint_id: str, *, label: Optional[str] = None,
                set_metadata: Optional[Mapping[str, str]] = None,
-               remove_metadata: Iterable[str] = ()) -> DataPoint:
-        """Edit a label and/or custom metadata; bumps the revision for sync."""
+               remove_metadata: Iterable[str] = (),
+               ownership: Optional[Mapping[str, Optional[str]]] = None) -> DataPoint:
+        """Edit a label, custom metadata and/or ownership ids; bumps the revision for sync.
+
+        ``ownership`` maps ``<kind>_id`` fields to a new id (``None`` clears the field)."""
+        owned = dict(ownership or {})
+        unknown = [field for field in owned if field not in OWNERSHIP_FIELDS]
+        if unknown:
+            raise ValidationError(f"unknown ownership field(s) {', '.join(map(str, unknown))}")
+        for field, ident in owned.items():
+            if ident is not None:
+                owned[field] = require_ulid(ident, field).upper()
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT label, custom_metadata FROM datapoints WHERE id = ? AND deleted = 0",
@@ -354,12 +367,14 @@ class LocalStore:
                     if not isinstance(value, str):
                         raise ValidationError(f"metadata {key!r} must be text")
                     metadata[str(key)] = value
+            # Field names come from OWNERSHIP_FIELDS (checked above), never from input.
+            set_owned = "".join(f"{field} = ?, " for field in owned)
             conn.execute(
-                "UPDATE datapoints SET label = ?, custom_metadata = ?, "
+                f"UPDATE datapoints SET label = ?, custom_metadata = ?, {set_owned}"
                 "revision = revision + 1, sync_state = ?, updated_at = ? WHERE id = ?",
                 (row[0] if label is None else label,
                  json.dumps(metadata, ensure_ascii=False, sort_keys=True),
-                 SYNC_PENDING, now_canonical(), datapoint_id),
+                 *owned.values(), SYNC_PENDING, now_canonical(), datapoint_id),
             )
         return self.get(datapoint_id)
 
@@ -411,10 +426,11 @@ class LocalStore:
 
     def query(self, selector: Optional[Mapping[str, Any]] = None, *,
               sort: Any = None, limit: Optional[int] = None,
-              cursor: Optional[str] = None) -> Page:
+              cursor: Optional[str] = None, text: Optional[str] = None) -> Page:
+        """One page of matches; ``text`` also requires a full-text match (``app.core.search``)."""
         plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
                                       columns=_SELECT_COLUMNS, resolve_name=self.resolve_name)
-        rows = self._fetch(plan.sql, plan.params)
+        rows = self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text))
         items = [row_to_datapoint(row) for row in rows]
         next_cursor = None
         if limit is not None and len(rows) == limit:
@@ -425,20 +441,36 @@ class LocalStore:
         return Page(items=items, next_cursor=next_cursor)
 
     def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
-                   sort: Any = None, page_size: int = 1000) -> Iterator[DataPoint]:
+                   sort: Any = None, page_size: int = 1000,
+                   text: Optional[str] = None) -> Iterator[DataPoint]:
         """Every match, fetched a page at a time (constant memory for exports)."""
         cursor: Optional[str] = None
         while True:
-            page = self.query(selector, sort=sort, limit=page_size, cursor=cursor)
+            page = self.query(selector, sort=sort, limit=page_size, cursor=cursor, text=text)
             yield from page.items
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
-    def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
+    def count(self, selector: Optional[Mapping[str, Any]] = None, *,
+              text: Optional[str] = None) -> int:
         sql, params = querylang.build_count(selector, resolve_name=self.resolve_name)
-        with self.reader() as conn:
-            return int(conn.execute(sql, tuple(params)).fetchone()[0])
+        return int(self._fetch_searching(*textsearch.restrict(sql, params, text),
+                                         rows=False)[0][0])
+
+    def _fetch_searching(self, sql: str, params: Sequence[Any], *,
+                         rows: bool = True) -> list[Any]:
+        """Run a (possibly full-text) read; FTS5 complaints become QueryErrors, not 500s."""
+        try:
+            if rows:
+                return self._fetch(sql, params)
+            with self.reader() as conn:
+                return conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError as exc:
+            error = textsearch.explain_error(exc)
+            if error is None:
+                raise
+            raise error from None
 
     def sync_state_counts(self) -> dict[str, int]:
         rows = self._fetch(
