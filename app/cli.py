@@ -397,6 +397,46 @@ def _parse_selector(text: str) -> dict[str, Any]:
 
 
 @cli.command()
+@click.argument("text")
+@click.option("--where", "selector", default="{}", metavar="SELECTOR",
+              help="Also match this query-language selector, e.g. '{\"data_type\": \"file\"}'.")
+@click.option("--sort", help="Sort keys (default newest first).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Page size (0 = all).")
+@click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
+@click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@pass_ctx
+def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: int,
+           cursor: Optional[str], count_only: bool, as_json: bool) -> None:
+    """Find datapoints whose label, file name, names, metadata or value contain TEXT.
+
+    Every word must occur; the last one may be the start of a word ("cloud" finds
+    "cloudy"). Quotes and operators are plain text.
+    """
+    from app.core.search import match_expression
+
+    if match_expression(text) is None:
+        raise click.BadParameter("give a word or number to search for", param_hint="TEXT")
+    parsed = _parse_selector(selector)
+    service = ctx.service
+    if count_only:
+        total = service.count(parsed, text=text)
+        emit_json({"count": total}) if as_json else click.echo(str(total))
+        return
+    if limit == 0:
+        items, next_cursor = list(service.iter_query(parsed, sort=sort, text=text)), None
+    else:
+        page = service.search(text, parsed, sort=sort, limit=limit, cursor=cursor)
+        items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
+        return
+    _print_datapoints(items, False)
+    if next_cursor:
+        click.echo(f"next_cursor: {next_cursor}", err=True)
+
+
+@cli.command()
 @click.argument("datapoint_id")
 @click.option("--label", "-l", help="New label.")
 @click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Set custom metadata.")
@@ -441,8 +481,10 @@ def export(ctx: Context, selector: str, output: Path, fmt: Optional[str], sort: 
     """Export datapoints matching SELECTOR to CSV or Parquet."""
     from app.core.export import export_datapoints
 
-    rows = export_datapoints(ctx.service.iter_query(_parse_selector(selector), sort=sort),
-                             output, fmt)
+    service = ctx.service
+    rows = export_datapoints(
+        service.with_names(service.iter_query(_parse_selector(selector), sort=sort)),
+        output, fmt)
     click.echo(f"exported {rows} datapoint(s) to {output}")
 
 

@@ -91,10 +91,6 @@ class BenchService:
 
         ``cache`` shares the lookup between the datapoints of one batch, which usually
         carry the same ownership."""
-        if datapoint.custom_metadata and not NAME_KEYS.keys().isdisjoint(datapoint.custom_metadata):
-            check_name_keys(datapoint.custom_metadata,
-                            datapoint.ownership_info.ids() if datapoint.ownership_info else {},
-                            self.names.lookup)
         if datapoint.ownership_info is None:
             return datapoint
         ids = tuple(datapoint.ownership_info.ids().items())
@@ -112,6 +108,20 @@ class BenchService:
             return datapoint
         return datapoint.model_copy(
             update={"custom_metadata": {**datapoint.custom_metadata, **missing}})
+
+    def _check_names(self, datapoint: DataPoint) -> None:
+        """A ``<kind>_name`` sent as metadata must name the id sent (see ``app.core.names``)."""
+        if datapoint.custom_metadata and not NAME_KEYS.keys().isdisjoint(datapoint.custom_metadata):
+            check_name_keys(datapoint.custom_metadata,
+                            datapoint.ownership_info.ids() if datapoint.ownership_info else {},
+                            self.names.lookup)
+
+    def with_names(self, datapoints: Iterable[DataPoint]) -> Iterator[DataPoint]:
+        """Datapoints with the name beside each id this bench knows a name for (pins
+        included), as every reader shows them (export, CLI)."""
+        cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        for datapoint in datapoints:
+            yield self._with_names(datapoint, cache)
 
     # -- capture -----------------------------------------------------------------------
 
@@ -139,6 +149,7 @@ class BenchService:
                 if isinstance(datapoint, FileDataPoint) and not self._blob_present(datapoint):
                     datapoint, blob = self._capture_file(datapoint, progress)
                     held.append(blob.sha256)
+                self._check_names(datapoint)
                 prepared.append(self._with_names(datapoint, names_cache))
             stored = self.store.insert(prepared)
             committed = True
@@ -220,6 +231,7 @@ class BenchService:
         })
         committed = False
         try:
+            self._check_names(captured)
             stored = self.store.insert([self._with_names(captured)])[0]
             committed = True
             return stored

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Optional
 
 from app.core.errors import QueryError
@@ -134,6 +134,57 @@ def match_expression(text: str) -> Optional[str]:
     quoted = ['"' + term.replace('"', '""') + '"' for term in terms]
     quoted[-1] += "*"
     return " ".join(quoted)
+
+
+def split_text(selector: Optional[Mapping[str, Any]],
+               ) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    """Take MongoDB's ``{"$text": {"$search": "words"}}`` out of a selector.
+
+    ``$text`` may stand at the top level or as a member of a top-level ``$and`` (how the
+    window combines its search box with the quick filters); what remains goes to the query
+    language. Returns (the rest or ``None``, the search text or ``None``).
+    """
+    if selector is None or not isinstance(selector, Mapping):
+        return selector, None  # type: ignore[return-value]
+    texts: list[str] = []
+    rest = dict(selector)
+    if "$text" in rest:
+        texts.append(_search_text(rest.pop("$text")))
+    members = rest.get("$and")
+    if isinstance(members, list):
+        kept = []
+        for member in members:
+            if isinstance(member, Mapping) and set(member) == {"$text"}:
+                texts.append(_search_text(member["$text"]))
+            else:
+                kept.append(member)
+        if len(kept) != len(members):
+            if kept:
+                rest["$and"] = kept
+            else:
+                del rest["$and"]
+    if not texts:
+        return dict(selector), None
+    return (rest or None), " ".join(texts)
+
+
+def _search_text(operand: Any) -> str:
+    if not isinstance(operand, Mapping) or not isinstance(operand.get("$search"), str):
+        raise QueryError('$text takes {"$search": "words to find"}')
+    unknown = sorted(set(operand) - {"$search", "$caseSensitive", "$diacriticSensitive",
+                                     "$language"})
+    if unknown:
+        raise QueryError(f"$text does not support {', '.join(unknown)}")
+    if operand.get("$caseSensitive") or operand.get("$diacriticSensitive"):
+        raise QueryError("$text searches ignore case and accents; "
+                         "use $regex for an exact match")
+    return str(operand["$search"])
+
+
+def join_texts(*texts: Optional[str]) -> Optional[str]:
+    """Several search texts as one (all their words must occur)."""
+    given = [text for text in texts if text is not None]
+    return " ".join(given) if given else None
 
 
 def restrict(sql: str, params: Sequence[Any], text: Optional[str]) -> tuple[str, list[Any]]:

@@ -427,7 +427,10 @@ class LocalStore:
     def query(self, selector: Optional[Mapping[str, Any]] = None, *,
               sort: Any = None, limit: Optional[int] = None,
               cursor: Optional[str] = None, text: Optional[str] = None) -> Page:
-        """One page of matches; ``text`` also requires a full-text match (``app.core.search``)."""
+        """One page of matches; ``text`` (or ``$text`` in the selector) also requires a
+        full-text match (``app.core.search``)."""
+        selector, found = textsearch.split_text(selector)
+        text = textsearch.join_texts(found, text)
         plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
                                       columns=_SELECT_COLUMNS, resolve_name=self.resolve_name)
         rows = self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text))
@@ -454,6 +457,8 @@ class LocalStore:
 
     def count(self, selector: Optional[Mapping[str, Any]] = None, *,
               text: Optional[str] = None) -> int:
+        selector, found = textsearch.split_text(selector)
+        text = textsearch.join_texts(found, text)
         sql, params = querylang.build_count(selector, resolve_name=self.resolve_name)
         return int(self._fetch_searching(*textsearch.restrict(sql, params, text),
                                          rows=False)[0][0])
