@@ -15,6 +15,7 @@ from typing import Final, Optional
 from app.core.errors import ValidationError
 from app.core.ids import (OWNERSHIP_KINDS, id_for, is_ulid, kind_of_field, normalize_name,
                           require_ulid)
+from app.core import search
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
@@ -125,6 +126,8 @@ class NameRegistry:
                 "ON CONFLICT (kind, canonical) DO UPDATE SET id = excluded.id, name = excluded.name",
                 (kind, name.strip(), canonical, ident.upper(), now_canonical()),
             )
+            # Rows of that id are now also found by the pinned name.
+            search.reindex_owned_by(conn, f"{kind}_id", ident.upper())
         with self._lock:
             self._by_name[(kind, canonical)] = ident.upper()
             self._by_id[(kind, ident.upper())] = name.strip()

@@ -2,13 +2,14 @@
 
 Each live datapoint has one entry in ``datapoint_search`` (FTS5, rowid = the datapoint
 row's rowid) holding its label, file name, object name, custom metadata keys and values
-(the ``<kind>_name`` keys included), every key and string or number anywhere inside its
-JSON value, and the names this bench knows for its ownership ids (pins included).
+(the ``<kind>_name`` keys included), every key and string anywhere inside its JSON
+value (not numbers: see :func:`_body`), and the names this bench knows for its ownership ids (pins included).
 
-The index is kept in step by triggers on ``datapoints`` — the ONE place, so every writer
-(capture, edits, tombstones, sync pulls, other processes, older app versions) updates it in
-the same transaction as the row. The tables are a component migration ("search"), which
-also builds the entries for rows stored before the index existed.
+The index is kept in step in ONE place, :func:`flush`, which the store's one writer runs
+before every commit: it indexes new rows (by rowid) and the rows that triggers on
+``datapoints`` noted as edited (capture, edits, tombstones, sync pulls, any process or app
+version) in the same transaction. The tables are a component migration ("search"), which also builds the
+entries for rows stored before the index existed.
 
 Searching never builds SQL from user text: the text becomes a safe FTS5 expression
 (:func:`match_expression`: every term quoted, the last one a prefix) passed as a bound
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 COMPONENT: Final[str] = "search"
 TABLE: Final[str] = "datapoint_search"
+#: Rows edited or deleted since the index was last brought up to date (see :func:`flush`).
+PENDING: Final[str] = "datapoint_search_pending"
+#: Up to which rowid new rows are indexed.
+STATE: Final[str] = "datapoint_search_state"
 #: Longest search text accepted (a search box, not a document).
 MAX_TEXT: Final[int] = 1000
 #: At most this many terms (each one is an FTS5 phrase).
@@ -45,67 +50,137 @@ _INDEXED_COLUMNS: Final[tuple[str, ...]] = (
 
 
 def _names_of(row: str) -> str:
-    """SQL: the names this bench knows for the row's ownership ids (one indexed probe each)."""
-    probes = " UNION ALL ".join(
-        f"SELECT name FROM names WHERE kind = '{field[:-3]}' AND id = {row}.{field}"
-        for field in OWNERSHIP_FIELDS
-    )
-    return f"(SELECT group_concat(name, ' ') FROM ({probes}))"
+    """SQL: the names this bench knows for the row's ownership ids (pins included).
+
+    Only for rows that carry no ``<kind>_name`` metadata (written by MADSci itself, say):
+    the store keeps the name beside every id whose name the bench knows at capture, and
+    the probe costs capture rate."""
+    ids = ", ".join(f"{row}.{field}" for field in OWNERSHIP_FIELDS)
+    return (f"CASE WHEN instr({row}.custom_metadata, '_name\"') = 0 THEN "
+            f"(SELECT group_concat(name, ' ') FROM names WHERE id IN ({ids})) END")
 
 
 def _body(row: str) -> str:
-    """SQL: the text a row is found by (``row`` is NEW or OLD inside a trigger)."""
-    metadata = (f"(SELECT group_concat(key || ' ' || value, ' ') "
-                f"FROM json_each(CASE WHEN json_valid({row}.custom_metadata) "
-                f"THEN {row}.custom_metadata END))")
-    # Keys of objects and string/number leaves, at any depth of the JSON value.
-    value = (f"(SELECT group_concat("
-             f"CASE WHEN typeof(key) = 'text' THEN key ELSE '' END || ' ' || "
-             f"CASE WHEN type IN ('text', 'integer', 'real') THEN atom ELSE '' END, ' ') "
-             f"FROM json_tree(CASE WHEN json_valid({row}.value) THEN {row}.value END))")
-    parts = [f"{row}.label", f"{row}.filename", f"{row}.object_name", metadata, value,
-             _names_of(row)]
+    """SQL: the text a row is found by (``row`` is a table name or alias).
+
+    The JSON texts of the metadata and the value are indexed as they are: the tokenizer
+    splits on JSON's punctuation, so every key and every string (and number) at any depth
+    becomes terms, at a fraction of the cost of walking the JSON (capture rate). Escapes
+    of control characters (``\\n``) are turned into spaces first so "a\\nb" gives a, b.
+    """
+    def json_text(column: str) -> str:
+        return f"replace(replace(replace({row}.{column}, '\\n', ' '), '\\t', ' '), '\\r', ' ')"
+
+    parts = [f"{row}.label", f"{row}.filename", f"{row}.object_name",
+             json_text("custom_metadata"), json_text("value"), _names_of(row)]
     return " || ' ' || ".join(f"coalesce({part}, '')" for part in parts)
 
 
 def _v1_index(conn: sqlite3.Connection) -> None:
-    """The FTS5 table, the triggers that keep it in step, and entries for stored rows."""
+    """The FTS5 table, its bookkeeping and triggers, and entries for the stored rows."""
     conn.execute(
         f"CREATE VIRTUAL TABLE {TABLE} USING fts5("
         f"body, tokenize = 'unicode61 remove_diacritics 2')"
     )
-    conn.execute(
-        f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON datapoints WHEN NEW.deleted = 0 BEGIN "
-        f"INSERT INTO {TABLE} (rowid, body) VALUES (NEW.rowid, {_body('NEW')}); END"
-    )
+    conn.execute(f"CREATE TABLE {PENDING} (row INTEGER PRIMARY KEY)")
+    # Names by id alone: one probe list per row instead of one query per ownership kind.
+    conn.execute("CREATE INDEX IF NOT EXISTS ix_names_id_only ON names (id)")
+    conn.execute(f"CREATE TABLE {STATE} (one INTEGER PRIMARY KEY CHECK (one = 1), "
+                 f"indexed_upto INTEGER NOT NULL)")
+    stale = f"INSERT OR IGNORE INTO {PENDING} (row) VALUES (OLD.rowid);"
     conn.execute(
         f"CREATE TRIGGER {TABLE}_update AFTER UPDATE OF {', '.join(_INDEXED_COLUMNS)} "
-        f"ON datapoints BEGIN "
-        f"DELETE FROM {TABLE} WHERE rowid = OLD.rowid; "
-        f"INSERT INTO {TABLE} (rowid, body) SELECT NEW.rowid, {_body('NEW')} "
-        f"WHERE NEW.deleted = 0; END"
+        f"ON datapoints BEGIN {stale} END"
     )
+    # The app never deletes rows (tombstones are updates), but if something does and the
+    # last row goes, SQLite hands its rowid out again: lower the mark so it is indexed.
     conn.execute(
-        f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON datapoints BEGIN "
-        f"DELETE FROM {TABLE} WHERE rowid = OLD.rowid; END"
+        f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON datapoints BEGIN {stale} "
+        f"UPDATE {STATE} SET indexed_upto = min(indexed_upto, "
+        f"(SELECT coalesce(max(rowid), 0) FROM datapoints)); END"
     )
-    _fill(conn)
-
-
-def _fill(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        f"INSERT INTO {TABLE} (rowid, body) "
-        f"SELECT datapoints.rowid, {_body('datapoints')} FROM datapoints WHERE deleted = 0"
-    )
+    conn.execute(f"INSERT INTO {STATE} (one, indexed_upto) VALUES (1, 0)")
+    flush(conn)
 
 
 MIGRATIONS: Final[tuple[Any, ...]] = (_v1_index,)
 
 
+def _indexed_upto(conn: sqlite3.Connection) -> Optional[tuple[int, int, bool]]:
+    """(rows up to this rowid are indexed, the highest rowid, any stale rows) or None
+    while the component's tables do not exist yet (the store is being opened)."""
+    try:
+        row = conn.execute(
+            f"SELECT (SELECT indexed_upto FROM {STATE}), "
+            f"(SELECT coalesce(max(rowid), 0) FROM datapoints), "
+            f"EXISTS (SELECT 1 FROM {PENDING})"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row[0] is None else (int(row[0]), int(row[1]), bool(row[2]))
+
+
+def flush(conn: sqlite3.Connection) -> None:
+    """Bring the index up to date with the rows; call inside a write transaction.
+
+    New rows are found by rowid (SQLite gives a new row the highest rowid + 1, and the
+    app never deletes rows): everything above ``indexed_upto`` is indexed in one set-wise
+    statement. Edits and tombstones are noted by triggers in the pending table. Why not
+    a trigger per insert: with one, every INSERT needs a statement journal, and FTS5
+    flushes its batch at every statement; capture fell to a half (then a third).
+    ``LocalStore.transaction`` calls this just before COMMIT, so a row and its entry
+    commit together; writes by anything else are indexed by the next flush.
+    """
+    state = _indexed_upto(conn)
+    if state is None:
+        return
+    upto, top, stale = state
+    if top == upto and not stale:
+        return
+    if stale:
+        # One by rowid: FTS5 answers "rowid IN (subquery)" with a scan of the whole index.
+        rows = conn.execute(f"SELECT row FROM {PENDING}").fetchall()
+        conn.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", rows)
+        # CROSS JOIN keeps the queue as the outer loop (SQLite may otherwise scan datapoints).
+        conn.execute(
+            f"INSERT INTO {TABLE} (rowid, body) "
+            f"SELECT datapoints.rowid, {_body('datapoints')} FROM {PENDING} CROSS JOIN "
+            f"datapoints ON datapoints.rowid = {PENDING}.row "
+            f"WHERE datapoints.deleted = 0 AND datapoints.rowid <= ?", (upto,)
+        )
+        conn.execute(f"DELETE FROM {PENDING}")
+    if top > upto:
+        conn.execute(
+            f"INSERT INTO {TABLE} (rowid, body) SELECT datapoints.rowid, "
+            f"{_body('datapoints')} FROM datapoints WHERE rowid > ? AND deleted = 0", (upto,)
+        )
+    conn.execute(f"UPDATE {STATE} SET indexed_upto = ?", (top,))
+
+
+def reindex_owned_by(conn: sqlite3.Connection, field: str, ident: str) -> None:
+    """Queue the rows of one ownership id for re-indexing (a name was pinned to it); call
+    inside the write transaction that pins it."""
+    if field not in OWNERSHIP_FIELDS:
+        raise ValueError(f"not an ownership field: {field!r}")
+    try:
+        conn.execute(f"INSERT OR IGNORE INTO {PENDING} (row) "
+                     f"SELECT rowid FROM datapoints WHERE {field} = ?", (ident,))
+    except sqlite3.OperationalError:
+        pass  # no index yet: it is built from the rows, names included
+
+
+def has_pending(conn: sqlite3.Connection) -> bool:
+    """Whether rows are waiting to be indexed (only after writers that bypass the store)."""
+    state = _indexed_upto(conn)
+    return state is not None and (state[1] != state[0] or state[2])
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
     """Rebuild every entry (inside the caller's write transaction)."""
     conn.execute(f"DELETE FROM {TABLE}")
-    _fill(conn)
+    conn.execute(f"DELETE FROM {PENDING}")
+    conn.execute(f"UPDATE {STATE} SET indexed_upto = 0")
+    flush(conn)
 
 
 # -- turning what a person typed into FTS5 -----------------------------------------------

@@ -88,6 +88,8 @@ class RowSource:
         """The query language's statement (names resolved as every reader does, pins
         included), narrowed to the search box's ``$text`` by the full-text engine."""
         rest, text = textsearch.split_text(selector)
+        if text is not None:
+            self._store.catch_up_search()
         plan = querylang.build_select(rest, resolve_name=self._store.resolve_name, **options)
         return textsearch.restrict(plan.sql, plan.params, text)
 
