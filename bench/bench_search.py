@@ -88,7 +88,8 @@ def search_cases(words: list[str], rows: int) -> dict[str, Callable[[int], str]]
         f"sample_value (~{rows // 5000} matches)": lambda n: f"S{(n * 37) % 5000}",
         f"experiment_name (~{rows // 1000} matches)": lambda n: f"EXP{(n * 13) % 1000}",
         f"word_in_value (~{rows // 1000} matches)": lambda n: words[(n * 17) % len(words)],
-        "two_words (few matches)": lambda n: f"{words[n % len(words)]} {words[(n * 7) % len(words)]}",
+        "two_words (few matches)":
+            lambda n: f"{words[n % len(words)]} {words[(n * 7 + 1) % len(words)]}",
         f"prefix_while_typing (~{rows // 200} matches)": lambda n: words[(n * 11) % len(words)][:4],
         f"label_everywhere ({rows} matches)": lambda n: "label",
     }

@@ -23,7 +23,7 @@ EXPORT_COLUMNS: Final[tuple[str, ...]] = (
     "label",
     "data_type",
     "data_timestamp",
-    # Each ownership id with the name the bench keeps beside it (experiment_id, experiment_name …).
+    # Each ownership id, then the name the bench keeps beside it (experiment_name …).
     *(column for field in OWNERSHIP_FIELDS for column in (field, f"{field[:-3]}_name")),
     "value",
     "path",

@@ -2,14 +2,15 @@
 
 Each live datapoint has one entry in ``datapoint_search`` (FTS5, rowid = the datapoint
 row's rowid) holding its label, file name, object name, custom metadata keys and values
-(the ``<kind>_name`` keys included), every key and string anywhere inside its JSON
-value (not numbers: see :func:`_body`), and the names this bench knows for its ownership ids (pins included).
+(the ``<kind>_name`` keys included), every key, string and number anywhere inside its JSON
+value (see :func:`_body`), and, for rows without names, the names this bench knows for
+their ownership ids (pins included).
 
 The index is kept in step in ONE place, :func:`flush`, which the store's one writer runs
-before every commit: it indexes new rows (by rowid) and the rows that triggers on
-``datapoints`` noted as edited (capture, edits, tombstones, sync pulls, any process or app
-version) in the same transaction. The tables are a component migration ("search"), which also builds the
-entries for rows stored before the index existed.
+before every commit: it indexes new rows (found by rowid) and the rows that triggers on
+``datapoints`` noted as changed (edits, tombstones, sync pulls, any process or app
+version), in the same transaction. The tables are a component migration ("search"),
+which also builds the entries for rows stored before the index existed.
 
 Searching never builds SQL from user text: the text becomes a safe FTS5 expression
 (:func:`match_expression`: every term quoted, the last one a prefix) passed as a bound

@@ -39,7 +39,8 @@ def test_edit_dialog_moves_a_datapoint_to_another_experiment(qtbot: Any, window:
 
     moved = service.get_stored(captured.datapoint_id)
     assert moved.revision == 2
-    assert moved.datapoint.ownership_info.experiment_id == service.names.lookup("experiment", "EXP43")
+    exp43 = service.names.lookup("experiment", "EXP43")
+    assert moved.datapoint.ownership_info.experiment_id == exp43
     assert moved.datapoint.ownership_info.user_id == captured.ownership_info.user_id
     assert moved.datapoint.custom_metadata == {"sample": "S1", "experiment_name": "EXP43",
                                                "user_name": "alice"}
