@@ -309,7 +309,9 @@ def _report_captured(datapoints: Sequence[DataPoint], as_json: bool) -> None:
 def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
     """Show a datapoint's metadata."""
     stored = ctx.service.get_stored(datapoint_id)
-    _print_datapoint(stored.datapoint, as_json, stored.sync_state)
+    # Shown with the names every reader shows (pins included); --json is the document as stored.
+    datapoint = stored.datapoint if as_json else next(ctx.service.with_names([stored.datapoint]))
+    _print_datapoint(datapoint, as_json, stored.sync_state)
 
 
 @cli.command()

@@ -122,6 +122,8 @@ def test_export_shows_names_beside_ids_pins_included(service: BenchService,
     assert header.index("experiment_name") == header.index("experiment_id") + 1
     assert (rows["pulled"]["experiment_id"], rows["pulled"]["experiment_name"]) == (pinned, "EXP42")
     assert rows["moved"]["experiment_name"] == "EXP43"
+    code, out, _ = invoke("--data-dir", str(tmp_path / "store"), "get", pulled.datapoint_id)
+    assert f"{pinned}  (EXP42)" in out
     assert rows["moved"]["experiment_id"] == service.names.lookup("experiment", "EXP43")
 
 
