@@ -412,8 +412,8 @@ def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: i
            cursor: Optional[str], count_only: bool, as_json: bool) -> None:
     """Find datapoints whose label, file name, names, metadata or value contain TEXT.
 
-    Every word must occur; the last one may be the start of a word ("cloud" finds
-    "cloudy"). Quotes and operators are plain text.
+    Every word must occur; the last one may be the start of a word from three characters
+    on ("cloud" finds "cloudy"). Quotes and operators are plain text.
     """
     from app.core.search import match_expression
 

@@ -149,6 +149,8 @@ def test_search_finds_labels_files_names_metadata_and_nested_strings(
     assert _labels(service.search("exp42")) == ["third"]             # names
     assert _labels(service.search("run.txt")) == ["log"]             # file names
     assert _labels(service.search("absorb")) == ["absorbance"]       # last term a prefix
+    service.capture_value(5, label="S12")
+    assert _labels(service.search("S1")) == ["second"]               # short: not a prefix
     assert _labels(service.search("cloudy S1")) == []                # every term must occur
     assert service.count(text="S1") == 1
     # Combined with a selector; $text works inside the query language's selectors too.
@@ -167,6 +169,10 @@ def test_search_text_is_never_fts5_syntax(service: BenchService, text: str) -> N
 def test_match_expression_quotes_terms_and_prefixes_the_last() -> None:
     assert match_expression('cloudy "buf') == '"cloudy" """buf"*'
     assert match_expression("  ") is None and match_expression("- ( )") is None
+    # A short last word is not a prefix: "7" would expand to every number starting with 7.
+    assert match_expression("label-7") == '"label-7"'
+    assert match_expression("S1") == '"S1"' and match_expression("abc") == '"abc"*'
+
     with pytest.raises(QueryError):
         match_expression("x" * 1001)
 
