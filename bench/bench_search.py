@@ -91,6 +91,7 @@ def search_cases(words: list[str], rows: int) -> dict[str, Callable[[int], str]]
         "two_words (few matches)":
             lambda n: f"{words[n % len(words)]} {words[(n * 7 + 1) % len(words)]}",
         f"prefix_while_typing (~{rows // 200} matches)": lambda n: words[(n * 11) % len(words)][:4],
+        f"typed_label (~{rows // 200} matches)": lambda n: f"label-{(n * 7) % 200}",
         f"label_everywhere ({rows} matches)": lambda n: "label",
     }
 
