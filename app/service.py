@@ -111,8 +111,9 @@ class BenchService:
 
     def _check_names(self, datapoint: DataPoint) -> None:
         """A ``<kind>_name`` sent as metadata must name the id sent (see ``app.core.names``)."""
-        if datapoint.custom_metadata and not NAME_KEYS.keys().isdisjoint(datapoint.custom_metadata):
-            check_name_keys(datapoint.custom_metadata,
+        metadata = datapoint.custom_metadata
+        if metadata and not NAME_KEYS.keys().isdisjoint(metadata):
+            check_name_keys(metadata,
                             datapoint.ownership_info.ids() if datapoint.ownership_info else {},
                             self.names.lookup)
 

@@ -211,7 +211,7 @@ class LocalStore:
         self._engine = self._make_engine(self.db_path)
         self._write_lock = threading.RLock()
         self._writer = self._open_writer()
-        # The full-text index and the triggers that keep it in step with every write.
+        # The full-text index (kept in step by transaction(): app.core.search.flush).
         self.migrate_component(textsearch.COMPONENT, textsearch.MIGRATIONS)
 
     # -- connections -------------------------------------------------------------------
@@ -242,8 +242,8 @@ class LocalStore:
         try:
             raw = self._engine.raw_connection()
             writer: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-            # Statement journals in memory: with triggers on datapoints (the search index)
-            # every INSERT needs one, and as a temp file it halved the capture rate.
+            # Statement journals in memory: a write that fires a trigger on datapoints (the
+            # search index's) needs one, and as a temp file it doubled the cost of a row.
             writer.execute("PRAGMA temp_store = MEMORY")
             found = migrate(writer)
         except sqlite3.DatabaseError as exc:
