@@ -265,3 +265,21 @@ def test_client_search(client: DataClient) -> None:
     client.submit_datapoint(ValueDataPoint(value=1, label="y"))
     assert list(client.search("cloudy")) == [found.datapoint_id]
     assert client.search("cloudy", {"label": "y"}) == {}
+
+
+def _entries(service: BenchService) -> int:
+    with service.store.reader() as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM datapoint_search").fetchone()[0])
+
+
+def test_new_rows_are_indexed_in_batches_and_always_before_a_search(
+        service: BenchService) -> None:
+    from app.core.search import BATCH_ROWS
+
+    service.capture_value({"note": "lonely"}, label="one")
+    assert _entries(service) == 0  # waits for a batch ...
+    assert _labels(service.search("lonely")) == ["one"]  # ... but never for a search
+    assert _entries(service) == 1
+    service.submit_many([ValueDataPoint(value=i, label="many") for i in range(BATCH_ROWS)])
+    assert _entries(service) == 1 + BATCH_ROWS  # a full batch is indexed as it commits
+    assert service.count(text="many") == BATCH_ROWS

@@ -281,7 +281,8 @@ class LocalStore:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
-                # Rows written in this transaction reach the full-text index with it.
+                # The full-text index follows in the same transaction (new rows in batches;
+                # searches catch up first: catch_up_search).
                 textsearch.flush(self._writer)
             except BaseException:
                 self._writer.execute("ROLLBACK")
@@ -470,12 +471,13 @@ class LocalStore:
                                          rows=False)[0][0])
 
     def catch_up_search(self) -> None:
-        """Index rows written by something that bypassed this store's writer (rare)."""
+        """Index every row still waiting (the last few captures, or rows written around
+        this store) before a search reads the index."""
         with self.reader() as conn:
             pending = textsearch.has_pending(conn)
         if pending:
-            with self.transaction():
-                pass  # the commit path indexes what is queued
+            with self.transaction() as conn:
+                textsearch.flush(conn, force=True)
 
     def _fetch_searching(self, sql: str, params: Sequence[Any], *,
                          rows: bool = True) -> list[Any]:
