@@ -304,7 +304,9 @@ def _report_captured(datapoints: Sequence[DataPoint], as_json: bool) -> None:
 def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
     """Show a datapoint's metadata."""
     stored = ctx.service.get_stored(datapoint_id)
-    _print_datapoint(stored.datapoint, as_json, stored.sync_state)
+    # Shown with the names every reader shows (pins included); --json is the document as stored.
+    datapoint = stored.datapoint if as_json else next(ctx.service.with_names([stored.datapoint]))
+    _print_datapoint(datapoint, as_json, stored.sync_state)
 
 
 @cli.command()
@@ -392,17 +394,63 @@ def _parse_selector(text: str) -> dict[str, Any]:
 
 
 @cli.command()
+@click.argument("text")
+@click.option("--where", "selector", default="{}", metavar="SELECTOR",
+              help="Also match this query-language selector, e.g. '{\"data_type\": \"file\"}'.")
+@click.option("--sort", help="Sort keys (default newest first).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Page size (0 = all).")
+@click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
+@click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@pass_ctx
+def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: int,
+           cursor: Optional[str], count_only: bool, as_json: bool) -> None:
+    """Find datapoints whose label, file name, names, metadata or value contain TEXT.
+
+    Every word must occur; the last one may be the start of a word from three characters
+    on ("cloud" finds "cloudy"). Quotes and operators are plain text.
+    """
+    from app.core.search import match_expression
+
+    if match_expression(text) is None:
+        raise click.BadParameter("give a word or number to search for", param_hint="TEXT")
+    parsed = _parse_selector(selector)
+    service = ctx.service
+    if count_only:
+        total = service.count(parsed, text=text)
+        emit_json({"count": total}) if as_json else click.echo(str(total))
+        return
+    if limit == 0:
+        items, next_cursor = list(service.iter_query(parsed, sort=sort, text=text)), None
+    else:
+        page = service.search(text, parsed, sort=sort, limit=limit, cursor=cursor)
+        items, next_cursor = page.items, page.next_cursor
+    if as_json:
+        emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
+        return
+    _print_datapoints(items, False)
+    if next_cursor:
+        click.echo(f"next_cursor: {next_cursor}", err=True)
+
+
+@cli.command()
 @click.argument("datapoint_id")
 @click.option("--label", "-l", help="New label.")
 @click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE", help="Set custom metadata.")
 @click.option("--unset", "unset", multiple=True, metavar="KEY", help="Remove a metadata key.")
+@_ownership_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def edit(ctx: Context, datapoint_id: str, label: Optional[str], meta: Sequence[str],
-         unset: Sequence[str], as_json: bool) -> None:
-    """Change a datapoint's label or custom metadata."""
+         unset: Sequence[str], as_json: bool, **names: Optional[str]) -> None:
+    """Change a datapoint's label, custom metadata or ownership.
+
+    --experiment EXP43 moves the datapoint to another experiment (a new revision with the
+    new id and name; --experiment "" clears it); the same for --user, --campaign ...
+    """
+    ownership = {key[:-5]: value for key, value in names.items() if value is not None}
     datapoint = ctx.service.update(datapoint_id, label=label, set_metadata=parse_meta(meta),
-                                   remove_metadata=unset)
+                                   remove_metadata=unset, ownership=ownership)
     _print_datapoint(datapoint, as_json)
 
 
@@ -430,8 +478,10 @@ def export(ctx: Context, selector: str, output: Path, fmt: Optional[str], sort: 
     """Export datapoints matching SELECTOR to CSV or Parquet."""
     from app.core.export import export_datapoints
 
-    rows = export_datapoints(ctx.service.iter_query(_parse_selector(selector), sort=sort),
-                             output, fmt)
+    service = ctx.service
+    rows = export_datapoints(
+        service.with_names(service.iter_query(_parse_selector(selector), sort=sort)),
+        output, fmt)
     click.echo(f"exported {rows} datapoint(s) to {output}")
 
 

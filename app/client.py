@@ -147,10 +147,12 @@ class DataClient:
 
     def update_datapoint(self, datapoint_id: str, *, label: Optional[str] = None,
                          metadata: Optional[Mapping[str, str]] = None,
-                         remove_metadata: Iterable[str] = ()) -> DataPoint:
-        """Change the label and/or custom metadata; the edit syncs as a new revision."""
+                         remove_metadata: Iterable[str] = (),
+                         ownership: Optional[Mapping[str, Optional[str]]] = None) -> DataPoint:
+        """Change the label, custom metadata and/or ownership; the edit syncs as a new
+        revision. ``ownership={"experiment": "EXP43"}`` moves the datapoint to EXP43."""
         return self.service.update(str(datapoint_id), label=label, set_metadata=metadata,
-                                   remove_metadata=remove_metadata)
+                                   remove_metadata=remove_metadata, ownership=ownership)
 
     def delete_datapoint(self, datapoint_id: str) -> None:
         """Delete (a tombstone that sync propagates to the central store)."""
@@ -164,10 +166,18 @@ class DataClient:
         """One page of a query, with the cursor of the next page."""
         return self.service.query(selector, sort=sort, limit=limit, cursor=cursor)
 
+    def search(self, text: str, selector: Optional[Mapping[str, Any]] = None, *,
+               limit: int = 100) -> dict[str, DataPoint]:
+        """Full-text search (labels, file names, names, metadata, strings inside values),
+        newest first, optionally narrowed by a selector; shaped like ``query_datapoints``."""
+        page = self.service.search(text, selector, limit=limit)
+        return {dp.datapoint_id: dp for dp in page.items}
+
     def export(self, selector: Optional[Mapping[str, Any]], path: os.PathLike[str] | str,
                fmt: Optional[str] = None, *, sort: Any = None) -> int:
         """Export matching datapoints to CSV or Parquet (by ``fmt`` or the suffix)."""
-        return export_datapoints(self.service.iter_query(selector, sort=sort), Path(path), fmt)
+        return export_datapoints(
+            self.service.with_names(self.service.iter_query(selector, sort=sort)), Path(path), fmt)
 
     def has_datapoint(self, datapoint_id: str) -> bool:
         try:

@@ -33,7 +33,7 @@ from app.core.models import (
     OwnershipInfo,
     ValueDataPoint,
 )
-from app.core.names import NameRegistry
+from app.core.names import NAME_KEYS, NameRegistry, check_name_keys, name_key, refuse_name_keys
 from app.core.paths import BenchPaths, bench_paths
 from app.core.store import LocalStore, Page, StoredDataPoint
 
@@ -137,6 +137,21 @@ class BenchService:
         return datapoint.model_copy(
             update={"custom_metadata": {**datapoint.custom_metadata, **missing}})
 
+    def _check_names(self, datapoint: DataPoint) -> None:
+        """A ``<kind>_name`` sent as metadata must name the id sent (see ``app.core.names``)."""
+        metadata = datapoint.custom_metadata
+        if metadata and not NAME_KEYS.keys().isdisjoint(metadata):
+            check_name_keys(metadata,
+                            datapoint.ownership_info.ids() if datapoint.ownership_info else {},
+                            self.names.lookup)
+
+    def with_names(self, datapoints: Iterable[DataPoint]) -> Iterator[DataPoint]:
+        """Datapoints with the name beside each id this bench knows a name for (pins
+        included), as every reader shows them (export, CLI)."""
+        cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        for datapoint in datapoints:
+            yield self._with_names(datapoint, cache)
+
     # -- capture -----------------------------------------------------------------------
 
     def submit(self, datapoint: DataPoint, *, progress: Optional[ProgressCallback] = None) -> DataPoint:
@@ -160,6 +175,7 @@ class BenchService:
                     )
                 if isinstance(datapoint, FileDataPoint) and not self._blob_present(datapoint):
                     datapoint = self._capture_file(datapoint, staged, progress)
+                self._check_names(datapoint)
                 prepared.append(self._with_names(datapoint, names_cache))
             return self.store.insert(prepared)
 
@@ -260,6 +276,7 @@ class BenchService:
                 "sha256": blob.sha256,
                 "content_type": base.content_type or guess_content_type(filename),
             })
+            self._check_names(captured)
             return self.store.insert([self._with_names(captured)])[0]
 
     # -- reading -----------------------------------------------------------------------
@@ -362,23 +379,63 @@ class BenchService:
         return self.store.latest(number)
 
     def query(self, selector: Optional[Mapping[str, Any]] = None, *, sort: Any = None,
-              limit: Optional[int] = None, cursor: Optional[str] = None) -> Page:
-        return self.store.query(selector, sort=sort, limit=limit, cursor=cursor)
+              limit: Optional[int] = None, cursor: Optional[str] = None,
+              text: Optional[str] = None) -> Page:
+        return self.store.query(selector, sort=sort, limit=limit, cursor=cursor, text=text)
 
     def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
-                   sort: Any = None) -> Iterator[DataPoint]:
-        return self.store.iter_query(selector, sort=sort)
+                   sort: Any = None, text: Optional[str] = None) -> Iterator[DataPoint]:
+        return self.store.iter_query(selector, sort=sort, text=text)
 
-    def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
-        return self.store.count(selector)
+    def count(self, selector: Optional[Mapping[str, Any]] = None, *,
+              text: Optional[str] = None) -> int:
+        return self.store.count(selector, text=text)
+
+    def search(self, text: str, selector: Optional[Mapping[str, Any]] = None, *,
+               sort: Any = None, limit: Optional[int] = 50,
+               cursor: Optional[str] = None) -> Page:
+        """Full-text search (``app.core.search``), optionally narrowed by a selector."""
+        return self.store.query(selector, sort=sort, limit=limit, cursor=cursor, text=text)
 
     # -- editing -----------------------------------------------------------------------
 
     def update(self, datapoint_id: str, *, label: Optional[str] = None,
                set_metadata: Optional[Mapping[str, str]] = None,
-               remove_metadata: Iterable[str] = ()) -> DataPoint:
-        return self.store.update(datapoint_id, label=label, set_metadata=set_metadata,
-                                 remove_metadata=remove_metadata)
+               remove_metadata: Iterable[str] = (),
+               ownership: Optional[Mapping[str, Optional[str]]] = None) -> DataPoint:
+        """Edit a datapoint as a new revision that sync carries.
+
+        ``ownership`` moves it: ``{"experiment": "EXP43"}`` (a kind or ``<kind>_id`` to a
+        name or ULID; ``""``/``None`` clears it) changes the id and the name kept beside
+        it together. The ``<kind>_name`` metadata keys cannot be edited directly.
+        """
+        removed = list(remove_metadata)
+        refuse_name_keys([*(set_metadata or {}), *removed])
+        ids, names = self._ownership_edit(ownership or {})
+        return self.store.update(
+            datapoint_id, label=label,
+            set_metadata={**(set_metadata or {}),
+                          **{key: name for key, name in names.items() if name is not None}},
+            remove_metadata=[*removed, *(key for key, name in names.items() if name is None)],
+            ownership=ids)
+
+    def _ownership_edit(self, ownership: Mapping[str, Optional[str]],
+                        ) -> tuple[dict[str, Optional[str]], dict[str, Optional[str]]]:
+        """New ``<kind>_id`` values and the ``<kind>_name`` keys to set (or drop: None)."""
+        ids: dict[str, Optional[str]] = {}
+        names: dict[str, Optional[str]] = {}
+        for given, value in ownership.items():
+            kind = self._kind(str(given))
+            text = value.strip() if isinstance(value, str) else value
+            if text is not None and not isinstance(text, str):
+                raise ValidationError(f"the {kind} must be a name or a ULID, got {value!r}")
+            if not text:
+                ids[f"{kind}_id"], names[name_key(kind)] = None, None
+                continue
+            ident = self.names.resolve(kind, text)
+            ids[f"{kind}_id"] = ident
+            names[name_key(kind)] = self.names.name_for(kind, ident)
+        return ids, names
 
     def delete(self, datapoint_id: str) -> None:
         """A tombstone: hidden here at once, removed centrally by sync; the file stays

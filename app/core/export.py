@@ -25,7 +25,8 @@ EXPORT_COLUMNS: Final[tuple[str, ...]] = (
     "data_type",
     "data_timestamp",
     "data_timestamp_utc",
-    *OWNERSHIP_FIELDS,
+    # Each ownership id, then the name the bench keeps beside it (experiment_name …).
+    *(column for field in OWNERSHIP_FIELDS for column in (field, f"{field[:-3]}_name")),
     "value",
     "path",
     "filename",
@@ -54,8 +55,12 @@ def export_row(datapoint: DataPoint) -> dict[str, Any]:
         if document["data_type"] == "json" else None,
         "custom_metadata": json.dumps(document.get("custom_metadata") or {}, ensure_ascii=False),
     }
+    metadata = document.get("custom_metadata") or {}
     for field in OWNERSHIP_FIELDS:
         row[field] = ownership.get(field)
+        # The store keeps <kind>_name beside every id whose name the bench knows, and an
+        # ownership edit changes both together: the same name the window and CLI show.
+        row[f"{field[:-3]}_name"] = metadata.get(f"{field[:-3]}_name") if row[field] else None
     for field in ("path", "filename", "size_bytes", "content_type", "sha256",
                   "bucket_name", "object_name", "url"):
         row[field] = document.get(field)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 from app.core import query as querylang
+from app.core import search as textsearch
 from app.core.errors import (
     ConflictError,
     DiskFullError,
@@ -253,6 +254,8 @@ class LocalStore:
             self._writer = self._open_writer()
         except DiskFullError as exc:
             self._open_read_only(exc)
+        # The full-text index (kept in step by transaction(): app.core.search.flush).
+        self.migrate_component(textsearch.COMPONENT, textsearch.MIGRATIONS)
 
     # -- connections -------------------------------------------------------------------
 
@@ -290,6 +293,9 @@ class LocalStore:
         try:
             raw = (engine or self._engine).raw_connection()
             writer: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            # Statement journals in memory: a write that fires a trigger on datapoints (the
+            # search index's) needs one, and as a temp file it doubled the cost of a row.
+            writer.execute("PRAGMA temp_store = MEMORY")
             found = migrate(writer)
         except sqlite3.DatabaseError as exc:
             if raw is not None:
@@ -437,6 +443,9 @@ class LocalStore:
             writer.execute("BEGIN IMMEDIATE")
             try:
                 yield writer
+                # The full-text index follows in the same transaction (new rows in batches;
+                # searches catch up first: catch_up_search).
+                textsearch.flush(writer)
             except BaseException:
                 # SQLite rolls some failures (SQLITE_FULL) back by itself.
                 if writer.in_transaction:
@@ -488,9 +497,10 @@ class LocalStore:
         if not rows:
             return []
         with self.transaction() as conn:
-            before = conn.total_changes
-            conn.executemany(_INSERT_SQL, [[row[c] for c in _ALL_COLUMNS] for row in rows])
-            if conn.total_changes - before != len(rows):
+            # rowcount, not total_changes: the latter also counts what triggers write.
+            inserted = conn.executemany(
+                _INSERT_SQL, [[row[c] for c in _ALL_COLUMNS] for row in rows]).rowcount
+            if inserted != len(rows):
                 # Some ids were there already (a retried submission, or the same id twice
                 # in this batch): each must match what is stored, or the batch is refused
                 # and rolled back. Rows just inserted match themselves.
@@ -511,8 +521,18 @@ class LocalStore:
 
     def update(self, datapoint_id: str, *, label: Optional[str] = None,
                set_metadata: Optional[Mapping[str, str]] = None,
-               remove_metadata: Iterable[str] = ()) -> DataPoint:
-        """Edit a label and/or custom metadata; bumps the revision for sync."""
+               remove_metadata: Iterable[str] = (),
+               ownership: Optional[Mapping[str, Optional[str]]] = None) -> DataPoint:
+        """Edit a label, custom metadata and/or ownership ids; bumps the revision for sync.
+
+        ``ownership`` maps ``<kind>_id`` fields to a new id (``None`` clears the field)."""
+        owned = dict(ownership or {})
+        unknown = [field for field in owned if field not in OWNERSHIP_FIELDS]
+        if unknown:
+            raise ValidationError(f"unknown ownership field(s) {', '.join(map(str, unknown))}")
+        for field, ident in owned.items():
+            if ident is not None:
+                owned[field] = require_ulid(ident, field).upper()
         with self.transaction() as conn:
             row = conn.execute(
                 "SELECT label, custom_metadata FROM datapoints WHERE id = ? AND deleted = 0",
@@ -528,12 +548,14 @@ class LocalStore:
                     if not isinstance(value, str):
                         raise ValidationError(f"metadata {key!r} must be text")
                     metadata[str(key)] = value
+            # Field names come from OWNERSHIP_FIELDS (checked above), never from input.
+            set_owned = "".join(f"{field} = ?, " for field in owned)
             conn.execute(
-                "UPDATE datapoints SET label = ?, custom_metadata = ?, "
+                f"UPDATE datapoints SET label = ?, custom_metadata = ?, {set_owned}"
                 "revision = revision + 1, sync_state = ?, updated_at = ? WHERE id = ?",
                 (row[0] if label is None else label,
                  json.dumps(metadata, ensure_ascii=False, sort_keys=True),
-                 SYNC_PENDING, now_canonical(), datapoint_id),
+                 *owned.values(), SYNC_PENDING, now_canonical(), datapoint_id),
             )
         return self.get(datapoint_id)
 
@@ -585,10 +607,14 @@ class LocalStore:
 
     def query(self, selector: Optional[Mapping[str, Any]] = None, *,
               sort: Any = None, limit: Optional[int] = None,
-              cursor: Optional[str] = None) -> Page:
+              cursor: Optional[str] = None, text: Optional[str] = None) -> Page:
+        """One page of matches; ``text`` (or ``$text`` in the selector) also requires a
+        full-text match (``app.core.search``)."""
+        selector, found = textsearch.split_text(selector)
+        text = textsearch.join_texts(found, text)
         plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
                                       columns=_SELECT_COLUMNS, resolve_name=self.resolve_name)
-        rows = self._fetch(plan.sql, plan.params, budgeted=True)
+        rows = self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text))
         items = [row_to_datapoint(row) for row in rows]
         next_cursor = None
         if limit is not None and len(rows) == limit:
@@ -599,20 +625,49 @@ class LocalStore:
         return Page(items=items, next_cursor=next_cursor)
 
     def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
-                   sort: Any = None, page_size: int = 1000) -> Iterator[DataPoint]:
+                   sort: Any = None, page_size: int = 1000,
+                   text: Optional[str] = None) -> Iterator[DataPoint]:
         """Every match, fetched a page at a time (constant memory for exports)."""
         cursor: Optional[str] = None
         while True:
-            page = self.query(selector, sort=sort, limit=page_size, cursor=cursor)
+            page = self.query(selector, sort=sort, limit=page_size, cursor=cursor, text=text)
             yield from page.items
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
-    def count(self, selector: Optional[Mapping[str, Any]] = None) -> int:
+    def count(self, selector: Optional[Mapping[str, Any]] = None, *,
+              text: Optional[str] = None) -> int:
+        selector, found = textsearch.split_text(selector)
+        text = textsearch.join_texts(found, text)
         sql, params = querylang.build_count(selector, resolve_name=self.resolve_name)
-        with self.query_reader() as conn:
-            return int(conn.execute(sql, tuple(params)).fetchone()[0])
+        return int(self._fetch_searching(*textsearch.restrict(sql, params, text),
+                                         rows=False)[0][0])
+
+    def catch_up_search(self) -> None:
+        """Index every row still waiting (the last few captures, or rows written around
+        this store) before a search reads the index."""
+        with self.reader() as conn:
+            pending = textsearch.has_pending(conn)
+        if pending:
+            with self.transaction() as conn:
+                textsearch.flush(conn, force=True)
+
+    def _fetch_searching(self, sql: str, params: Sequence[Any], *,
+                         rows: bool = True) -> list[Any]:
+        """Run a (possibly full-text) read; FTS5 complaints become QueryErrors, not 500s."""
+        if len(params) and "MATCH ?" in sql:
+            self.catch_up_search()
+        try:
+            if rows:
+                return self._fetch(sql, params, budgeted=True)
+            with self.query_reader() as conn:
+                return conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError as exc:
+            error = textsearch.explain_error(exc)
+            if error is None:
+                raise
+            raise error from None
 
     def sync_state_counts(self) -> dict[str, int]:
         rows = self._fetch(

@@ -42,7 +42,8 @@ from app.core.jsonvalue import check_json_value
 from app.core.models import FileDataPoint
 from app.ui.context import UiContext
 from app.ui.formatting import human_size
-from app.ui.ownership import MetadataTable, OwnershipForm, remember, remembered
+from app.core.names import NAME_KEYS
+from app.ui.ownership import FORM_KINDS, MetadataTable, OwnershipForm, remember, remembered
 from app.ui.tasks import describe_error
 
 log = logging.getLogger(__name__)
@@ -446,48 +447,94 @@ class ValueDialog(QDialog):
 
 
 class EditDialog(QDialog):
-    """Change a datapoint's label and custom metadata (sync carries the new revision)."""
+    """Change a datapoint's label, what it belongs to, and its custom metadata.
+
+    The names (experiment, user …) are ownership, not metadata: changing the experiment
+    here moves the datapoint (a new revision with the new id and name, which sync carries).
+    The ``<kind>_name`` keys the bench keeps beside the ids are therefore not listed as
+    metadata.
+    """
 
     saved = Signal(str)
 
     def __init__(self, context: UiContext, datapoint_id: str, label: Optional[str],
-                 metadata: Mapping[str, str], parent: Optional[QWidget] = None) -> None:
+                 metadata: Mapping[str, str], parent: Optional[QWidget] = None, *,
+                 ownership: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Edit datapoint")
+        self.setObjectName("EditDialog")
         self._context = context
         self._id = datapoint_id
-        self._before = dict(metadata)
+        self._before = {k: v for k, v in metadata.items() if k not in NAME_KEYS}
+        self._names_before = self._current_names(ownership or {}, metadata)
         self.label = QLineEdit(label or "", self)
-        self.metadata = MetadataTable(metadata, self)
+        self.label.setObjectName("label")
+        self.ownership = OwnershipForm(context.known_names(), self._names_before, self)
+        self.metadata = MetadataTable(self._before, self)
         self.message = QLabel(self)
         self.message.setObjectName("error")
+        self.message.setWordWrap(True)
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self)
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
         form = QFormLayout()
         form.addRow("Label:", self.label)
+        owner_box = QGroupBox("Belongs to", self)
+        owner_layout = QVBoxLayout(owner_box)
+        owner_layout.addWidget(self.ownership)
+        moved = QLabel("Changing a name moves the datapoint there; sync carries the move.", self)
+        moved.setObjectName("hint")
+        moved.setWordWrap(True)
+        owner_layout.addWidget(moved)
+        meta_box = QGroupBox("Metadata", self)
+        QVBoxLayout(meta_box).addWidget(self.metadata)
         layout = QVBoxLayout(self)
         hint = QLabel(f"Datapoint {datapoint_id}", self)
         hint.setObjectName("hint")
         hint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(hint)
         layout.addLayout(form)
-        layout.addWidget(QLabel("Metadata:", self))
-        layout.addWidget(self.metadata)
+        layout.addWidget(owner_box)
+        layout.addWidget(meta_box)
         layout.addWidget(self.message)
         layout.addWidget(self.buttons)
-        self.resize(480, 400)
+        self.resize(500, 600)
+
+    def _current_names(self, ownership: Mapping[str, str],
+                       metadata: Mapping[str, str]) -> dict[str, str]:
+        """The name shown for each id: kept beside it, else the registry's, else the id."""
+        names: dict[str, str] = {}
+        registry = self._context.service.names
+        for field, ident in ownership.items():
+            if not ident:
+                continue
+            kind = field[:-3]
+            names[kind] = metadata.get(f"{kind}_name") or registry.name_for(kind, ident) or ident
+        return names
+
+    def ownership_changes(self) -> dict[str, str]:
+        """Kinds whose name was changed ("" = cleared), for ``service.update(ownership=)``."""
+        after = self.ownership.names()
+        return {kind: after.get(kind, "") for kind in FORM_KINDS
+                if after.get(kind, "") != self._names_before.get(kind, "")}
 
     def save(self) -> None:
         after = self.metadata.metadata()
+        reserved = sorted(k for k in after if k in NAME_KEYS)
+        if reserved:
+            self.message.setText(
+                f"Not saved: {', '.join(reserved)} is kept beside the ownership id; "
+                f"change the name under “Belongs to” instead.")
+            return
         changed = {k: v for k, v in after.items() if self._before.get(k) != v}
         removed = [k for k in self._before if k not in after]
+        ownership = self.ownership_changes()
         label = self.label.text()
         service, datapoint_id = self._context.service, self._id
         self._context.tasks.run(
             lambda: service.update(datapoint_id, label=label, set_metadata=changed,
-                                   remove_metadata=removed),
+                                   remove_metadata=removed, ownership=ownership),
             lambda _dp: (self.saved.emit(datapoint_id), self.accept()),
             lambda error: self.message.setText(f"Not saved: {describe_error(error)}"),
             write=True)

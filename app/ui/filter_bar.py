@@ -38,7 +38,7 @@ class FilterBar(QWidget):
         super().__init__(parent)
         self.search = QLineEdit(self)
         self.search.setObjectName("search")
-        self.search.setPlaceholderText("Search labels, file names and values   (Ctrl+F)")
+        self.search.setPlaceholderText("Search labels, files, names, metadata, values   (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.search.addAction(icon("search"), QLineEdit.ActionPosition.LeadingPosition)
         self.type_combo = QComboBox(self)

@@ -9,7 +9,6 @@ from the query language itself and are shown inline.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -17,6 +16,7 @@ from typing import Any, Optional
 
 from app.core.errors import QueryError
 from app.core.query import parse_selector
+from app.core.search import split_text
 from app.core.syncstate import UNSAFE_STATES
 
 
@@ -51,7 +51,8 @@ def parse_advanced(text: str) -> Optional[dict[str, Any]]:
         raise QueryError(f"not valid JSON at column {exc.colno}: {exc.msg}") from None
     if not isinstance(selector, dict):
         raise QueryError('a query is a JSON object, e.g. {"label": "temp"}')
-    parse_selector(selector)  # raises QueryError naming the problem
+    rest, _text = split_text(selector)  # $text is the search engine's, not the parser's
+    parse_selector(rest)  # raises QueryError naming the problem
     return selector
 
 
@@ -70,9 +71,8 @@ def build_selector(state: FilterState,
     parts: list[dict[str, Any]] = []
     text = state.text.strip()
     if text:
-        pattern = {"$regex": re.escape(text), "$options": "i"}
-        parts.append({"$or": [{"label": pattern}, {"filename": pattern},
-                              {"value": pattern}]})
+        # The one full-text engine (app.core.search) the CLI and DataClient.search use.
+        parts.append({"$text": {"$search": text}})
     if state.data_type:
         parts.append({"data_type": state.data_type})
     if state.experiment:

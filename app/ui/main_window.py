@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
 )
 
 from app import __version__
-from app.core.ids import is_ulid, name_to_id
 from app.ui.attach import (
     ServiceAttachment,
     describe_components,
@@ -116,7 +115,7 @@ class MainWindow(QMainWindow):
         #: Set while this window is attached to a capture service in another process.
         self.attachment: Optional[ServiceAttachment] = None
 
-        self.source = RowSource(context.service.store)
+        self.source = RowSource(context.service.store, context.service.names.name_for)
         self.model = DatapointTableModel(self.source, context.tasks, self)
         self.filter_bar = FilterBar(self)
         self.filter_bar.set_experiments(context.known_names().get("experiment", []))
@@ -331,12 +330,8 @@ class MainWindow(QMainWindow):
     # -- filters and the table ---------------------------------------------------------------
 
     def _experiment_id(self, name: str) -> str:
-        if is_ulid(name):
-            return name.upper()
-        for known, ident in self.context.service.names.names("experiment"):
-            if known.casefold() == name.casefold():
-                return ident
-        return name_to_id("experiment", name)
+        # The registry's lookup, as queries, the CLI and the API resolve names (pins win).
+        return self.context.service.names.lookup("experiment", name)
 
     def apply_filters(self, state: FilterState) -> None:
         self._filter_state = state
@@ -907,7 +902,8 @@ class MainWindow(QMainWindow):
 
         def opened(stored: Any) -> None:
             dp = stored.datapoint
-            dialog = EditDialog(self.context, datapoint_id, dp.label, dp.custom_metadata, self)
+            dialog = EditDialog(self.context, datapoint_id, dp.label, dp.custom_metadata, self,
+                                ownership=dp.ownership_info.ids() if dp.ownership_info else {})
             dialog.saved.connect(self._edited)
             dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
             self.dialog = dialog
@@ -917,8 +913,9 @@ class MainWindow(QMainWindow):
 
     def _edited(self, datapoint_id: str) -> None:
         self.show_message("Saved; sync will carry the change.")
-        first, last = self.table.visible_rows()
-        self.model.refresh_rows(first, last)
+        # A move to another experiment can take the row in or out of the filters: re-run.
+        self.filter_bar.set_experiments(self.context.known_names().get("experiment", []))
+        self.model.refresh()
         self.detail.show_datapoint(datapoint_id)
 
     def delete_selected(self) -> None:

@@ -15,10 +15,12 @@ import threading
 from array import array
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Optional
 
 from app.core import query as querylang
+from app.core import search as textsearch
+from app.core.errors import QueryError
 from app.core.store import LocalStore
 
 #: Columns of one table row (trusted SQL; no user input reaches it).
@@ -77,8 +79,20 @@ class RowSource:
     once instead of competing with the new one for the disk and the CPU.
     """
 
-    def __init__(self, store: LocalStore) -> None:
+    def __init__(self, store: LocalStore,
+                 name_for: Optional[Callable[[str, str], Optional[str]]] = None) -> None:
         self._store = store
+        #: The name registry's name for an id, for rows that do not carry one.
+        self._name_for = name_for
+
+    def _select(self, selector: Selector, **options: Any) -> tuple[str, list[Any]]:
+        """The query language's statement (names resolved as every reader does, pins
+        included), narrowed to the search box's ``$text`` by the full-text engine."""
+        rest, text = textsearch.split_text(selector)
+        if text is not None:
+            self._store.catch_up_search()
+        plan = querylang.build_select(rest, resolve_name=self._store.resolve_name, **options)
+        return textsearch.restrict(plan.sql, plan.params, text)
 
     @contextmanager
     def _reading(self, keep_going: KeepGoing) -> Iterator[sqlite3.Connection]:
@@ -90,17 +104,22 @@ class RowSource:
         except sqlite3.OperationalError as exc:
             if not keep_going():
                 raise Cancelled(str(exc)) from None
+            error: Optional[QueryError] = textsearch.explain_error(exc)
+            if error is not None:
+                raise error from None
             raise
 
     def count(self, selector: Selector, keep_going: KeepGoing = _always) -> int:
-        sql, params = querylang.build_count(selector)
+        rest, text = textsearch.split_text(selector)
+        sql, params = textsearch.restrict(
+            *querylang.build_count(rest, resolve_name=self._store.resolve_name), text)
         with self._reading(keep_going) as conn:
             return int(conn.execute(sql, tuple(params)).fetchone()[0])
 
     def first_rows(self, selector: Selector, sort: Any, limit: int,
                    keep_going: KeepGoing = _always) -> list[RowSummary]:
-        plan = querylang.build_select(selector, sort=sort, limit=limit, columns=_ROW_COLUMNS)
-        return self._summaries(plan.sql, plan.params, keep_going)
+        sql, params = self._select(selector, sort=sort, limit=limit, columns=_ROW_COLUMNS)
+        return self._summaries(sql, params, keep_going)
 
     def last_rows(self, selector: Selector, sort: Any, limit: int,
                   keep_going: KeepGoing = _always) -> list[RowSummary]:
@@ -112,16 +131,16 @@ class RowSource:
     def window(self, selector: Selector, sort: Any, offset: int, limit: int,
                keep_going: KeepGoing = _always) -> list[RowSummary]:
         """Rows ``offset`` … ``offset + limit - 1`` in display order."""
-        plan = querylang.build_select(selector, sort=sort, columns=_ROW_COLUMNS)
-        return self._summaries(plan.sql + " LIMIT ? OFFSET ?", [*plan.params, limit, offset],
+        sql, params = self._select(selector, sort=sort, columns=_ROW_COLUMNS)
+        return self._summaries(sql + " LIMIT ? OFFSET ?", [*params, limit, offset],
                                keep_going)
 
     def iter_rowids(self, selector: Selector, sort: Any, chunk: int = 100_000,
                     keep_going: KeepGoing = _always) -> Iterator[array]:
         """Every matching rowid in display order, in chunks (stops when ``keep_going`` is false)."""
-        plan = querylang.build_select(selector, sort=sort, columns="rowid")
+        sql, params = self._select(selector, sort=sort, columns="rowid")
         with self._reading(keep_going) as conn:
-            cursor = conn.execute(plan.sql, tuple(plan.params))
+            cursor = conn.execute(sql, tuple(params))
             try:
                 while keep_going():
                     rows = cursor.fetchmany(chunk)
@@ -162,7 +181,15 @@ class RowSource:
     def _summaries(self, sql: str, params: Sequence[Any],
                    keep_going: KeepGoing = _always) -> list[RowSummary]:
         with self._reading(keep_going) as conn:
-            return [RowSummary.from_row(row) for row in conn.execute(sql, tuple(params))]
+            rows = [RowSummary.from_row(row) for row in conn.execute(sql, tuple(params))]
+        return [self._named(row) for row in rows]
+
+    def _named(self, row: RowSummary) -> RowSummary:
+        """The experiment's name from the registry when the row carries none (pins)."""
+        if row.experiment_name or not row.experiment_id or self._name_for is None:
+            return row
+        name = self._name_for("experiment", row.experiment_id)
+        return row if name is None else replace(row, experiment_name=name)
 
 
 class ChangeWatcher:

@@ -1,0 +1,66 @@
+"""Moving a datapoint to another experiment reaches central and the other benches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+
+from app.service import BenchService
+from sync.engine import SyncEngine
+
+
+@pytest.fixture
+def benches(tmp_path: Path, central: Any) -> Iterator[list[tuple[BenchService, SyncEngine]]]:
+    pairs = []
+    try:
+        for name in ("a", "b"):
+            service = BenchService(tmp_path / f"bench-{name}")
+            pairs.append((service, SyncEngine(service, central)))
+        yield pairs
+    finally:
+        for service, engine in pairs:
+            engine.close()
+            service.close()
+
+
+def _sync_all(pairs: list[tuple[BenchService, SyncEngine]]) -> None:
+    for _ in range(2):
+        for _service, engine in pairs:
+            report = engine.run_pass(force=True)
+            assert report.ok, report
+
+
+def test_a_moved_datapoint_is_pushed_with_the_new_id_and_name_and_pulled(
+        benches: list[tuple[BenchService, SyncEngine]], central: Any) -> None:
+    (a, _engine_a), (b, _engine_b) = benches
+    captured = a.capture_value({"note": "cloudy buffer"}, label="run",
+                               ownership=a.ownership(experiment="EXP42", user="alice"))
+    _sync_all(benches)
+    assert b.count({"ownership_info.experiment_id": "EXP42"}) == 1
+
+    a.update(captured.datapoint_id, ownership={"experiment": "EXP43"})
+    _sync_all(benches)
+    exp43 = a.names.lookup("experiment", "EXP43")
+    client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value(),
+                                      serverSelectionTimeoutMS=5000)
+    try:
+        doc = client[central.mongo_database][central.mongo_collection].find_one(
+            {"_id": captured.datapoint_id})
+    finally:
+        client.close()
+    assert doc is not None and doc["sync_revision"] == 2
+    assert doc["ownership_info"] == {"user_id": captured.ownership_info.user_id,
+                                     "experiment_id": exp43}
+    assert doc["custom_metadata"] == {"experiment_name": "EXP43", "user_name": "alice"}
+
+    # The other bench sees the move in queries and in full-text search (the pull is a
+    # write like any other: the index follows it).
+    assert b.count({"ownership_info.experiment_id": "EXP43"}) == 1
+    assert b.count({"ownership_info.experiment_id": "EXP42"}) == 0
+    assert [dp.datapoint_id for dp in b.search("EXP43").items] == [captured.datapoint_id]
+    assert b.search("EXP42").items == []
+    assert [dp.datapoint_id for dp in b.search("cloudy").items] == [captured.datapoint_id]
