@@ -38,13 +38,14 @@ class FullDisk:
     def fill(self, leave_bytes: int = 0) -> None:
         """Write the filler until no space is left (or only about ``leave_bytes``)."""
         chunk = b"\0" * (64 * 1024)
-        with open(self.filler, "ab") as out:
+        # Unbuffered: a buffered file would try its leftover bytes again when closed, and
+        # raise ENOSPC there, outside the loop that expects it.
+        with open(self.filler, "ab", buffering=0) as out:
             while True:
                 if leave_bytes and shutil.disk_usage(self.root).free <= leave_bytes:
                     return
                 try:
                     out.write(chunk)
-                    out.flush()
                 except OSError as exc:
                     if exc.errno != errno.ENOSPC:
                         raise
