@@ -45,6 +45,16 @@ def _wait(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
         time.sleep(0.1)
 
 
+def _start_window_manager(openbox: str, xdotool: str,
+                          env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """openbox, once it answers for the screen (activating a window needs it)."""
+    manager = subprocess.Popen([openbox], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _wait(lambda: subprocess.run([xdotool, "get_desktop"], env=env, capture_output=True,
+                                 check=False).returncode == 0, 30, "the window manager")
+    return manager
+
+
 def test_closing_the_window_leaves_capture_running(tmp_path: Path, x11_display: str) -> None:
     xdotool, openbox = _tool("xdotool"), _tool("openbox")
     home, folder = tmp_path / "home", tmp_path / "instrument"
@@ -55,8 +65,7 @@ def test_closing_the_window_leaves_capture_running(tmp_path: Path, x11_display: 
                BENCHDATA_API_PORT=str(free_port()))
     subprocess.run([sys.executable, "-m", "app", "watch", "add", str(folder), "--quiet", "1"],
                    env=env, cwd=ROOT, check=True, capture_output=True, timeout=60)
-    manager = subprocess.Popen([openbox], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    manager = _start_window_manager(openbox, xdotool, env)
     window_output = (tmp_path / "window.out").open("wb")
     window = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
                               stdout=window_output, stderr=subprocess.STDOUT)
@@ -135,8 +144,7 @@ def test_a_real_xdnd_drag_from_another_program_is_captured(tmp_path: Path,
                                                            "BENCHDATA_GUI_SMOKE")}
     env.update(BENCHDATA_HOME=str(home), DISPLAY=x11_display, BENCHDATA_GUI_CAPTURE="window",
                BENCHDATA_API_PORT=str(free_port()))
-    manager = subprocess.Popen([openbox], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    manager = _start_window_manager(openbox, xdotool, env)
     window = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     source = subprocess.Popen([sys.executable, str(Path(__file__).parent / "x11_helpers" /
