@@ -328,13 +328,17 @@ def value(ctx: Context, datapoint_id: str) -> None:
 @cli.command()
 @click.argument("datapoint_id")
 @click.argument("destination", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
 @pass_ctx
-def save(ctx: Context, datapoint_id: str, destination: Path) -> None:
+def save(ctx: Context, datapoint_id: str, destination: Path, force: bool) -> None:
     """Save a datapoint's file (or JSON value) to DESTINATION (a file or a folder)."""
     if destination.is_dir():
         datapoint = ctx.service.get(datapoint_id)
         name = getattr(datapoint, "filename", None) or f"{datapoint.datapoint_id}.json"
         destination = destination / Path(name).name
+    if (destination.exists() or destination.is_symlink()) and not force:
+        raise BenchDataError(f"{destination} exists; nothing was written (--force replaces "
+                             "it)")
     written = ctx.service.save_value(datapoint_id, destination)
     click.echo(f"saved {datapoint_id} to {written}")
 

@@ -364,10 +364,11 @@ class BenchService:
             return stream.read()
 
     def save_value(self, datapoint_id: str, destination: os.PathLike[str] | str) -> Path:
-        """Write the value (JSON text) or file to ``destination`` atomically."""
+        """Write the value (JSON text) or file to ``destination`` atomically, with the
+        permissions any file this user creates gets (colleagues may read a saved copy)."""
         target = Path(destination).expanduser()
         datapoint = self.get(datapoint_id)
-        with atomic_writer(target) as out:
+        with atomic_writer(target, shared=True) as out:
             if isinstance(datapoint, ValueDataPoint):
                 out.write(json.dumps(datapoint.value, ensure_ascii=False, indent=2).encode())
             else:

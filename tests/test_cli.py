@@ -128,3 +128,27 @@ def test_console_script(tmp_path: Path) -> None:
     facts = json.loads(info.stdout)
     assert facts["datapoints"] == 1 and facts["data_dir"].startswith(str(tmp_path / "home"))
     assert ident
+
+
+def test_save_never_replaces_a_file_unasked_and_leaves_a_readable_copy(
+        runner: CliRunner, run_txt: Path, tmp_path: Path) -> None:
+    """An unrelated file at the destination was overwritten silently, and saved copies were
+    mode 0600 (colleagues could not read them)."""
+    code, out, _ = invoke(runner, "add", "file", str(run_txt), "--json")
+    datapoint_id = json.loads(out)["_id"]
+    unrelated = tmp_path / "existing.txt"
+    unrelated.write_text("someone else's notes", encoding="utf-8")
+    code, _out, err = invoke(runner, "save", datapoint_id, str(unrelated))
+    assert code == 1 and err.strip() == (f"error: {unrelated} exists; nothing was written "
+                                         "(--force replaces it)")
+    assert unrelated.read_text(encoding="utf-8") == "someone else's notes"
+    code, _out, _err = invoke(runner, "save", datapoint_id, str(unrelated), "--force")
+    assert code == 0 and unrelated.read_bytes() == run_txt.read_bytes()
+
+    previous = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.txt"
+        code, _out, _err = invoke(runner, "save", datapoint_id, str(fresh))
+    finally:
+        os.umask(previous)
+    assert code == 0 and fresh.stat().st_mode & 0o777 == 0o644
