@@ -722,6 +722,8 @@ class MainWindow(QMainWindow):
         self.context.tasks.run(work, self._show_watch_health, lambda _e: None)
 
     def _show_watch_health(self, problems: list[str]) -> None:
+        if self.tray is not None:
+            self.tray.show_folder_problems(problems)
         self.watch_health.setVisible(bool(problems))
         if problems:
             self.watch_health.setText(f"⚠ {len(problems)} watched folder"

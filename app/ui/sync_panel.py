@@ -255,11 +255,27 @@ class TrayIcon(QSystemTrayIcon):
         super().__init__(icon("sync-off"), parent)
         self._notified: set[str] = set()
         self._last_error: Optional[str] = None
+        self._sync_line = ""
+        self._folder_problems: list[str] = []
+
+    def _show_tooltip(self) -> None:
+        lines = [f"Bench Data Manager — {self._sync_line}", *self._folder_problems[:5]]
+        self.setToolTip("\n".join(lines))
+
+    def show_folder_problems(self, problems: list[str]) -> None:
+        """Watched folders that need attention: in the tooltip, and a message when new."""
+        new = [p for p in problems if p not in self._folder_problems]
+        self._folder_problems = list(problems)
+        self._show_tooltip()
+        if new and self.supportsMessages():
+            self.showMessage("Bench Data Manager: a watched folder needs attention",
+                             "\n".join(new[:3]), QSystemTrayIcon.MessageIcon.Warning, 10_000)
 
     def show_snapshot(self, snapshot: SyncSnapshot) -> None:
         name, line = headline(snapshot)
         self.setIcon(icon(name))
-        self.setToolTip(f"Bench Data Manager — {line}")
+        self._sync_line = line
+        self._show_tooltip()
         new = [q for q in snapshot.quarantined if q.datapoint_id not in self._notified]
         if new and self.supportsMessages():
             self.showMessage("Bench Data Manager: sync needs attention",
