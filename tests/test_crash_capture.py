@@ -21,17 +21,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
+from app.core.filestore import FileStore
 from app.service import BenchService
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "from app.cli import main; main()"
-TRIALS = 10
-_CAPTURED = re.compile(r"^captured ([0-9A-HJKMNP-TV-Z]{26})\b", re.M)
+TRIALS = 16
+_CAPTURED = re.compile(r"^captured ([0-9A-HJKMNP-TV-Z]{26})\b", re.MULTILINE)
 _BLOB_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+
+FILE_SIZES = (0, 100, 70_000, 8 * 1024 * 1024 + 5, 24 * 1024 * 1024 + 1)
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Attempt:
     token: str  # unique: the value's token, or the file's label
     sha256: Optional[str]  # of the file's bytes
     process: subprocess.Popen[bytes]
+    started: float
     acknowledged: Optional[str] = None  # the id it printed
 
 
@@ -52,48 +56,78 @@ def _start(data_dir: Path, args: list[str]) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
-def _launch_trial(data_dir: Path, sources: Path, rng: random.Random, trial: int
-                  ) -> list[Attempt]:
+def _launch(data_dir: Path, sources: Path, rng: random.Random, size: Optional[int]
+            ) -> Attempt:
+    """`add value` (size None) or `add file` of ``size`` random bytes."""
+    token = uuid.uuid4().hex
+    if size is None:
+        return Attempt("value", token, None, _start(data_dir, [
+            "value", f'{{"token": "{token}"}}', "--label", token]), time.monotonic())
+    data = rng.randbytes(size)
+    source = sources / f"{token}.bin"
+    source.write_bytes(data)
+    process = _start(data_dir, ["file", str(source), "--quiet", "--label", token])
+    return Attempt("file", token, hashlib.sha256(data).hexdigest(), process, time.monotonic())
+
+
+def _finish(attempt: Attempt) -> None:
+    """Collect what the process printed: its acknowledgement, if it got that far."""
+    stdout, stderr = attempt.process.communicate(timeout=60)
+    text = stdout.decode(errors="replace")
+    assert "Traceback" not in stderr.decode(errors="replace"), stderr
+    found = _CAPTURED.findall(text)
+    assert len(found) <= 1, text
+    attempt.acknowledged = found[0] if found else None
+    if attempt.process.returncode == 0:
+        assert attempt.acknowledged, text
+
+
+def _calibrate(data_dir: Path, sources: Path, rng: random.Random
+               ) -> tuple[dict[Optional[int], float], list[Attempt]]:
+    """How long each kind of capture takes here, start-up included (one run each)."""
+    durations: dict[Optional[int], float] = {}
     attempts = []
-    for index in range(3):
-        token = f"t{trial}-{index}-{uuid.uuid4().hex}"
-        if index == 1:
-            size = rng.choice([0, 100, 70_000, 8 * 1024 * 1024 + 5, 24 * 1024 * 1024 + 1])
-            source = sources / f"{token}.bin"
-            data = rng.randbytes(size)
-            source.write_bytes(data)
-            process = _start(data_dir, ["file", str(source), "--quiet", "--label", token])
-            attempts.append(Attempt("file", token, hashlib.sha256(data).hexdigest(), process))
-        else:
-            process = _start(data_dir, ["value", f'{{"token": "{token}", "n": {index}}}',
-                                        "--label", token])
-            attempts.append(Attempt("value", token, None, process))
-    return attempts
+    for size in (None, *FILE_SIZES):
+        attempt = _launch(data_dir, sources, rng, size)
+        _finish(attempt)
+        durations[size] = time.monotonic() - attempt.started
+        attempts.append(attempt)
+    return durations, attempts
 
 
-def _kill_at_random(attempts: list[Attempt], rng: random.Random) -> int:
-    """SIGKILL each process after a random delay (start-up ~0.6 s, a 24 MiB copy more);
-    returns how many were still running when killed."""
+def _kill_when(attempts: list[tuple[Attempt, Callable[[], bool], float]]) -> int:
+    """SIGKILL each process once its ``ready()`` holds or its deadline passes (polled
+    every millisecond); returns how many were still running when killed."""
     killed = 0
-    started = time.monotonic()
-    deadlines = sorted((started + rng.uniform(0.3, 1.5), i) for i in range(len(attempts)))
-    for deadline, index in deadlines:
-        process = attempts[index].process
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            killed += 1
-    for attempt in attempts:
-        stdout, stderr = attempt.process.communicate(timeout=60)
-        text = stdout.decode(errors="replace")
-        assert "Traceback" not in stderr.decode(errors="replace"), stderr
-        found = _CAPTURED.findall(text)
-        assert len(found) <= 1, text
-        attempt.acknowledged = found[0] if found else None
-        if attempt.process.returncode == 0:
-            assert attempt.acknowledged, text
+    waiting = list(attempts)
+    while waiting:
+        for item in list(waiting):
+            attempt, ready, deadline = item
+            if attempt.process.poll() is not None:
+                waiting.remove(item)
+            elif ready() or time.monotonic() >= deadline:
+                attempt.process.send_signal(signal.SIGKILL)
+                killed += 1
+                waiting.remove(item)
+        time.sleep(0.001)
+    for attempt, _ready, _deadline in attempts:
+        _finish(attempt)
     return killed
+
+
+def _moment(attempt: Attempt, expected_s: float, files: FileStore, rng: random.Random
+            ) -> tuple[Attempt, Callable[[], bool], float]:
+    """When to kill: a random time around the end of the run (start-up is ~0.5 s; the
+    capture, its commit and its acknowledgement come last), or for a file once its copy
+    is under way, or once its blob is in place but maybe not yet recorded."""
+    deadline = attempt.started + expected_s * rng.uniform(0.6, 1.2)
+    how = rng.choice(["time", "copying", "placed"]) if attempt.kind == "file" else "time"
+    if how == "copying":
+        return attempt, lambda: any(files.tmp_dir.glob("*.part")), deadline + 5
+    if how == "placed":
+        blob = files.path_for(str(attempt.sha256))
+        return attempt, blob.exists, deadline + 5
+    return attempt, lambda: False, deadline
 
 
 def _blobs_on_disk(bench: BenchService) -> set[str]:
@@ -108,15 +142,18 @@ def test_cli_captures_killed_at_random_points_lose_nothing_acknowledged(
     data_dir = tmp_path / "bench"
     sources = tmp_path / "sources"
     sources.mkdir()
-    with BenchService(data_dir):
-        pass  # created and migrated, so every CLI start does the same work
-    attempts: list[Attempt] = []
+    with BenchService(data_dir) as bench:  # created and migrated: every CLI start is alike
+        files = bench.files
+    durations, attempts = _calibrate(data_dir, sources, rng)
     killed = 0
-    for trial in range(TRIALS):
-        batch = _launch_trial(data_dir, sources, rng, trial)
-        killed += _kill_at_random(batch, rng)
+    for _trial in range(TRIALS):
+        # A value and a file captured side by side, each killed at its own moment.
+        sizes = [None, rng.choice(FILE_SIZES)]
+        batch = [_launch(data_dir, sources, rng, size) for size in sizes]
+        killed += _kill_when([_moment(attempt, durations[size], files, rng)
+                              for attempt, size in zip(batch, sizes)])
         attempts.extend(batch)
-    assert killed >= len(attempts) // 4, f"seed {seed}: only {killed} were killed"
+    assert killed >= TRIALS // 2, f"seed {seed}: only {killed} were killed"
     assert any(a.acknowledged for a in attempts), f"seed {seed}: nothing was captured"
 
     with BenchService(data_dir) as bench:
@@ -132,7 +169,7 @@ def test_cli_captures_killed_at_random_points_lose_nothing_acknowledged(
                     f"seed {seed}: acknowledged {attempt.token} missing"
             for row in found:  # acknowledged or committed just before the kill: whole
                 if attempt.kind == "value":
-                    assert row.value == {"token": attempt.token, "n": row.value["n"]}
+                    assert row.value == {"token": attempt.token}, f"seed {seed}"
                 else:
                     assert row.sha256 == attempt.sha256, f"seed {seed}: {attempt.token}"
                     assert bench.files.verify(attempt.sha256), f"seed {seed}: blob damaged"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from servers import free_port, wait_until
 
 from app.service import BenchService
-from servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
@@ -105,12 +105,12 @@ def test_sigkilled_api_server_keeps_every_acknowledged_datapoint(tmp_path: Path)
         for trial in range(TRIALS):
             server = _start_server(data_dir, port, log)
             try:
-                wait_until(lambda: _answering(url, server, log), 60, "the API to answer")
+                wait_until(lambda s=server: _answering(url, s, log), 60, "the API to answer")
                 before = len(_ledger(ledger))
                 # Killed once a random number of posts were acknowledged (mid-stream: the
                 # client never pauses), so each kill lands among requests in flight.
                 wanted = before + rng.randrange(1, 40)
-                wait_until(lambda: len(_ledger(ledger)) >= wanted or client.poll() is not None,
+                wait_until(lambda w=wanted: len(_ledger(ledger)) >= w or client.poll() is not None,
                            60, "the client to post", interval=0.005)
                 time.sleep(rng.uniform(0, 0.05))  # past the ledger's own moment
                 assert client.poll() is None, f"seed {seed}: {client.communicate()[1]!r}"

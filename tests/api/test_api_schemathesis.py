@@ -12,9 +12,9 @@ Bounded and reproducible: a fixed number of examples per operation and mode, der
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import schemathesis

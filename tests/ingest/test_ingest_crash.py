@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from servers import wait_until
 
 from app.ingest.rules import add_rule
 from app.service import BenchService
-from servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
@@ -92,8 +92,8 @@ def test_watcher_killed_at_random_moments_captures_each_file_once(tmp_path: Path
             # Killed once a random number more were captured (0: during start-up), then
             # after a random moment more, among the next captures.
             target = min(_captured_count(data_dir) + rng.randrange(0, 6), total)
-            wait_until(lambda: _captured_count(data_dir) >= target or process.poll()
-                       is not None, 60, "captures before the kill", interval=0.005)
+            wait_until(lambda t=target, p=process: _captured_count(data_dir) >= t
+                       or p.poll() is not None, 60, "captures before the kill", interval=0.005)
             assert process.poll() is None, f"seed {seed}: {log.read_text(errors='replace')}"
             time.sleep(rng.uniform(0, 0.3))  # a random moment among the next captures
         finally:
