@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,10 @@ class Attempt:
 
     kind: str  # "value" or "file"
     token: str  # unique: the value's token, or the file's label
-    sha256: Optional[str]  # of the file's bytes
+    sha256: str | None  # of the file's bytes
     process: subprocess.Popen[bytes]
     started: float
-    acknowledged: Optional[str] = None  # the id it printed
+    acknowledged: str | None = None  # the id it printed
 
 
 def _start(data_dir: Path, args: list[str]) -> subprocess.Popen[bytes]:
@@ -56,7 +57,7 @@ def _start(data_dir: Path, args: list[str]) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
-def _launch(data_dir: Path, sources: Path, rng: random.Random, size: Optional[int]
+def _launch(data_dir: Path, sources: Path, rng: random.Random, size: int | None
             ) -> Attempt:
     """`add value` (size None) or `add file` of ``size`` random bytes."""
     token = uuid.uuid4().hex
@@ -83,9 +84,9 @@ def _finish(attempt: Attempt) -> None:
 
 
 def _calibrate(data_dir: Path, sources: Path, rng: random.Random
-               ) -> tuple[dict[Optional[int], float], list[Attempt]]:
+               ) -> tuple[dict[int | None, float], list[Attempt]]:
     """How long each kind of capture takes here, start-up included (one run each)."""
-    durations: dict[Optional[int], float] = {}
+    durations: dict[int | None, float] = {}
     attempts = []
     for size in (None, *FILE_SIZES):
         attempt = _launch(data_dir, sources, rng, size)
