@@ -37,6 +37,7 @@ import httpx
 url, ledger_path, stop_path, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 rng = random.Random(seed)
 ledger = os.open(ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+tried = open(ledger_path + ".tried", "a")  # every file's SHA-256 before it is posted
 with httpx.Client(base_url=url, timeout=10) as client:
     n = 0
     while not os.path.exists(stop_path):
@@ -44,7 +45,9 @@ with httpx.Client(base_url=url, timeout=10) as client:
         token = uuid.uuid4().hex
         try:
             if n % 4 == 0:
-                data = rng.randbytes(rng.choice([0, 1, 4096, 300_000]))
+                data = rng.randbytes(rng.choice([0, 1, 4096, 300_000, 3_000_000]))
+                tried.write(hashlib.sha256(data).hexdigest() + "\n")
+                tried.flush()
                 document = {"data_type": "file", "label": token, "path": f"{token}.bin"}
                 answer = client.post("datapoint", data={"datapoint": json.dumps(document)},
                                      files={"files": (f"{token}.bin", data)})
@@ -148,4 +151,12 @@ def test_sigkilled_api_server_keeps_every_acknowledged_datapoint(tmp_path: Path)
         for row in rows:  # acknowledged or not (committed just before a kill): whole
             if getattr(row, "sha256", None):
                 assert bench.files.verify(str(row.sha256)), f"seed {seed}: {row}"
+        # A blob no row uses can only be an upload killed before its commit (the file
+        # store has no start-up sweep for those; they cost space, never data).
+        used = {str(r.sha256) for r in rows if getattr(r, "sha256", None)}
+        on_disk = {p.name for p in bench.files.blobs_dir.rglob("*") if len(p.name) == 64}
+        tried = set(Path(f"{ledger}.tried").read_text().split())
+        assert on_disk - used <= tried - {e["sha256"] for e in acknowledged
+                                          if e["kind"] == "file"}, f"seed {seed}"
+        assert not list(bench.files.tmp_dir.iterdir()), f"seed {seed}: temp files left"
         assert bench.store.integrity_check() == "ok"

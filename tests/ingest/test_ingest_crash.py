@@ -124,6 +124,10 @@ def test_watcher_killed_at_random_moments_captures_each_file_once(tmp_path: Path
         assert set(by_sha) == set(arrivals.expected.values()), f"seed {seed}"
         for sha in by_sha:
             assert bench.files.verify(sha), f"seed {seed}: blob {sha} damaged"
+        # A blob a killed run placed but never recorded is the same content the next run
+        # captured: none is left that no row uses.
+        on_disk = {p.name for p in bench.files.blobs_dir.rglob("*") if len(p.name) == 64}
+        assert on_disk == set(by_sha), f"seed {seed}: {on_disk - set(by_sha)}"
         with bench.store.reader() as conn:
             ledger = {r[0]: (r[1], r[2]) for r in conn.execute(
                 "SELECT rel_path, sha256, datapoint_id FROM ingest_ledger WHERE rule_id = ?",
