@@ -2,9 +2,12 @@
 
 A real server (uvicorn on a loopback port, a bench in a temp folder) answers cases that
 schemathesis derives from ``/openapi.json``, both ones that fit the schema and ones that do
-not. Only the "not a server error" check runs: bad input must get a clear 4xx (house
-rule), and the other checks (status codes and bodies as documented) would flag the
-documented differences from MADSci's own OpenAPI rather than defects of this one.
+not. No answer may be a server error (house rule: bad input gets a clear 4xx); schemathesis's
+other default checks run too (documented status codes, content types, response schemas,
+invalid data refused), except ``positive_data_acceptance``: the schema declares the
+``datapoint`` form field as a string and a query body as an object, while the server also
+checks that the string is a datapoint's JSON and the object a valid selector, and refuses
+the rest with a 400 that says why. That is the documented contract, not a defect.
 
 Bounded and reproducible: a fixed number of examples per operation and mode, derandomized
 (hypothesis derives its seed from the test), no example database.
@@ -22,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.api.server import ApiServer
 from app.service import BenchService
@@ -77,7 +81,8 @@ def _case_runner(operation: Any, mode: GenerationMode, base_url: str,
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         tried[label] = tried.get(label, 0) + 1
-        case.call_and_validate(base_url=base_url.rstrip("/"), checks=[not_a_server_error],
-                               timeout=30)
+        case.call_and_validate(base_url=base_url.rstrip("/"), timeout=30,
+                               additional_checks=[not_a_server_error],
+                               excluded_checks=[positive_data_acceptance])
 
     return run
