@@ -366,17 +366,23 @@ def query(ctx: Context, selector: str, sort: Optional[str], limit: int, cursor: 
 
     Ownership fields take names or ULIDs: '{"ownership_info.experiment_id": "EXP42"}'.
     """
-    parsed = _parse_selector(selector)
-    service = ctx.service
+    _print_matches(ctx.service, _parse_selector(selector), None, sort=sort, limit=limit,
+                   cursor=cursor, count_only=count_only, as_json=as_json)
+
+
+def _print_matches(service: BenchService, selector: dict[str, Any], text: Optional[str], *,
+                   sort: Optional[str], limit: int, cursor: Optional[str], count_only: bool,
+                   as_json: bool) -> None:
+    """What ``query`` and ``search`` print: a count, one page (and the next cursor on
+    stderr), or every match with ``limit`` 0."""
     if count_only:
-        total = service.count(parsed)
+        total = service.count(selector, text=text)
         emit_json({"count": total}) if as_json else click.echo(str(total))
         return
     if limit == 0:
-        items = list(service.iter_query(parsed, sort=sort))
-        next_cursor = None
+        items, next_cursor = list(service.iter_query(selector, sort=sort, text=text)), None
     else:
-        page = service.query(parsed, sort=sort, limit=limit, cursor=cursor)
+        page = service.query(selector, sort=sort, limit=limit, cursor=cursor, text=text)
         items, next_cursor = page.items, page.next_cursor
     if as_json:
         emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
@@ -418,23 +424,8 @@ def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: i
 
     if match_expression(text) is None:
         raise click.BadParameter("give a word or number to search for", param_hint="TEXT")
-    parsed = _parse_selector(selector)
-    service = ctx.service
-    if count_only:
-        total = service.count(parsed, text=text)
-        emit_json({"count": total}) if as_json else click.echo(str(total))
-        return
-    if limit == 0:
-        items, next_cursor = list(service.iter_query(parsed, sort=sort, text=text)), None
-    else:
-        page = service.search(text, parsed, sort=sort, limit=limit, cursor=cursor)
-        items, next_cursor = page.items, page.next_cursor
-    if as_json:
-        emit_json({"items": [dp.to_document() for dp in items], "next_cursor": next_cursor})
-        return
-    _print_datapoints(items, False)
-    if next_cursor:
-        click.echo(f"next_cursor: {next_cursor}", err=True)
+    _print_matches(ctx.service, _parse_selector(selector), text, sort=sort, limit=limit,
+                   cursor=cursor, count_only=count_only, as_json=as_json)
 
 
 @cli.command()
