@@ -46,6 +46,7 @@ class IngestComponent:
         self._lock = threading.Lock()
         self._started = False
         self._health: Optional[HealthPublisher] = None
+        self.health_board = HealthBoard(service.store)
 
     @property
     def staging_dir(self) -> Path:
@@ -84,7 +85,7 @@ class IngestComponent:
         self._started = True
         for rule in self._rules:
             self._start_worker(rule)
-        self._health = HealthPublisher(HealthBoard(self.service.store), self.status,
+        self._health = HealthPublisher(self.health_board, self.status,
                                        lambda rule_id: self.rescan(rule_id))
         self._health.start()
         log.info("watching %d folder(s): %s", len(self._workers),
@@ -112,7 +113,7 @@ class IngestComponent:
             self._health.stop()
             self._health = None
             try:  # readers see "not running" at once instead of after the heartbeat ages
-                HealthBoard(self.service.store).publish([])
+                self.health_board.publish([])
             except Exception:  # noqa: BLE001 - a full or closed store: staleness says it
                 log.debug("clearing watched-folder health failed", exc_info=True)
         self._started = False

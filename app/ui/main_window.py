@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self._selected_ids: list[str] = []
         self._restore_id: Optional[str] = None
         self._closing = False
+        self._health: Any = None  # app.ingest.health.HealthBoard, built on first use
         #: Set by File → Stop capture… until the service has gone (then no take-over).
         self._capture_stop_requested = False
         #: The options the window's components start with (for Start capture).
@@ -686,12 +687,10 @@ class MainWindow(QMainWindow):
         old heartbeat reads "not running" whatever the last snapshot said."""
         import dataclasses
 
-        from app.ingest.health import HealthBoard
-
         component = self.component("watch")
         if component is not None:
             return {status.rule_id: status for status in component.status()}
-        published = HealthBoard(self.context.service.store).read()
+        published = self._health_board().read()
         return {rule_id: (dataclasses.replace(p.status, state="not running", observer="none")
                           if p.stale else p.status) for rule_id, p in published.items()}
 
@@ -731,15 +730,21 @@ class MainWindow(QMainWindow):
                                       f"{'' if len(problems) != 1 else 's'} attention")
             self.watch_health.setToolTip("\n".join(problems))
 
-    def _request_scan(self, rule_id: str) -> None:
-        """Scan now: the hosted watcher directly, the service's through the store."""
+    def _health_board(self) -> Any:
+        """The watched folders' published health (built once: it checks its table)."""
         from app.ingest.health import HealthBoard
 
+        if self._health is None:
+            self._health = HealthBoard(self.context.service.store)
+        return self._health
+
+    def _request_scan(self, rule_id: str) -> None:
+        """Scan now: the hosted watcher directly, the service's through the store."""
         component = self.component("watch")
         if component is not None:
             component.rescan(rule_id)
             return
-        HealthBoard(self.context.service.store).request_scan(rule_id)
+        self._health_board().request_scan(rule_id)
 
     def apply_watch_rules(self) -> None:
         """Give the hosted watcher the saved rules (starting it if it was not running)."""

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pymongo
-import pytest
 
 from app.service import BenchService
 from sync.engine import SyncEngine
 
-
-@pytest.fixture
-def benches(tmp_path: Path, central: Any) -> Iterator[list[tuple[BenchService, SyncEngine]]]:
-    pairs = []
-    try:
-        for name in ("a", "b"):
-            service = BenchService(tmp_path / f"bench-{name}")
-            pairs.append((service, SyncEngine(service, central)))
-        yield pairs
-    finally:
-        for service, engine in pairs:
-            engine.close()
-            service.close()
 
 
 def _sync_all(pairs: list[tuple[BenchService, SyncEngine]]) -> None:
