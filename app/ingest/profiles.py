@@ -167,7 +167,7 @@ class MarkerProfile(Profile):
         self.capture_markers = _flag(options, "capture_markers")
         #: ``{name}``/``{stem}``: one marker per unit; else a pattern: any file in the
         #: unit's folder matching it marks every unit there complete.
-        self.per_unit = "{name}" in self.marker or "{stem}" in self.marker
+        self.per_unit = "{" in self.marker or "}" in self.marker
         if self.per_unit:
             check_marker_template(self.marker)
             self._names = marker_name_regex(self.marker)
@@ -350,6 +350,7 @@ class ThermoEpuProfile(Profile):
             stem = lowered.rsplit(".", 1)[0].removesuffix("_fractions")
             if stem not in described:
                 missing.append(name.rsplit(".", 1)[0].removesuffix("_Fractions") + ".xml")
+        missing = list(dict.fromkeys(missing))  # an image and its movie want one file
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             return waiting(f"`{missing[0]}`{more}")
