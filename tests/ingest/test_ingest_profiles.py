@@ -483,3 +483,36 @@ def test_the_cli_lists_and_uses_a_plugin_profile_in_a_fresh_process(tmp_path: Pa
     assert bad.returncode == 1
     assert bad.stderr.strip() == ("error: completeness profile 'ends-with-end': unknown option "
                                   "colour; this profile takes word")
+
+
+def test_watch_list_shows_what_a_running_folder_waits_for(
+        service: BenchService, tmp_path: Path) -> None:
+    """``watch list`` in another process reads the status the running watcher publishes."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.ingest.rules import add_rule
+
+    folder = tmp_path / "nmr"
+    write_bruker(folder / "sample" / "2", fid=False)
+    rule = add_rule(service.paths, str(folder), profile="bruker-nmr", dataset_depth=2,
+                    quiet_seconds=0.2, observer="native")
+    component = IngestComponent(service, [rule], options=FAST)
+    component.start()
+    try:
+        wait_for(lambda: component.health_board.read().get(rule.id) and
+                 component.health_board.read()[rule.id].status.waiting_for,
+                 what="the waiting reason to be published")
+        result = CliRunner().invoke(cli, ["--data-dir", str(service.paths.data_dir), "watch",
+                                          "list"], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        assert "      sample/2: waiting for `fid` or `ser`" in result.stdout
+        assert "one dataset (one zip archive); it is complete when it is a Bruker NMR " \
+               "experiment holding `acqus`" in result.stdout
+        listed = CliRunner().invoke(cli, ["--data-dir", str(service.paths.data_dir), "watch",
+                                          "list", "--json"], catch_exceptions=False)
+        [item] = json.loads(listed.stdout)
+        assert item["waiting_for"] == {"sample/2": "`fid` or `ser`"}
+        assert item["profile"] == "bruker-nmr"
+    finally:
+        component.stop()
