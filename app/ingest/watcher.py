@@ -909,9 +909,10 @@ class RuleWorker:
                         self.rule.profile, fsnames.readable(key), exc_info=True)
             self._retry_later(key, f"completeness profile {self.rule.profile!r} failed: {exc}")
             return False
-        if verdict.note != self._profile_note:
+        note = fsnames.readable(str(verdict.note or ""))
+        if note != self._profile_note:
             with self._lock:
-                self._profile_note = verdict.note
+                self._profile_note = note
         if verdict.complete:
             return True
         self._wait_for(key, verdict.waiting_for or "the completeness profile")
@@ -919,6 +920,7 @@ class RuleWorker:
         return False
 
     def _wait_for(self, key: str, what: str) -> None:
+        what = fsnames.readable(str(what))  # names in it may not be UTF-8; stored as text
         with self._lock:
             self._waiting_for[key] = what
 

@@ -417,6 +417,15 @@ class EndsWithEnd(Profile):
 
 def broken(options):
     raise RuntimeError("this plugin is broken")
+
+
+class Fussy(Profile):
+    """Fails on files named bad*, and says nothing else is missing."""
+
+    def check(self, candidate):
+        if candidate.path.name.startswith("bad"):
+            raise RuntimeError("cannot make sense of " + candidate.path.name)
+        return COMPLETE
 '''
 
 
@@ -431,7 +440,7 @@ def install_plugin(site: Path) -> Path:
                                    "Version: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[benchdata.completeness]\nends-with-end = bench_endprofile:EndsWithEnd\n"
-        "broken-plugin = bench_endprofile:broken\n")
+        "broken-plugin = bench_endprofile:broken\nfussy = bench_endprofile:Fussy\n")
     return site
 
 
@@ -516,3 +525,33 @@ def test_watch_list_shows_what_a_running_folder_waits_for(
         assert item["profile"] == "bruker-nmr"
     finally:
         component.stop()
+
+
+def test_a_profile_failing_on_one_file_never_stops_the_folder(
+        start_watch: Start, watched: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(install_plugin(tmp_path / "site")))
+    h = start_watch(profile="fussy", quiet_seconds=0.2)
+    h.wait_first_scan()
+    (watched / "bad.raw").write_bytes(b"1")
+    problem = h.wait_event("problem", "bad.raw")
+    assert problem.message == "completeness profile 'fussy' failed: cannot make sense of bad.raw"
+    (watched / "good.raw").write_bytes(b"2")
+    h.wait_captured(1, "good.raw")
+    assert h.captured("bad.raw") == [] and "bad.raw" in h.status().problems
+
+
+def test_a_name_that_is_not_utf8_waits_and_is_published_as_text(
+        start_watch: Start, watched: Path, service: BenchService) -> None:
+    h = start_watch(profile="marker", quiet_seconds=0.2)
+    h.wait_first_scan()
+    name = os.fsdecode(b"r\xe9sultat.raw")
+    (watched / name).write_bytes(b"latin-1 instrument")
+    waiting_for = wait_for(lambda: h.status().waiting_for, what="the file to wait for its marker")
+    assert waiting_for == {"r\\xe9sultat.raw": "`r\\xe9sultat.raw.done`"}
+    h.component.health_board.publish(h.component.status())  # valid text for the store
+    published = h.component.health_board.read()[h.rule.id].status
+    assert published.waiting_for == waiting_for
+    (watched / (name + ".done")).write_text("")
+    [datapoint] = h.wait_captured(1)
+    assert datapoint.filename == "r\\xe9sultat.raw"
