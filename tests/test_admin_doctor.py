@@ -88,6 +88,16 @@ def test_unwritable_data_dir_and_missing_folder_fail(tmp_path: Path, plenty_of_s
     assert "FAIL  watched folder gone:" in text and "does not exist" in text
     assert "-> mount the share" in text
 
+    # A rule whose completeness profile (a plugin) is no longer installed captures nothing.
+    there = tmp_path / "there"
+    there.mkdir()
+    save_rules(bench_paths(good), [validate_rule({"id": "r2", "name": "plugged", "path":
+                                                 str(there), "profile": "removed-plugin"})])
+    code, text = _doctor(good)
+    assert code == 1
+    assert ("FAIL  watched folder plugged: nothing is captured: no completeness profile "
+            "'removed-plugin' is installed") in text
+
 
 @pytest.fixture
 def quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:

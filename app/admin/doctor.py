@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from app import __version__
 from app.core.errors import is_disk_full
@@ -292,9 +292,22 @@ def check_watch_folders(paths: BenchPaths) -> list[Check]:
         elif not os.access(root, os.R_OK | os.X_OK):
             checks.append(Check(name, FAIL, f"{root} is not readable by this user",
                                 "give the service's user read access"))
+        elif (unusable := _profile_problem(rule)) is not None:
+            checks.append(Check(name, FAIL, unusable,
+                                "install the plugin, or choose another profile "
+                                "(benchdata watch edit RULE --profile ...)"))
         else:
             checks.append(Check(name, OK, f"{root} is reachable"))
     return checks
+
+
+def _profile_problem(rule: Any) -> Optional[str]:
+    """Why the rule's completeness profile cannot run (nothing is captured then), or None."""
+    try:
+        rule.check_profile()
+    except Exception as exc:  # noqa: BLE001 - a missing or broken plugin is a finding
+        return f"nothing is captured: {exc}"
+    return None
 
 
 #: What to do when a central server cannot be reached.
