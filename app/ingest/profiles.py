@@ -76,18 +76,21 @@ class Candidate:
 @dataclass(frozen=True)
 class Verdict:
     """A profile's answer. ``waiting_for`` completes "waiting for ..." (e.g. "`fid`");
-    ``note`` says what the profile cannot check here and what it does instead."""
+    ``note`` says what the profile cannot check here and what it does instead;
+    ``recheck_s`` asks to be asked again later than usual (a costly check), though any
+    event about the unit still brings the next look forward."""
 
     complete: bool
     waiting_for: str = ""
     note: str = ""
+    recheck_s: Optional[float] = None
 
 
 COMPLETE: Final = Verdict(True)
 
 
-def waiting(what: str, note: str = "") -> Verdict:
-    return Verdict(False, what, note)
+def waiting(what: str, note: str = "", recheck_s: Optional[float] = None) -> Verdict:
+    return Verdict(False, what, note, recheck_s)
 
 
 @runtime_checkable
@@ -360,6 +363,10 @@ class ThermoEpuProfile(Profile):
 class HeldOpenProfile(Profile):
     """Complete when no process holds it open for writing (Linux; elsewhere: quiet period)."""
 
+    #: A look at every process costs about 20 ms of CPU; a file held open for hours is
+    #: looked at every few seconds (its close event brings the next look forward).
+    RECHECK_S: Final = 2.0
+
     def __init__(self, options: Mapping[str, str]) -> None:
         super().__init__(options)
         self._table = OpenFileTable()
@@ -380,7 +387,7 @@ class HeldOpenProfile(Profile):
         if held:
             path, writer = held[0]
             name = path.relative_to(candidate.path).as_posix() if candidate.is_folder else path.name
-            return waiting(f"`{name}` to be closed by {writer}")
+            return waiting(f"`{name}` to be closed by {writer}", recheck_s=self.RECHECK_S)
         return COMPLETE
 
 

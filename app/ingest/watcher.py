@@ -740,6 +740,8 @@ class RuleWorker:
             entry = FileEntry.of(rel, found)
             if rel in self._tracker:
                 self._tracker.observe(rel, entry.signature, now)
+                if rel in self._waiting_for:  # closed, unlocked ...: look again now
+                    self._tracker.defer(rel, now)
             else:
                 entries.append(entry)
         for first in range(0, len(entries), _LEDGER_BATCH):
@@ -916,7 +918,8 @@ class RuleWorker:
         if verdict.complete:
             return True
         self._wait_for(key, verdict.waiting_for or "the completeness profile")
-        self._tracker.defer(key, self._recheck_at(now))
+        later = now + verdict.recheck_s if verdict.recheck_s else 0.0
+        self._tracker.defer(key, max(self._recheck_at(now), later))
         return False
 
     def _wait_for(self, key: str, what: str) -> None:
