@@ -51,12 +51,12 @@ from watchdog.observers.polling import PollingObserver
 
 from app.core import fsnames
 from app.core.errors import (
-    ValidationError,
     CaptureError,
     SourceChangedError,
     SourceIsDirectoryError,
     SourceMissingError,
     SourceRefusedError,
+    ValidationError,
 )
 from app.core.models import DataPoint
 from app.ingest.capture import Capturer, Prepared, Unchanged

@@ -35,7 +35,6 @@ from app.ingest.profiles import (
 from app.ingest.rules import WatchRule
 from app.ingest.scanner import list_dataset
 from app.service import BenchService
-
 from tests.ingest.conftest import FAST, Harness, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import grab, wait_idle
 
 from app.ingest.component import IngestComponent
 from app.ingest.rules import WatchRule, load_rules
 from app.ingest.watcher import WorkerOptions
 from app.service import BenchService
-
-from conftest import grab, wait_idle
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
