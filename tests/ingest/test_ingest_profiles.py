@@ -554,3 +554,14 @@ def test_a_name_that_is_not_utf8_waits_and_is_published_as_text(
     (watched / (name + ".done")).write_text("")
     [datapoint] = h.wait_captured(1)
     assert datapoint.filename == "r\\xe9sultat.raw"
+
+
+def test_held_open_where_open_files_cannot_be_seen_says_so_in_the_status(
+        start_watch: Start, watched: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openfiles, "supported", lambda: "open files cannot be seen on win32")
+    h = start_watch(profile="held-open", quiet_seconds=0.2)
+    h.wait_first_scan()
+    (watched / "scan.raw").write_bytes(b"captured after the quiet period alone")
+    h.wait_captured(1, "scan.raw")
+    assert h.status().note == ("held-open cannot be checked (open files cannot be seen on "
+                               "win32); complete after the quiet period")
