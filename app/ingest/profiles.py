@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -128,14 +128,6 @@ class Profile:
 
     def ignores(self, name: str) -> bool:
         return False
-
-
-def quoted(names: Iterable[str]) -> str:
-    """`a`, `b` and `c` (names as the status shows them)."""
-    items = [f"`{name}`" for name in names]
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _flag(options: Mapping[str, str], key: str) -> bool:
