@@ -46,7 +46,7 @@ from typing import Any, Final, Literal, NamedTuple, Optional
 from app.core.errors import NotFoundError
 from app.core.filestore import FileStore
 from app.core.store import LocalStore
-from app.core.timestamps import now_canonical
+from app.core.timestamps import format_local, now_canonical
 
 COMPONENT: Final = "custody"
 CustodyHow = Literal["captured", "sha256", "etag"]
@@ -379,9 +379,12 @@ def describe_scrub(run: Optional[dict[str, Any]]) -> str:
         return "never verified"
     scope = "local and central" if run.get("central") else "local"
     checked = f"{run.get('files', 0)} file(s), {scope}"
+    when = format_local(run.get("finished_at"))
     if run.get("ok"):
-        return f"{run.get('finished_at')}: all intact ({checked})"
-    return (f"{run.get('finished_at')}: {run.get('problems', 0)} problem(s), "
+        return f"{when}: all intact ({checked})"
+    if not run.get("problems") and run.get("errors"):
+        return f"{when}: did not finish ({run['errors'][0]})"
+    return (f"{when}: {run.get('problems', 0)} problem(s), "
             f"{run.get('repaired', 0)} repaired ({checked}); see benchdata verify")
 
 
