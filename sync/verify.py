@@ -526,8 +526,11 @@ class VerifySettings(BaseModel):
 
 
 def load_verify_settings(service: BenchService) -> VerifySettings:
+    section = load_section(service.paths, "verify")
+    if section is not None and not isinstance(section, dict):
+        raise ValidationError("the verify settings are not valid: expected an object")
     try:
-        return VerifySettings(**load_section(service.paths, "verify"))
+        return VerifySettings(**(section or {}))
     except ValueError as exc:
         raise ValidationError(f"the verify settings are not valid: {exc}") from exc
 
@@ -619,9 +622,13 @@ def _object_store(service: BenchService) -> Optional[ObjectStore]:
 
 
 def make_component(service: BenchService, options: Any) -> Optional[ScrubComponent]:
-    """The scheduled scrub; None when switched off (``interval_days`` 0)."""
-    if load_verify_settings(service).interval_days <= 0:
-        return None
+    """The scheduled scrub; None when switched off (``interval_days`` 0). Settings that
+    are not valid do not stop the service: the component says so in the log."""
+    try:
+        if load_verify_settings(service).interval_days <= 0:
+            return None
+    except ValidationError as exc:
+        log.warning("%s; the scheduled scrub waits for valid settings", exc)
     return ScrubComponent(service)
 
 
