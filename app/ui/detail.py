@@ -89,12 +89,15 @@ def _fill_custody(section: QTreeWidgetItem, receipt: dict[str, Any]) -> None:
     _row(section, "Copy on this bench", ("yes" if local["held"] else "no") + (
         f" ({local['how']}, {local_time(local['since'])})" if local["how"] else ""))
     uploaded = receipt["uploaded"]
-    _row(section, "Uploaded", f"{local_time(uploaded['at'])} to {uploaded['bucket']}/"
-         f"{uploaded['object_name']}" if uploaded else "not from this bench")
+    if uploaded:
+        _row(section, "Uploaded", local_time(uploaded["at"]),
+             f"to {uploaded['bucket']}/{uploaded['object_name']}")
+    else:
+        _row(section, "Uploaded", "not from this bench")
     verified = receipt["central_verified"]
     if verified:
-        _row(section, "Central copy verified", local_time(verified["at"]),
-             _VERIFIED_HOW.get(verified["how"], verified["how"]))
+        how = _VERIFIED_HOW.get(verified["how"], verified["how"])
+        _row(section, "Central copy verified", f"{local_time(verified['at'])} — {how}", how)
     else:
         _row(section, "Central copy verified", receipt["central_problem"] or "not yet")
     scrub = receipt["last_scrub"] or {}
@@ -408,8 +411,14 @@ class DetailPane(QWidget):
                     _row(where, key.replace("_", " ").capitalize(), value)
             else:
                 where = _section(self.facts, "Stored centrally")
-                _row(where, "—", "not yet — waiting for sync" if stored.sync_state not in (
-                    SAFE_STATES) else "yes (details not recorded)")
+                copy = self.receipt and (self.receipt["central_verified"]
+                                         or self.receipt["uploaded"])
+                if copy:  # a file captured here: where this bench put it
+                    _row(where, "Bucket name", copy["bucket"])
+                    _row(where, "Object name", copy["object_name"])
+                else:
+                    _row(where, "—", "not yet — waiting for sync" if stored.sync_state not in (
+                        SAFE_STATES) else "yes (details not recorded)")
         if self.receipt is not None:
             _fill_custody(_section(self.facts, "Custody"), self.receipt)
         extra = {k: v for k, v in doc.items() if k not in {
