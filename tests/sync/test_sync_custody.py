@@ -273,3 +273,19 @@ def test_the_schedule_is_weekly_by_default_and_can_be_switched_off(tmp_path: Pat
         assert next_scrub_due(service, VerifySettings(interval_days=0)) is None
         custody.record_scrub_run(service.store, "2020-01-01T00:00:00Z", True, {"files": 0})
         assert next_scrub_due(service, weekly) == 0
+
+
+def test_a_local_copy_whose_central_object_a_scrub_found_gone_is_not_freed(
+        bench: tuple[BenchService, SyncEngine], central: Any, tmp_path: Path) -> None:
+    """``free_verified_after_days`` frees only copies whose central copy is verified now."""
+    service, engine = bench
+    ident = _capture(service, tmp_path / "src", "keep.bin", os.urandom(5000))
+    _sync(engine)
+    sha256 = str(service.get(ident).sha256)  # type: ignore[attr-defined]
+    with ObjectStore(central) as objects:
+        objects.remove(service.custody(ident)["uploaded"]["object_name"])  # type: ignore[index]
+        assert not Scrubber(service, central=True, objects=objects).run().ok
+    freeing = central.model_copy(update={"free_verified_after_days": 0})
+    with SyncEngine(service, freeing) as freer:
+        assert freer.run_pass(force=True).freed_files == 0
+    assert service.files.exists(sha256)
