@@ -438,7 +438,7 @@ class Scrubber:
                 if md5 is not None:
                     md5.update(chunk)
                 self.report.bytes_hashed += len(chunk)
-        except Exception as exc:  # noqa: BLE001 - urllib3 errors are not SyncErrors
+        except Exception as exc:  # urllib3's errors are not SyncErrors
             raise SyncError(f"downloading {where} broke off ({exc})") from exc
         finally:
             response.close()
@@ -588,7 +588,7 @@ class ScrubComponent:
                     wait = min(wait, due)
             except BenchDataError as exc:  # a read-only store, bad settings ...
                 log.warning("scheduled scrub: %s", exc)
-            except Exception:  # noqa: BLE001 - the schedule must survive anything
+            except Exception:  # the schedule must survive anything
                 log.exception("scheduled scrub failed")
             self._stop.wait(wait)
 
@@ -632,5 +632,11 @@ def make_component(service: BenchService, options: Any) -> Optional[ScrubCompone
     return ScrubComponent(service)
 
 
-__all__ = ["RateLimiter", "Scrubber", "VerifyReport", "Problem", "ScrubComponent",
-           "VerifySettings"]
+__all__ = [
+    "Problem",
+    "RateLimiter",
+    "ScrubComponent",
+    "Scrubber",
+    "VerifyReport",
+    "VerifySettings",
+]

@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
+from servers import central_env
 
 from app.api.server import ApiServer
 from app.core import custody
 from app.service import BenchService
-from servers import central_env
 from sync.engine import SyncEngine, sync_status
 from sync.objects import ObjectStore
 from sync.verify import MIB, RateLimiter, Scrubber, VerifySettings, next_scrub_due
