@@ -289,3 +289,27 @@ def test_a_local_copy_whose_central_object_a_scrub_found_gone_is_not_freed(
     with SyncEngine(service, freeing) as freer:
         assert freer.run_pass(force=True).freed_files == 0
     assert service.files.exists(sha256)
+
+
+def test_a_store_synced_before_custody_receipts_keeps_its_verified_files_safe(
+        tmp_path: Path, central: Any, configured: dict[str, str]) -> None:
+    """Upgrading: files synced and confirmed before ``central_custody`` existed are
+    verified (by read-back) from the sync engine's own record of their objects."""
+    data_dir = tmp_path / "old"
+    with BenchService(data_dir) as service, SyncEngine(service, central) as engine:
+        synced = _capture(service, tmp_path / "src", "synced.bin", os.urandom(3000))
+        _sync(engine)
+        waiting = _capture(service, tmp_path / "src", "waiting.bin", os.urandom(3000))
+        with service.store.transaction() as conn:  # back to custody version 1
+            for trigger in ("central_custody_changed", "central_custody_row_removed"):
+                conn.execute(f"DROP TRIGGER {trigger}")
+            for table in ("central_custody", "scrub_marks", "scrub_runs"):
+                conn.execute(f"DROP TABLE {table}")
+            conn.execute("UPDATE component_versions SET version = 1 WHERE component = ?",
+                         (custody.COMPONENT,))
+    with BenchService(data_dir) as service:
+        receipt = service.custody(synced)
+        assert receipt is not None and receipt["safe_to_delete"] is True
+        assert receipt["central_verified"]["how"] == "read-back"
+        assert receipt["uploaded"]["object_name"] == receipt["central_verified"]["object_name"]
+        assert service.custody(waiting)["safe_to_delete"] is False  # type: ignore[index]
