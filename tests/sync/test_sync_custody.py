@@ -21,14 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import central_env
+from servers import central_env, wait_until
 
 from app.api.server import ApiServer
 from app.core import custody
 from app.service import BenchService
 from sync.engine import SyncEngine, sync_status
 from sync.objects import ObjectStore
-from sync.verify import MIB, RateLimiter, Scrubber, VerifySettings, next_scrub_due
+from sync.verify import MIB, RateLimiter, ScrubComponent, Scrubber, VerifySettings, \
+    next_scrub_due
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from app.cli import main; main()"]
@@ -134,6 +135,9 @@ def test_verify_finds_a_flipped_byte_and_repair_heals_it_from_the_central_copy(
     _sync(engine)
     code, report = _verify(service)
     assert code == 0 and report["ok"] and report["blobs"] == 2, report
+    shown = _cli(service, "verify")  # the text form, with progress on stderr
+    assert shown.returncode == 0 and "all intact" in shown.stdout, shown.stderr
+    assert "verify: local" in shown.stderr
 
     sha256 = str(service.get(ident).sha256)  # type: ignore[attr-defined]
     _flip_one_byte(service.files.path_for(sha256))
@@ -313,3 +317,26 @@ def test_a_store_synced_before_custody_receipts_keeps_its_verified_files_safe(
         assert receipt["central_verified"]["how"] == "read-back"
         assert receipt["uploaded"]["object_name"] == receipt["central_verified"]["object_name"]
         assert service.custody(waiting)["safe_to_delete"] is False  # type: ignore[index]
+
+
+def test_the_scheduled_scrub_runs_when_due_and_checks_the_central_copies(
+        bench: tuple[BenchService, SyncEngine], tmp_path: Path) -> None:
+    from app.core.config import save_section
+
+    service, engine = bench
+    ident = _capture(service, tmp_path / "src", "weekly.bin", os.urandom(3000))
+    _sync(engine)
+    save_section(service.paths, "verify", {"interval_days": 7, "rate_mib_s": 5})
+    custody.record_scrub_run(service.store, "2020-01-01T00:00:00Z", True, {"files": 0})
+    component = ScrubComponent(service)
+    component.start()
+    try:
+        wait_until(lambda: (custody.last_scrub_run(service.store) or {}).get("files") == 1,
+                   60, "the scheduled scrub")
+    finally:
+        component.stop()
+    last = custody.last_scrub_run(service.store)
+    assert last is not None and last["ok"] and last["central"] is True
+    scrub = service.custody(ident)["last_scrub"]  # type: ignore[index]
+    assert scrub["local"]["ok"] and scrub["central"]["ok"]
+    assert next_scrub_due(service, VerifySettings()) > 6 * 86400  # type: ignore[operator]
