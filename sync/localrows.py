@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
+from app.core import custody
 from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
@@ -106,10 +107,12 @@ def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> b
     old copies to save disk; they are downloaded again on request).
     """
     with store.reader() as conn:
+        # Verified as the custody receipt says (app.core.custody): a central copy a scrub
+        # found missing or damaged is not verified any more, and its local copy stays.
         live_unverified = conn.execute(
             "SELECT 1 FROM datapoints AS d WHERE d.sha256 = ? AND d.deleted = 0 AND "
-            "d.data_type = 'file' AND NOT EXISTS (SELECT 1 FROM sync_objects AS o WHERE "
-            "o.datapoint_id = d.id AND o.sha256 = d.sha256) LIMIT 1", (sha256,)).fetchone()
+            f"d.data_type = 'file' AND NOT {custody.verified_central_sql('d')} LIMIT 1",
+            (sha256,)).fetchone()
         verified = conn.execute("SELECT 1 FROM sync_objects WHERE sha256 = ? LIMIT 1",
                                 (sha256,)).fetchone()
         live = conn.execute("SELECT 1 FROM datapoints WHERE sha256 = ? AND deleted = 0 LIMIT 1",

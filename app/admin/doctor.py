@@ -235,6 +235,26 @@ def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
     return [Check(name, OK, detail)]
 
 
+def check_scrub(paths: BenchPaths) -> list[Check]:
+    """The last scrub's result (``benchdata verify``, or the one ``benchdata run`` runs)."""
+    from app.core.custody import describe_scrub, last_scrub_from
+
+    if not paths.database.exists():
+        return []
+    conn = _open_ro(paths.database)
+    try:
+        run = last_scrub_from(conn)
+    finally:
+        conn.close()
+    detail = describe_scrub(run)
+    if run is None or run.get("ok"):
+        return [Check("last verify", OK, detail)]
+    status = FAIL if run.get("problems", 0) > run.get("repaired", 0) else WARN
+    ids = ", ".join(run.get("problem_ids") or [])
+    return [Check("last verify", status, detail + (f" (datapoints {ids})" if ids else ""),
+                  "run `benchdata verify --central --repair` to heal from verified copies")]
+
+
 def check_all_blobs(paths: BenchPaths) -> list[Check]:
     """``check_blobs`` over every file datapoint, every file re-hashed (``--full``)."""
     return check_blobs(paths, full=True)
@@ -593,7 +613,7 @@ def check_versions(_paths: BenchPaths) -> list[Check]:
 
 
 CHECKS: list[Callable[[BenchPaths], list[Check]]] = [
-    check_data_dir, check_store, check_blobs, check_service, check_watch_folders,
+    check_data_dir, check_store, check_blobs, check_scrub, check_service, check_watch_folders,
     check_central, check_versions,
 ]
 

@@ -300,6 +300,8 @@ class WatchPanel(QWidget):
         self.setObjectName("WatchPanel")
         self._context = context
         self.rules: list[Any] = []
+        #: Per rule: (files safe to delete from the instrument, files captured).
+        self._safe: dict[str, tuple[int, int]] = {}
         self._reloading = False
         #: Where the facility's file is, when it locks the watched folders (else None).
         self.locked_by: Optional[str] = None
@@ -312,8 +314,9 @@ class WatchPanel(QWidget):
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self._refresh_if_shown)
         self.refresh_timer.start()
-        self.table = QTableWidget(0, 4, self)
-        self.table.setHorizontalHeaderLabels(["Folder", "Path", "Files", "State"])
+        self.table = QTableWidget(0, 5, self)
+        self.table.setHorizontalHeaderLabels(["Folder", "Path", "Files", "State",
+                                              "Safe to delete"])
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
@@ -372,18 +375,25 @@ class WatchPanel(QWidget):
                                     f"Cannot scan now: {describe_error(error)}"), write=True)
 
     def reload(self) -> None:
+        from app.ingest.ledger import Ledger
         from app.ingest.rules import load_rules
 
         paths, provider = self._context.service.paths, self.status_provider
+        store = self._context.service.store
 
-        def work() -> tuple[list[Any], dict[str, Any], Optional[str]]:
+        def work() -> tuple[list[Any], dict[str, Any], Optional[str], dict[str, Any]]:
             statuses: dict[str, Any] = {}
             if provider is not None:
                 try:
                     statuses = dict(provider() or {})
                 except Exception:  # noqa: BLE001 - the rules still show
                     log.debug("watcher status unavailable", exc_info=True)
-            return load_rules(paths), statuses, watch_locked_by()
+            try:
+                safe = Ledger(store).safe_to_delete()
+            except Exception:  # noqa: BLE001 - the rules still show
+                log.debug("safe-to-delete counts unavailable", exc_info=True)
+                safe = {}
+            return load_rules(paths), statuses, watch_locked_by(), safe
 
         self._reloading = True
         self._context.tasks.run(work, self._loaded, self._load_failed)
@@ -393,10 +403,19 @@ class WatchPanel(QWidget):
         self.message.setText(f"The watched-folder settings cannot be read: "
                              f"{describe_error(error)}")
 
-    def _loaded(self, found: tuple[list[Any], dict[str, Any], Optional[str]]) -> None:
+    def _loaded(self, found: tuple[list[Any], dict[str, Any], Optional[str],
+                                   dict[str, Any]]) -> None:
         self._reloading = False
-        rules, statuses, self.locked_by = found
+        rules, statuses, self.locked_by, self._safe = found
         self._show_rules(rules, statuses)
+
+    def _safe_item(self, rule_id: str) -> QTableWidgetItem:
+        safe, total = self._safe.get(rule_id, (0, 0))
+        item = QTableWidgetItem(f"{safe} of {total} files" if total else "no files yet")
+        item.setToolTip(f"{safe} of the {total} file(s) captured from this folder have a "
+                        "verified central copy: their originals are safe to delete from the "
+                        "instrument. The others are not yet.")
+        return item
 
     def _show_rules(self, rules: list[Any], statuses: Optional[dict[str, Any]] = None) -> None:
         self.rules = list(rules)
@@ -409,6 +428,7 @@ class WatchPanel(QWidget):
             state = QTableWidgetItem(_state_text(rule, statuses.get(rule.id)))
             state.setToolTip(state.text())
             self.table.setItem(row, 3, state)
+            self.table.setItem(row, 4, self._safe_item(rule.id))
         if self.locked_by:
             self.message.setText(f"The watched folders are set by the facility "
                                  f"({self.locked_by}) and cannot be changed on this bench.")
