@@ -135,6 +135,11 @@ class MainWindow(QMainWindow):
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(6, 6, 0, 6)
+        from app.ui.interrupted import InterruptedBanner
+
+        self.interrupted_banner = InterruptedBanner(context, self)
+        self.interrupted_banner.captured.connect(lambda _id: self.refresh())
+        left_layout.addWidget(self.interrupted_banner)
         left_layout.addWidget(self.filter_bar)
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.empty_hint)
