@@ -152,6 +152,8 @@ LAZY_SUBCOMMANDS: dict[str, str] = {
     "restore": "app.admin.cli:restore",
     "logs": "app.admin.cli:logs",
     "interrupted": "app.recovery_cli:interrupted",
+    "deleted": "app.recovery_cli:deleted",
+    "undelete": "app.recovery_cli:undelete",
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from app.core import capture_notes, custody
+from app.core import capture_notes, custody, deletions
 from app.core import query as querylang
 from app.core.atomic import atomic_writer
 from app.core import fsnames
@@ -77,6 +77,7 @@ class BenchService:
         self.store.resolve_name = self.names.lookup
         self.store.query_seconds = query_time_budget(self.paths)
         custody.install(self.store)
+        deletions.install(self.store)
         self.capture_notes = capture_notes.CaptureNotes(self.files.root)
         # The downloader of central-only files, built lazily from the settings and rebuilt
         # when the configuration files change (see file_blob).
@@ -492,10 +493,25 @@ class BenchService:
             names[name_key(kind)] = self.names.name_for(kind, ident)
         return ids, names
 
-    def delete(self, datapoint_id: str) -> None:
-        """A tombstone: hidden here at once, removed centrally by sync; the file stays
-        in the local file store until sync has verified the deletion centrally."""
+    def delete(self, datapoint_id: str, *, by: Optional[str] = None) -> None:
+        """A tombstone: hidden here at once, removed centrally by sync; restorable for
+        ``deleted.retention_days`` (app/core/deletions.py), and its file stays that long
+        (and until sync has verified a central copy)."""
         self.store.delete(datapoint_id)
+        # Who, for "Recently deleted" (a second, small commit: the tombstone is what counts).
+        deletions.note_deleted_by(self.store, {datapoint_id.upper(): by or
+                                               deletions.who_deletes(self.paths)})
+
+    def recently_deleted(self, limit: int = 1000) -> list[deletions.Deleted]:
+        """Deleted datapoints that can still be restored, newest deletion first."""
+        return deletions.recently_deleted(self.store, deletions.restorable_since(self.paths),
+                                          limit=limit)
+
+    def restore(self, datapoint_id: str) -> DataPoint:
+        """Undo a deletion as a new revision, which sync pushes as an undelete (also after
+        the deletion has reached the central store and other benches)."""
+        deletions.restore(self.store, datapoint_id, deletions.restorable_since(self.paths))
+        return self.get(datapoint_id.upper())
 
 
 def _size_of(source: os.PathLike[str] | str) -> Optional[int]:

@@ -67,3 +67,50 @@ def test_the_window_lists_interrupted_captures_and_captures_one_again(
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 0)
     qtbot.waitUntil(lambda: not banner.isVisible())
     assert window.context.service.interrupted_captures() == []
+
+
+def test_ctrl_z_right_after_a_delete_restores_it(qtbot: Any, window: Any,
+                                                 service: BenchService) -> None:
+    kept = service.capture_value({"t": 1}, label="kept")
+    doomed = service.capture_value({"t": 2}, label="doomed by mistake")
+    window.refresh()
+    wait_idle(qtbot, window)
+    assert not window.undo_delete_action.isEnabled()
+    window.delete_ids([doomed.datapoint_id], confirmed=True)
+    qtbot.waitUntil(lambda: window.undo_delete_action.isEnabled())
+    wait_idle(qtbot, window)
+    assert window.model.rowCount() == 1
+    grab(window, "undo-delete.png")
+    window.table.setFocus()
+    qtbot.keyClick(window.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 2)
+    assert service.get(doomed.datapoint_id).label == "doomed by mistake"
+    assert service.get_stored(doomed.datapoint_id).revision == 3  # a new revision
+    assert not window.undo_delete_action.isEnabled()
+    assert service.get(kept.datapoint_id).label == "kept"
+
+
+def test_recently_deleted_lists_when_and_by_whom_and_restores(
+        qtbot: Any, window: Any, service: BenchService) -> None:
+    first = service.capture_value({"t": 1}, label="absorbance run 3")
+    second = service.capture_value({"t": 2}, label="blank")
+    service.delete(first.datapoint_id, by="alice on UV-Vis 2")
+    service.delete(second.datapoint_id, by="bob")
+    window.refresh()
+    wait_idle(qtbot, window)
+    assert window.model.rowCount() == 0
+    view = window.show_recently_deleted()
+    qtbot.waitUntil(lambda: view.table.rowCount() == 2)
+    assert not view.isModal()
+    rows = {view.table.item(r, 0).text(): view.table.item(r, 3).text() for r in range(2)}
+    assert rows == {"absorbance run 3": "alice on UV-Vis 2", "blank": "bob"}
+    assert "30 days" in view.intro.text()
+    view.table.selectRow([view.table.item(r, 0).text() for r in range(2)].index(
+        "absorbance run 3"))
+    grab(view, "recently-deleted.png")
+    with qtbot.waitSignal(view.restored, timeout=10_000) as restored:
+        qtbot.mouseClick(view.restore_button, Qt.MouseButton.LeftButton)
+    assert restored.args == [[first.datapoint_id]]
+    qtbot.waitUntil(lambda: view.table.rowCount() == 1)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 1)
+    view.close()
