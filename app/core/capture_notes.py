@@ -11,7 +11,11 @@ or dismissed. The lock, not a start-up sweep, is the proof of death, so a window
 command and ``benchdata run`` can capture side by side and none mistakes another's
 capture for a crash leftover (the same rule as the file store's temp files).
 
-The note is fsynced with its directory: a power cut mid-capture must be reported too.
+A note survives a crash of its process as it is (the kernel has it). For sources of at
+least :data:`DURABLE_NOTE_BYTES` (or of unknown size) it is also fsynced with its
+directory, so a power cut in the middle of a long copy is reported too; for smaller files
+the copy lasts milliseconds, and two fsyncs more would cost small-file capture about half
+its rate (measured: +1.5 to 3 ms on 2.4 to 10 ms per 1 KB capture).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ except ImportError:  # pragma: no cover - Windows: an open note cannot be delete
 logger = logging.getLogger(__name__)
 
 NOTE_SUFFIX = ".json"
+#: Notes of captures at least this large are fsynced (see the module's docstring).
+DURABLE_NOTE_BYTES = 8 * 1024 * 1024
 
 #: Front ends, as a person reads them in the list of interrupted captures.
 WINDOW = "window"
@@ -129,21 +135,25 @@ class CaptureNotes:
               datapoint: Optional[Mapping[str, Any]] = None,
               front_end: Optional[str] = None) -> OpenNote:
         """Write (durably) and lock the note of a capture that is about to start."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         note_id = secrets.token_hex(12)
         path = self.dir / f"{note_id}{NOTE_SUFFIX}"
         body = {"source": source, "size_bytes": size_bytes, "started_at": now_canonical(),
                 "front_end": front_end or _front_end,
                 "datapoint": dict(datapoint) if datapoint is not None else None}
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first note of this store
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
         try:
             if fcntl is not None:
                 with contextlib.suppress(OSError):  # no flock here: notes live until dismissed
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             os.write(fd, json.dumps(body).encode())  # ASCII: keeps a path's undecodable bytes
-            os.fsync(fd)
-            fsync_dir(self.dir)
+            if size_bytes is None or size_bytes >= DURABLE_NOTE_BYTES:
+                os.fsync(fd)
+                fsync_dir(self.dir)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
