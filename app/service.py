@@ -549,17 +549,19 @@ class StagedBlobs:
 
     def put_stream(self, stream: BinaryIO, *, expected_size: Optional[int] = None,
                    progress: Optional[ProgressCallback] = None) -> BlobInfo:
-        self._note(getattr(stream, "name", None) or "an upload", expected_size, None)
+        name = getattr(stream, "name", None)  # a spooled upload's is a descriptor number
+        self._note(name if isinstance(name, (str, bytes, os.PathLike)) and name else
+                   "an upload", expected_size, None)
         blob = self._service.files.put_stream(stream, expected_size=expected_size,
                                               progress=progress, hold=True)
         self.held.append(blob.sha256)
         return blob
 
-    def _note(self, source: os.PathLike[str] | str, size: Optional[int],
+    def _note(self, source: os.PathLike[Any] | str | bytes, size: Optional[int],
               datapoint: Optional[DataPoint]) -> None:
         described = datapoint.model_dump(mode="json") if datapoint is not None else None
         self._notes.append(self._service.capture_notes.begin(
-            os.fspath(source), size, datapoint=described, front_end=self._front_end))
+            os.fsdecode(source), size, datapoint=described, front_end=self._front_end))
 
     def settle(self, committed: bool) -> None:
         """End the holds (idempotent); after a failure remove the blobs no row uses."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.core import capture_notes
-from app.core.errors import NotFoundError, ValidationError
+from app.core.errors import NotFoundError, SourceMissingError, ValidationError
 from app.service import BenchService
 from tests.test_crash_capture import CLI, ROOT, Attempt, _kill_when, _start
 
@@ -107,7 +107,7 @@ def test_captures_in_flight_and_finished_ones_are_not_interrupted(tmp_path: Path
             seen.append(bench.interrupted_captures())
 
         bench.capture_file(source, progress=progress)
-        with pytest.raises(Exception):
+        with pytest.raises(SourceMissingError):
             bench.capture_file(tmp_path / "missing.txt")
         assert seen and all(found == [] for found in seen)  # in flight: not a crash
         assert bench.interrupted_captures() == []
