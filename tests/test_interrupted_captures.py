@@ -135,3 +135,24 @@ def test_watched_folder_and_vanished_sources_are_not_offered_again(tmp_path: Pat
             bench.retry_interrupted(vanished.note_id)
         bench.dismiss_interrupted(watched.note_id)
         assert bench.interrupted_captures() == [vanished]
+
+
+def test_a_stream_without_a_path_is_noted_as_an_upload(tmp_path: Path) -> None:
+    """A spooled upload's ``name`` is a descriptor number, not a path."""
+    import tempfile
+
+    with BenchService(tmp_path / "bench") as bench, tempfile.TemporaryFile() as upload:
+        upload.write(b"uploaded bytes")
+        upload.seek(0)
+        seen: list[str] = []
+        bench.capture_notes.begin = _spy(bench.capture_notes.begin, seen)  # type: ignore
+        captured = bench.capture_stream(upload, filename="u.bin")
+        assert bench.value(captured.datapoint_id) == b"uploaded bytes"
+        assert seen == ["an upload"]
+
+
+def _spy(begin, seen: list[str]):  # type: ignore[no-untyped-def]
+    def recording(source: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        seen.append(source)
+        return begin(source, *args, **kwargs)
+    return recording
