@@ -152,7 +152,8 @@ class InterruptedCaptures(QDialog):
     def _failed(self, error: BaseException) -> None:
         log.warning("interrupted captures: %s", error)
         self.message.setText(describe_error(error))
-        self.reload() if self.isVisible() else None
+        if self.isVisible():
+            self.reload()  # dismissed or captured elsewhere meanwhile: show what is left
 
 
 class InterruptedBanner(QFrame):
