@@ -14,19 +14,26 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
-from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
+from app.cli_common import emit_json, exit_promptly_when_done, parse_meta, take_exit_promptly
 from app.core import capture_notes, fsnames
 from app.core.errors import BenchDataError, describe_validation_error, is_disk_full
 from app.core.ids import OWNERSHIP_KINDS
-from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
 from app.core.units import human_size
 from app.core.timestamps import format_local
-from app.service import BenchService
+
+if TYPE_CHECKING:
+    from app.core.models import DataPoint
+    from app.service import BenchService
+
+# The models, the service and the commands of components are imported where they are
+# used: `benchdata --version` must not load pydantic, the store or the sync engine
+# (bench/bench_startup.py).
+__all__ = ["cli", "emit_json", "exit_promptly_when_done", "main", "parse_meta"]
 
 #: Files at least this large get a progress bar while they are captured.
 PROGRESS_THRESHOLD = 32 * 1024 * 1024
@@ -41,16 +48,6 @@ def _ownership_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
-    metadata: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--meta")
-        metadata[key.strip()] = value
-    return metadata
-
-
 class Context:
     """Lazily opened service shared by the commands of one invocation."""
 
@@ -61,6 +58,8 @@ class Context:
     @property
     def service(self) -> BenchService:
         if self._service is None:
+            from app.service import BenchService
+
             self._service = BenchService(self.data_dir)
         return self._service
 
@@ -72,11 +71,9 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def emit_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
-
-
 def _summary_line(datapoint: DataPoint) -> str:
+    from app.core.models import ValueDataPoint
+
     when = format_local(datapoint.data_instant)
     if isinstance(datapoint, ValueDataPoint):
         detail = json.dumps(datapoint.value, ensure_ascii=False)
@@ -164,19 +161,52 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
         yield advance
 
 
-#: Subcommand groups that live beside the component they drive, imported on use:
-#: name -> "module:attribute" of a click command.
-LAZY_SUBCOMMANDS: dict[str, str] = {
-    "sync": "sync.cli:sync",
-    "verify": "sync.cli:verify",
-    "watch": "app.ingest.cli:watch",
-    "doctor": "app.admin.cli:doctor",
-    "backup": "app.admin.cli:backup",
-    "restore": "app.admin.cli:restore",
-    "logs": "app.admin.cli:logs",
-    "interrupted": "app.recovery_cli:interrupted",
-    "deleted": "app.recovery_cli:deleted",
-    "undelete": "app.recovery_cli:undelete",
+def _sync_commands() -> click.Command:
+    from sync.cli import sync
+
+    return sync
+
+
+def _watch_commands() -> click.Command:
+    from app.ingest.cli import watch
+
+    return watch
+
+
+def _verify_command() -> click.Command:
+    from sync.cli import verify
+
+    return verify
+
+
+def _recovery_command(name: str) -> Callable[[], click.Command]:
+    def load() -> click.Command:
+        from app import recovery_cli
+
+        command: click.Command = getattr(recovery_cli, name)
+        return command
+
+    return load
+
+
+def _admin_command(name: str) -> Callable[[], click.Command]:
+    def load() -> click.Command:
+        from app.admin import cli as admin_cli
+
+        command: click.Command = getattr(admin_cli, name)
+        return command
+
+    return load
+
+
+#: Subcommand groups that live beside the component they drive, imported on use (plain
+#: imports inside the loaders, so import-linter follows them): name -> loader.
+LAZY_SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {
+    "sync": _sync_commands,
+    "verify": _verify_command,
+    "watch": _watch_commands,
+    **{name: _admin_command(name) for name in ("doctor", "backup", "restore", "logs")},
+    **{name: _recovery_command(name) for name in ("interrupted", "deleted", "undelete")},
 }
 
 
@@ -188,14 +218,10 @@ class BenchGroup(click.Group):
         return sorted([*super().list_commands(ctx), *LAZY_SUBCOMMANDS])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
-        spec = LAZY_SUBCOMMANDS.get(cmd_name)
-        if spec is None:
+        load = LAZY_SUBCOMMANDS.get(cmd_name)
+        if load is None:
             return super().get_command(ctx, cmd_name)
-        module_name, _, attribute = spec.partition(":")
-        import importlib
-
-        command: click.Command = getattr(importlib.import_module(module_name), attribute)
-        return command
+        return load()
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -203,10 +229,10 @@ class BenchGroup(click.Group):
         except BenchDataError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
-        except PydanticValidationError as exc:
-            click.echo(f"error: {describe_validation_error(exc)}", err=True)
-            ctx.exit(1)
         except Exception as exc:
+            if _is_pydantic_error(exc):
+                click.echo(f"error: {describe_validation_error(exc)}", err=True)
+                ctx.exit(1)
             if not is_disk_full(exc):
                 raise
             # A write outside the store and file store (config, export, a backup folder).
@@ -214,6 +240,13 @@ class BenchGroup(click.Group):
             click.echo(f"error: the disk is full{where}: free space on it and try again",
                        err=True)
             ctx.exit(1)
+
+
+def _is_pydantic_error(exc: BaseException) -> bool:
+    """A pydantic ValidationError, without importing pydantic (a process that never
+    loaded it cannot have raised one)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 @click.group(cls=BenchGroup)
@@ -254,6 +287,8 @@ def add_value(ctx: Context, value: str, label: Optional[str], meta: Sequence[str
         raise click.BadParameter(
             f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "quote text values, e.g. '\"hello\"'", param_hint="VALUE") from exc
+    from app.core.models import ValueDataPoint
+
     service = ctx.service
     extra: dict[str, Any] = {"data_timestamp": timestamp} if timestamp else {}
     datapoint = service.submit(ValueDataPoint(
@@ -281,6 +316,8 @@ def _ownership(service: BenchService, names: dict[str, Optional[str]]) -> Any:
 def add_file(ctx: Context, paths: Sequence[Path], label: Optional[str], meta: Sequence[str],
              quiet: bool, as_json: bool, **names: Optional[str]) -> None:
     """Capture one or more files (copied into the store; the originals are untouched)."""
+    from app.core.models import FileDataPoint
+
     service = ctx.service
     ownership = _ownership(service, names)
     metadata = parse_meta(meta)
@@ -341,6 +378,8 @@ def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
 @pass_ctx
 def value(ctx: Context, datapoint_id: str) -> None:
     """Print a datapoint's value: JSON, or the file's bytes to stdout."""
+    from app.core.models import ValueDataPoint
+
     datapoint = ctx.service.get(datapoint_id)
     if isinstance(datapoint, ValueDataPoint):
         emit_json(datapoint.value)
@@ -642,30 +681,13 @@ def gui(ctx: Context) -> None:
         sys.exit(status)
 
 
-#: Set by a command whose process may end without waiting for library threads at exit.
-_exit_promptly = False
-
-
-def exit_promptly_when_done() -> None:
-    """Let ``main`` end the process as soon as the command returns.
-
-    pymongo's monitor threads sleep in 0.5 s steps and the interpreter joins them at exit,
-    which adds about half a second to every one-shot ``benchdata sync --once`` (measured:
-    1.4 s against 0.25 s for an S3-only process). By the time ``main`` sees the command's
-    exit, its context has closed the store (every commit was durable when it returned);
-    only output buffers and log handlers are left to flush, and ``main`` flushes them.
-    """
-    global _exit_promptly
-    _exit_promptly = True
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    global _exit_promptly
-    _exit_promptly = False  # only the command this call runs may ask for it
+    take_exit_promptly()  # only the command this call runs may ask for it
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="benchdata")
     except SystemExit as done:
-        if not _exit_promptly:
+        # app.cli_common.exit_promptly_when_done: no wait for library threads at exit.
+        if not take_exit_promptly():
             raise
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if done.code is not None and not isinstance(done.code, int):

@@ -14,14 +14,13 @@ for free space every few seconds, and starts what waited once there is room agai
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
+from app.core.component import Component, RunOptions
 from app.core.errors import DiskFullError
 from app.service import BenchService
 
@@ -31,49 +30,50 @@ log = logging.getLogger(__name__)
 RESUME_INTERVAL_S = 2.0
 
 
-class Component(Protocol):
-    """A long-running part of the service. ``stop`` is prompt and idempotent."""
-
-    name: str
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@dataclass
-class RunOptions:
-    """What ``benchdata run`` was asked for; components read the parts they own."""
-
-    watch: bool = True
-    api: bool = True
-    api_host: Optional[str] = None
-    api_port: Optional[int] = None
-    sync: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
+__all__ = ["Component", "ComponentFactory", "HeadlessRunner", "RunOptions",
+           "component_factories"]
 
 ComponentFactory = Callable[[BenchService, RunOptions], Optional[Component]]
 
-#: "module:function" of every component factory, in start order. Imported lazily so that
-#: a component's dependencies load only when the service runs.
-COMPONENT_FACTORIES: list[str] = [
-    "app.api.component:make_component",
-    "app.ingest.component:make_component",
-    "sync.component:make_component",
-    "sync.verify:make_component",
-]
+
+def _api(service: BenchService, options: RunOptions) -> Optional[Component]:
+    from app.api.component import make_component
+
+    return make_component(service, options)
 
 
-def _factory_name(factory: ComponentFactory) -> str:
+def _watch(service: BenchService, options: RunOptions) -> Optional[Component]:
+    from app.ingest.component import make_component
+
+    return make_component(service, options)
+
+
+def _sync(service: BenchService, options: RunOptions) -> Optional[Component]:
+    from sync.component import make_component
+
+    return make_component(service, options)
+
+
+def _verify(service: BenchService, options: RunOptions) -> Optional[Component]:
+    from sync.verify import make_component
+
+    return make_component(service, options)
+
+
+def component_factories() -> list[ComponentFactory]:
+    """Every component's factory, in start order. Each imports its component when called
+    (plain imports, which import-linter follows), so that a component's dependencies load
+    only when the service runs, and a component that cannot even be imported fails alone
+    (the window reports it and starts the others)."""
+    return [_api, _watch, _sync, _verify]
+
+
+def factory_name(factory: ComponentFactory) -> str:
+    """The component a factory makes, for messages: "api", "watch", "sync"."""
     module = getattr(factory, "__module__", "") or ""
+    if module == __name__:
+        return str(getattr(factory, "__name__", "")).lstrip("_") or repr(factory)
     return module.removesuffix(".component").rsplit(".", 1)[-1] or repr(factory)
-
-
-def _load_factory(spec: str) -> ComponentFactory:
-    module_name, _, attribute = spec.partition(":")
-    factory: ComponentFactory = getattr(importlib.import_module(module_name), attribute)
-    return factory
 
 
 class HeadlessRunner:
@@ -83,9 +83,7 @@ class HeadlessRunner:
                  factories: Optional[list[ComponentFactory]] = None) -> None:
         self.service = service
         self.options = options
-        self._factories = factories if factories is not None else [
-            _load_factory(spec) for spec in COMPONENT_FACTORIES
-        ]
+        self._factories = factories if factories is not None else component_factories()
         self.components: list[Component] = []
         #: Factories of components waiting for disk space (see the module docstring).
         self._waiting: list[ComponentFactory] = []
@@ -127,7 +125,7 @@ class HeadlessRunner:
                 return
             component.start()
         except DiskFullError as exc:
-            log.warning("%s waits for free disk space: %s", _factory_name(factory), exc)
+            log.warning("%s waits for free disk space: %s", factory_name(factory), exc)
             self._waiting.append(factory)
             return
         self.components.append(component)
@@ -138,7 +136,7 @@ class HeadlessRunner:
         """Why the service runs degraded (its data disk is full), or None."""
         reason = self.service.store.read_only_reason
         if reason is None and self._waiting:
-            names = ", ".join(_factory_name(factory) for factory in self._waiting)
+            names = ", ".join(factory_name(factory) for factory in self._waiting)
             reason = f"the data disk is full: {names} cannot start"
         return reason
 
@@ -154,7 +152,7 @@ class HeadlessRunner:
                     try:
                         self._start_component(factory)
                     except Exception:  # not the disk: the service goes on without it
-                        log.exception("starting %s failed", _factory_name(factory))
+                        log.exception("starting %s failed", factory_name(factory))
                 if self.degraded is None:
                     log.warning("the data disk has room again: capture resumed")
                     self.publish()

@@ -31,10 +31,7 @@ from typing import Any, Callable
 from _common import bench_dir, emit, percentiles_ms
 
 from app import DataClient, ValueDataPoint
-from app.core.ids import name_to_id
-from app.core.models import OwnershipInfo
 from app.core.search import STATE, TABLE, match_expression
-from app.core.timestamps import to_canonical
 
 EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 

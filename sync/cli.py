@@ -13,7 +13,6 @@ quarantined; a summary says which), 2 the settings are wrong (nothing was retrie
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -22,13 +21,14 @@ from typing import Any, Optional
 
 import click
 
+from app.cli_common import emit_json, exit_promptly_when_done
 from app.core.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
 
 def _emit(payload: Any) -> None:
-    click.echo(json.dumps(payload, ensure_ascii=False, indent=2, default=str))
+    emit_json(payload, default=str)
 
 
 def _age(seconds: Optional[float]) -> str:
@@ -55,8 +55,6 @@ def sync(ctx: click.Context, once: bool, no_pull: bool, as_json: bool) -> None:
     with SyncEngine(service) as engine:
         engine.settings.require_complete()
         if once:
-            from app.cli import exit_promptly_when_done
-
             exit_promptly_when_done()
             report = engine.run_pass(force=True, pull=False if no_pull else None)
             _report_pass(report.as_dict(), as_json)

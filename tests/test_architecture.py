@@ -1,8 +1,10 @@
-"""The Qt-free core stays Qt-free: nothing below app/ui imports PySide6."""
+"""The layering holds: import-linter's contracts (pyproject.toml, DEVELOPING.md), Qt only in
+app/ui, and the command line starts without loading what its command does not need."""
 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,38 @@ def test_importing_the_public_api_loads_no_qt() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=True)
     assert result.stdout.strip() == "False"
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+
+
+def test_the_import_contracts_hold() -> None:
+    """pyproject.toml's [tool.importlinter] contracts: the layers and Qt only in app.ui
+    (a plain pytest run catches a broken layer, not only .ci/run)."""
+    result = _run("import sys; from importlinter.cli import lint_imports_command; "
+                  "sys.argv = ['lint-imports', '--no-cache']; lint_imports_command()")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def test_a_core_module_and_the_version_load_neither_client_nor_store() -> None:
+    """`import app.core.x` and `benchdata --version` stay cheap (app/__init__.py is lazy)."""
+    heavy = ("app.client", "app.service", "app.core.store", "sqlalchemy", "pydantic",
+             "sync", "fastapi", "PySide6")
+    for code in ("import app.core.paths",
+                 "import sys; sys.argv = ['benchdata', '--version']; import runpy; "
+                 "runpy.run_module('app', run_name='__main__')"):
+        result = _run(f"import atexit, sys; atexit.register(lambda: print(sorted("
+                      f"m for m in sys.modules if m.split('.')[0] in {heavy!r} or m in "
+                      f"{heavy!r}), file=sys.stderr)); {code}")
+        assert result.stderr.strip().splitlines()[-1] == "[]", (code, result.stderr[-2000:])
+
+
+def test_the_public_names_still_import_from_app() -> None:
+    import app
+
+    for name in app.__all__:
+        assert getattr(app, name) is not None, name
+    assert app.DataClient.__module__ == "app.client"

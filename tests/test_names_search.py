@@ -210,6 +210,34 @@ def test_the_migration_indexes_rows_stored_before_it(tmp_path: Path) -> None:
         assert _labels(bench.search("cloudy")) == ["old"]
 
 
+def test_an_index_without_column_sizes_replaces_the_first_one(tmp_path: Path) -> None:
+    with BenchService(tmp_path / "v1") as bench:
+        bench.capture_value({"note": "cloudy"}, label="old")
+        db = bench.paths.database
+    # Back to the first version of the index (per-row sizes kept, version 1).
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DROP TABLE datapoint_search")
+    conn.execute("CREATE VIRTUAL TABLE datapoint_search USING fts5("
+                 "body, tokenize = 'unicode61 remove_diacritics 2')")
+    conn.execute("UPDATE component_versions SET version = 1 WHERE component = 'search'")
+    conn.close()
+    with BenchService(tmp_path / "v1") as bench:
+        assert _labels(bench.search("cloudy")) == ["old"]
+        with bench.store.reader() as conn:
+            sql = conn.execute("SELECT sql FROM sqlite_master "
+                               "WHERE name = 'datapoint_search'").fetchone()[0]
+    assert "columnsize = 0" in sql
+
+
+def test_escaped_control_characters_separate_words(service: BenchService) -> None:
+    service.capture_value({"note": "first line\nsecond\tthird"}, label="lines",
+                          metadata={"memo": "a\rfourth"})
+    service.capture_value({"path": "C:\\data\\fifth"}, label="backslash")
+    for word in ("line", "second", "third", "fourth"):
+        assert _labels(service.search(word)) == ["lines"], word
+    assert _labels(service.search("fifth")) == ["backslash"]
+
+
 def test_rows_written_around_the_store_are_found_too(service: BenchService) -> None:
     first = service.capture_value(1, label="first")
     service.capture_value(2, label="last")

@@ -1,23 +1,18 @@
-"""``benchdata doctor | backup | restore | logs`` (registered in ``app.cli.LAZY_SUBCOMMANDS``)."""
+"""``benchdata doctor | backup | restore | logs`` (mounted by ``app.cli.LAZY_SUBCOMMANDS``)."""
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
 
 import click
 
+from app.cli_common import emit_json, exit_promptly_when_done
 from app.core.paths import BenchPaths, bench_paths
 
 
 def _paths(ctx: click.Context) -> BenchPaths:
     """The store's paths without opening the store (doctor/restore must not create one)."""
     return bench_paths(getattr(ctx.obj, "data_dir", None))
-
-
-def _emit(payload: Any) -> None:
-    click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
 
 
 @click.command()
@@ -30,14 +25,13 @@ def doctor(ctx: click.Context, as_json: bool, full: bool) -> None:
     store."""
     from app.admin.doctor import CHECKS, FAIL, check_all_blobs, check_blobs, run_checks
     from app.admin.doctor import as_json as to_json
-    from app.cli import exit_promptly_when_done
 
     exit_promptly_when_done()  # no half-second wait for MongoDB client threads at exit
     checks = [check_all_blobs if full and check is check_blobs else check
               for check in CHECKS]
     results = run_checks(_paths(ctx), checks)
     if as_json:
-        _emit(to_json(results))
+        emit_json(to_json(results))
     else:
         for check in results:
             click.echo(check.line())
@@ -60,7 +54,7 @@ def backup(ctx: click.Context, destination: str, as_json: bool) -> None:
 
     report = do_backup(_paths(ctx), destination)
     if as_json:
-        _emit(report.to_dict())
+        emit_json(report.to_dict())
         return
     click.echo(f"Backed up {report.datapoints} datapoint(s) and {report.files.copied} new "
                f"file(s) ({report.files.skipped} already there) to {report.destination}")
@@ -79,7 +73,7 @@ def restore(ctx: click.Context, source: str, force: bool, as_json: bool) -> None
 
     report = do_restore(_paths(ctx), source, force=force)
     if as_json:
-        _emit(asdict(report))
+        emit_json(asdict(report))
         return
     click.echo(f"Restored {report.datapoints} datapoint(s) and {report.files.copied} file(s) "
                f"from {report.source}" + (" (and the configuration)" if report.config else ""))

@@ -17,9 +17,9 @@ from typing import Optional
 
 from app.api.guard import check_origins, parse_origins
 from app.api.server import DEFAULT_HOST, DEFAULT_PORT, ApiConfigError, ApiServer, check_bind
+from app.core.component import RunOptions
 from app.core.config import load_section
 from app.core.paths import BenchPaths
-from app.runner import RunOptions
 from app.service import BenchService
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,6 @@ import re
 import unicodedata
 from typing import Final
 
-from ulid import ULID
-
 from app.core.errors import ValidationError
 
 #: The ownership kinds, in MADSci's field order; field name = f"{kind}_id".
@@ -40,6 +38,10 @@ _NAME_NAMESPACE: Final[bytes] = b"benchdata-name-v1\x00"
 
 def new_ulid() -> str:
     """A fresh ULID string (time-ordered, 26 Crockford base32 characters)."""
+    # python-ulid loads importlib.metadata, email, socket ...: imported on first use, so
+    # modules that only need this one's constants (the CLI's options) start fast.
+    from ulid import ULID
+
     return str(ULID())
 
 
@@ -84,6 +86,8 @@ def name_to_id(kind: str, name: str) -> str:
     digest = hashlib.sha256(
         _NAME_NAMESPACE + kind.encode() + b"\x00" + canonical.encode("utf-8")
     ).digest()
+    from ulid import ULID
+
     return str(ULID.from_bytes(digest[:16]))
 
 

@@ -69,10 +69,14 @@ def _body(row: str) -> str:
     The JSON texts of the metadata and the value are indexed as they are: the tokenizer
     splits on JSON's punctuation, so every key and every string (and number) at any depth
     becomes terms, at a fraction of the cost of walking the JSON (capture rate). Escapes
-    of control characters (``\\n``) are turned into spaces first so "a\\nb" gives a, b.
+    of control characters (``\\n``) are turned into spaces first so "a\\nb" gives a, b;
+    only in texts with a backslash (few have one: the three replaces cost a quarter of
+    indexing a row).
     """
     def json_text(column: str) -> str:
-        return f"replace(replace(replace({row}.{column}, '\\n', ' '), '\\t', ' '), '\\r', ' ')"
+        text = f"{row}.{column}"
+        spaced = f"replace(replace(replace({text}, '\\n', ' '), '\\t', ' '), '\\r', ' ')"
+        return f"CASE WHEN instr({text}, '\\') THEN {spaced} ELSE {text} END"
 
     parts = [f"{row}.label", f"{row}.filename", f"{row}.object_name",
              json_text("custom_metadata"), json_text("value"), _names_of(row)]
@@ -84,7 +88,7 @@ def _v1_index(conn: sqlite3.Connection) -> None:
     conn.execute(
         f"CREATE VIRTUAL TABLE {TABLE} USING fts5("
         f"body, tokenize = 'unicode61 remove_diacritics 2')"
-    )
+    )  # as first released; _v2_no_column_sizes replaces it
     conn.execute(f"CREATE TABLE {PENDING} (row INTEGER PRIMARY KEY)")
     # Names by id alone: one probe list per row instead of one query per ownership kind.
     conn.execute("CREATE INDEX IF NOT EXISTS ix_names_id_only ON names (id)")
@@ -106,7 +110,22 @@ def _v1_index(conn: sqlite3.Connection) -> None:
     flush(conn, force=True)
 
 
-MIGRATIONS: Final[tuple[Any, ...]] = (_v1_index,)
+#: The index as it is now: one column; no per-row sizes (nothing ranks by length).
+_CREATE_TABLE: Final[str] = (f"CREATE VIRTUAL TABLE {TABLE} USING fts5("
+                             f"body, tokenize = 'unicode61 remove_diacritics 2', columnsize = 0)")
+
+
+def _v2_no_column_sizes(conn: sqlite3.Connection) -> None:
+    """The FTS5 table again with ``columnsize=0``, its entries rebuilt.
+
+    Nothing ranks by length (bm25), and the per-row size record it drops was an eighth
+    of what indexing costs capture (issue 12's capture-rate goal)."""
+    conn.execute(f"DROP TABLE {TABLE}")
+    conn.execute(_CREATE_TABLE)
+    rebuild(conn)
+
+
+MIGRATIONS: Final[tuple[Any, ...]] = (_v1_index, _v2_no_column_sizes)
 
 
 def _indexed_upto(conn: sqlite3.Connection) -> Optional[tuple[int, int, bool]]:

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from app.cli import emit_json, parse_meta
+from app.cli_common import emit_json, parse_meta
 
 from app.core.ids import id_for
 from app.core.paths import BenchPaths, bench_paths

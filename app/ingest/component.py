@@ -1,6 +1,6 @@
 """The folder watcher as a component of ``benchdata run`` (and of the GUI).
 
-``make_component`` is registered in ``app.runner.COMPONENT_FACTORIES``. The component
+``make_component`` is listed in ``app.runner.component_factories``. The component
 finishes interrupted captures (``Ledger.recover``) before any worker starts, then runs one
 :class:`~app.ingest.watcher.RuleWorker` per enabled rule. Listeners receive every
 :class:`~app.ingest.watcher.IngestEvent` on the worker's thread (the GUI hops to its own).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -76,25 +75,26 @@ class HostedComponents:
     """
 
     def __init__(self, service: BenchService, lock: Any = None, **options: Any) -> None:
-        from app.runner import COMPONENT_FACTORIES, HeadlessRunner, RunOptions
+        from app.runner import HeadlessRunner, RunOptions, component_factories
 
         self.errors: list[str] = []
         self.report: Callable[[str], None] = self.errors.append
         self.options = options
-        factories = [self._tolerant(spec) for spec in COMPONENT_FACTORIES]
+        factories = [self._tolerant(factory) for factory in component_factories()]
         self.runner = HeadlessRunner(service, RunOptions(**options), factories=factories)
         self.runner.lock = lock  # taken by the caller already, or None: the runner takes it
         self._thread = threading.Thread(target=self._start, name="ui-components", daemon=True)
 
-    def _tolerant(self, spec: str) -> Callable[[BenchService, Any], Any]:
+    def _tolerant(self, factory: Callable[[BenchService, Any], Any]
+                  ) -> Callable[[BenchService, Any], Any]:
+        from app.runner import factory_name
+
         def make(service: BenchService, options: Any) -> Any:
             try:
-                module_name, _, attribute = spec.partition(":")
-                component = getattr(importlib.import_module(module_name), attribute)(
-                    service, options)
+                component = factory(service, options)
             except Exception as exc:  # noqa: BLE001 - settings broken, package missing …
-                log.exception("setting up %s failed", spec)
-                self._report(f"{spec.split(':')[0]} could not be set up: {exc}")
+                log.exception("setting up %s failed", factory_name(factory))
+                self._report(f"{factory_name(factory)} could not be set up: {exc}")
                 return None
             return _Guarded(component, self._report) if component is not None else None
 

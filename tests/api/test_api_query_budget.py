@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.api.server import ApiServer
 from app.core import query as querylang
 from app.core.models import ValueDataPoint
 from app.service import BenchService

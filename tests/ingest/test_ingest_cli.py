@@ -26,7 +26,7 @@ from app.ingest.rules import (
     remove_rule,
     update_rule,
 )
-from app.runner import COMPONENT_FACTORIES, RunOptions
+from app.runner import RunOptions, component_factories, factory_name
 from app.service import BenchService
 
 #: watchdog 7's inotify reader warns (RuntimeWarning) when a folder's watch is added twice
@@ -125,7 +125,7 @@ def test_rule_ids_follow_the_folder_so_re_adding_keeps_the_ledger(tmp_path: Path
 
 def test_make_component_is_off_only_when_watching_is_switched_off(
         tmp_path: Path, service: BenchService) -> None:
-    assert "app.ingest.component:make_component" in COMPONENT_FACTORIES
+    assert "watch" in [factory_name(factory) for factory in component_factories()]
     assert make_component(service, RunOptions(watch=False)) is None
     # With nothing configured it still runs, to pick up rules added later.
     component = make_component(service, RunOptions())

@@ -66,7 +66,7 @@ def test_one_refused_document_in_a_batch_of_fifty(tmp_path: Path, central: Any,
         status = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "sync", "status"],
                                     catch_exceptions=False)
         assert status.exit_code == 0, status.output
-        line = next(l for l in status.output.splitlines() if bad.datapoint_id in l)
+        line = next(row for row in status.output.splitlines() if bad.datapoint_id in row)
         assert "v25" in line and "unique index" in line and "11000" in line
         facts = json.loads(CliRunner().invoke(
             cli, ["--data-dir", str(data_dir), "sync", "status", "--json"]).output)
