@@ -151,6 +151,7 @@ LAZY_SUBCOMMANDS: dict[str, str] = {
     "backup": "app.admin.cli:backup",
     "restore": "app.admin.cli:restore",
     "logs": "app.admin.cli:logs",
+    "purge": "sync.cli:purge",
 }
 
 

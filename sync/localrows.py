@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
+from app.core.central_copy import VERIFIED_CENTRAL_SQL
 from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
@@ -108,8 +109,8 @@ def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> b
     with store.reader() as conn:
         live_unverified = conn.execute(
             "SELECT 1 FROM datapoints AS d WHERE d.sha256 = ? AND d.deleted = 0 AND "
-            "d.data_type = 'file' AND NOT EXISTS (SELECT 1 FROM sync_objects AS o WHERE "
-            "o.datapoint_id = d.id AND o.sha256 = d.sha256) LIMIT 1", (sha256,)).fetchone()
+            f"d.data_type = 'file' AND NOT {VERIFIED_CENTRAL_SQL} LIMIT 1",
+            (sha256,)).fetchone()
         verified = conn.execute("SELECT 1 FROM sync_objects WHERE sha256 = ? LIMIT 1",
                                 (sha256,)).fetchone()
         live = conn.execute("SELECT 1 FROM datapoints WHERE sha256 = ? AND deleted = 0 LIMIT 1",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app import __version__
+from app.core.central_copy import verified_central_sql
 from app.core.errors import is_disk_full
 from app.core.paths import BenchPaths
 
@@ -154,10 +155,7 @@ BLOB_SAMPLE_HASH_BYTES = 256 * 1024 * 1024
 def _blob_rows(conn: sqlite3.Connection, limit: int | None) -> list[tuple[str, str, bool]]:
     """(id, sha256, verified central) of the live file datapoints, a random sample of
     ``limit`` (all when None)."""
-    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                            "name = 'sync_objects'").fetchone() is not None
-    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
-               "o.sha256 = d.sha256)") if has_sync else "0"
+    central = verified_central_sql(conn)
     sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
            "d.data_type = 'file' AND d.sha256 IS NOT NULL")
     if limit is not None:
