@@ -10,12 +10,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.ingest import originals
+from app.ingest.component import IngestComponent
+from app.ingest.rules import WatchRule
+from app.ingest.watcher import WorkerOptions
 from app.service import BenchService
 from servers import central_env
 from sync.engine import SyncEngine
@@ -139,3 +144,109 @@ def test_the_facility_can_lock_the_retention_age(bench: tuple[BenchService, Sync
     done = _cli(service, "purge", "--older-than", "100")
     assert done.returncode == 1
     assert "does not allow freeing local copies" in done.stderr
+
+
+# -- the instrument's originals (opt-in per watched folder) -------------------------------
+
+FAST = WorkerOptions(liveness_interval=0.1, retry_base=0.2, retry_max=1.0, marker_recheck=0.05)
+
+
+def _wait(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _watch(service: BenchService, rule: WatchRule) -> IngestComponent:
+    component = IngestComponent(service, [rule], options=FAST)
+    component.start()
+    return component
+
+
+def _rescan(component: IngestComponent, rule_id: str) -> None:
+    """One more full scan (and the sweep after it), done."""
+    scans = component.worker(rule_id).status().scans
+    component.rescan(rule_id)
+    _wait(lambda: component.worker(rule_id).status().scans > scans, "a rescan")
+
+
+def _captured(service: BenchService) -> int:
+    return service.count({"data_type": "file"})
+
+
+def test_originals_are_let_go_only_when_verified_unchanged_and_inside_the_folder(
+        bench: tuple[BenchService, SyncEngine], tmp_path: Path) -> None:
+    service, engine = bench
+    watched, outside, archive = tmp_path / "instrument", tmp_path / "outside", tmp_path / "archive"
+    (watched / "sub").mkdir(parents=True)
+    outside.mkdir()
+    files = {"a.csv": b"a" * 1000, "changed.csv": b"c" * 1000, "sub/linked.csv": b"l" * 500,
+             "moved.csv": b"m" * 10}
+    for rel, data in files.items():
+        (watched / rel).write_bytes(data)
+    rule = WatchRule(id="inst", path=str(watched), quiet_seconds=0.2, observer="polling",
+                     poll_interval=0.2, originals_after_days=0)
+    component = _watch(service, rule)
+    try:
+        _wait(lambda: _captured(service) == len(files), "the captures")
+        # Captured, not yet verified central: nothing is let go.
+        assert originals.sweep(service.store, rule) == ([], {})
+    finally:
+        component.stop()
+    assert engine.run_pass(force=True).ok
+
+    # Changed after capture with the same size and mtime restored: must stay.
+    before = os.stat(watched / "changed.csv")
+    (watched / "changed.csv").write_bytes(b"X" * 1000)
+    os.utime(watched / "changed.csv", ns=(before.st_atime_ns, before.st_mtime_ns))
+    # A folder swapped for a link to elsewhere: the link is never followed.
+    (watched / "sub" / "linked.csv").rename(outside / "linked.csv")
+    (watched / "sub").rmdir()
+    (watched / "sub").symlink_to(outside, target_is_directory=True)
+
+    moving = WatchRule(**{**rule.model_dump(), "originals_action": "move",
+                          "originals_move_to": str(archive)})
+    assert originals.due(service.store, rule.model_copy(update={"originals_after_days": 1})) == []
+    done, kept = originals.sweep(service.store, moving)
+    assert sorted((d.rel_path, d.action) for d in done) == [("a.csv", "moved"),
+                                                             ("moved.csv", "moved")]
+    assert (archive / "a.csv").read_bytes() == files["a.csv"]
+    assert not (watched / "a.csv").exists()
+    assert (watched / "changed.csv").read_bytes() == b"X" * 1000
+    assert "changed since it was captured" in kept["changed.csv"]
+    assert (outside / "linked.csv").read_bytes() == files["sub/linked.csv"]
+    assert "link" in kept["sub/linked.csv"]
+    assert originals.sweep(service.store, moving)[0] == []  # recorded: not again
+
+
+def test_the_watcher_removes_originals_after_a_scan_and_says_so(
+        bench: tuple[BenchService, SyncEngine], tmp_path: Path) -> None:
+    service, engine = bench
+    watched = tmp_path / "instrument"
+    watched.mkdir()
+    (watched / "old.csv").write_bytes(b"old")
+    plain = WatchRule(id="inst", path=str(watched), quiet_seconds=0.2, observer="polling",
+                      poll_interval=0.2)
+    component = _watch(service, plain)  # not opted in: nothing is ever removed
+    try:
+        _wait(lambda: _captured(service) == 1, "the capture")
+        assert engine.run_pass(force=True).ok
+        _rescan(component, plain.id)
+        assert (watched / "old.csv").exists()
+    finally:
+        component.stop()
+
+    (watched / "new.csv").write_bytes(b"new, not yet synced")
+    opted = WatchRule(**{**plain.model_dump(), "originals_after_days": 0})
+    component = _watch(service, opted)
+    try:
+        _wait(lambda: _captured(service) == 2, "the new capture")
+        _wait(lambda: component.worker(opted.id).status().originals_let_go == 1, "the removal")
+        status = component.worker(opted.id).status()
+        assert status.last_original == "removed old.csv"
+        _rescan(component, opted.id)
+    finally:
+        component.stop()
+    assert not (watched / "old.csv").exists()
+    assert (watched / "new.csv").exists()  # not verified central
