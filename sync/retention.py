@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
 
-from app.core.central_copy import verified_central_sql
+from app.core.central_copy import sync_ever_ran, verified_central_sql
 from app.core.errors import ValidationError
 from app.core.site import is_locked, load_site, site_config_file
 from app.core.syncstate import SyncState
@@ -95,6 +95,9 @@ def check_allowed(days: float) -> None:
 
 def _freeable(service: BenchService, days: float) -> list[tuple[str, int]]:
     """(sha256, size) of the local copies the policy frees now."""
+    with service.store.reader() as conn:
+        if not sync_ever_ran(conn):
+            return []
     cutoff = format_canonical(utc_now() - timedelta(days=days))
     found = []
     for sha256 in localrows.verified_older_than(service.store, cutoff):

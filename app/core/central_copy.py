@@ -19,8 +19,12 @@ VERIFIED_CENTRAL_SQL: Final = (
     "o.sha256 = d.sha256)")
 
 
+def sync_ever_ran(conn: sqlite3.Connection) -> bool:
+    """Whether the store has sync's tables (without them nothing is verified central)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'sync_objects'").fetchone() is not None
+
+
 def verified_central_sql(conn: sqlite3.Connection) -> str:
     """:data:`VERIFIED_CENTRAL_SQL`, or ``0`` in a store sync never ran on."""
-    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                            "name = 'sync_objects'").fetchone() is not None
-    return VERIFIED_CENTRAL_SQL if has_sync else "0"
+    return VERIFIED_CENTRAL_SQL if sync_ever_ran(conn) else "0"

@@ -250,3 +250,12 @@ def test_the_watcher_removes_originals_after_a_scan_and_says_so(
         component.stop()
     assert not (watched / "old.csv").exists()
     assert (watched / "new.csv").exists()  # not verified central
+
+
+def test_a_bench_that_never_synced_frees_nothing_and_would_lose_everything(
+        tmp_path: Path) -> None:
+    with BenchService(tmp_path / "lonely") as service:
+        ident = _capture(service, tmp_path / "src", "only-here.bin", b"x" * 100)
+        report = _purge_json(service, "--older-than", "0", "--dry-run")
+    assert report["would_free"] == {"count": 0, "bytes": 0}
+    assert [i["datapoint_id"] for i in report["would_be_lost_if_wiped"]["items"]] == [ident]
