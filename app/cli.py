@@ -100,11 +100,14 @@ def _print_datapoints(datapoints: Sequence[DataPoint], as_json: bool) -> None:
         click.echo(_summary_line(datapoint))
 
 
-def _print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[str] = None) -> None:
+def _print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[str] = None,
+                     receipt: Optional[dict[str, Any]] = None) -> None:
     document = datapoint.to_document()
     if as_json:
         if sync_state is not None:
             document["sync_state"] = sync_state
+        if receipt is not None:
+            document["custody"] = receipt
         emit_json(document)
         return
     for key, value in document.items():
@@ -119,6 +122,25 @@ def _print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[s
         click.echo(f"{key:>16}: {shown}")
     if sync_state is not None:
         click.echo(f"{'sync_state':>16}: {sync_state}")
+    if receipt is not None:
+        _print_custody(receipt)
+
+
+def _print_custody(receipt: dict[str, Any]) -> None:
+    """The custody receipt in a few lines (``get --json`` has all of it)."""
+    uploaded, verified = receipt["uploaded"], receipt["central_verified"]
+    scrub = receipt["last_scrub"] or {}
+    lines = {
+        "uploaded": f"{uploaded['at']} to {uploaded['bucket']}/{uploaded['object_name']}"
+        if uploaded else "no",
+        "central verified": f"{verified['at']} ({verified['how']})" if verified
+        else receipt["central_problem"] or "no",
+        "last scrub": ", ".join(f"{where} {facts['at']} {'ok' if facts['ok'] else 'FAILED'}"
+                                for where, facts in scrub.items()) or "never",
+        "safe to delete": "yes" if receipt["safe_to_delete"] else "no",
+    }
+    for key, text in lines.items():
+        click.echo(f"{key:>16}: {text}")
 
 
 @contextmanager
@@ -146,6 +168,7 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
 #: name -> "module:attribute" of a click command.
 LAZY_SUBCOMMANDS: dict[str, str] = {
     "sync": "sync.cli:sync",
+    "verify": "sync.cli:verify",
     "watch": "app.ingest.cli:watch",
     "doctor": "app.admin.cli:doctor",
     "backup": "app.admin.cli:backup",
@@ -307,7 +330,7 @@ def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
     stored = ctx.service.get_stored(datapoint_id)
     # Shown with the names every reader shows (pins included); --json is the document as stored.
     datapoint = stored.datapoint if as_json else next(ctx.service.with_names([stored.datapoint]))
-    _print_datapoint(datapoint, as_json, stored.sync_state)
+    _print_datapoint(datapoint, as_json, stored.sync_state, ctx.service.custody(datapoint_id))
 
 
 @cli.command()

@@ -334,6 +334,12 @@ class BenchService:
                     "(benchdata sync configure)")
             return datapoint, str(fetcher.fetch(self, datapoint))
 
+    def custody(self, datapoint_id: str) -> Optional[dict[str, Any]]:
+        """The custody receipt of a file datapoint (``app.core.custody.receipt``) as a
+        dict, None for a JSON value; what ``get --json``, REST and the window show."""
+        found = custody.receipt(self.store, self.files, datapoint_id)
+        return None if found is None else found.as_dict()
+
     def _central_fetcher(self) -> Any:
         stamp = config_stamp(self.paths)
         with self._fetcher_lock:

@@ -137,6 +137,9 @@ def status(obj: Any, as_json: bool) -> None:
     for retry in facts["retrying"]:
         click.echo(f"       retrying: {retry['datapoint_id']} ({retry['attempts']} attempt(s)): "
                    f"{retry['error']}")
+    from app.core.custody import describe_scrub
+
+    click.echo(f"  last verified: {describe_scrub(facts.get('last_scrub'))}")
     quarantined = facts["quarantined"]
     click.echo(f"    quarantined: {len(quarantined)}")
     for item in quarantined:
@@ -285,3 +288,79 @@ def _print_retention(report: Any) -> None:
                    f"{item.age_days:.1f} day(s) old, {item.sync_state})")
     if len(risk) > 20:
         click.echo(f"  ... and {len(risk) - 20} more (--json lists all)")
+
+
+@click.command("verify")
+@click.option("--rate", "rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Read at most this many MiB/s (local blobs and --deep downloads); "
+                   "0 = unlimited.")
+@click.option("--central", is_flag=True, help="Also check every central object: its size "
+              "and SHA-256 metadata (size and ETag for objects MADSci wrote).")
+@click.option("--deep", is_flag=True, help="With --central: download each object and "
+              "re-hash it.")
+@click.option("--repair", is_flag=True, help="Heal from verified copies: fetch a damaged or "
+              "missing local blob from its verified central copy; upload a missing or "
+              "damaged central object again from the verified local copy.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@click.pass_obj
+def verify(obj: Any, rate: float, central: bool, deep: bool, repair: bool, as_json: bool,
+           quiet: bool) -> None:
+    """Scrub: re-hash this bench's files (and check the central copies); exit 1 if anything
+    is wrong (and not repaired)."""
+    from app.core import custody
+    from sync.verify import Scrubber, _object_store
+
+    service = obj.service
+    objects = _object_store(service) if (central or deep or repair) else None
+    if (central or deep) and objects is None:
+        raise ValidationError("--central needs the central object storage configured "
+                              "(benchdata sync configure)")
+
+    def push_now() -> bool:
+        from sync.engine import SyncEngine
+
+        with SyncEngine(service) as engine:
+            engine.run_pass(force=True, pull=False)
+        return True
+
+    try:
+        report = Scrubber(service, rate_mib_s=rate, central=central or deep, deep=deep,
+                          repair=repair, objects=objects, upload=push_now,
+                          progress=None if quiet or as_json else _progress_printer()).run()
+    finally:
+        if objects is not None:
+            objects.close()
+    if as_json:
+        _emit(report.as_dict())
+    else:
+        click.echo(custody.describe_scrub(custody.last_scrub_run(service.store)))
+        click.echo(f"  {report.blobs} local file(s), {report.bytes_hashed} bytes hashed, "
+                   f"{report.central_only} kept only centrally"
+                   + (f", {report.objects} central object(s) checked" if report.central else ""))
+        for problem in report.problems:
+            click.echo(f"  {problem.line()}", err=not problem.repaired)
+        for error in report.errors:
+            click.echo(f"error: {error}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+def _progress_printer() -> Any:
+    """Progress on stderr, at most twice a second."""
+    import time
+
+    last = [0.0]
+
+    def show(progress: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        if progress.phase == "local" and progress.bytes_total:
+            share = 100.0 * progress.bytes_done / max(1, progress.bytes_total)
+            click.echo(f"verify: local {progress.items_done}/{progress.items_total} file(s), "
+                       f"{share:.0f}% of the bytes", err=True)
+        else:
+            click.echo(f"verify: {progress.phase} {progress.items_done} checked", err=True)
+
+    return show

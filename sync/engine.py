@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
 
+from app.core import custody
 from app.core.timestamps import now_canonical, utc_now
 from app.service import BenchService
 
@@ -409,6 +410,7 @@ def sync_status(service: BenchService, outbox: Optional[Outbox] = None,
             {"datapoint_id": q.datapoint_id, "label": q.label, "reason": q.reason,
              "since": q.since} for q in outbox.quarantined()],
         "retrying": outbox.errors_summary(),
+        "last_scrub": custody.last_scrub_run(service.store),
     }
 
 

@@ -218,6 +218,10 @@ def fetch_verified(service: BenchService, objects: ObjectStore, datapoint: DataP
         if not recorded:
             raise FileUnavailableError(f"datapoint {ident} changed while its file was "
                                        "fetched; ask again")
+        # The download matched the record: the central copy is verified as well.
+        custody.note_central_verified(service.store, ident, blob.sha256, source.bucket,
+                                      source.object_name,
+                                      "download-sha256" if source.sha256 else "download-etag")
     finally:
         service.settle_blobs([blob.sha256], recorded)
     return blob.sha256

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
-from app.core.central_copy import VERIFIED_CENTRAL_SQL
+from app.core import custody
 from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
@@ -107,9 +107,11 @@ def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> b
     old copies to save disk; they are downloaded again on request).
     """
     with store.reader() as conn:
+        # Verified as the custody receipt says (app.core.custody): a central copy a scrub
+        # found missing or damaged is not verified any more, and its local copy stays.
         live_unverified = conn.execute(
             "SELECT 1 FROM datapoints AS d WHERE d.sha256 = ? AND d.deleted = 0 AND "
-            f"d.data_type = 'file' AND NOT {VERIFIED_CENTRAL_SQL} LIMIT 1",
+            f"d.data_type = 'file' AND NOT {custody.verified_central_sql('d')} LIMIT 1",
             (sha256,)).fetchone()
         verified = conn.execute("SELECT 1 FROM sync_objects WHERE sha256 = ? LIMIT 1",
                                 (sha256,)).fetchone()
@@ -121,6 +123,13 @@ def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> b
 def blobs_of(store: LocalStore, datapoint_ids: Sequence[str]) -> list[str]:
     rows = fetch_rows(store, datapoint_ids)
     return sorted({str(r["sha256"]) for r in rows.values() if r.get("sha256")})
+
+
+def has_sync_objects(store: LocalStore) -> bool:
+    """Whether sync ever ran on this store (its tables exist)."""
+    with store.reader() as conn:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
 
 
 def verified_older_than(store: LocalStore, cutoff_text: str) -> list[str]:

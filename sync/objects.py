@@ -319,12 +319,13 @@ class ObjectStore:
 
     # -- reading back ----------------------------------------------------------------------
 
-    def stat(self, object_name: str) -> Optional[Any]:
-        """The object's stat, or None if there is no such object."""
+    def stat(self, object_name: str, bucket: Optional[str] = None) -> Optional[Any]:
+        """The object's stat (in this bench's bucket unless ``bucket`` is given), or None
+        if there is no such object."""
         from minio.error import S3Error
 
         try:
-            return self._client.stat_object(self.bucket, object_name)
+            return self._client.stat_object(bucket or self.bucket, object_name)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
                 return None

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Optional
 
+from app.core import custody
 from app.core.ids import new_ulid
 from app.core.store import LocalStore
 from app.core.syncstate import ACTIVE_STATES, SyncState
@@ -297,6 +298,9 @@ class Outbox:
                              pairs)
             conn.executemany("UPDATE datapoints SET sync_state = 'confirmed' "
                              "WHERE id = ? AND revision = ?", pairs)
+            # A file's record read back naming its verified object: the central copy is
+            # verified (the custody receipt's fact, and what makes it safe to delete).
+            custody.note_records_verified(conn, [ident for ident, _revision in pairs])
             conn.execute("INSERT INTO sync_meta (key, value) VALUES ('last_confirmed_at', ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_now_text(),))
 
@@ -431,7 +435,26 @@ class Outbox:
                  stored.sha256, stored.content_type, endpoint, _now_text()))
             conn.execute("DELETE FROM sync_parts WHERE datapoint_id = ?", (datapoint_id,))
             conn.execute("DELETE FROM sync_uploads WHERE datapoint_id = ?", (datapoint_id,))
+            custody.note_uploaded(conn, datapoint_id, stored.sha256, stored.bucket,
+                                  stored.object_name)
             self._mark(conn, datapoint_id, revision, UPLOADED)
+
+    def upload_again(self, datapoint_id: str) -> bool:
+        """The central copy of a local file is missing or damaged: forget the verified
+        object, so the next push uploads the local file again (and verifies it and reads
+        its record back as for any upload). False if this bench holds no such file row."""
+        with self.store.transaction() as conn:
+            row = conn.execute("SELECT 1 FROM datapoints WHERE id = ? AND deleted = 0 AND "
+                               "data_type = 'file' AND sha256 IS NOT NULL",
+                               (datapoint_id,)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM sync_objects WHERE datapoint_id = ?", (datapoint_id,))
+            # Collected again at the same revision: the record's write then "conflicts"
+            # with itself and reads back as ours, pointing at the object uploaded anew.
+            conn.execute("UPDATE datapoints SET sync_state = 'pending' WHERE id = ? "
+                         "AND sync_state = 'confirmed'", (datapoint_id,))
+        return True
 
     def objects_for(self, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -29,6 +29,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Final, Optional
 
+from app.core import custody
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
@@ -147,6 +148,8 @@ class ObjectRenamer:
                 "UPDATE sync_objects SET object_name = ?, etag = ?, verified_at = ? "
                 "WHERE datapoint_id = ? AND object_name = ?",
                 (stored.object_name, stored.etag, now, legacy.datapoint_id, legacy.old_name))
+            custody.note_object_moved(conn, legacy.datapoint_id, legacy.old_name,
+                                      stored.object_name)
         return True
 
     # -- 3: delete the old object once the record names the new one -------------------------

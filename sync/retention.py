@@ -3,10 +3,11 @@ wiped instrument PC would lose.
 
 One policy behind ``benchdata purge`` and the service (``free_verified_after_days`` in the
 ``central`` settings, used by every sync pass): a blob is freed when every live row that
-uses it is verified central (:mod:`app.core.central_copy`) and the central copy was
-verified more than N days ago (``sync_objects.verified_at``). The record stays; the file is
-fetched again, verified, on request (:mod:`sync.fetch`). Nothing unverified is freed, and
-freeable is checked again under the blob's lock (:func:`sync.localrows.free_blob_if_freeable`).
+uses it is verified central (its custody receipt,
+:func:`app.core.custody.verified_central_sql`) and the upload was verified more than N days
+ago (``sync_objects.verified_at``). The record stays; the file is fetched again, verified,
+on request (:mod:`sync.fetch`). Nothing unverified is freed, and freeable is checked again
+under the blob's lock (:func:`sync.localrows.free_blob_if_freeable`).
 
 The facility may lock ``central.free_verified_after_days`` (app/core/site.py); a purge by
 hand then frees nothing younger than the locked age.
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
 
-from app.core.central_copy import sync_ever_ran, verified_central_sql
+from app.core import custody
 from app.core.errors import ValidationError
 from app.core.site import is_locked, load_site, site_config_file
 from app.core.syncstate import SyncState
@@ -95,9 +96,8 @@ def check_allowed(days: float) -> None:
 
 def _freeable(service: BenchService, days: float) -> list[tuple[str, int]]:
     """(sha256, size) of the local copies the policy frees now."""
-    with service.store.reader() as conn:
-        if not sync_ever_ran(conn):
-            return []
+    if not localrows.has_sync_objects(service.store):
+        return []  # sync never ran here: nothing is verified central
     cutoff = format_canonical(utc_now() - timedelta(days=days))
     found = []
     for sha256 in localrows.verified_older_than(service.store, cutoff):
@@ -116,11 +116,10 @@ def at_risk(service: BenchService) -> list[AtRisk]:
     without a verified central copy, values whose record is not yet confirmed."""
     now = utc_now()
     with service.store.reader() as conn:
-        verified = verified_central_sql(conn)
         rows = conn.execute(
             "SELECT d.id, d.label, d.data_type, d.size_bytes, d.created_at, d.sync_state "
             "FROM datapoints AS d WHERE d.deleted = 0 AND d.origin = 'local' AND "
-            f"((d.data_type = 'file' AND NOT {verified}) OR "
+            f"((d.data_type = 'file' AND NOT {custody.verified_central_sql('d')}) OR "
             "(d.data_type != 'file' AND d.sync_state != ?)) ORDER BY d.created_at",
             (SyncState.CONFIRMED.value,)).fetchall()
     items = []

@@ -88,6 +88,16 @@ def test_unwritable_data_dir_and_missing_folder_fail(tmp_path: Path, plenty_of_s
     assert "FAIL  watched folder gone:" in text and "does not exist" in text
     assert "-> mount the share" in text
 
+    # A rule whose completeness profile (a plugin) is no longer installed captures nothing.
+    there = tmp_path / "there"
+    there.mkdir()
+    save_rules(bench_paths(good), [validate_rule({"id": "r2", "name": "plugged", "path":
+                                                 str(there), "profile": "removed-plugin"})])
+    code, text = _doctor(good)
+    assert code == 1
+    assert ("FAIL  watched folder plugged: nothing is captured: no completeness profile "
+            "'removed-plugin' is installed") in text
+
 
 @pytest.fixture
 def quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,3 +298,26 @@ def test_a_check_that_crashes_is_a_fail(tmp_path: Path) -> None:
 
     results = doctor.run_checks(bench_paths(tmp_path), [broken])
     assert results[0].status == doctor.FAIL and "boom" in results[0].detail
+
+
+def test_doctor_shows_the_last_verify_and_fails_when_it_left_a_problem(
+        tmp_path: Path, plenty_of_space: None) -> None:
+    from sync.verify import Scrubber
+
+    data_dir = tmp_path / "store"
+    source = tmp_path / "run.txt"
+    source.write_bytes(b"measured")
+    with BenchService(data_dir) as service:
+        ident = service.capture_file(source).datapoint_id
+        code, report = _doctor(data_dir, "--json")
+        assert _by_name(report)["last verify"]["detail"] == "never verified"
+        assert Scrubber(service).run().ok
+        code, report = _doctor(data_dir, "--json")
+        check = _by_name(report)["last verify"]
+        assert check["status"] == "OK" and "all intact (1 file(s), local)" in check["detail"]
+        service.files.path_for(str(service.get(ident).sha256)).unlink()  # type: ignore[attr-defined]
+        assert not Scrubber(service).run().ok
+    code, report = _doctor(data_dir, "--json")
+    check = _by_name(report)["last verify"]
+    assert code != 0 and check["status"] == "FAIL" and ident in check["detail"]
+    assert "benchdata verify" in check["fix"]

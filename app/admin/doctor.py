@@ -17,10 +17,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from app import __version__
-from app.core.central_copy import verified_central_sql
 from app.core.errors import is_disk_full
 from app.core.paths import BenchPaths
 
@@ -155,7 +154,10 @@ BLOB_SAMPLE_HASH_BYTES = 256 * 1024 * 1024
 def _blob_rows(conn: sqlite3.Connection, limit: int | None) -> list[tuple[str, str, bool]]:
     """(id, sha256, verified central) of the live file datapoints, a random sample of
     ``limit`` (all when None)."""
-    central = verified_central_sql(conn)
+    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
+    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
+               "o.sha256 = d.sha256)") if has_sync else "0"
     sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
            "d.data_type = 'file' AND d.sha256 IS NOT NULL")
     if limit is not None:
@@ -233,6 +235,26 @@ def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
     return [Check(name, OK, detail)]
 
 
+def check_scrub(paths: BenchPaths) -> list[Check]:
+    """The last scrub's result (``benchdata verify``, or the one ``benchdata run`` runs)."""
+    from app.core.custody import describe_scrub, last_scrub_from
+
+    if not paths.database.exists():
+        return []
+    conn = _open_ro(paths.database)
+    try:
+        run = last_scrub_from(conn)
+    finally:
+        conn.close()
+    detail = describe_scrub(run)
+    if run is None or run.get("ok"):
+        return [Check("last verify", OK, detail)]
+    status = FAIL if run.get("problems", 0) > run.get("repaired", 0) else WARN
+    ids = ", ".join(run.get("problem_ids") or [])
+    return [Check("last verify", status, detail + (f" (datapoints {ids})" if ids else ""),
+                  "run `benchdata verify --central --repair` to heal from verified copies")]
+
+
 def check_all_blobs(paths: BenchPaths) -> list[Check]:
     """``check_blobs`` over every file datapoint, every file re-hashed (``--full``)."""
     return check_blobs(paths, full=True)
@@ -290,9 +312,22 @@ def check_watch_folders(paths: BenchPaths) -> list[Check]:
         elif not os.access(root, os.R_OK | os.X_OK):
             checks.append(Check(name, FAIL, f"{root} is not readable by this user",
                                 "give the service's user read access"))
+        elif (unusable := _profile_problem(rule)) is not None:
+            checks.append(Check(name, FAIL, unusable,
+                                "install the plugin, or choose another profile "
+                                "(benchdata watch edit RULE --profile ...)"))
         else:
             checks.append(Check(name, OK, f"{root} is reachable"))
     return checks
+
+
+def _profile_problem(rule: Any) -> Optional[str]:
+    """Why the rule's completeness profile cannot run (nothing is captured then), or None."""
+    try:
+        rule.check_profile()
+    except Exception as exc:  # noqa: BLE001 - a missing or broken plugin is a finding
+        return f"nothing is captured: {exc}"
+    return None
 
 
 #: What to do when a central server cannot be reached.
@@ -578,7 +613,7 @@ def check_versions(_paths: BenchPaths) -> list[Check]:
 
 
 CHECKS: list[Callable[[BenchPaths], list[Check]]] = [
-    check_data_dir, check_store, check_blobs, check_service, check_watch_folders,
+    check_data_dir, check_store, check_blobs, check_scrub, check_service, check_watch_folders,
     check_central, check_versions,
 ]
 

@@ -663,7 +663,11 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
             datapoint = service.get(datapoint_id)
         except NotFoundError:
             return _not_found(datapoint_id)
-        return _json(wire_document(service, datapoint))
+        document = wire_document(service, datapoint)
+        if datapoint.data_type != DataPointTypeEnum.JSON:
+            # An extra field (MADSci's models keep extras): the file's chain of custody.
+            document["custody"] = service.custody(datapoint.datapoint_id)
+        return _json(document)
 
     @app.get("/datapoint/{datapoint_id}/value", summary="Get a datapoint's value",
              responses=_error_answers(404))

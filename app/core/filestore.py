@@ -778,6 +778,27 @@ class FileStore:
                     return False
                 return _unlink_quietly(path)
 
+    def set_aside_damaged(self, sha256: str) -> Path | None:
+        """Move a blob whose bytes no longer hash to its name out of the way (into
+        ``damaged/``, kept for inspection), so a verified copy can take its place: a copy
+        of the same size would otherwise be taken for the blob already stored. Returns
+        where it went (None if it was gone)."""
+        path = self.path_for(sha256)
+        damaged = self.root / "damaged"
+        with self._holds_lock:
+            try:
+                damaged.mkdir(exist_ok=True)
+                target = damaged / f"{sha256}.{secrets.token_hex(4)}"
+                os.replace(path, target)  # a rename: the read-only mode does not matter
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise StoreError(f"could not move the damaged blob {sha256} aside in "
+                                 f"{self.root} ({exc.strerror or exc}): check that the data "
+                                 "folder is writable") from exc
+        logger.warning("damaged blob %s moved to %s", sha256, target)
+        return target
+
     def cleanup_temp(self) -> int:
         """Remove ``.part`` files a crash left in ``tmp/``; returns how many were removed.
 

@@ -20,6 +20,7 @@ from app.core.paths import BenchPaths, bench_paths
 from app.ingest import rules as rules_module
 from app.ingest.rules import WatchRule, find_rule, load_rules, validate_rule
 from app.ingest.templates import describe
+from app.ingest.watcher import RuleStatus
 
 _OBSERVERS = ("auto", "native", "polling", "none")
 
@@ -48,6 +49,16 @@ def _rule_options(editing: bool):  # type: ignore[no-untyped-def]
             click.option("--marker", metavar="TEMPLATE",
                          help="Capture only once a marker exists beside the file, e.g. "
                               "'{name}.done' or '{stem}.ok' ('' = none)."),
+            click.option("--profile", metavar="NAME",
+                         help="How the instrument says an acquisition is finished: quiet "
+                              "(default), marker, held-open, dataset, bruker-nmr, "
+                              "micromanager, thermo-epu, or an installed plugin "
+                              "(benchdata watch profiles)."),
+            click.option("--profile-option", "profile_option", multiple=True,
+                         metavar="KEY=VALUE",
+                         help="An option of the profile (repeatable), e.g. "
+                              "marker='*.complete' or require='acqus,fid|ser'; KEY= removes "
+                              "it."),
             click.option("--datasets/--files", default=None,
                          help="Capture each subfolder as one dataset (a zip archive) instead "
                               "of file by file."),
@@ -122,18 +133,49 @@ def _changes(values: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+def _profile_changes(current: Optional[WatchRule], profile: Optional[str],
+                     options: Sequence[str]) -> dict[str, Any]:
+    """``--profile`` and ``--profile-option`` -> rule fields. Options are kept while the
+    profile stays the same and start afresh when it changes (each profile has its own)."""
+    if profile is None and not options:
+        return {}
+    changes: dict[str, Any] = {}
+    keep: dict[str, str] = {}
+    if current is not None and (profile is None or profile.strip().lower() == current.profile):
+        keep = dict(current.profile_options)
+    if profile is not None:
+        changes["profile"] = profile
+    for key, value in parse_meta(options).items():
+        if value == "":
+            keep.pop(key, None)
+        else:
+            keep[key] = value
+    changes["profile_options"] = keep
+    return changes
+
+
+def _waiting_lines(status: RuleStatus) -> list[str]:
+    """What the running watcher says the folder waits for right now."""
+    lines = [f"    note: {status.note}"] if status.note else []
+    if status.waiting_for:
+        lines.append(f"    waiting ({status.waiting} in all):")
+        lines.extend(f"      {path}: waiting for {what}"
+                     for path, what in list(status.waiting_for.items())[:20])
+    return lines
+
+
 def _describe_rule(rule: WatchRule, captured: Optional[int] = None,
-                   problems: Optional[dict[str, str]] = None) -> str:
+                   problems: Optional[dict[str, str]] = None,
+                   status: Optional[RuleStatus] = None) -> str:
     lines = [f"{rule.id}  {rule.name}{'' if rule.enabled else '  (paused)'}",
              f"    folder: {rule.path}{'' if rule.root.is_dir() else '  (not there now)'}",
              f"    files: {', '.join(rule.include)}"
              + (f" except {', '.join(rule.exclude)}" if rule.exclude else "")
              + ("" if rule.recursive else " (top level only)"),
-             f"    complete after {rule.quiet_seconds:g}s quiet"
-             + (", unlocked" if rule.lock_test else "")
-             + (f", marker {rule.marker}" if rule.marker else "")]
-    if rule.datasets:
-        lines.append(f"    each folder {rule.dataset_depth} level(s) down is one dataset (zip)")
+             f"    profile: {rule.profile}"
+             + (" (" + ", ".join(f"{k}={v}" for k, v in rule.profile_options.items()) + ")"
+                if rule.profile_options else ""),
+             f"    {rule.describe_completeness()}"]
     if rule.path_template:
         lines.append(f"    path template: {rule.path_template}")
     lines.append(f"    label: {rule.label_template}")
@@ -147,12 +189,23 @@ def _describe_rule(rule: WatchRule, captured: Optional[int] = None,
                      "capture, once verified central and unchanged")
     if captured is not None:
         lines.append(f"    captured: {captured} file(s)/dataset(s)")
+    if status is not None:
+        lines.extend(_waiting_lines(status))
     if problems:
         lines.append(f"    problems ({len(problems)}, reported by the running watcher):")
         lines.extend(f"      {path}: {why}" for path, why in list(problems.items())[:20])
         if len(problems) > 20:
             lines.append(f"      ... and {len(problems) - 20} more (--json lists them all)")
     return "\n".join(lines)
+
+
+def _live_statuses(obj: Any) -> dict[str, RuleStatus]:
+    """The statuses the running watcher publishes (``app.ingest.health``); none when it
+    does not run (an old heartbeat)."""
+    from app.ingest.health import HealthBoard
+
+    published = HealthBoard(obj.service.store).read()
+    return {rule_id: p.status for rule_id, p in published.items() if not p.stale}
 
 
 def _captured_counts(obj: Any, rules: Sequence[WatchRule]
@@ -180,10 +233,10 @@ def watch() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the rule as JSON.")
 @click.pass_obj
 def add(obj: Any, folder: Path, meta: Sequence[str], paused: bool, as_json: bool,
-        **values: Any) -> None:
+        profile: Optional[str], profile_option: Sequence[str], **values: Any) -> None:
     """Watch FOLDER, e.g.:  benchdata watch add /instrument/out --include '*.csv'
     --quiet 2 --label '{stem}' --meta user=alice --path-template '{experiment}/{sample}/*'"""
-    fields = _changes(values)
+    fields = {**_changes(values), **_profile_changes(None, profile, profile_option)}
     if meta:
         fields["metadata"] = parse_meta(meta)
     if paused:
@@ -206,15 +259,20 @@ def list_rules(obj: Any, as_json: bool) -> None:
     """The watched folders and how many files each has captured."""
     rules = load_rules(_paths(obj))
     counts, problems = _captured_counts(obj, rules) if rules else ({}, {})
+    statuses = _live_statuses(obj) if rules else {}
     if as_json:
         emit_json([{**rule.to_config(), "captured": counts.get(rule.id, 0),
                      "folder_present": rule.root.is_dir(),
-                     "problems": problems.get(rule.id, {})} for rule in rules])
+                     "problems": problems.get(rule.id, {}),
+                     "completeness": rule.describe_completeness(),
+                     "waiting_for": getattr(statuses.get(rule.id), "waiting_for", {}),
+                     "note": getattr(statuses.get(rule.id), "note", "")} for rule in rules])
         return
     if not rules:
         click.echo("No watched folders. Add one with: benchdata watch add FOLDER")
     for rule in rules:
-        click.echo(_describe_rule(rule, counts.get(rule.id), problems.get(rule.id)))
+        click.echo(_describe_rule(rule, counts.get(rule.id), problems.get(rule.id),
+                                  statuses.get(rule.id)))
 
 
 @watch.command("edit")
@@ -223,10 +281,14 @@ def list_rules(obj: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the rule as JSON.")
 @click.pass_obj
 def edit(obj: Any, rule_ref: str, meta: Sequence[str], unset_meta: Sequence[str],
-         as_json: bool, **values: Any) -> None:
+         as_json: bool, profile: Optional[str], profile_option: Sequence[str],
+         **values: Any) -> None:
     """Change a rule (RULE: its id, name or folder). Options not given stay as they are."""
     paths = _paths(obj)
     changes = _changes(values)
+    if profile is not None or profile_option:
+        current = find_rule(load_rules(paths), rule_ref)
+        changes.update(_profile_changes(current, profile, profile_option))
     if meta or unset_meta:
         metadata = dict(find_rule(load_rules(paths), rule_ref).metadata)
         metadata.update(parse_meta(meta))
@@ -246,6 +308,22 @@ def edit(obj: Any, rule_ref: str, meta: Sequence[str], unset_meta: Sequence[str]
 def _set_enabled(obj: Any, rule_ref: str, enabled: bool) -> None:
     rule = rules_module.update_rule(_paths(obj), rule_ref, {"enabled": enabled})
     click.echo(f"{'resumed' if enabled else 'paused'} watch rule {rule.id} ({rule.path})")
+
+
+@watch.command("profiles")
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def profiles(as_json: bool) -> None:
+    """The completeness profiles installed (built-in and from plugins)."""
+    from app.ingest.profiles import BUILTIN, profile_names, summary
+
+    found = [{"name": name, "builtin": name in BUILTIN, "summary": summary(name)}
+             for name in profile_names()]
+    if as_json:
+        emit_json(found)
+        return
+    for item in found:
+        origin = "" if item["builtin"] else "  (plugin)"
+        click.echo(f"{item['name']}{origin}\n    {item['summary']}")
 
 
 @watch.command("pause")

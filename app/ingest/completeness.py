@@ -14,6 +14,7 @@ import errno
 import heapq
 import logging
 import os
+import re
 import sys
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -149,7 +150,37 @@ def file_signature(stat: os.stat_result) -> tuple[int, int, int]:
 
 
 def marker_present(marker: Optional[Path]) -> bool:
-    return marker is None or marker.exists()
+    """A marker exists (a link counts as present: it is a signal, never followed)."""
+    return marker is None or os.path.lexists(marker)
+
+
+_MARKER_FIELDS = re.compile(r"(\{name\}|\{stem\})")
+
+
+def marker_path(template: str, unit: Path) -> Path:
+    """Where the marker ``template`` (``{name}.done``, ``{stem}.ok`` ...) of ``unit`` is,
+    relative to the unit's folder (a dataset folder's marker is relative to its parent)."""
+    stem = unit.stem if unit.suffix else unit.name
+    return unit.parent / template.replace("{name}", unit.name).replace("{stem}", stem)
+
+
+def marker_name_regex(template: str) -> re.Pattern[str]:
+    """Matches the names of the marker files ``template`` produces (never captured)."""
+    last = template.replace("\\", "/").rsplit("/", 1)[-1]
+    parts = _MARKER_FIELDS.split(last)
+    pattern = "".join(".+" if part in ("{name}", "{stem}") else re.escape(part) for part in parts)
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def check_marker_template(value: str) -> str:
+    """A marker template relative to the unit's folder, or a ValueError saying what is wrong."""
+    value = value.strip()
+    if not value or value.startswith(("/", "\\")) or ".." in Path(value).parts:
+        raise ValueError("the marker must be relative to the file's folder, e.g. '{name}.done'")
+    leftover = _MARKER_FIELDS.sub("", value)
+    if "{" in leftover or "}" in leftover:
+        raise ValueError("the marker may only use {name} and {stem}, e.g. '{name}.done'")
+    return value
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows CI only

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Optional
 
-from app.core import fsnames
+from app.core import custody, fsnames
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
@@ -187,6 +187,17 @@ class Ledger:
                 return int(conn.execute("SELECT COUNT(*) FROM ingest_ledger").fetchone()[0])
             return int(conn.execute("SELECT COUNT(*) FROM ingest_ledger WHERE rule_id = ?",
                                     (rule_id,)).fetchone()[0])
+
+    def safe_to_delete(self) -> dict[str, tuple[int, int]]:
+        """Per rule: (files whose central copy is verified, files captured) among the live
+        datapoints this folder captured: how many originals are safe to delete from the
+        instrument (``app.core.custody.central_verified``)."""
+        with self._store.reader() as conn:
+            rows = conn.execute(
+                f"SELECT l.rule_id, SUM({custody.verified_central_sql('d')}), COUNT(*) "
+                "FROM ingest_ledger AS l JOIN datapoints AS d ON d.id = l.datapoint_id "
+                "WHERE d.deleted = 0 GROUP BY l.rule_id").fetchall()
+        return {str(rule): (int(safe or 0), int(total)) for rule, safe, total in rows}
 
     def pending_count(self) -> int:
         with self._store.reader() as conn:

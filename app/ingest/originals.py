@@ -4,8 +4,9 @@ A watched-folder rule with ``originals_after_days`` set lets the watcher clean u
 instrument PC's own files after each full scan. A file is touched only when all of these
 hold, checked in this order:
 
-* its datapoint is live, still names the captured SHA-256, and is verified central
-  (:mod:`app.core.central_copy`), and it was captured more than N days ago;
+* its datapoint is live, still names the captured SHA-256, and is verified central (its
+  custody receipt: :func:`app.core.custody.verified_central_sql`), and it was captured
+  more than N days ago;
 * every component of its path below the watched folder is a real directory (no link) and
   the file itself is a regular file, not a link (``lstat``; links are never followed);
 * its size, mtime, inode and ctime are those recorded at capture
@@ -32,9 +33,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final, Optional
 
-from app.core import fsnames
+from app.core import custody, fsnames
 from app.core.atomic import fsync_dir
-from app.core.central_copy import verified_central_sql
 from app.core.store import LocalStore
 from app.core.timestamps import format_canonical, now_canonical, utc_now
 from app.ingest.ledger import LedgerEntry
@@ -88,14 +88,13 @@ def due(store: LocalStore, rule: WatchRule) -> list[LedgerEntry]:
         return []
     cutoff = format_canonical(utc_now() - timedelta(days=rule.originals_after_days))
     with store.reader() as conn:
-        verified = verified_central_sql(conn)
         rows = conn.execute(
             "SELECT l.rule_id, l.rel_path, l.size, l.mtime_ns, l.sha256, l.datapoint_id, "
             "l.fingerprint, l.ino, l.ctime_ns FROM ingest_ledger AS l "
             "JOIN datapoints AS d ON d.id = l.datapoint_id "
             "WHERE l.rule_id = ? AND l.captured_at < ? AND d.deleted = 0 AND "
-            f"d.sha256 = l.sha256 AND {verified} AND NOT EXISTS (SELECT 1 FROM "
-            "ingest_originals AS g WHERE g.rule_id = l.rule_id AND g.rel_path = l.rel_path)",
+            f"d.sha256 = l.sha256 AND {custody.verified_central_sql('d')} AND "
+            "NOT EXISTS (SELECT 1 FROM ingest_originals AS g WHERE g.rule_id = l.rule_id AND g.rel_path = l.rel_path)",
             (rule.id, cutoff)).fetchall()
     return [LedgerEntry(str(r[0]), fsnames.from_key(str(r[1])), int(r[2]), int(r[3]),
                         str(r[4]), str(r[5]), r[6], r[7], r[8]) for r in rows]

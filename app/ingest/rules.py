@@ -28,6 +28,8 @@ from pydantic import ValidationError as PydanticValidationError
 from app.core.config import load_section, save_section
 from app.core.errors import NotFoundError, ValidationError
 from app.core.paths import BenchPaths
+from app.ingest.completeness import check_marker_template, marker_name_regex, marker_path
+from app.ingest.profiles import DEFAULT_PROFILE, CompletenessProfile, make_profile
 from app.ingest.templates import PathTemplate, check_label_template, ownership_kind
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,11 @@ class WatchRule(BaseModel):
     dataset_depth: int = Field(1, ge=1, le=16)
     path_template: Optional[str] = None
     label_template: str = "{name}"
+    #: How the instrument says an acquisition is finished (``app.ingest.profiles``): a
+    #: built-in (quiet, marker, held-open, dataset, bruker-nmr, micromanager, thermo-epu)
+    #: or a plugin from the ``benchdata.completeness`` entry point group.
+    profile: str = DEFAULT_PROFILE
+    profile_options: dict[str, str] = Field(default_factory=dict)
     #: Fixed metadata; keys naming an ownership kind (``user``, ``user_id`` ...) become
     #: ownership ids through the names-and-ids mapping.
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -125,13 +132,7 @@ class WatchRule(BaseModel):
     def _marker(cls, value: Optional[str]) -> Optional[str]:
         if value is None or not value.strip():
             return None
-        value = value.strip()
-        if value.startswith(("/", "\\")) or ".." in Path(value).parts:
-            raise ValueError("the marker must be relative to the file's folder, e.g. '{name}.done'")
-        leftover = re.sub(r"\{(name|stem)\}", "", value)
-        if "{" in leftover or "}" in leftover:
-            raise ValueError("the marker may only use {name} and {stem}, e.g. '{name}.done'")
-        return value
+        return check_marker_template(value)
 
     @field_validator("path_template")
     @classmethod
@@ -140,6 +141,16 @@ class WatchRule(BaseModel):
             return None
         PathTemplate(value)  # raises a clear error on bad syntax
         return value.strip()
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_name(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not value:
+            return DEFAULT_PROFILE
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value):
+            raise ValueError(f"{value!r} is not a profile name; see: benchdata watch profiles")
+        return value
 
     @field_validator("metadata")
     @classmethod
@@ -174,27 +185,67 @@ class WatchRule(BaseModel):
         return Path(self.path)
 
     @cached_property
+    def completeness(self) -> CompletenessProfile:
+        """The rule's completeness profile; a ValidationError when it is not installed or
+        its options are wrong (rules still load then: the watcher reports it, and every
+        other rule goes on)."""
+        return make_profile(self.profile, self.profile_options)
+
+    def check_profile(self) -> None:
+        """Refuse a profile that is not installed or has wrong options (on add and edit)."""
+        self.completeness  # noqa: B018 - builds it, raising what is wrong
+
+    @cached_property
+    def _profile_or_none(self) -> Optional[CompletenessProfile]:
+        try:
+            return self.completeness
+        except ValidationError:
+            return None
+
+    @property
+    def folder_units(self) -> bool:
+        """Is each folder ``dataset_depth`` levels down one unit (a dataset, one zip)?
+        Yes with ``datasets``, and with a folder profile (bruker-nmr, dataset ...)."""
+        profile = self._profile_or_none
+        return self.datasets or bool(profile is not None and profile.folders)
+
+    def describe_completeness(self) -> str:
+        """One sentence: what this rule waits for before it captures a unit."""
+        profile = self._profile_or_none
+        if profile is None:
+            return f"Nothing is captured: the completeness profile {self.profile!r} is not usable."
+        if self.folder_units:
+            unit = (f"Each folder {self.dataset_depth} level{'s' if self.dataset_depth > 1 else ''}"
+                    " below the watched folder is one dataset (one zip archive); it is complete "
+                    "when")
+            quiet = f"nothing in it has changed for {self.quiet_seconds:g} s"
+        else:
+            unit = "A file is complete when"
+            quiet = f"it has not changed for {self.quiet_seconds:g} s"
+        conditions = [text for text in (profile.describe().strip().rstrip("."),) if text]
+        if self.marker:
+            conditions.append(f"its marker `{self.marker}` exists")
+        if self.lock_test:
+            conditions.append("no other program has it locked")
+        conditions.append(quiet)
+        # The last condition is the quiet period; a comma keeps it apart from a profile's
+        # own "a and b or c".
+        listed = (", ".join(conditions[:-1]) + ", and " + conditions[-1]
+                  if len(conditions) > 1 else conditions[0])
+        return f"{unit} {listed}."
+
+    @cached_property
     def compiled_template(self) -> Optional[PathTemplate]:
         return PathTemplate(self.path_template) if self.path_template else None
 
     @cached_property
     def marker_regex(self) -> Optional[re.Pattern[str]]:
         """Matches the names of marker files (which are never captured themselves)."""
-        if not self.marker:
-            return None
-        last = self.marker.replace("\\", "/").rsplit("/", 1)[-1]
-        parts = re.split(r"(\{name\}|\{stem\})", last)
-        pattern = "".join(".+" if part in ("{name}", "{stem}") else re.escape(part)
-                          for part in parts)
-        return re.compile(pattern, re.IGNORECASE)
+        return marker_name_regex(self.marker) if self.marker else None
 
     def marker_for(self, unit: Path) -> Optional[Path]:
         """The marker path that says ``unit`` (a file or dataset folder) is complete."""
-        if not self.marker:
-            return None
-        stem = unit.stem if unit.suffix else unit.name
-        relative = self.marker.replace("{name}", unit.name).replace("{stem}", stem)
-        return unit.parent / relative
+        return marker_path(self.marker, unit) if self.marker else None
 
     @cached_property
     def _compiled(self) -> tuple[Optional[re.Pattern[str]], ...]:
@@ -208,7 +259,17 @@ class WatchRule(BaseModel):
         """Temporary names and marker files (files and folders)."""
         if self.ignore_temporary and _hit(_TEMPORARY_REGEX, name):
             return True
-        return self.marker_regex is not None and bool(self.marker_regex.fullmatch(name))
+        if self.marker_regex is not None and self.marker_regex.fullmatch(name):
+            return True
+        profile = self._profile_or_none
+        if profile is None:
+            return False
+        try:
+            return bool(profile.ignores(name))
+        except Exception:  # noqa: BLE001 - a plugin's bug must not stop a scan
+            log.warning("completeness profile %r failed to judge the name %r; capturing it",
+                        self.profile, name, exc_info=True)
+            return False
 
     def accepts_file(self, rel_path: str) -> bool:
         """Does this file (``/``-separated path relative to the root) count?"""
@@ -318,6 +379,7 @@ def add_rule(paths: BenchPaths, folder: str, **fields: Any) -> WatchRule:
     rules = load_rules(paths)
     rule_id = derive_rule_id(folder, (r.id for r in rules))
     rule = validate_rule({**fields, "id": rule_id, "path": folder})
+    rule.check_profile()
     save_rules(paths, [*rules, rule])
     return rule
 
@@ -327,6 +389,8 @@ def update_rule(paths: BenchPaths, ref: str, changes: Mapping[str, Any]) -> Watc
     current = find_rule(rules, ref)
     data = {**current.to_config(), **changes, "id": current.id}
     updated = validate_rule(data)
+    if updated.profile != current.profile or updated.profile_options != current.profile_options:
+        updated.check_profile()
     save_rules(paths, [updated if r.id == current.id else r for r in rules])
     return updated
 

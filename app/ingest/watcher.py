@@ -56,12 +56,14 @@ from app.core.errors import (
     SourceIsDirectoryError,
     SourceMissingError,
     SourceRefusedError,
+    ValidationError,
 )
 from app.core.models import DataPoint
 from app.ingest import originals
 from app.ingest.capture import Capturer, Prepared, Unchanged
-from app.ingest.completeness import QuietTracker, file_signature, is_unlocked
+from app.ingest.completeness import QuietTracker, file_signature, is_unlocked, marker_present
 from app.ingest.ledger import Ledger, LedgerEntry
+from app.ingest.profiles import Candidate, CompletenessProfile, Verdict
 from app.ingest.rules import WatchRule
 from app.ingest.scanner import (
     DatasetListing,
@@ -88,6 +90,8 @@ _CAPTURE_BATCH: Final = 64
 #: one copy at a time is bound by fsync latency; a few in parallel overlap it.
 _CAPTURE_THREADS: Final = 4
 _MAX_REPORTED_PROBLEMS: Final = 200
+#: Units whose "waiting for ..." a status shows (the count of waiting units is exact).
+_MAX_REPORTED_WAITING: Final = 50
 
 #: File systems whose change notifications cannot be trusted (SMB stops sending them, NFS
 #: never sends other clients' changes): ``observer=auto`` polls these.
@@ -131,6 +135,12 @@ class RuleStatus:
     scans: int
     last_scan_seconds: Optional[float]
     problems: dict[str, str]
+    #: Quiet units the completeness profile (or marker, lock test) still holds back, by
+    #: readable relative path: what each waits for ("`fid` or `ser`").
+    waiting_for: dict[str, str] = field(default_factory=dict)
+    #: What the profile cannot check here and does instead (e.g. held-open elsewhere
+    #: than on Linux: the quiet period alone decides).
+    note: str = ""
     #: Originals removed or moved since the worker started (app/ingest/originals.py), and
     #: the last one ("removed a/b.csv" / "moved a/b.csv to /archive/a/b.csv").
     originals_let_go: int = 0
@@ -194,7 +204,7 @@ class _HintHandler(FileSystemEventHandler):
             if event.is_directory:
                 if isinstance(event, (DirCreatedEvent, DirMovedEvent)):
                     self._worker.hint_dir(target)
-                elif self._worker.rule.datasets:
+                elif self._worker.rule.folder_units:
                     self._worker.hint(target)
             else:
                 self._worker.hint(target)
@@ -233,6 +243,10 @@ class RuleWorker:
         self._tracker: QuietTracker[str] = QuietTracker(rule.quiet_seconds)
         self._attempts: dict[str, int] = {}
         self._problems: dict[str, str] = {}  # readable relative path -> message
+        self._waiting_for: dict[str, str] = {}  # relative path -> what it waits for
+        self._profile: Optional[CompletenessProfile] = None  # built when the worker runs
+        self._profile_note = ""
+        self._on_network: Optional[bool] = None
         #: Links and other files refused for good (relative path -> why); rebuilt by
         #: every full scan, so a link that was removed stops being reported.
         self._refused: dict[str, str] = {}
@@ -302,7 +316,10 @@ class RuleWorker:
                 state=self._state, observer=self._observer_kind, waiting=len(self._tracker),
                 captured=self._captured, scans=self._scans,
                 last_scan_seconds=self._last_scan_seconds, problems=self._all_problems(),
-                originals_let_go=self._originals_let_go, last_original=self._last_original)
+                waiting_for={fsnames.readable(rel): what for rel, what
+                             in list(self._waiting_for.items())[:_MAX_REPORTED_WAITING]},
+                note=self._profile_note, originals_let_go=self._originals_let_go,
+                last_original=self._last_original)
 
     def _all_problems(self) -> dict[str, str]:
         """Problems and refusals by readable path (caller holds ``_lock``)."""
@@ -364,7 +381,7 @@ class RuleWorker:
         if now >= self._next_liveness:
             self._next_liveness = now + self._options.liveness_interval
             self._check_root_and_observer()
-        if self._missing:
+        if self._missing or not self._profile_ready():
             with self._lock:
                 self._hints.clear()
                 self._dir_hints.clear()
@@ -376,6 +393,21 @@ class RuleWorker:
             self._full_scan()
         self._process_hints()
         self._process_due()
+
+    def _profile_ready(self) -> bool:
+        """Build the rule's completeness profile once; while it cannot be (a plugin that is
+        not installed, wrong options), nothing is captured and the status says why."""
+        if self._profile is not None:
+            return True
+        try:
+            self._profile = self.rule.completeness
+        except ValidationError as exc:
+            self._set_problem(".", f"nothing is captured: {exc}")
+            return False
+        with self._lock:
+            self._problems.pop(".", None)
+            self._scan_requested = True
+        return True
 
     # -- folder and observer liveness ---------------------------------------------------
 
@@ -523,7 +555,7 @@ class RuleWorker:
             self._refused_seen = set()
             self._private_here = as_seen_from(self.root, self._private)
         try:
-            if self.rule.datasets:
+            if self.rule.folder_units:
                 self._scan_datasets(start)
             else:
                 self._scan_files(start)
@@ -575,7 +607,7 @@ class RuleWorker:
 
     def _refuse(self, rel: str, reason: str) -> None:
         """Never capture ``rel`` (a link leaving the folder ...), and say why in the status."""
-        self._tracker.discard(rel)
+        self._forget(rel)
         self._attempts.pop(rel, None)
         if self._refused_seen is not None:
             self._refused_seen.add(rel)
@@ -706,7 +738,7 @@ class RuleWorker:
             rel = self._relative(directory)
             if rel is None:
                 continue
-            if self.rule.datasets:
+            if self.rule.folder_units:
                 unit = self._dataset_of(rel, directory_hint=True)
                 if unit is not None:
                     self._consider_dataset(unit)
@@ -716,7 +748,7 @@ class RuleWorker:
                 self._full_scan(start=rel)
         if not paths:
             return
-        if self.rule.datasets:
+        if self.rule.folder_units:
             units = {u for p in paths if (r := self._relative(p)) is not None
                      and (u := self._dataset_of(r)) is not None}
             for unit in units:
@@ -740,6 +772,8 @@ class RuleWorker:
             entry = FileEntry.of(rel, found)
             if rel in self._tracker:
                 self._tracker.observe(rel, entry.signature, now)
+                if rel in self._waiting_for:  # closed, unlocked ...: look again now
+                    self._tracker.defer(rel, now)
             else:
                 entries.append(entry)
         for first in range(0, len(entries), _LEDGER_BATCH):
@@ -751,7 +785,7 @@ class RuleWorker:
         if reason is not None:
             self._refuse(rel, reason)
         else:
-            self._tracker.discard(rel)
+            self._forget(rel)
 
     def _dataset_of(self, rel: str, directory_hint: bool = False) -> Optional[str]:
         """The dataset folder a path belongs to (None above the dataset level)."""
@@ -775,7 +809,7 @@ class RuleWorker:
                 self._tracker.defer(key, now)
                 continue
             try:
-                if self.rule.datasets:
+                if self.rule.folder_units:
                     listing = self._check_dataset(key, now)
                     if listing is not None:
                         self._capture_dataset(key, listing)
@@ -835,11 +869,14 @@ class RuleWorker:
             self._refuse_if_outside(key)
             return None
         if not stat_module.S_ISREG(found.st_mode):
-            self._tracker.discard(key)
+            self._forget(key)
             return None
         if not self._tracker.confirm(key, file_signature(found), now):
             return None
         if not self._extra_checks_pass(key, [path], path, now):
+            return None
+        if not self._profile_allows(key, Candidate(path, key, False,
+                                                   on_network_share=self._network_share()), now):
             return None
         return found
 
@@ -859,12 +896,19 @@ class RuleWorker:
         files = [folder / f.rel_path for f in listing.files]
         if not self._extra_checks_pass(key, files, folder, now):
             return None
+        if not self._profile_allows(key, Candidate(folder, key, True, tuple(listing.files),
+                                                   on_network_share=self._network_share()), now):
+            return None
         return listing
 
+    def _recheck_at(self, now: float) -> float:
+        return now + max(0.05, min(self._options.marker_recheck, self.rule.quiet_seconds or 0.05))
+
     def _extra_checks_pass(self, key: str, files: Iterable[Path], unit: Path, now: float) -> bool:
-        recheck = now + max(0.05, min(self._options.marker_recheck, self.rule.quiet_seconds or 0.05))
+        recheck = self._recheck_at(now)
         marker = self.rule.marker_for(unit)
-        if marker is not None and not marker.exists():
+        if marker is not None and not marker_present(marker):
+            self._wait_for(key, f"`{marker.name}`")
             self._tracker.defer(key, recheck)
             return False
         if self.rule.lock_test:
@@ -878,9 +922,47 @@ class RuleWorker:
                     self._retry_later(key, f"cannot test whether it is in use: {exc.strerror or exc}")
                     return False
                 if not unlocked:
+                    self._wait_for(key, f"`{path.name}` to be unlocked")
                     self._tracker.defer(key, recheck)
                     return False
         return True
+
+    def _profile_allows(self, key: str, candidate: Candidate, now: float) -> bool:
+        """Ask the completeness profile about a quiet unit; a waiting one is looked at again
+        shortly (and at once when it changes: events and scans restart its quiet period)."""
+        assert self._profile is not None  # _step builds it before anything is tracked
+        try:
+            verdict = self._profile.check(candidate)
+            if not isinstance(verdict, Verdict):
+                raise TypeError(f"check() returned {type(verdict).__name__}, not a Verdict")
+        except OSError as exc:
+            self._retry_later(key, f"cannot tell whether it is complete: {exc.strerror or exc}")
+            return False
+        except Exception as exc:  # noqa: BLE001 - a profile's bug stops only this unit
+            log.warning("watcher %s: completeness profile %r failed on %s", self.rule.id,
+                        self.rule.profile, fsnames.readable(key), exc_info=True)
+            self._retry_later(key, f"completeness profile {self.rule.profile!r} failed: {exc}")
+            return False
+        note = fsnames.readable(str(verdict.note or ""))
+        if note != self._profile_note:
+            with self._lock:
+                self._profile_note = note
+        if verdict.complete:
+            return True
+        self._wait_for(key, verdict.waiting_for or "the completeness profile")
+        later = now + verdict.recheck_s if verdict.recheck_s else 0.0
+        self._tracker.defer(key, max(self._recheck_at(now), later))
+        return False
+
+    def _wait_for(self, key: str, what: str) -> None:
+        what = fsnames.readable(str(what))  # names in it may not be UTF-8; stored as text
+        with self._lock:
+            self._waiting_for[key] = what
+
+    def _network_share(self) -> bool:
+        if self._on_network is None:
+            self._on_network = is_network_path(self.root)
+        return self._on_network
 
     def _capture_files(self, ready: Sequence[tuple[str, os.stat_result]]) -> None:
         """Copy (in parallel) then commit (in one batch); bookkeeping stays on this thread."""
@@ -929,7 +1011,7 @@ class RuleWorker:
         elif isinstance(outcome, SourceChangedError):
             self._tracker.restart(key, self._clock())
         elif isinstance(outcome, (SourceMissingError, SourceIsDirectoryError)):
-            if self.rule.datasets:
+            if self.rule.folder_units:
                 self._tracker.restart(key, self._clock())  # a file inside went; list again
             else:
                 self._vanished(key)
@@ -961,8 +1043,15 @@ class RuleWorker:
 
     # -- outcomes ----------------------------------------------------------------------
 
-    def _done(self, key: str) -> None:
+    def _forget(self, key: str) -> None:
+        """``key`` is no longer waiting (captured, gone, refused, not a file)."""
         self._tracker.discard(key)
+        if key in self._waiting_for:
+            with self._lock:
+                self._waiting_for.pop(key, None)
+
+    def _done(self, key: str) -> None:
+        self._forget(key)
         self._attempts.pop(key, None)
         with self._lock:
             self._refused.pop(key, None)  # a link replaced by a file that was captured
@@ -971,7 +1060,7 @@ class RuleWorker:
             self._emit("resolved", key)
 
     def _vanished(self, key: str) -> None:
-        self._tracker.discard(key)
+        self._forget(key)
         self._attempts.pop(key, None)
         with self._lock:
             self._problems.pop(fsnames.readable(key), None)

@@ -67,6 +67,48 @@ def _row(parent: QTreeWidgetItem, key: str, value: Any, tooltip: str = "") -> QT
     return item
 
 
+#: How a central copy was verified, in words (``app.core.custody.CentralHow``).
+_VERIFIED_HOW = {
+    "read-back": "its size and SHA-256, and the record naming it, read back after upload",
+    "download-sha256": "downloaded here and its SHA-256 matched",
+    "download-etag": "downloaded here and its size and ETag matched",
+    "scrub": "a scrub found its size and SHA-256 as recorded",
+    "scrub-deep": "a scrub downloaded it and its SHA-256 matched",
+}
+
+
+def _fill_custody(section: QTreeWidgetItem, receipt: dict[str, Any]) -> None:
+    """The chain of custody: captured, uploaded, verified, scrubbed, safe to delete."""
+    captured = receipt["captured"]
+    if captured["here"]:
+        _row(section, "Captured", f"{local_time(captured['at'])} on this bench",
+             f"from {captured['source_path']}")
+    else:
+        _row(section, "Captured", "elsewhere (another bench or MADSci)")
+    local = receipt["local_copy"]
+    _row(section, "Copy on this bench", ("yes" if local["held"] else "no") + (
+        f" ({local['how']}, {local_time(local['since'])})" if local["how"] else ""))
+    uploaded = receipt["uploaded"]
+    if uploaded:
+        _row(section, "Uploaded", local_time(uploaded["at"]),
+             f"to {uploaded['bucket']}/{uploaded['object_name']}")
+    else:
+        _row(section, "Uploaded", "not from this bench")
+    verified = receipt["central_verified"]
+    if verified:
+        how = _VERIFIED_HOW.get(verified["how"], verified["how"])
+        _row(section, "Central copy verified", f"{local_time(verified['at'])} — {how}", how)
+    else:
+        _row(section, "Central copy verified", receipt["central_problem"] or "not yet")
+    scrub = receipt["last_scrub"] or {}
+    _row(section, "Last verified by a scrub", "; ".join(
+        f"{where} {local_time(facts['at'])}: {'intact' if facts['ok'] else 'PROBLEM'}"
+        for where, facts in scrub.items()) or "never")
+    _row(section, "Safe to delete from the instrument",
+         "yes — the central copy is verified" if receipt["safe_to_delete"]
+         else "no — no verified central copy yet")
+
+
 class ImageView(QLabel):
     """An image scaled to fit, keeping its aspect ratio."""
 
@@ -183,6 +225,7 @@ class DetailPane(QWidget):
         self.setObjectName("DetailPane")
         self._context = context
         self._stored: Optional[StoredDataPoint] = None
+        self.receipt: Optional[dict[str, Any]] = None
         self._request = 0
         #: Downloads a file that is only in the central store (set when sync runs).
         self.title = QLabel("Nothing selected", self)
@@ -256,8 +299,12 @@ class DetailPane(QWidget):
             self._clear()
             return
         service = self._context.service
-        self._context.tasks.run(lambda: service.get_stored(datapoint_id),
-                                lambda stored: self._loaded(request, stored),
+
+        def load() -> tuple[StoredDataPoint, Optional[dict[str, Any]]]:
+            stored = service.get_stored(datapoint_id)
+            return stored, service.custody(stored.datapoint_id)
+
+        self._context.tasks.run(load, lambda found: self._loaded(request, *found),
                                 lambda error: self._load_failed(request, error))
 
     def reload(self) -> None:
@@ -266,6 +313,7 @@ class DetailPane(QWidget):
 
     def _clear(self) -> None:
         self._stored = None
+        self.receipt = None
         self.title.setText("Nothing selected")
         self.subtitle.setText("Select a datapoint to see its details, or drop files here "
                               "to capture them.")
@@ -289,10 +337,13 @@ class DetailPane(QWidget):
         self._clear()
         self.subtitle.setText(f"Cannot show this datapoint: {describe_error(error)}")
 
-    def _loaded(self, request: int, stored: StoredDataPoint) -> None:
+    def _loaded(self, request: int, stored: StoredDataPoint,
+                receipt: Optional[dict[str, Any]] = None) -> None:
         if request != self._request:
             return
         self._stored = stored
+        #: The file's custody receipt (``app.core.custody.receipt``), None for a value.
+        self.receipt = receipt
         dp = stored.datapoint
         doc = dp.to_document()
         self.title.setText(dp.label or doc.get("filename") or "(no label)")
@@ -360,8 +411,16 @@ class DetailPane(QWidget):
                     _row(where, key.replace("_", " ").capitalize(), value)
             else:
                 where = _section(self.facts, "Stored centrally")
-                _row(where, "—", "not yet — waiting for sync" if stored.sync_state not in (
-                    SAFE_STATES) else "yes (details not recorded)")
+                copy = self.receipt and (self.receipt["central_verified"]
+                                         or self.receipt["uploaded"])
+                if copy:  # a file captured here: where this bench put it
+                    _row(where, "Bucket name", copy["bucket"])
+                    _row(where, "Object name", copy["object_name"])
+                else:
+                    _row(where, "—", "not yet — waiting for sync" if stored.sync_state not in (
+                        SAFE_STATES) else "yes (details not recorded)")
+        if self.receipt is not None:
+            _fill_custody(_section(self.facts, "Custody"), self.receipt)
         extra = {k: v for k, v in doc.items() if k not in {
             "_id", "label", "data_type", "data_timestamp", "ownership_info", "custom_metadata",
             "value", "path", "filename", "size_bytes", "content_type", "sha256",

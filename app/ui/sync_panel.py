@@ -135,6 +135,8 @@ class SyncPanel(QWidget):
         self.oldest = QLabel(self)
         self.last_success = QLabel(self)
         self.last_error = QLabel(self)
+        self.last_scrub = QLabel(self)
+        self.last_scrub.setWordWrap(True)
         self.last_error.setObjectName("error")
         self.last_error.setWordWrap(True)
         self.upload = QProgressBar(self)
@@ -144,6 +146,7 @@ class SyncPanel(QWidget):
         form.addRow("Oldest waiting:", self.oldest)
         form.addRow("Last successful sync:", self.last_success)
         form.addRow("Last problem:", self.last_error)
+        form.addRow("Last verified:", self.last_scrub)
         form.addRow(self.upload_label, self.upload)
 
         self.counts = QTableWidget(0, 2, self)
@@ -220,6 +223,9 @@ class SyncPanel(QWidget):
                             else "—")
         self.last_success.setText(local_time(snapshot.last_success) if snapshot.last_success
                                   else ("never" if snapshot.engine_running else "—"))
+        self.last_scrub.setText(snapshot.last_scrub)
+        self.last_scrub.setObjectName("" if snapshot.last_scrub_ok else "error")
+        self.last_scrub.style().polish(self.last_scrub)
         if snapshot.uploading:
             label, done, total = snapshot.uploading
             self.upload_label.setText(f"Uploading {label}:")

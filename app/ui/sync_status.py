@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from app.core import custody
 from app.service import BenchService
 from app.core.syncstate import PROBLEM_STATES, SAFE_STATES
 from app.ui.formatting import parse_canonical
@@ -41,6 +42,9 @@ class SyncSnapshot:
     quarantined: list[QuarantinedItem] = field(default_factory=list)
     #: Who runs the engine when it is not this window (the attached capture service).
     runs_in: Optional[str] = None
+    #: The last scrub's result in one line (``benchdata verify`` or the scheduled one).
+    last_scrub: str = "never verified"
+    last_scrub_ok: bool = True
 
 
 def _central_configured(service: BenchService) -> bool:
@@ -76,6 +80,9 @@ def read_snapshot(service: BenchService, engine: Any = None, paused: bool = Fals
         oldest_age_s=(time.time() - oldest_at.timestamp()) if oldest_at else None,
         configured=_central_configured(service), quarantined=quarantined, paused=paused,
         runs_in=runs_in)
+    scrub = custody.last_scrub_run(service.store)
+    snapshot.last_scrub = custody.describe_scrub(scrub)
+    snapshot.last_scrub_ok = scrub is None or bool(scrub.get("ok"))
     _merge_engine(snapshot, service, engine)
     return snapshot
 

@@ -123,7 +123,11 @@ for name in sorted(os.listdir(work / "in")):
     value = client.get_datapoint_value(dp.datapoint_id)
     saved = work / "out" / name
     client.save_datapoint_value(dp.datapoint_id, str(saved))
+    fetched = client.get_datapoint(dp.datapoint_id)  # parses the extra "custody" field
     report["files"][name] = {
+        "fetched_type": type(fetched).__name__,
+        "custody": (getattr(fetched, "custody", None) or (fetched.model_extra or {}).get(
+            "custody")),
         "id": dp.datapoint_id, "type": type(dp).__name__, "sent": sha(original),
         "size": len(original), "value": sha(value) if isinstance(value, bytes) else repr(value)[:80],
         "saved": sha(saved.read_bytes()), "path_exists": os.path.exists(dp.path),
@@ -149,6 +153,9 @@ def test_madsci_client_files_round_trip_byte_exact(madsci_python: Path, server: 
         assert row["value"] == digest, f"{name}: get_datapoint_value gave other bytes"
         assert row["saved"] == digest, f"{name}: save_datapoint_value wrote other bytes"
         assert row["path_exists"] and row["source_path"] == str(inputs / name)
+        assert row["fetched_type"] == "FileDataPoint"
+        assert row["custody"]["captured"]["sha256"] == digest
+        assert row["custody"]["safe_to_delete"] is False  # no central copy yet
         stored = service.get(row["id"])
         assert stored.sha256 == digest and stored.path == str(inputs / name)
 

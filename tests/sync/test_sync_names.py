@@ -119,6 +119,9 @@ def test_objects_under_old_names_move_once_and_others_pull_the_new_names(
                 assert bucket[doc["object_name"]] == dp.sha256 == doc["sha256"]
                 assert stored.revision == revisions[ident] + 1 == doc["sync_revision"]
                 assert stored.sync_state == "confirmed"
+                receipt = bench.custody(ident)  # the receipt names the object now in use
+                assert receipt is not None and receipt["safe_to_delete"]
+                assert receipt["central_verified"]["object_name"] == doc["object_name"]
             assert docs[value.datapoint_id]["sync_revision"] == 1  # values untouched
 
             assert engine_b.run_pass(force=True).pulled == len(files)  # the new names
