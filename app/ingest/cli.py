@@ -17,6 +17,7 @@ from app.cli import emit_json, parse_meta
 
 from app.core.ids import id_for
 from app.core.paths import BenchPaths, bench_paths
+from app.ingest import originals
 from app.ingest import rules as rules_module
 from app.ingest.rules import WatchRule, find_rule, load_rules, validate_rule
 from app.ingest.templates import describe
@@ -266,13 +267,17 @@ def list_rules(obj: Any, as_json: bool) -> None:
                      "problems": problems.get(rule.id, {}),
                      "completeness": rule.describe_completeness(),
                      "waiting_for": getattr(statuses.get(rule.id), "waiting_for", {}),
-                     "note": getattr(statuses.get(rule.id), "note", "")} for rule in rules])
+                     "note": getattr(statuses.get(rule.id), "note", ""),
+                     "originals": originals.let_go_summary(obj.service.store, rule.id)}
+                    for rule in rules])
         return
     if not rules:
         click.echo("No watched folders. Add one with: benchdata watch add FOLDER")
     for rule in rules:
         click.echo(_describe_rule(rule, counts.get(rule.id), problems.get(rule.id),
                                   statuses.get(rule.id)))
+        if (summary := originals.let_go_summary(obj.service.store, rule.id)) is not None:
+            click.echo(f"    originals: {summary}")
 
 
 @watch.command("edit")

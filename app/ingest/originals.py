@@ -226,3 +226,22 @@ def sweep(store: LocalStore, rule: WatchRule) -> tuple[list[OriginalDone], dict[
                  f" to {result.destination}" if result.destination else "")
         done.append(result)
     return done, left
+
+
+def let_go_summary(store: LocalStore, rule_id: str) -> Optional[str]:
+    """"N original(s) removed/moved, the last <when>: <what>", from the durable record
+    (None when the rule never let one go)."""
+    with store.reader() as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'ingest_originals'").fetchone() is None:
+            return None
+        count = conn.execute("SELECT COUNT(*) FROM ingest_originals WHERE rule_id = ?",
+                             (rule_id,)).fetchone()[0]
+        last = conn.execute("SELECT rel_path, action, destination, at FROM ingest_originals "
+                            "WHERE rule_id = ? ORDER BY at DESC LIMIT 1", (rule_id,)).fetchone()
+    if not count:
+        return None
+    rel, action, destination, at = last
+    where = f" to {destination}" if destination else ""
+    return (f"{count} original(s) let go, the last at {at}: {action} "
+            f"{fsnames.readable(fsnames.from_key(str(rel)))}{where}")

@@ -250,6 +250,9 @@ def test_the_watcher_removes_originals_after_a_scan_and_says_so(
         component.stop()
     assert not (watched / "old.csv").exists()
     assert (watched / "new.csv").exists()  # not verified central
+    assert originals.let_go_summary(service.store, opted.id).startswith(
+        "1 original(s) let go, the last at ")
+    assert originals.let_go_summary(service.store, opted.id).endswith(": removed old.csv")
 
 
 def test_a_bench_that_never_synced_frees_nothing_and_would_lose_everything(
