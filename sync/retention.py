@@ -76,6 +76,10 @@ def locked_minimum_days() -> tuple[bool, Optional[float]]:
     if not is_locked(site, "central", SETTING):
         return False, None
     value = (site.get("central") or {}).get(SETTING)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValidationError(f"the facility's settings file {site_config_file()} gives "
+                              f"\"central.{SETTING}\" as {value!r}; it must be a number of "
+                              "days or null; ask the facility staff")
     return True, None if value is None else float(value)
 
 
@@ -149,7 +153,7 @@ def free_verified(service: BenchService, days: float, *, dry_run: bool = False,
     if list_at_risk:
         report.at_risk = at_risk(service)
     if report.freed and not dry_run:
-        log.info("freed %d local copie(s), %d bytes, verified central more than %g day(s) "
+        log.info("freed %d local copy/copies, %d bytes, verified central more than %g day(s) "
                  "ago; they are fetched again on request", report.freed, report.freed_bytes,
                  days)
     return report

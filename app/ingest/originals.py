@@ -169,8 +169,10 @@ def _copy_verified(fd: int, entry: LedgerEntry, destination: Path) -> None:
 def _let_go(rule: WatchRule, entry: LedgerEntry) -> OriginalDone:
     path = rule.root / entry.rel_path
     before = _lstat_inside(rule.root, entry.rel_path)
-    if entry.lacks_identity or not entry.matches(before.st_size, before.st_mtime_ns,
-                                                 before.st_ino, before.st_ctime_ns):
+    if entry.lacks_identity:  # captured by an older version; the next scan learns it
+        raise OriginalChanged("its inode and ctime at capture are not known yet")
+    if not entry.matches(before.st_size, before.st_mtime_ns, before.st_ino,
+                         before.st_ctime_ns):
         raise OriginalChanged("it changed since it was captured")
     fd = _verify(path, entry, before)
     try:
