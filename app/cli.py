@@ -20,7 +20,7 @@ import click
 from pydantic import ValidationError as PydanticValidationError
 
 from app import __version__
-from app.core import fsnames
+from app.core import capture_notes, fsnames
 from app.core.errors import BenchDataError, describe_validation_error, is_disk_full
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import DataPoint, FileDataPoint, ValueDataPoint
@@ -174,6 +174,9 @@ LAZY_SUBCOMMANDS: dict[str, str] = {
     "backup": "app.admin.cli:backup",
     "restore": "app.admin.cli:restore",
     "logs": "app.admin.cli:logs",
+    "interrupted": "app.recovery_cli:interrupted",
+    "deleted": "app.recovery_cli:deleted",
+    "undelete": "app.recovery_cli:undelete",
     "purge": "sync.cli:purge",
 }
 
@@ -222,6 +225,7 @@ class BenchGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Optional[str]) -> None:
     """Bench Data Manager: capture lab data on this bench, offline first."""
+    capture_notes.set_front_end(capture_notes.COMMAND_LINE)
     context = Context(data_dir)
     ctx.obj = context
     ctx.call_on_close(context.close)
@@ -615,6 +619,7 @@ def run(ctx: Context, api_host: Optional[str], api_port: Optional[int], no_api: 
     # in-flight temp files. The runner keeps (and releases) this lock.
     lock = ServiceLock(bench_paths(ctx.data_dir))
     lock.acquire()
+    capture_notes.set_front_end(capture_notes.SERVICE)
     setup_logging(ctx.service.paths, log_level)  # console + rotating file, secrets redacted
     options = RunOptions(watch=not no_watch, api=not no_api, api_host=api_host,
                          api_port=api_port, sync=not no_sync)

@@ -18,12 +18,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from app.core import custody
+from app.core import capture_notes, custody, deletions
 from app.core import query as querylang
 from app.core.atomic import atomic_writer
 from app.core import fsnames
 from app.core.config import config_stamp, load_section
-from app.core.errors import FileNotReachableError, SourceRefusedError, ValidationError
+from app.core.errors import (
+    FileNotReachableError,
+    NotFoundError,
+    SourceRefusedError,
+    ValidationError,
+)
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import (
@@ -72,6 +77,8 @@ class BenchService:
         self.store.resolve_name = self.names.lookup
         self.store.query_seconds = query_time_budget(self.paths)
         custody.install(self.store)
+        deletions.install(self.store)
+        self.capture_notes = capture_notes.CaptureNotes(self.files.root)
         # The downloader of central-only files, built lazily from the settings and rebuilt
         # when the configuration files change (see file_blob).
         self._fetcher: Any = None
@@ -179,7 +186,7 @@ class BenchService:
                 prepared.append(self._with_names(datapoint, names_cache))
             return self.store.insert(prepared)
 
-    def stage_blobs(self) -> "StagedBlobs":
+    def stage_blobs(self, front_end: Optional[str] = None) -> "StagedBlobs":
         """The one way a capture brings bytes into the file store before its row exists.
 
         Blobs put through the returned :class:`StagedBlobs` are held from the instant
@@ -189,7 +196,7 @@ class BenchService:
         it with an exception also removes every blob no committed row uses. A capture
         that commits later, on another thread, calls ``staged.settle(committed)``.
         """
-        return StagedBlobs(self)
+        return StagedBlobs(self, front_end)
 
     def settle_blobs(self, held: Sequence[str], committed: bool) -> None:
         """Release the holds a capture took; after a failure, remove the blobs it brought
@@ -216,7 +223,7 @@ class BenchService:
                       progress: Optional[ProgressCallback]) -> FileDataPoint:
         source = Path(datapoint.path).expanduser()
         self.refuse_private(source)
-        blob = staged.put_file(source, progress=progress)
+        blob = staged.put_file(source, progress=progress, datapoint=datapoint)
         filename = datapoint.filename or source.name
         path = str(source.absolute())
         # Names that are not UTF-8 are stored readably, their bytes kept in metadata.
@@ -278,6 +285,54 @@ class BenchService:
             })
             self._check_names(captured)
             return self.store.insert([self._with_names(captured)])[0]
+
+    # -- interrupted captures (app/core/capture_notes.py) -------------------------------
+
+    def interrupted_captures(self) -> list[capture_notes.CaptureNote]:
+        """Captures a crash cut short, oldest first. A note whose row was committed just
+        before the crash is not one: it is removed here."""
+        found = []
+        for note in self.capture_notes.interrupted():
+            if note.datapoint_id and self._committed(note.datapoint_id):
+                with self.capture_notes.claimed(note.note_id) as claimed:
+                    if claimed is not None:
+                        self.capture_notes.discard(note.note_id)
+                continue
+            found.append(note)
+        return found
+
+    def retry_interrupted(self, note_id: str) -> DataPoint:
+        """Capture an interrupted capture again, as it was meant (same id, label,
+        ownership and metadata), then forget it; exactly once even if run twice."""
+        with self.capture_notes.claimed(note_id) as note:
+            if note is None:
+                raise NotFoundError(f"no interrupted capture {note_id!r} (see benchdata "
+                                    "interrupted); it may have been captured or dismissed")
+            if not note.can_retry:
+                raise ValidationError(f"{fsnames.readable(note.source)} cannot be captured "
+                                      f"again from here: {note.retry_hint()}")
+            ident = str(note.datapoint_id)
+            if self._committed(ident):
+                captured = self.get(ident)
+            else:
+                captured = self.submit(DataPoint.discriminate(note.datapoint))
+            self.capture_notes.discard(note_id)
+            return captured
+
+    def _committed(self, datapoint_id: str) -> bool:
+        try:
+            self.store.get_stored(datapoint_id, include_deleted=True)
+        except NotFoundError:
+            return False
+        return True
+
+    def dismiss_interrupted(self, note_id: str) -> None:
+        """Forget an interrupted capture without capturing it again."""
+        with self.capture_notes.claimed(note_id) as note:
+            if note is None:
+                raise NotFoundError(f"no interrupted capture {note_id!r} (see benchdata "
+                                    "interrupted)")
+            self.capture_notes.discard(note_id)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -444,10 +499,32 @@ class BenchService:
             names[name_key(kind)] = self.names.name_for(kind, ident)
         return ids, names
 
-    def delete(self, datapoint_id: str) -> None:
-        """A tombstone: hidden here at once, removed centrally by sync; the file stays
-        in the local file store until sync has verified the deletion centrally."""
+    def delete(self, datapoint_id: str, *, by: Optional[str] = None) -> None:
+        """A tombstone: hidden here at once, removed centrally by sync; restorable for
+        ``deleted.retention_days`` (app/core/deletions.py), and its file stays that long
+        (and until sync has verified a central copy)."""
         self.store.delete(datapoint_id)
+        # Who, for "Recently deleted" (a second, small commit: the tombstone is what counts).
+        deletions.note_deleted_by(self.store, {datapoint_id.upper(): by or
+                                               deletions.who_deletes(self.paths)})
+
+    def recently_deleted(self, limit: int = 1000) -> list[deletions.Deleted]:
+        """Deleted datapoints that can still be restored, newest deletion first."""
+        return deletions.recently_deleted(self.store, deletions.restorable_since(self.paths),
+                                          limit=limit)
+
+    def restore(self, datapoint_id: str) -> DataPoint:
+        """Undo a deletion as a new revision, which sync pushes as an undelete (also after
+        the deletion has reached the central store and other benches)."""
+        deletions.restore(self.store, datapoint_id, deletions.restorable_since(self.paths))
+        return self.get(datapoint_id.upper())
+
+
+def _size_of(source: os.PathLike[str] | str) -> Optional[int]:
+    try:
+        return os.stat(source).st_size
+    except OSError:
+        return None  # the copy itself reports why
 
 
 class StagedBlobs:
@@ -455,13 +532,22 @@ class StagedBlobs:
 
     Made by :meth:`BenchService.stage_blobs`; see DEVELOPING.md "Blobs in flight"."""
 
-    def __init__(self, service: BenchService) -> None:
+    def __init__(self, service: BenchService, front_end: Optional[str] = None) -> None:
         self._service = service
+        self._front_end = front_end
         self.held: list[str] = []
+        #: One note per copy in flight, so a crash is reported (app/core/capture_notes.py).
+        self._notes: list[capture_notes.OpenNote] = []
 
     def put_file(self, source: os.PathLike[str] | str, *,
                  progress: Optional[ProgressCallback] = None,
-                 follow_symlinks: bool = True) -> BlobInfo:
+                 follow_symlinks: bool = True,
+                 datapoint: Optional[DataPoint] = None,
+                 note_source: Optional[os.PathLike[str] | str] = None) -> BlobInfo:
+        """Copy ``source`` into the file store, held. ``datapoint`` is what the capture is
+        to become (kept in its note to capture it again after a crash); ``note_source``
+        names what the operator captured when ``source`` is an intermediate (an archive)."""
+        self._note(note_source or source, _size_of(source), datapoint)
         blob = self._service.files.put_file(source, progress=progress, hold=True,
                                             follow_symlinks=follow_symlinks)
         self.held.append(blob.sha256)
@@ -469,15 +555,29 @@ class StagedBlobs:
 
     def put_stream(self, stream: BinaryIO, *, expected_size: Optional[int] = None,
                    progress: Optional[ProgressCallback] = None) -> BlobInfo:
+        name = getattr(stream, "name", None)  # a spooled upload's is a descriptor number
+        self._note(name if isinstance(name, (str, bytes, os.PathLike)) and name else
+                   "an upload", expected_size, None)
         blob = self._service.files.put_stream(stream, expected_size=expected_size,
                                               progress=progress, hold=True)
         self.held.append(blob.sha256)
         return blob
 
+    def _note(self, source: os.PathLike[Any] | str | bytes, size: Optional[int],
+              datapoint: Optional[DataPoint]) -> None:
+        described = datapoint.model_dump(mode="json") if datapoint is not None else None
+        self._notes.append(self._service.capture_notes.begin(
+            os.fsdecode(source), size, datapoint=described, front_end=self._front_end))
+
     def settle(self, committed: bool) -> None:
         """End the holds (idempotent); after a failure remove the blobs no row uses."""
         held, self.held = self.held, []
-        self._service.settle_blobs(held, committed)
+        notes, self._notes = self._notes, []
+        try:
+            self._service.settle_blobs(held, committed)
+        finally:
+            for note in notes:
+                note.end()
 
     def __enter__(self) -> "StagedBlobs":
         return self

@@ -45,7 +45,12 @@ REVISION: Final = "sync_revision"
 BENCH: Final = "sync_bench_id"
 WRITTEN_AT: Final = "sync_written_at"
 DELETED_AT: Final = "sync_deleted_at"
-BOOKKEEPING: Final = frozenset({REVISION, BENCH, WRITTEN_AT, DELETED_AT})
+#: On a tombstone: who deleted the datapoint (a name a person reads).
+DELETED_BY: Final = "sync_deleted_by"
+#: On a restored datapoint's record: the revision of the deletion it undoes; a tombstone of
+#: that revision or older no longer wins over the record (app/core/deletions.py).
+UNDELETES: Final = "sync_undeletes"
+BOOKKEEPING: Final = frozenset({REVISION, BENCH, WRITTEN_AT, DELETED_AT, DELETED_BY, UNDELETES})
 
 #: MongoDB refuses documents over 16 MiB; leave room for the envelope.
 MAX_DOCUMENT_BYTES: Final = 15 * 1024 * 1024
@@ -77,6 +82,8 @@ def central_document(row: Mapping[str, Any], *, bench_id: str,
         document.setdefault("path", row.get("path") or stored_object["object_name"])
     document[REVISION] = int(row["revision"])
     document[BENCH] = bench_id
+    if row.get("undeletes") is not None:
+        document[UNDELETES] = int(row["undeletes"])
     instant = _canonical_timestamp(row["data_timestamp"])
     document["data_timestamp"] = row.get("data_timestamp_sent") or instant
     document[INSTANT_FIELD] = instant
@@ -108,8 +115,18 @@ def _object_fields(stored: Mapping[str, Any], settings: CentralSettings) -> dict
     }
 
 
-def tombstone_document(datapoint_id: str, revision: int, bench_id: str) -> dict[str, Any]:
-    return {"_id": datapoint_id, REVISION: revision, BENCH: bench_id}
+def tombstone_document(datapoint_id: str, revision: int, bench_id: str,
+                       deleted_by: Optional[str] = None) -> dict[str, Any]:
+    document = {"_id": datapoint_id, REVISION: revision, BENCH: bench_id}
+    if deleted_by:
+        document[DELETED_BY] = deleted_by
+    return document
+
+
+def undoes(document: Mapping[str, Any], tombstone_revision: int) -> bool:
+    """True when a central record restores its datapoint over a tombstone of this revision."""
+    undeletes = document.get(UNDELETES)
+    return isinstance(undeletes, int) and undeletes >= tombstone_revision
 
 
 def local_datapoint(document: Mapping[str, Any], *,

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
 
-from app.core import custody
+from app.core import custody, deletions
 from app.core.timestamps import now_canonical, utc_now
 from app.service import BenchService
 
+from sync import localrows
 from sync.central import CentralDatabase
 from sync.clock import ServerClock
 from sync.faults import CentralConfigError, RetryableError, SyncError
@@ -45,6 +46,8 @@ LOOP_BACKOFF_CAP_S = 60.0
 #: Outbox meta key another process (the window attached to ``benchdata run``) sets to ask
 #: the running engine for a pass now, even in the middle of a backoff.
 SYNC_REQUEST_KEY = "sync_requested_at"
+#: Outbox meta key: deletions before this instant have had their files freed.
+EXPIRED_DELETIONS_KEY = "deletions_expired_upto"
 
 
 def request_sync(service: BenchService) -> None:
@@ -233,7 +236,7 @@ class SyncEngine:
         if objects is not None and not self._stop.is_set():
             report.aborted_uploads = objects.abort_abandoned(self.outbox.open_upload_ids(),
                                                              ABANDONED_UPLOAD_AGE)
-        report.freed_files = self._free_old_copies()
+        report.freed_files = self._free_old_copies() + self._free_expired_deletions()
 
     def _renamer(self, central: CentralDatabase,
                  objects: Optional[ObjectStore]) -> Optional[ObjectRenamer]:
@@ -276,6 +279,23 @@ class SyncEngine:
             report.objects_error = str(problem)
             log.warning("object storage: %s; files wait, values sync on", problem)
         return problem
+
+    def _free_expired_deletions(self) -> int:
+        """Files of datapoints deleted before the retention period (no longer
+        restorable) go, once verified central. Each pass looks only at the deletions that
+        expired since the mark, which moves on (one small commit) when something expired
+        or at the turn of an hour, so a quiet pass costs one indexed range read."""
+        before = deletions.restorable_since(self.service.paths)
+        after = self.outbox.meta(EXPIRED_DELETIONS_KEY)
+        expired = deletions.expired_blobs(self.service.store, after, before)
+        freed = 0
+        for sha256 in expired:
+            if self.service.files.exists(sha256) and localrows.free_blob_if_freeable(
+                    self.service.store, self.service.files, sha256):
+                freed += 1
+        if expired or after is None or after[:13] != before[:13]:
+            self.outbox.set_meta(EXPIRED_DELETIONS_KEY, before)
+        return freed
 
     def _free_old_copies(self) -> int:
         days = self.settings.free_verified_after_days

@@ -10,10 +10,10 @@ store's single writer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from app.core import custody
+from app.core import custody, deletions, search
 from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
@@ -54,12 +54,14 @@ def local_revisions(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str
     return found
 
 
-def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]]) -> int:
+def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
+                 undeleting: Optional[Mapping[str, int]] = None) -> int:
     """Insert or update rows pulled from the central store; return how many changed.
 
     A row is replaced only when the central revision is newer and the local row has no
     change of its own waiting (that change is resolved when it is pushed) and is not
-    deleted (deletions are final).
+    deleted — unless the central record restores it (``undeleting``: id -> the revision
+    of the deletion it undoes; app/core/deletions.py).
     """
     rows = []
     for datapoint, revision in items:
@@ -79,16 +81,29 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]]) -> i
     )
     changed = 0
     with store.transaction() as conn:
+        if undeleting:
+            for ident, undeletes in undeleting.items():
+                deletions.revive(conn, ident, undeletes)
+            # The revived rows are queued for the search index; index them now, or the
+            # upsert's own queueing below collides with theirs (a trigger inside an
+            # upsert cannot rely on INSERT OR IGNORE).
+            search.flush(conn, force=True)
         for row in rows:
             changed += conn.execute(sql, [row[c] for c in columns]).rowcount
     return changed
 
 
 def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]]) -> list[str]:
-    """Mark datapoints deleted because the central store says so; return the ids changed."""
+    """Mark datapoints deleted because the central store says so; return the ids changed.
+
+    A tombstone a restore undid (its revision at most the restore's ``undeletes``) no
+    longer applies: it may still be read once in a pull's overlap window."""
     changed: list[str] = []
     with store.transaction() as conn:
         for datapoint_id, revision in tombstones:
+            if conn.execute("SELECT 1 FROM deletions WHERE datapoint_id = ? AND undeletes >= ?",
+                            (datapoint_id, revision)).fetchone() is not None:
+                continue  # restored over this deletion; the restore is on its way
             cursor = conn.execute(
                 "UPDATE datapoints SET deleted = 1, sync_state = 'confirmed', "
                 "revision = MAX(revision, ?), updated_at = ? WHERE id = ? AND "
@@ -166,3 +181,13 @@ def free_blob_if_freeable(store: LocalStore, files: FileStore, sha256: str, *,
     if removed or not files.exists(sha256):
         mark_freed(store, sha256)
     return removed
+
+
+def free_deleted_blobs(service: Any, datapoint_ids: Sequence[str]) -> None:
+    """Free the local copies of these deleted datapoints' files once verified central,
+    unless a deletion that can still be restored needs them (``deleted.retention_days``;
+    the engine frees those when the period ends)."""
+    since = deletions.restorable_since(service.paths)
+    for sha256 in blobs_of(service.store, datapoint_ids):
+        if not deletions.restorable(service.store, sha256, since):
+            free_blob_if_freeable(service.store, service.files, sha256)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Optional
 
+from app.core import deletions
 from app.core.errors import ValidationError
 from app.core.models import DataPoint
 from app.core.store import datapoint_to_row
@@ -30,7 +31,8 @@ from app.service import BenchService
 
 from sync import localrows
 from sync.central import CentralDatabase
-from sync.documents import BENCH, REVISION, WRITTEN_AT, local_datapoint
+from sync.documents import BENCH, DELETED_BY, REVISION, UNDELETES, WRITTEN_AT, \
+    local_datapoint, undoes
 from sync.faults import classify_mongo
 from sync.outbox import Outbox
 
@@ -149,15 +151,18 @@ class Puller:
         known = localrows.local_revisions(self.service.store, ids)
         tombstoned = self._tombstoned(ids)
         incoming: list[tuple[DataPoint, int]] = []
+        undeleting: dict[str, int] = {}
         for doc in page:
             ident = str(doc["_id"])
-            if ident in tombstoned:
+            if ident in tombstoned and not undoes(doc, tombstoned[ident]):
                 self._repair_resurrected(ident, int(doc.get(REVISION) or 0), tombstoned[ident],
                                          report)
                 continue
             revision = int(doc.get(REVISION) or 1)
             mine = known.get(ident)
-            if mine is not None and (mine[0] >= revision or mine[2]):
+            if mine is not None and mine[2] and mine[0] < revision and undoes(doc, mine[0]):
+                undeleting[ident] = int(doc[UNDELETES])  # restored elsewhere: back here too
+            elif mine is not None and (mine[0] >= revision or mine[2]):
                 continue
             try:
                 datapoint, revision = local_datapoint(doc, lab_zone=self.lab_zone)
@@ -171,7 +176,10 @@ class Puller:
                 continue
             incoming.append((datapoint, revision))
         if incoming:
-            report.pulled += localrows.apply_remote(self.service.store, incoming)
+            applying = {datapoint.datapoint_id for datapoint, _revision in incoming}
+            report.pulled += localrows.apply_remote(
+                self.service.store, incoming,
+                {i: u for i, u in undeleting.items() if i in applying})
 
     def _tombstoned(self, ids: list[str]) -> dict[str, int]:
         try:
@@ -194,8 +202,11 @@ class Puller:
         items = [(str(d["_id"]), int(d.get(REVISION) or 0)) for d in page]
         changed = localrows.apply_tombstones(self.service.store, items)
         report.deleted += len(changed)
-        for sha256 in localrows.blobs_of(self.service.store, changed):
-            localrows.free_blob_if_freeable(self.service.store, self.service.files, sha256)
+        if changed:
+            by = {str(d["_id"]): str(d.get(DELETED_BY) or f"bench {d.get(BENCH) or '?'}")
+                  for d in page}
+            deletions.note_deleted_by(self.service.store, {i: by[i] for i in changed})
+        localrows.free_deleted_blobs(self.service, changed)
 
 
 def _check_safe(datapoint: DataPoint) -> None:

@@ -32,8 +32,9 @@ from app.service import BenchService
 
 from sync import localrows
 from sync.central import CentralDatabase
-from sync.documents import BENCH, REVISION, WRITTEN_AT, DocumentTooLarge, central_document, \
-    tombstone_document
+from app.core import deletions
+from sync.documents import BENCH, DELETED_BY, REVISION, WRITTEN_AT, DocumentTooLarge, \
+    central_document, tombstone_document
 from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, \
     SyncError, classify_mongo, classify_write_error, duplicate_key_on_id, duplicate_key_rejection
 from sync.objects import ObjectStore, SavedPart, UploadListener, object_name_for, safe_filename
@@ -274,6 +275,7 @@ class Pusher:
                 self.outbox.drop(item.datapoint_id)
                 continue
             work.append(row)
+        self._note_undeletes(work)
         objects = self.outbox.objects_for([r["id"] for r in work])
         to_upload = [r for r in work if self._needs_upload(r, objects.get(r["id"]))]
         if to_upload:
@@ -288,6 +290,17 @@ class Pusher:
         finished = self._records.submit(
             lambda: self._record_batch(prepared, deleted, report, rebases))
         self._settle(finished, report)
+
+    def _note_undeletes(self, rows: list[dict[str, Any]]) -> None:
+        """Restored rows carry the revision of the deletion they undo into their record
+        (``sync_undeletes``). Only rows past revision 2 can be restored ones."""
+        candidates = [r["id"] for r in rows if not r["deleted"] and int(r["revision"]) > 2]
+        if not candidates:
+            return
+        undeletes = deletions.undeletes_of(self.service.store, candidates)
+        for row in rows:
+            if row["id"] in undeletes:
+                row["undeletes"] = undeletes[row["id"]]
 
     def _settle(self, outcome: _BatchOutcome, report: PushReport) -> None:
         """Local bookkeeping of a finished batch: one transaction for its confirmations."""
@@ -519,9 +532,33 @@ class Pusher:
             raise classify_mongo(exc, what="reading tombstones") from exc
         if not tombstoned:
             return rows
+        tombstoned = self._lift_undone_tombstones(rows, tombstoned)
+        if not tombstoned:
+            return rows
         localrows.apply_tombstones(self.service.store, list(tombstoned.items()))
         log.info("%d local change(s) lost to deletions made elsewhere", len(tombstoned))
         return [r for r in rows if r["id"] not in tombstoned]
+
+    def _lift_undone_tombstones(self, rows: list[dict[str, Any]],
+                                tombstoned: dict[str, int]) -> dict[str, int]:
+        """Tombstones our restored rows undo are removed centrally (the record follows in
+        this batch); the others are returned: they still win."""
+        from pymongo import DeleteOne
+
+        undone = {r["id"]: int(r["undeletes"]) for r in rows
+                  if r.get("undeletes") is not None and r["id"] in tombstoned
+                  and int(r["undeletes"]) >= tombstoned[r["id"]]}
+        if undone:
+            try:
+                # Only a tombstone no newer than the deletion undone: a later deletion
+                # made elsewhere meanwhile stays and wins at the next pass.
+                self.central.tombstones.bulk_write(
+                    [DeleteOne({"_id": ident, REVISION: {"$lte": revision}})
+                     for ident, revision in undone.items()], ordered=False)
+            except Exception as exc:  # noqa: BLE001
+                raise classify_mongo(exc, what="removing undone deletions") from exc
+            log.info("%d deleted datapoint(s) restored centrally", len(undone))
+        return {i: r for i, r in tombstoned.items() if i not in undone}
 
     def _find_records(self, ids: Sequence[str],
                       fields: Sequence[str]) -> dict[str, Signature]:
@@ -596,8 +633,10 @@ class Pusher:
         from pymongo import UpdateOne
 
         items = [(r["id"], int(r["revision"])) for r in rows]
+        by = deletions.deleted_by_of(self.service.store, [ident for ident, _r in items])
         ops = [UpdateOne({"_id": ident}, {"$max": {REVISION: revision},
-                                          "$set": {BENCH: self.bench_id},
+                                          "$set": {BENCH: self.bench_id,
+                                                   DELETED_BY: by.get(ident)},
                                           "$currentDate": {WRITTEN_AT: True}}, upsert=True)
                for ident, revision in items]
         ids = [ident for ident, _r in items]
@@ -627,9 +666,9 @@ class Pusher:
             self._retry(late, "the deletion did not read back", report)
 
     def _free_deleted(self, datapoint_ids: list[str]) -> None:
-        """Local copies of deleted files go once they are verified central (never before)."""
-        for sha256 in localrows.blobs_of(self.service.store, datapoint_ids):
-            localrows.free_blob_if_freeable(self.service.store, self.service.files, sha256)
+        """Local copies of deleted files go once they are verified central (never before)
+        and no longer restorable (``deleted.retention_days``; the engine frees them then)."""
+        localrows.free_deleted_blobs(self.service, datapoint_ids)
 
     # -- bookkeeping -----------------------------------------------------------------------
 

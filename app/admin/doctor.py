@@ -272,6 +272,22 @@ def _check_interrupted_restore(paths: BenchPaths) -> list[Check]:
                   "run `benchdata restore --force SRC` again, or delete that folder")]
 
 
+def check_interrupted_captures(paths: BenchPaths) -> list[Check]:
+    """Captures a crash cut short (app/core/capture_notes.py): the operator decides."""
+    from app.core.capture_notes import CaptureNotes
+
+    notes = CaptureNotes(paths.files).interrupted()
+    if not notes:
+        return [Check("interrupted captures", OK, "none")]
+    watched = sum(note.watched for note in notes)
+    detail = f"{len(notes)} capture(s) were cut short by a crash"
+    if watched:
+        detail += f" ({watched} from watched folders, which the watcher captures again)"
+    return [Check("interrupted captures", WARN, detail,
+                  "see `benchdata interrupted`; capture them again with --retry ID or "
+                  "forget them with --dismiss ID")]
+
+
 def check_service(paths: BenchPaths) -> list[Check]:
     from app.admin.lock import describe_holder, is_locked
 
@@ -613,7 +629,8 @@ def check_versions(_paths: BenchPaths) -> list[Check]:
 
 
 CHECKS: list[Callable[[BenchPaths], list[Check]]] = [
-    check_data_dir, check_store, check_blobs, check_scrub, check_service, check_watch_folders,
+    check_data_dir, check_store, check_blobs, check_scrub, check_interrupted_captures,
+    check_service, check_watch_folders,
     check_central, check_versions,
 ]
 

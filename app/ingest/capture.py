@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Optional
 
-from app.core import fsnames
+from app.core import capture_notes, fsnames
 from app.core.errors import SourceChangedError, SourceMissingError, SourceRefusedError
 from app.core.models import DataPoint, FileDataPoint
 from app.core.timestamps import format_canonical
@@ -101,7 +101,7 @@ class Capturer:
                                            before.st_ino, before.st_ctime_ns):
             return None  # captured meanwhile (a rescan raced an event): exactly once
         self.refuse_outside(key)
-        staged = self.service.stage_blobs()
+        staged = self.service.stage_blobs(front_end=capture_notes.WATCHED_FOLDER)
         try:
             blob = staged.put_file(path, follow_symlinks=False)
             try:
@@ -150,7 +150,7 @@ class Capturer:
                                               listing.fingerprint):
             return None
         self.refuse_outside(key)
-        staged = self.service.stage_blobs()
+        staged = self.service.stage_blobs(front_end=capture_notes.WATCHED_FOLDER)
         try:
             sha256, size = self._archive(folder, listing, staged)
             entry = LedgerEntry(self.rule.id, key, listing.total_size, listing.max_mtime_ns,
@@ -188,7 +188,7 @@ class Capturer:
                                  skip=self.service.paths.private_dirs())
             if after.signature != listing.signature:
                 raise SourceChangedError(f"{folder} changed while it was archived")
-            blob = staged.put_file(archive)
+            blob = staged.put_file(archive, note_source=folder)
             return blob.sha256, blob.size_bytes
         except RootMissingError as exc:
             raise SourceMissingError(f"{folder} vanished while it was archived") from exc

@@ -14,6 +14,7 @@ from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from app.core import capture_notes
 from app.service import BenchService
 from app.ui.attach import describe_components, describe_service, try_lock
 from app.ui.context import UiContext, gui_settings
@@ -156,6 +157,7 @@ def run(data_dir: Optional[str] = None, argv: Optional[list[str]] = None,
     from app.core.paths import bench_paths
 
     app = make_application(argv)
+    capture_notes.set_front_end(capture_notes.WINDOW)
     paths = bench_paths(data_dir)
     if raise_running_window(paths.data_dir):
         print("Bench Data Manager is already open on this store; brought it to the front.",

@@ -113,6 +113,9 @@ class MainWindow(QMainWindow):
         self.dialog: Optional[QWidget] = None
         self.sync_snapshot: Optional[SyncSnapshot] = None
         self._sync_paused = False
+        #: The ids the last delete in this window removed (Ctrl+Z restores them).
+        self._just_deleted: list[str] = []
+        self._deleted_view: Any = None
         #: Set while this window is attached to a capture service in another process.
         self.attachment: Optional[ServiceAttachment] = None
 
@@ -135,6 +138,11 @@ class MainWindow(QMainWindow):
         left = QWidget(self)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(6, 6, 0, 6)
+        from app.ui.interrupted import InterruptedBanner
+
+        self.interrupted_banner = InterruptedBanner(context, self)
+        self.interrupted_banner.captured.connect(lambda _id: self.refresh())
+        left_layout.addWidget(self.interrupted_banner)
         left_layout.addWidget(self.filter_bar)
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.empty_hint)
@@ -238,6 +246,12 @@ class MainWindow(QMainWindow):
                                         "Edit label and metadata", "edit")
         self.delete_action = self._action("delete", "Delete", QKeySequence.StandardKey.Delete,
                                           self.delete_selected, "Delete the selection", "delete")
+        self.undo_delete_action = self._action(
+            "undoDelete", "Undo delete", QKeySequence.StandardKey.Undo, self.undo_delete,
+            "Restore what was just deleted")
+        self.deleted_action = self._action("recentlyDeleted", "Recently deleted…", None,
+                                           self.show_recently_deleted,
+                                           "Deleted datapoints that can be restored")
         self.refresh_action = self._action("refresh", "Refresh", QKeySequence.StandardKey.Refresh,
                                            self.refresh, "Read the store again", "refresh")
         self.find_action = self._action("find", "Search", QKeySequence.StandardKey.Find,
@@ -292,12 +306,12 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
-        for action in (self.edit_action, self.delete_action, self.find_action,
-                       self.clear_filters_action):
+        for action in (self.undo_delete_action, self.edit_action, self.delete_action,
+                       self.find_action, self.clear_filters_action):
             edit_menu.addAction(action)
         view_menu = menu.addMenu("&View")
         for action in (self.refresh_action, self.detail_action, self.sync_action,
-                       self.watch_action):
+                       self.watch_action, self.deleted_action):
             view_menu.addAction(action)
         help_menu = menu.addMenu("&Help")
         self.logs_action = self._action("showLogs", "Show logs", "Ctrl+Shift+G",
@@ -387,6 +401,7 @@ class MainWindow(QMainWindow):
         count = len(self.selected_rows()) if self.table.selectionModel() else 0
         self.edit_action.setEnabled(count == 1)
         self.delete_action.setEnabled(count >= 1)
+        self.undo_delete_action.setEnabled(bool(self._just_deleted))
 
     def _reselect(self) -> None:
         """After a refresh, keep the selected datapoint selected (if still shown)."""
@@ -937,15 +952,45 @@ class MainWindow(QMainWindow):
             self.detail.datapoint_id == ids[0] else "this datapoint"
         if not confirmed and not confirm_delete(self, len(ids), what):
             return
-        delete_datapoints(self.context, ids, self._deleted,
+        self._just_deleted = []
+        delete_datapoints(self.context, ids, lambda count: self._deleted(count, ids),
                           lambda error: self.show_message(f"Not deleted: {describe_error(error)}"))
 
-    def _deleted(self, count: int) -> None:
-        self.show_message(f"Deleted {count} datapoint(s).")
+    def _deleted(self, count: int, ids: Sequence[str] = ()) -> None:
+        self._just_deleted = list(ids)  # Edit → Undo delete (Ctrl+Z) brings them back
+        self.undo_delete_action.setEnabled(bool(ids))
+        self.show_message(f"Deleted {count} datapoint(s). Ctrl+Z undoes it; View → "
+                          "Recently deleted restores later.")
         self.table.clearSelection()
         self.detail.show_datapoint(None)
         self.model.refresh()
         self.refresh_sync()
+
+    def undo_delete(self) -> None:
+        """Restore what the last delete in this window removed (new revisions)."""
+        from app.ui.recently_deleted import restore_datapoints
+
+        ids, self._just_deleted = self._just_deleted, []
+        self.undo_delete_action.setEnabled(False)
+        if ids:
+            restore_datapoints(self.context, ids, self._restored, lambda error: (
+                self.show_message(f"Not restored: {describe_error(error)}")))
+
+    def _restored(self, ids: list[str]) -> None:
+        self.show_message(f"Restored {len(ids)} datapoint(s).")
+        self.model.refresh()
+        self.refresh_sync()
+
+    def show_recently_deleted(self) -> Any:
+        from app.ui.recently_deleted import RecentlyDeleted
+
+        if self._deleted_view is None:
+            self._deleted_view = RecentlyDeleted(self.context, self)
+            self._deleted_view.restored.connect(self._restored)
+        self._deleted_view.reload()
+        self._deleted_view.show()
+        self._deleted_view.raise_()
+        return self._deleted_view
 
     # -- settings and the rest ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from ulid import ULID
 
 from app.core.errors import NotFoundError
 from app.core.models import ValueDataPoint
+from app.core.config import save_section
 from app.service import BenchService
 from sync.engine import SyncEngine
 
@@ -94,6 +95,7 @@ def test_deletes_are_tombstones_that_propagate_and_win(
     source.write_bytes(b"doomed")
     doomed = a.capture_file(source, label="doomed")
     kept = a.capture_value(1, label="kept")
+    save_section(a.paths, "deleted", {"retention_days": 0})  # not kept for restoring
     _sync_all(benches)
     b.update(doomed.datapoint_id, label="edited while deleted elsewhere")
     a.delete(doomed.datapoint_id)
