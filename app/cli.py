@@ -173,10 +173,14 @@ def _watch_commands() -> click.Command:
     return watch
 
 
-def _verify_command() -> click.Command:
-    from sync.cli import verify
+def _sync_command(name: str) -> Callable[[], click.Command]:
+    def load() -> click.Command:
+        from sync import cli as sync_cli
 
-    return verify
+        command: click.Command = getattr(sync_cli, name)
+        return command
+
+    return load
 
 
 def _recovery_command(name: str) -> Callable[[], click.Command]:
@@ -203,7 +207,7 @@ def _admin_command(name: str) -> Callable[[], click.Command]:
 #: imports inside the loaders, so import-linter follows them): name -> loader.
 LAZY_SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {
     "sync": _sync_commands,
-    "verify": _verify_command,
+    **{name: _sync_command(name) for name in ("verify", "purge")},
     "watch": _watch_commands,
     **{name: _admin_command(name) for name in ("doctor", "backup", "restore", "logs")},
     **{name: _recovery_command(name) for name in ("interrupted", "deleted", "undelete")},

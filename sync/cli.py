@@ -6,6 +6,7 @@
     benchdata sync retry [ID ...]  put quarantined items back in the queue
     benchdata sync configure ...   store the central settings (secrets to the keyring)
     benchdata sync test            check the settings against the servers
+    benchdata purge [--older-than DAYS] [--dry-run]   free verified local copies (sync.retention)
 
 Exit status of ``--once``: 0 everything confirmed central, 1 items remain (retrying or
 quarantined; a summary says which), 2 the settings are wrong (nothing was retried).
@@ -232,6 +233,59 @@ def test(obj: Any) -> None:
         click.echo(f"object storage: {exc}", err=True)
     if problems:
         sys.exit(2)
+
+
+@click.command("purge")
+@click.option("--older-than", "older_than", type=click.FloatRange(min=0), metavar="DAYS",
+              help="Free copies whose central copy was verified more than DAYS ago "
+                   "(default: the central setting free_verified_after_days).")
+@click.option("--dry-run", is_flag=True, help="Only report what would be freed, and what "
+              "would be lost if this PC were wiped now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def purge(obj: Any, older_than: Optional[float], dry_run: bool, as_json: bool) -> None:
+    """Free local copies of files whose central copy is verified.
+
+    The records stay; a freed file is downloaded again, verified, when it is opened.
+    Nothing that is not verified central is ever freed. The facility can lock the
+    retention age (central.free_verified_after_days in its settings file)."""
+    from sync.retention import check_allowed, free_verified
+    from sync.settings import load_settings
+
+    if older_than is None:
+        older_than = load_settings(obj.service.paths).free_verified_after_days
+        if older_than is None:
+            raise ValidationError("say how old a verified copy must be to be freed: "
+                                  "--older-than DAYS (or set it with "
+                                  "`benchdata sync configure --free-after-days DAYS`)")
+    check_allowed(older_than)
+    report = free_verified(obj.service, older_than, dry_run=dry_run)
+    if as_json:
+        _emit(report.as_dict())
+        return
+    _print_retention(report)
+
+
+def _print_retention(report: Any) -> None:
+    from app.core.units import human_size
+
+    verb = "would free" if report.dry_run else "freed"
+    click.echo(f"{verb} {report.freed} local cop{'y' if report.freed == 1 else 'ies'} "
+               f"({human_size(report.freed_bytes)}) verified central more than "
+               f"{report.older_than_days:g} day(s) ago")
+    risk = report.at_risk
+    if not risk:
+        click.echo("nothing would be lost if this PC were wiped now: every datapoint "
+                   "captured here is verified central")
+        return
+    click.echo(f"would be LOST if this PC were wiped now: {len(risk)} datapoint(s) "
+               f"({human_size(report.at_risk_bytes)} of files) not yet verified central:")
+    for item in risk[:20]:
+        size = f", {human_size(item.size_bytes)}" if item.size_bytes is not None else ""
+        click.echo(f"  {item.datapoint_id}  {item.label or '-'}  ({item.data_type}{size}, "
+                   f"{item.age_days:.1f} day(s) old, {item.sync_state})")
+    if len(risk) > 20:
+        click.echo(f"  ... and {len(risk) - 20} more (--json lists all)")
 
 
 @click.command("verify")

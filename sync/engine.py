@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any, Optional
 
 from app.core import custody, deletions
-from app.core.timestamps import format_canonical, now_canonical, utc_now
+from app.core.timestamps import now_canonical, utc_now
 from app.service import BenchService
 
 from sync import localrows
@@ -33,6 +33,7 @@ from sync.fetch import fetch_verified
 from sync.pull import Puller
 from sync.push import Pusher
 from sync.rename import ObjectRenamer, RenameReport
+from sync.retention import free_verified
 from sync.settings import CentralSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -300,13 +301,7 @@ class SyncEngine:
         days = self.settings.free_verified_after_days
         if days is None:
             return 0
-        cutoff = format_canonical(utc_now() - timedelta(days=days))
-        freed = 0
-        for sha256 in localrows.verified_older_than(self.service.store, cutoff):
-            if localrows.free_blob_if_freeable(self.service.store, self.service.files, sha256,
-                                               live_ok=True):
-                freed += 1
-        return freed
+        return free_verified(self.service, days, list_at_risk=False).freed
 
     # -- files on request ------------------------------------------------------------------
 

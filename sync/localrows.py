@@ -140,6 +140,13 @@ def blobs_of(store: LocalStore, datapoint_ids: Sequence[str]) -> list[str]:
     return sorted({str(r["sha256"]) for r in rows.values() if r.get("sha256")})
 
 
+def has_sync_objects(store: LocalStore) -> bool:
+    """Whether sync ever ran on this store (its tables exist)."""
+    with store.reader() as conn:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
+
+
 def verified_older_than(store: LocalStore, cutoff_text: str) -> list[str]:
     """SHA-256s of files verified central before ``cutoff_text`` and not freed yet."""
     with store.reader() as conn:

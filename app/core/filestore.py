@@ -71,6 +71,10 @@ ProgressCallback = Callable[[int, int | None], None]
 CHUNK_SIZE: Final = 4 * 1024 * 1024
 """Bytes per read/write/hash step; 1-8 MiB all measured alike, 4 MiB is the middle."""
 
+NETWORK_CHUNK_SIZE: Final = 1024 * 1024
+"""Bytes per step for a stream from a socket: a chunk filled by ``recv`` is written and
+hashed while it is still in the CPU's cache (bench/bench_fetch.py: half the CPU of 4 MiB)."""
+
 BUFFER_COUNT: Final = 3
 """Buffers in flight when hashing on the helper thread: one hashed, one filled, one spare."""
 
@@ -186,13 +190,13 @@ class _ThreadedHasher:
     ``BUFFER_COUNT`` chunks exist and a buffer is never refilled before it has been hashed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunk_size: int = CHUNK_SIZE) -> None:
         self._hash = hashlib.sha256()
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._filled: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         for _ in range(BUFFER_COUNT):
-            self._free.put(bytearray(CHUNK_SIZE))
+            self._free.put(bytearray(chunk_size))
         self._thread = threading.Thread(target=self._run, name="filestore-sha256", daemon=True)
         self._thread.start()
 
@@ -227,12 +231,13 @@ class _ThreadedHasher:
             self._thread.join()
 
 
-def _make_hasher(total: int | None) -> _InlineHasher | _ThreadedHasher:
+def _make_hasher(total: int | None,
+                 chunk_size: int = CHUNK_SIZE) -> _InlineHasher | _ThreadedHasher:
     # A thread is only worth starting when there is more than one chunk to overlap, and a
     # small input needs no 4 MiB buffer (+1: the read that finds the end fits too).
-    if total is not None and total < CHUNK_SIZE:
+    if total is not None and total < chunk_size:
         return _InlineHasher(max(total + 1, SMALL_BUFFER_SIZE))
-    return _ThreadedHasher()
+    return _ThreadedHasher(chunk_size)
 
 
 # --------------------------------------------------------------------------- OS helpers
@@ -564,16 +569,18 @@ class FileStore:
                 return self._commit(temp, sha256, size, hold)
 
     def put_stream(self, stream: BinaryIO, *, expected_size: int | None = None,
-                   progress: ProgressCallback | None = None, hold: bool = False) -> BlobInfo:
+                   progress: ProgressCallback | None = None, hold: bool = False,
+                   chunk_size: int = CHUNK_SIZE) -> BlobInfo:
         """Copy a readable binary stream to its end into the store.
 
         With ``expected_size``, a stream that ends early or runs long is refused
-        (:class:`SourceChangedError`) and nothing is stored.
+        (:class:`SourceChangedError`) and nothing is stored. ``chunk_size``: bytes per
+        read (``NETWORK_CHUNK_SIZE`` for a socket).
         """
         what = getattr(stream, "name", None) or "the stream"
         read_into = _stream_reader(stream, str(what))
         with _TempFile(self.tmp_dir, str(what), self.root) as temp:
-            sha256, size = self._copy(read_into, temp, expected_size, progress)
+            sha256, size = self._copy(read_into, temp, expected_size, progress, chunk_size)
             if expected_size is not None and size != expected_size:
                 raise _source_changed(what, f"expected {expected_size} bytes, got {size}")
             return self._commit(temp, sha256, size, hold)
@@ -585,10 +592,11 @@ class FileStore:
         return self.put_stream(io.BytesIO(data), expected_size=size, hold=hold)
 
     def _copy(self, read_into: _ReadInto, temp: _TempFile, total: int | None,
-              progress: ProgressCallback | None) -> tuple[str, int]:
+              progress: ProgressCallback | None,
+              chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
         """Stream everything from ``read_into`` into ``temp``, hashing on the way."""
         assert temp.fd is not None
-        hasher = _make_hasher(total)
+        hasher = _make_hasher(total, chunk_size)
         done = checkpoint = 0
         try:
             while True:

@@ -17,6 +17,7 @@ from app.cli_common import emit_json, parse_meta
 
 from app.core.ids import id_for
 from app.core.paths import BenchPaths, bench_paths
+from app.ingest import originals
 from app.ingest import rules as rules_module
 from app.ingest.rules import WatchRule, find_rule, load_rules, validate_rule
 from app.ingest.templates import describe
@@ -83,6 +84,14 @@ def _rule_options(editing: bool):  # type: ignore[no-untyped-def]
                          help="Full reconcile scan period (default 300)."),
             click.option("--recursive/--no-recursive", default=None,
                          help="Watch subfolders too (default yes)."),
+            click.option("--originals-after-days", type=float, metavar="DAYS",
+                         help="Opt-in: remove the instrument's original files once their "
+                              "central copy is verified and they were captured DAYS ago; only "
+                              "files still byte-identical to the capture (negative = never, "
+                              "the default)."),
+            click.option("--originals-move-to", metavar="FOLDER",
+                         help="Move those originals below FOLDER instead of removing them "
+                              "('' = remove)."),
             click.option("--capture-temporary-names", "ignore_temporary",
                          flag_value=False, default=None,
                          help="Also capture *.tmp, *.part, ~$*, dotfiles ... (normally "
@@ -115,6 +124,13 @@ def _changes(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("marker", "path_template"):
         if values.get(key) is not None:
             changes[key] = values[key] or None
+    days = values.get("originals_after_days")
+    if days is not None:
+        changes["originals_after_days"] = days if days >= 0 else None
+    move_to = values.get("originals_move_to")
+    if move_to is not None:
+        changes["originals_action"] = "move" if move_to else "remove"
+        changes["originals_move_to"] = move_to or None
     return changes
 
 
@@ -167,6 +183,11 @@ def _describe_rule(rule: WatchRule, captured: Optional[int] = None,
     if rule.metadata:
         lines.append("    metadata: " + ", ".join(f"{k}={v}" for k, v in rule.metadata.items()))
     lines.append(f"    observer: {rule.observer}, rescan every {rule.rescan_interval:g}s")
+    if rule.originals_after_days is not None:
+        action = (f"moved to {rule.originals_move_to}" if rule.originals_action == "move"
+                  else "removed")
+        lines.append(f"    originals: {action} {rule.originals_after_days:g} day(s) after "
+                     "capture, once verified central and unchanged")
     if captured is not None:
         lines.append(f"    captured: {captured} file(s)/dataset(s)")
     if status is not None:
@@ -246,13 +267,17 @@ def list_rules(obj: Any, as_json: bool) -> None:
                      "problems": problems.get(rule.id, {}),
                      "completeness": rule.describe_completeness(),
                      "waiting_for": getattr(statuses.get(rule.id), "waiting_for", {}),
-                     "note": getattr(statuses.get(rule.id), "note", "")} for rule in rules])
+                     "note": getattr(statuses.get(rule.id), "note", ""),
+                     "originals": originals.let_go_summary(obj.service.store, rule.id)}
+                    for rule in rules])
         return
     if not rules:
         click.echo("No watched folders. Add one with: benchdata watch add FOLDER")
     for rule in rules:
         click.echo(_describe_rule(rule, counts.get(rule.id), problems.get(rule.id),
                                   statuses.get(rule.id)))
+        if (summary := originals.let_go_summary(obj.service.store, rule.id)) is not None:
+            click.echo(f"    originals: {summary}")
 
 
 @watch.command("edit")

@@ -104,6 +104,13 @@ class WatchRule(BaseModel):
     poll_interval: float = Field(5.0, ge=0.1, le=3600.0)
     #: Full reconcile scan period (seconds); events are hints, scans are truth.
     rescan_interval: float = Field(300.0, ge=1.0, le=86400.0)
+    #: Opt-in: remove (or move to ``originals_move_to``) the instrument's original files
+    #: once their central copy is verified and they were captured more than this many days
+    #: ago (None: never touch them). Only files whose bytes still match the capture
+    #: (app/ingest/originals.py).
+    originals_after_days: Optional[float] = Field(None, ge=0.0)
+    originals_action: Literal["remove", "move"] = "remove"
+    originals_move_to: Optional[str] = None
 
     @field_validator("path")
     @classmethod
@@ -157,6 +164,13 @@ class WatchRule(BaseModel):
     def _consistent(self) -> "WatchRule":
         if not self.name:
             object.__setattr__(self, "name", Path(self.path).name or self.path)
+        if self.originals_action == "move":
+            if not (self.originals_move_to or "").strip():
+                raise ValueError("originals_action 'move' needs originals_move_to (a folder)")
+            target = normalize_root(str(self.originals_move_to))
+            if Path(target).is_relative_to(self.path) or Path(self.path).is_relative_to(target):
+                raise ValueError("originals_move_to must be outside the watched folder")
+            object.__setattr__(self, "originals_move_to", target)
         known = set(self.metadata)
         if self.path_template:
             known |= set(PathTemplate(self.path_template).fields)

@@ -59,6 +59,7 @@ from app.core.errors import (
     ValidationError,
 )
 from app.core.models import DataPoint
+from app.ingest import originals
 from app.ingest.capture import Capturer, Prepared, Unchanged
 from app.ingest.completeness import QuietTracker, file_signature, is_unlocked, marker_present
 from app.ingest.ledger import Ledger, LedgerEntry
@@ -140,6 +141,10 @@ class RuleStatus:
     #: What the profile cannot check here and does instead (e.g. held-open elsewhere
     #: than on Linux: the quiet period alone decides).
     note: str = ""
+    #: Originals removed or moved since the worker started (app/ingest/originals.py), and
+    #: the last one ("removed a/b.csv" / "moved a/b.csv to /archive/a/b.csv").
+    originals_let_go: int = 0
+    last_original: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,11 @@ class RuleWorker:
         self._captured = 0
         self._scans = 0
         self._last_scan_seconds: Optional[float] = None
+        self._originals_let_go = 0
+        self._last_original: Optional[str] = None
+        self._originals_kept: dict[str, str] = {}  # reported once each
+        if rule.originals_after_days is not None:
+            originals.install(service.store)
 
     # -- lifecycle (any thread) --------------------------------------------------------
 
@@ -308,7 +318,8 @@ class RuleWorker:
                 last_scan_seconds=self._last_scan_seconds, problems=self._all_problems(),
                 waiting_for={fsnames.readable(rel): what for rel, what
                              in list(self._waiting_for.items())[:_MAX_REPORTED_WAITING]},
-                note=self._profile_note)
+                note=self._profile_note, originals_let_go=self._originals_let_go,
+                last_original=self._last_original)
 
     def _all_problems(self) -> dict[str, str]:
         """Problems and refusals by readable path (caller holds ``_lock``)."""
@@ -562,6 +573,8 @@ class RuleWorker:
                     for rel in [rel for rel in self._refused if rel not in seen]:
                         del self._refused[rel]
             elapsed = self._clock() - began
+            if self.rule.originals_after_days is not None and not self._stop.is_set():
+                self._sweep_originals()  # before the scan counts as done (tests wait on it)
             self._next_rescan = self._clock() + self._scan_interval()
             with self._lock:
                 self._scans += 1
@@ -569,6 +582,25 @@ class RuleWorker:
             log.debug("watcher %s: scan took %.3fs, %d waiting", self.rule.id, elapsed,
                       len(self._tracker))
             self._emit("scan_done", message=f"{elapsed:.3f}s")
+
+    def _sweep_originals(self) -> None:
+        """Let go of the originals the rule allows (opt-in; see app/ingest/originals.py)."""
+        try:
+            done, kept = originals.sweep(self.service.store, self.rule)
+        except Exception:  # cleaning up must never stop capturing
+            log.exception("watcher %s: removing originals failed; tried again next scan",
+                          self.rule.id)
+            return
+        for rel, why in kept.items():
+            if self._originals_kept.get(rel) != why:
+                log.warning("watcher %s: %s: %s", self.rule.id, rel, why)
+        self._originals_kept = kept
+        if done:
+            last = done[-1]
+            with self._lock:
+                self._originals_let_go += len(done)
+                self._last_original = (f"{last.action} {fsnames.readable(last.rel_path)}"
+                                       + (f" to {last.destination}" if last.destination else ""))
 
     def _scan_error(self, rel: str, exc: OSError) -> None:
         self._set_problem(rel or ".", f"cannot list or read: {exc.strerror or exc}")
