@@ -151,6 +151,8 @@ LAZY_SUBCOMMANDS: dict[str, str] = {
     "backup": "app.admin.cli:backup",
     "restore": "app.admin.cli:restore",
     "logs": "app.admin.cli:logs",
+    "extract": "app.extract.cli:extract",
+    "formats": "app.extract.cli:formats",
 }
 
 

@@ -61,6 +61,7 @@ COMPONENT_FACTORIES: list[str] = [
     "app.api.component:make_component",
     "app.ingest.component:make_component",
     "sync.component:make_component",
+    "app.extract.component:make_component",
 ]
 
 

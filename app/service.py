@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from app.core import custody
+from app.core import custody, extractqueue
 from app.core import query as querylang
 from app.core.atomic import atomic_writer
 from app.core import fsnames
@@ -72,6 +72,7 @@ class BenchService:
         self.store.resolve_name = self.names.lookup
         self.store.query_seconds = query_time_budget(self.paths)
         custody.install(self.store)
+        extractqueue.install(self.store)  # captured files wait here for app/extract
         # The downloader of central-only files, built lazily from the settings and rebuilt
         # when the configuration files change (see file_blob).
         self._fetcher: Any = None

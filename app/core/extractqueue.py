@@ -1,0 +1,89 @@
+"""The durable list of captured files whose header metadata is still to be extracted.
+
+A trigger adds every ``file`` datapoint captured here (``origin='local'``, with its SHA-256)
+in the same transaction as its row, so every capture path — the window, ``benchdata add
+file``, REST uploads, watched folders — queues it without doing anything, a crash cannot
+lose a pending extraction, and capture pays one small insert. Rows pulled from the central
+store are not queued: their metadata was extracted (or not) where they were captured.
+
+The extraction worker (``app/extract/worker.py``) reads the queue, writes the result as an
+edit of the datapoint and then removes the entry. ``benchdata extract ID`` queues one again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Final
+
+from app.core.store import LocalStore
+from app.core.timestamps import now_canonical
+
+COMPONENT: Final = "extract_queue"
+
+
+def _v1_queue(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE extract_queue (
+            datapoint_id TEXT PRIMARY KEY,
+            queued_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TRIGGER extract_queue_captured AFTER INSERT ON datapoints
+        WHEN NEW.data_type = 'file' AND NEW.origin = 'local' AND NEW.sha256 IS NOT NULL
+        BEGIN
+            INSERT OR IGNORE INTO extract_queue (datapoint_id, queued_at)
+            VALUES (NEW.id, NEW.created_at);
+        END
+        """
+    )
+
+
+MIGRATIONS: Final = [_v1_queue]
+
+
+def install(store: LocalStore) -> None:
+    """Create (or upgrade) the queue and its trigger; idempotent."""
+    store.migrate_component(COMPONENT, MIGRATIONS)
+
+
+def pending(store: LocalStore, limit: int, max_attempts: int) -> list[str]:
+    """The oldest queued ids that have been tried fewer than ``max_attempts`` times."""
+    with store.reader() as conn:
+        rows = conn.execute(
+            "SELECT datapoint_id FROM extract_queue WHERE attempts < ? "
+            "ORDER BY queued_at, datapoint_id LIMIT ?", (max_attempts, limit)).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def count(store: LocalStore) -> int:
+    with store.reader() as conn:
+        return int(conn.execute("SELECT count(*) FROM extract_queue").fetchone()[0])
+
+
+def enqueue(store: LocalStore, datapoint_ids: Iterable[str]) -> None:
+    """Queue datapoints (again), e.g. to rerun extraction."""
+    stamp = now_canonical()
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO extract_queue (datapoint_id, queued_at) VALUES (?, ?) "
+            "ON CONFLICT (datapoint_id) DO UPDATE SET attempts = 0",
+            [(str(ident).upper(), stamp) for ident in datapoint_ids])
+
+
+def attempted(store: LocalStore, datapoint_id: str) -> None:
+    """Count a try before it starts: an extraction that kills the whole service (not only
+    its child process) is not retried for ever."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE extract_queue SET attempts = attempts + 1 WHERE datapoint_id = ?",
+                     (datapoint_id,))
+
+
+def finish(store: LocalStore, datapoint_id: str) -> None:
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM extract_queue WHERE datapoint_id = ?", (datapoint_id,))
