@@ -31,7 +31,11 @@ class TiffExtractor:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
+            try:
+                page = tif.pages.first
+            except IndexError:
+                raise ValueError("the TIFF file holds no readable image (damaged or "
+                                 "truncated)") from None
             out: dict[str, Any] = {
                 "format": "ome-tiff" if tif.is_ome else "tiff",
                 "format_version": "BigTIFF" if tif.is_bigtiff else "TIFF 6.0",
