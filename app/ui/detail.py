@@ -385,10 +385,13 @@ class DetailPane(QWidget):
         section = _section(self.facts, "Extracted")
         if "error" in extracted:
             _row(section, "Error", extracted.pop("error"))
-        dimensions = [f"{key.split('.', 1)[1]} {value}" for key, value in extracted.items()
-                      if key.startswith("dimensions.")]
-        if dimensions:
-            _row(section, "Dimensions", " × ".join(dimensions))
+        sizes = {key.split(".", 1)[1]: value for key, value in extracted.items()
+                 if key.startswith("dimensions.")}
+        if sizes:
+            # Metadata keys come back sorted; the axes field keeps the file's order.
+            order = [axis for axis in extracted.get("axes", "") if axis in sizes]
+            order += sorted(axis for axis in sizes if axis not in order)
+            _row(section, "Dimensions", " × ".join(f"{axis} {sizes[axis]}" for axis in order))
         elif "width" in extracted and "height" in extracted:
             _row(section, "Dimensions", f"{extracted['width']} × {extracted['height']} px")
         for key, value in sorted(extracted.items()):
