@@ -13,7 +13,7 @@ edit of the datapoint and then removes the entry. ``benchdata extract ID`` queue
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from app.core.store import LocalStore
@@ -76,14 +76,18 @@ def enqueue(store: LocalStore, datapoint_ids: Iterable[str]) -> None:
             [(str(ident).upper(), stamp) for ident in datapoint_ids])
 
 
-def attempted(store: LocalStore, datapoint_id: str) -> None:
-    """Count a try before it starts: an extraction that kills the whole service (not only
-    its child process) is not retried for ever."""
+def attempted(store: LocalStore, datapoint_ids: Sequence[str]) -> None:
+    """Count a try before it starts (one commit for a batch): an extraction that takes the
+    whole service down, not only its child process, is not retried for ever."""
     with store.transaction() as conn:
-        conn.execute("UPDATE extract_queue SET attempts = attempts + 1 WHERE datapoint_id = ?",
-                     (datapoint_id,))
+        conn.executemany(
+            "UPDATE extract_queue SET attempts = attempts + 1 WHERE datapoint_id = ?",
+            [(ident,) for ident in datapoint_ids])
 
 
-def finish(store: LocalStore, datapoint_id: str) -> None:
+def finish(store: LocalStore, datapoint_ids: Sequence[str]) -> None:
+    """Done with these (one commit for a batch; done again after a crash is harmless: an
+    unchanged result writes nothing)."""
     with store.transaction() as conn:
-        conn.execute("DELETE FROM extract_queue WHERE datapoint_id = ?", (datapoint_id,))
+        conn.executemany("DELETE FROM extract_queue WHERE datapoint_id = ?",
+                         [(ident,) for ident in datapoint_ids])

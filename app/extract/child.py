@@ -72,6 +72,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--memory-mb", type=int, default=0)
     args = parser.parse_args(argv)
     limit_memory(args.memory_mb)
+    if hasattr(os, "nice"):
+        os.nice(10)  # background work: capture and the window come first
     # Answers get a private copy of stdout; whatever an extractor prints (from Python or
     # from a C library) goes to stderr instead of into the answers.
     sys.stdout.flush()

@@ -47,7 +47,7 @@ def extract(obj: Any, datapoint_ids: tuple[str, ...], as_json: bool, serve: bool
         for datapoint_id in datapoint_ids:
             service.get(datapoint_id)  # an unknown id fails before any work
             results[datapoint_id] = extract_datapoint(service, process, datapoint_id)
-            extractqueue.finish(service.store, datapoint_id)
+            extractqueue.finish(service.store, [datapoint_id])
     finally:
         process.close()
     if as_json:

@@ -76,15 +76,22 @@ class ExtractComponent:
     def _one_batch(self) -> bool:
         store = self.service.store
         ids = extractqueue.pending(store, BATCH, self.settings.max_attempts)
-        for datapoint_id in ids:
-            if self._stop.is_set():
-                return True
-            extractqueue.attempted(store, datapoint_id)
-            self._extract(datapoint_id)
-            if self._stop.is_set():
-                return True  # killed by stop(): tried again at the next start
-            extractqueue.finish(store, datapoint_id)
-        return bool(ids)
+        if not ids:
+            return False
+        extractqueue.attempted(store, ids)
+        done: list[str] = []
+        try:
+            for datapoint_id in ids:
+                if self._stop.is_set():
+                    break
+                self._extract(datapoint_id)
+                if self._stop.is_set():
+                    break  # perhaps killed by stop(): tried again at the next start
+                done.append(datapoint_id)
+        finally:
+            if done:
+                extractqueue.finish(store, done)
+        return True
 
     def _extract(self, datapoint_id: str) -> None:
         try:
