@@ -421,6 +421,14 @@ class BenchService:
             remove_metadata=[*removed, *(key for key, name in names.items() if name is None)],
             ownership=ids)
 
+    def update_metadata_many(
+            self, edits: Mapping[str, tuple[Mapping[str, str], Iterable[str]]]) -> list[str]:
+        """Metadata edits of several datapoints (id -> (set, remove)) in one transaction,
+        each a new revision sync carries; ids no longer present are skipped. The ids edited."""
+        refuse_name_keys([key for set_metadata, remove in edits.values()
+                          for key in (*set_metadata, *remove)])
+        return self.store.update_metadata_many(edits)
+
     def _ownership_edit(self, ownership: Mapping[str, Optional[str]],
                         ) -> tuple[dict[str, Optional[str]], dict[str, Optional[str]]]:
         """New ``<kind>_id`` values and the ``<kind>_name`` keys to set (or drop: None)."""

@@ -32,6 +32,7 @@ def _v1_queue(conn: sqlite3.Connection) -> None:
         )
         """
     )
+    conn.execute("CREATE INDEX ix_extract_queue_queued_at ON extract_queue (queued_at)")
     conn.execute(
         """
         CREATE TRIGGER extract_queue_captured AFTER INSERT ON datapoints
@@ -61,6 +62,13 @@ def pending(store: LocalStore, limit: int, max_attempts: int) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
+def queued_since(store: LocalStore, since: str) -> bool:
+    """Whether a file was queued (captured) after ``since`` (canonical UTC text)."""
+    with store.reader() as conn:
+        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM extract_queue "
+                                 "WHERE queued_at > ?)", (since,)).fetchone()[0])
+
+
 def count(store: LocalStore) -> int:
     with store.reader() as conn:
         return int(conn.execute("SELECT count(*) FROM extract_queue").fetchone()[0])
@@ -85,9 +93,14 @@ def attempted(store: LocalStore, datapoint_ids: Sequence[str]) -> None:
             [(ident,) for ident in datapoint_ids])
 
 
-def finish(store: LocalStore, datapoint_ids: Sequence[str]) -> None:
-    """Done with these (one commit for a batch; done again after a crash is harmless: an
-    unchanged result writes nothing)."""
+def finish(store: LocalStore, datapoint_ids: Sequence[str],
+           untried: Sequence[str] = ()) -> None:
+    """Done with these; ``untried`` were counted by :func:`attempted` but not tried (one
+    commit for a batch; done again after a crash is harmless: an unchanged result writes
+    nothing)."""
     with store.transaction() as conn:
         conn.executemany("DELETE FROM extract_queue WHERE datapoint_id = ?",
                          [(ident,) for ident in datapoint_ids])
+        conn.executemany(
+            "UPDATE extract_queue SET attempts = max(0, attempts - 1) WHERE datapoint_id = ?",
+            [(ident,) for ident in untried])

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
+from datetime import timedelta
 from typing import Any, Optional
 
 from app.core import extractqueue
 from app.extract.process import ExtractorProcess
 from app.core.errors import NotFoundError
+from app.core.timestamps import format_canonical, utc_now
 from app.extract.api import ERROR_KEY
-from app.extract.worker import (ExtractSettings, apply_fields, extract_fields, load_settings,
-                                scratch_dir)
+from app.extract.worker import ExtractSettings, edit_for, extract_fields, load_settings, scratch_dir
 from app.service import BenchService
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,12 @@ log = logging.getLogger(__name__)
 #: How long the worker waits after an unexpected failure (a full disk, say) before retrying.
 FAILURE_BACKOFF_SECONDS = 5.0
 BATCH = 20
+#: A batch's results are written after at most this long (plus one file's extraction).
+BATCH_SECONDS = 1.0
+#: Extraction waits until no file has been captured for this long …
+YIELD_QUIET_SECONDS = 0.3
+#: … but no longer than this per batch.
+YIELD_MAX_SECONDS = 5.0
 
 
 class ExtractComponent:
@@ -74,40 +82,58 @@ class ExtractComponent:
                 self._wake.clear()
 
     def _one_batch(self) -> bool:
+        """Extract up to BATCH queued files, then record all their results and take them
+        off the queue: two commits per batch, so captures rarely wait for this writer."""
         store = self.service.store
         ids = extractqueue.pending(store, BATCH, self.settings.max_attempts)
         if not ids:
             return False
         extractqueue.attempted(store, ids)
+        edits: dict[str, tuple[dict[str, str], list[str]]] = {}
         done: list[str] = []
-        try:
-            for datapoint_id in ids:
-                if self._stop.is_set():
-                    break
-                self._extract(datapoint_id)
-                if self._stop.is_set():
-                    break  # perhaps killed by stop(): tried again at the next start
-                done.append(datapoint_id)
-        finally:
-            if done:
-                extractqueue.finish(store, done)
+        yield_until = time.monotonic() + YIELD_MAX_SECONDS
+        started: Optional[float] = None
+        for datapoint_id in ids:
+            self._yield_to_captures(yield_until)
+            if self._stop.is_set():
+                break
+            if started is None:
+                started = time.monotonic()
+            elif time.monotonic() - started > BATCH_SECONDS:
+                break  # results show within about BATCH_SECONDS, however slow the files
+            edit = self._extract(datapoint_id)
+            if self._stop.is_set():
+                break  # perhaps killed by stop(): tried again at the next start
+            if edit is not None:
+                edits[datapoint_id] = edit
+            done.append(datapoint_id)
+        if edits:
+            self.service.update_metadata_many(edits)
+        untried = ids[len(done):]
+        if done or untried:
+            extractqueue.finish(store, done, untried)
         return True
 
-    def _extract(self, datapoint_id: str) -> None:
+    def _yield_to_captures(self, until: float) -> None:
+        """Wait while files are being captured (in any process), so extraction's CPU and
+        commits do not slow a burst of captures down; never past ``until``, so a steady
+        stream of captures delays extraction but cannot stop it."""
+        while not self._stop.is_set() and time.monotonic() < until:
+            quiet_since = format_canonical(utc_now() - timedelta(seconds=YIELD_QUIET_SECONDS))
+            if not extractqueue.queued_since(self.service.store, quiet_since):
+                return
+            self._stop.wait(YIELD_QUIET_SECONDS / 3)
+
+    def _extract(self, datapoint_id: str) -> Optional[tuple[dict[str, str], list[str]]]:
+        """The metadata edit recording this datapoint's extraction, if any."""
         try:
             datapoint = self.service.get(datapoint_id)
         except NotFoundError:
-            return
+            return None
         fields = extract_fields(self.service, self.process, datapoint)
-        if self._stop.is_set():
-            return  # the answer is "stopped", not the file's
-        if ERROR_KEY in fields:
+        if ERROR_KEY in fields and not self._stop.is_set():
             log.info("extraction of %s failed: %s", datapoint_id, fields[ERROR_KEY])
-        try:
-            apply_fields(self.service, datapoint, fields)
-        except NotFoundError:  # deleted meanwhile
-            pass
-
+        return edit_for(datapoint, fields)
 
 def make_component(service: BenchService, options: Any) -> Optional[ExtractComponent]:
     """The extraction worker; None when ``extract.enabled`` is false in config.json."""

@@ -98,15 +98,24 @@ def extract_fields(service: BenchService, process: ExtractorProcess,
     return {}
 
 
-def apply_fields(service: BenchService, datapoint: DataPoint,
-                 fields: dict[str, str]) -> Optional[DataPoint]:
-    """Replace the datapoint's ``extracted.*`` metadata; None when nothing changed."""
+def edit_for(datapoint: DataPoint,
+             fields: dict[str, str]) -> Optional[tuple[dict[str, str], list[str]]]:
+    """The metadata edit (set, remove) that replaces the datapoint's ``extracted.*`` keys
+    with ``fields``; None when nothing would change."""
     current = {key: value for key, value in datapoint.custom_metadata.items()
                if key.startswith(PREFIX)}
     if current == fields:
         return None
-    stale = [key for key in current if key not in fields]
-    return service.update(datapoint.datapoint_id, set_metadata=fields, remove_metadata=stale)
+    return fields, [key for key in current if key not in fields]
+
+
+def apply_fields(service: BenchService, datapoint: DataPoint,
+                 fields: dict[str, str]) -> Optional[DataPoint]:
+    """Replace the datapoint's ``extracted.*`` metadata; None when nothing changed."""
+    edit = edit_for(datapoint, fields)
+    if edit is None:
+        return None
+    return service.update(datapoint.datapoint_id, set_metadata=edit[0], remove_metadata=edit[1])
 
 
 def extract_datapoint(service: BenchService, process: ExtractorProcess,
