@@ -265,3 +265,23 @@ def _cli(tmp_path: Path, *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "store"),
                              *args], capture_output=True, text=True, timeout=120, check=True)
     return result.stdout
+
+
+def test_a_steady_stream_of_captures_delays_extraction_but_cannot_stop_it(
+        service: BenchService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.extract import component as component_module
+
+    monkeypatch.setattr(component_module, "YIELD_MAX_SECONDS", 1.0)
+    first = service.capture_file(samples.write_png(tmp_path / "first.png"))
+    worker = start_worker(service)
+    try:
+        captured = 0
+        # Captures keep arriving (well within the quiet period) until the first file's
+        # header is extracted; without the cap on waiting that would never happen.
+        while not extracted(service, first.datapoint_id):
+            service.capture_file(_file(tmp_path / f"stream-{captured}.bin", b"%d" % captured))
+            captured += 1
+            assert captured < 2000, "extraction never got a turn"
+    finally:
+        worker.stop()
+    assert extracted(service, first.datapoint_id)["format"] == "png"
