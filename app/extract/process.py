@@ -91,7 +91,11 @@ class ExtractorProcess:
                 return {"error": error_metadata(
                     f"the extractor process crashed (exit status {code}); the file may be "
                     "damaged or need more memory than allowed")}
-            reply: dict[str, Any] = json.loads(line)
+            try:
+                reply: dict[str, Any] = json.loads(line)
+            except json.JSONDecodeError:
+                self._reap()
+                return {"error": error_metadata("the extractor process answered garbage")}
             return reply
 
     def _reap(self, grace_seconds: float = 0.0) -> Optional[int]:
