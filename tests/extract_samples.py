@@ -167,6 +167,7 @@ def write_corrupt(kind: str, folder: Path) -> Path:
         "jcamp": ("broken.jdx", b"no records here\n\x00\x01"),
         "acqus": ("acqus", b"##TITLE= Parameter file\n##$GARBAGE= 1\n"),
         "csv": ("broken.csv", b"\x00\x01\x02binary\x00"),
+        "zip": ("broken.zip", b"PK\x03\x04" + b"\x00" * 30),
     }
     name, data = damaged[kind]
     path = folder / name
@@ -174,4 +175,4 @@ def write_corrupt(kind: str, folder: Path) -> Path:
     return path
 
 
-CORRUPT_KINDS = ("tiff", "hdf5", "png", "jpeg", "jcamp", "acqus", "csv")
+CORRUPT_KINDS = ("tiff", "hdf5", "png", "jpeg", "jcamp", "acqus", "csv", "zip")

@@ -24,6 +24,7 @@ BUILTIN: Final[tuple[str, ...]] = (
     "app.extract.builtin.bruker:BrukerAcqusExtractor",
     "app.extract.builtin.jcamp:JcampExtractor",
     "app.extract.builtin.delimited:DelimitedExtractor",
+    "app.extract.builtin.archive:ZipDatasetExtractor",
 )
 
 

@@ -139,3 +139,33 @@ def test_a_missing_library_says_not_installed(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "tifffile", None)  # import tifffile -> ImportError
     reply = child.answer(registry.usable(registry.load_all()), path)
     assert "tifffile is not installed" in reply["error"][ERROR_KEY]
+
+
+def test_a_zipped_bruker_experiment_gives_its_acqus_fields(extractors: list,
+                                                           tmp_path: Path) -> None:
+    import zipfile
+
+    folder = tmp_path / "exp"
+    samples.write_acqus(folder / "10")
+    (folder / "10" / "fid").write_bytes(b"\x00\x01" * 100)
+    (folder / "10" / "pulseprogram").write_text("; zg30\n", encoding="utf-8")
+    archive = tmp_path / "exp.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:  # as ingest writes
+        for member in sorted(folder.rglob("*")):
+            bundle.write(member, member.relative_to(folder).as_posix())
+    got = fields(extractors, archive)
+    assert got["format"] == "bruker-acqus" and got["container"] == "zip"
+    assert got["main_member"] == "10/acqus" and got["pulse_program"] == "zg30"
+    assert got["members"] == "3" and "10/fid" in got["member_list"]
+    assert got["extractor"] == "zip-dataset"
+
+
+def test_a_zip_of_unknown_files_lists_its_members(extractors: list, tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "misc.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("a.bin", b"\x00" * 10)
+        bundle.writestr("inner.zip", b"PK\x05\x06" + b"\x00" * 18)
+    got = fields(extractors, archive)
+    assert got["format"] == "zip" and got["members"] == "2" and "container" not in got
