@@ -6,14 +6,15 @@ file``, REST uploads, watched folders — queues it without doing anything, a cr
 lose a pending extraction, and capture pays one small insert. Rows pulled from the central
 store are not queued: their metadata was extracted (or not) where they were captured.
 
-The extraction worker (``app/extract/worker.py``) reads the queue, writes the result as an
-edit of the datapoint and then removes the entry. ``benchdata extract ID`` queues one again.
+The extraction worker (``app/extract/component.py``) reads the queue, writes the result as an
+edit of the datapoint and then removes the entry (``benchdata extract ID`` extracts at
+once and removes it too).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from app.core.store import LocalStore
@@ -72,16 +73,6 @@ def queued_since(store: LocalStore, since: str) -> bool:
 def count(store: LocalStore) -> int:
     with store.reader() as conn:
         return int(conn.execute("SELECT count(*) FROM extract_queue").fetchone()[0])
-
-
-def enqueue(store: LocalStore, datapoint_ids: Iterable[str]) -> None:
-    """Queue datapoints (again), e.g. to rerun extraction."""
-    stamp = now_canonical()
-    with store.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO extract_queue (datapoint_id, queued_at) VALUES (?, ?) "
-            "ON CONFLICT (datapoint_id) DO UPDATE SET attempts = 0",
-            [(str(ident).upper(), stamp) for ident in datapoint_ids])
 
 
 def attempted(store: LocalStore, datapoint_ids: Sequence[str]) -> None:
