@@ -183,6 +183,16 @@ def _sync_command(name: str) -> Callable[[], click.Command]:
     return load
 
 
+def _extract_command(name: str) -> Callable[[], click.Command]:
+    def load() -> click.Command:
+        from app.extract import cli as extract_cli
+
+        command: click.Command = getattr(extract_cli, name)
+        return command
+
+    return load
+
+
 def _recovery_command(name: str) -> Callable[[], click.Command]:
     def load() -> click.Command:
         from app import recovery_cli
@@ -210,6 +220,7 @@ LAZY_SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {
     **{name: _sync_command(name) for name in ("verify", "purge")},
     "watch": _watch_commands,
     **{name: _admin_command(name) for name in ("doctor", "backup", "restore", "logs")},
+    **{name: _extract_command(name) for name in ("extract", "formats")},
     **{name: _recovery_command(name) for name in ("interrupted", "deleted", "undelete")},
 }
 

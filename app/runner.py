@@ -60,12 +60,18 @@ def _verify(service: BenchService, options: RunOptions) -> Optional[Component]:
     return make_component(service, options)
 
 
+def _extract(service: BenchService, options: RunOptions) -> Optional[Component]:
+    from app.extract.component import make_component
+
+    return make_component(service, options)
+
+
 def component_factories() -> list[ComponentFactory]:
     """Every component's factory, in start order. Each imports its component when called
     (plain imports, which import-linter follows), so that a component's dependencies load
     only when the service runs, and a component that cannot even be imported fails alone
     (the window reports it and starts the others)."""
-    return [_api, _watch, _sync, _verify]
+    return [_api, _watch, _sync, _verify, _extract]
 
 
 def factory_name(factory: ComponentFactory) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from app.core import capture_notes, custody, deletions
+from app.core import capture_notes, custody, deletions, extractqueue
 from app.core import query as querylang
 from app.core.atomic import atomic_writer
 from app.core import fsnames
@@ -74,6 +74,7 @@ class BenchService:
         custody.install(self.store)
         deletions.install(self.store)
         self.capture_notes = capture_notes.CaptureNotes(self.files.root)
+        extractqueue.install(self.store)  # captured files wait here for app/extract
         # The downloader of central-only files, built lazily from the settings and rebuilt
         # when the configuration files change (see file_blob).
         self._fetcher: Any = None
@@ -478,6 +479,14 @@ class BenchService:
                           **{key: name for key, name in names.items() if name is not None}},
             remove_metadata=[*removed, *(key for key, name in names.items() if name is None)],
             ownership=ids)
+
+    def update_metadata_many(
+            self, edits: Mapping[str, tuple[Mapping[str, str], Iterable[str]]]) -> list[str]:
+        """Metadata edits of several datapoints (id -> (set, remove)) in one transaction,
+        each a new revision sync carries; ids no longer present are skipped. The ids edited."""
+        refuse_name_keys([key for set_metadata, remove in edits.values()
+                          for key in (*set_metadata, *remove)])
+        return self.store.update_metadata_many(edits)
 
     def _ownership_edit(self, ownership: Mapping[str, Optional[str]],
                         ) -> tuple[dict[str, Optional[str]], dict[str, Optional[str]]]:

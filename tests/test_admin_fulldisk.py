@@ -182,7 +182,7 @@ def test_service_starts_read_only_on_full_disk_and_resumes(full_disk: FullDisk, 
                                "a healthy service")
             assert health["read_only"] is False and health["total_datapoints"] == 2
             _wait_for(lambda: (note := is_locked(bench_paths(home / "data"))) is not None
-                      and note.get("components") == ["rest-api", "watch"]
+                      and sorted(note.get("components") or []) == ["extract", "rest-api", "watch"]
                       and note.get("degraded") is None, "the note to say all is well")
     finally:
         service.terminate()

@@ -534,30 +534,50 @@ class LocalStore:
             if ident is not None:
                 owned[field] = require_ulid(ident, field).upper()
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT label, custom_metadata FROM datapoints WHERE id = ? AND deleted = 0",
-                (datapoint_id,),
-            ).fetchone()
-            if row is None:
+            if not self._edit(conn, datapoint_id, label, set_metadata, remove_metadata, owned):
                 raise NotFoundError(f"no datapoint with id {datapoint_id}")
-            metadata: dict[str, str] = json.loads(row[1] or "{}")
-            for key in remove_metadata:
-                metadata.pop(key, None)
-            if set_metadata:
-                for key, value in set_metadata.items():
-                    if not isinstance(value, str):
-                        raise ValidationError(f"metadata {key!r} must be text")
-                    metadata[str(key)] = value
-            # Field names come from OWNERSHIP_FIELDS (checked above), never from input.
-            set_owned = "".join(f"{field} = ?, " for field in owned)
-            conn.execute(
-                f"UPDATE datapoints SET label = ?, custom_metadata = ?, {set_owned}"
-                "revision = revision + 1, sync_state = ?, updated_at = ? WHERE id = ?",
-                (row[0] if label is None else label,
-                 json.dumps(metadata, ensure_ascii=False, sort_keys=True),
-                 *owned.values(), SYNC_PENDING, now_canonical(), datapoint_id),
-            )
         return self.get(datapoint_id)
+
+    def update_metadata_many(
+            self, edits: Mapping[str, tuple[Mapping[str, str], Iterable[str]]]) -> list[str]:
+        """Several metadata edits (id -> (set, remove)) in one transaction, each a new
+        revision as :meth:`update` makes; ids no longer present are skipped. The ids edited.
+
+        One commit for many edits: a background writer (header extraction) holds the
+        writer, which captures wait for, once per batch instead of once per datapoint."""
+        with self.transaction() as conn:
+            return [datapoint_id for datapoint_id, (set_metadata, remove) in edits.items()
+                    if self._edit(conn, datapoint_id, None, set_metadata, remove, {})]
+
+    @staticmethod
+    def _edit(conn: sqlite3.Connection, datapoint_id: str, label: Optional[str],
+              set_metadata: Optional[Mapping[str, str]], remove_metadata: Iterable[str],
+              owned: Mapping[str, Optional[str]]) -> bool:
+        """Edit one live row inside a transaction; False when there is none."""
+        row = conn.execute(
+            "SELECT label, custom_metadata FROM datapoints WHERE id = ? AND deleted = 0",
+            (datapoint_id,),
+        ).fetchone()
+        if row is None:
+            return False
+        metadata: dict[str, str] = json.loads(row[1] or "{}")
+        for key in remove_metadata:
+            metadata.pop(key, None)
+        if set_metadata:
+            for key, value in set_metadata.items():
+                if not isinstance(value, str):
+                    raise ValidationError(f"metadata {key!r} must be text")
+                metadata[str(key)] = value
+        # Field names come from OWNERSHIP_FIELDS (checked by the caller), never from input.
+        set_owned = "".join(f"{field} = ?, " for field in owned)
+        conn.execute(
+            f"UPDATE datapoints SET label = ?, custom_metadata = ?, {set_owned}"
+            "revision = revision + 1, sync_state = ?, updated_at = ? WHERE id = ?",
+            (row[0] if label is None else label,
+             json.dumps(metadata, ensure_ascii=False, sort_keys=True),
+             *owned.values(), SYNC_PENDING, now_canonical(), datapoint_id),
+        )
+        return True
 
     def delete(self, datapoint_id: str) -> None:
         """Mark a datapoint deleted (a tombstone sync propagates); its file stays for now."""

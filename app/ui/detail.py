@@ -37,6 +37,8 @@ from app.core.models import ValueDataPoint
 from app.core.store import StoredDataPoint
 from app.core.syncstate import SAFE_STATES
 from app.core.timestamps import format_canonical
+from app.extract.api import PREFIX as EXTRACTED_PREFIX
+from app.extract.api import extracted_of
 from app.ui.context import UiContext
 from app.ui.formatting import TYPE_NAMES, human_size, local_time, sync_label, sync_tooltip
 from app.ui.previews import Preview, QuickPlot, fill_json_tree, load_preview
@@ -387,12 +389,14 @@ class DetailPane(QWidget):
             _row(ownership, kind.capitalize(), f"{name}  ({ident})" if name else ident, ident)
 
         names = {f"{f[:-3]}_name" for f in ids}
-        shown_meta = {k: v for k, v in metadata.items() if k not in names}
+        shown_meta = {k: v for k, v in metadata.items()
+                      if k not in names and not k.startswith(EXTRACTED_PREFIX)}
         meta = _section(self.facts, "Metadata")
         if not shown_meta:
             _row(meta, "—", "no custom metadata")
         for key, value in sorted(shown_meta.items()):
             _row(meta, key, value)
+        self._fill_extracted(metadata)
 
         if dp.data_type.value != "json":
             files = _section(self.facts, "File")
@@ -431,6 +435,26 @@ class DetailPane(QWidget):
                 _row(more, key, json.dumps(value, ensure_ascii=False)
                      if not isinstance(value, str) else value)
         self.facts.expandAll()
+
+    def _fill_extracted(self, metadata: dict[str, str]) -> None:
+        """What the extractors read from the file's header (app/extract), if anything."""
+        extracted = extracted_of(metadata)
+        if not extracted:
+            return
+        section = _section(self.facts, "Extracted")
+        if "error" in extracted:
+            _row(section, "Error", extracted.pop("error"))
+        sizes = {key.split(".", 1)[1]: value for key, value in extracted.items()
+                 if key.startswith("dimensions.")}
+        if sizes:
+            # Metadata keys come back sorted; the axes field keeps the file's order.
+            order = [axis for axis in extracted.get("axes", "") if axis in sizes]
+            order += sorted(axis for axis in sizes if axis not in order)
+            _row(section, "Dimensions", " × ".join(f"{axis} {sizes[axis]}" for axis in order))
+        elif "width" in extracted and "height" in extracted:
+            _row(section, "Dimensions", f"{extracted['width']} × {extracted['height']} px")
+        for key, value in sorted(extracted.items()):
+            _row(section, key, value)
 
     def _local_blob(self) -> Optional[Path]:
         if self._stored is None:

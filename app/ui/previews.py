@@ -7,8 +7,6 @@ Everything is bounded — a preview reads at most a few megabytes whatever the f
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QSizePolicy, QTreeWidget, QTreeWidgetItem, QWidget
 
+from app.core.tabular import read_table
 from app.core.units import human_size
 
 IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
@@ -123,41 +122,14 @@ def _csv(path: Path, filename: str) -> Preview:
     truncated = len(raw) == CSV_BYTES
     if truncated:
         text = text[: text.rfind("\n") + 1] or text
-    delimiter = "\t" if filename.lower().endswith(".tsv") else ","
-    try:
-        delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
-    except csv.Error:
-        pass
-    rows = []
-    for row in csv.reader(io.StringIO(text), delimiter=delimiter):
-        if row:
-            rows.append(row)
-        if len(rows) > CSV_ROWS:
-            truncated = True
-            break
-    if not rows:
+    table = read_table(text, filename, row_limit=CSV_ROWS)
+    if table is None:
         return Preview("text", note="The CSV file is empty.", text="")
-    width = max(len(r) for r in rows)
-    has_header = not all(_number(c) is not None for c in rows[0] if c.strip()) and len(rows) > 1
-    header = rows[0] if has_header else [f"column {i + 1}" for i in range(width)]
-    body = rows[1:] if has_header else rows
-    header = header + [f"column {i + 1}" for i in range(len(header), width)]
-    numeric: dict[str, list[float]] = {}
-    for column, name in enumerate(header):
-        values = [_number(r[column]) if column < len(r) else None for r in body]
-        present = [v for v in values if v is not None]
-        if body and len(present) >= max(2, int(0.9 * len(body))):
-            numeric[name] = [v if v is not None else math.nan for v in values]
-    note = f"{len(body)} row(s), {width} column(s)" + (" — first rows only" if truncated else "")
-    return Preview("csv", note=note, header=header, rows=body, numeric=numeric)
-
-
-def _number(text: str) -> Optional[float]:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    truncated = truncated or table.truncated
+    note = (f"{len(table.rows)} row(s), {table.width} column(s)"
+            + (" — first rows only" if truncated else ""))
+    return Preview("csv", note=note, header=table.header, rows=table.rows,
+                   numeric=table.numeric)
 
 
 def _json(path: Path) -> Preview:

@@ -130,6 +130,11 @@ def resolve_field(path: str) -> Field:
         if rest:
             raise QueryError(f"field {path!r}: {head} is not an object, it has no sub-fields")
         return Field(path, column, _COLUMN_KINDS[column])
+    if head == "custom_metadata" and len(rest) > 1:
+        # Custom metadata is flat text (MADSci's dict[str, str]): a dotted path names one
+        # dotted key, as extracted header fields are kept ("extracted.format").
+        key = ".".join(rest)
+        return Field(path, head, "json", f'$."{key}"', (key,))
     if head in _JSON_COLUMNS:
         json_path, parsed = _json_path(rest)
         return Field(path, head, "json", json_path, parsed)
