@@ -173,7 +173,10 @@ def test_service_starts_read_only_on_full_disk_and_resumes(full_disk: FullDisk, 
             assert len(api.get("/datapoints").json()) == 1  # reads work
             text = json.dumps(VALUE)
             assert api.post("/datapoint", data={"datapoint": text}).status_code == 507
-            holder = _wait_for(lambda: is_locked(bench_paths(home / "data")), "the lock's note")
+            # The REST API answers before the runner has started every component and
+            # published its note, so wait for the published note, not the lock's first one.
+            holder = _wait_for(lambda: (note := is_locked(bench_paths(home / "data")))
+                               and "degraded" in note and note, "the lock's note")
             assert "full" in holder["degraded"], holder  # what the window and doctor show
             full_disk.free()
             _wait_for(lambda: api.post("/datapoint", data={"datapoint": text})
@@ -182,7 +185,7 @@ def test_service_starts_read_only_on_full_disk_and_resumes(full_disk: FullDisk, 
                                "a healthy service")
             assert health["read_only"] is False and health["total_datapoints"] == 2
             _wait_for(lambda: (note := is_locked(bench_paths(home / "data"))) is not None
-                      and sorted(note.get("components") or []) == ["extract", "rest-api", "watch"]
+                      and sorted(note.get("components") or []) == ["extract", "rest-api", "verify", "watch"]
                       and note.get("degraded") is None, "the note to say all is well")
     finally:
         service.terminate()
