@@ -645,23 +645,13 @@ class MainWindow(QMainWindow):
     def restart_sync(self) -> None:
         """Apply saved sync settings, off the GUI thread. An attached service's engine
         follows the configuration file by itself."""
-        if self.runner is None or not hasattr(self.runner, "runner"):
+        if self.runner is None or not hasattr(self.runner, "reload"):
             return
-        runner, service = self.runner.runner, self.context.service
+        runner = self.runner
 
         def work() -> bool:
-            from sync.component import make_component
-
-            current = next((c for c in runner.components if c.name == "sync"), None)
-            if current is not None:
-                current.apply_settings_edits()
-                return current.engine is not None
-            component = make_component(service, runner.options)
-            if component is None:
-                return False
-            component.start()
-            runner.components.append(component)
-            return component.engine is not None
+            component = runner.reload("sync")
+            return component is not None and component.engine is not None
 
         self._sync_paused = False
         self.context.tasks.run(work, lambda _ok: self.refresh_sync(),
@@ -740,25 +730,13 @@ class MainWindow(QMainWindow):
 
     def apply_watch_rules(self) -> None:
         """Give the hosted watcher the saved rules (starting it if it was not running)."""
-        if self.runner is None or not hasattr(self.runner, "runner"):
+        if self.runner is None or not hasattr(self.runner, "reload"):
             return
-        runner, service = self.runner.runner, self.context.service
-
-        def work() -> None:
-            from app.ingest.component import make_component
-            from app.ingest.rules import load_rules
-
-            current = next((c for c in runner.components if c.name == "watch"), None)
-            if current is not None:
-                current.reload([r for r in load_rules(service.paths) if r.enabled])
-                return
-            component = make_component(service, runner.options)
-            if component is not None:
-                component.start()
-                runner.components.append(component)
-
-        self.context.tasks.run(work, None, lambda error: self.show_message(
-            f"The watcher could not take the new rules: {describe_error(error)}"))
+        runner = self.runner
+        self.context.tasks.run(lambda: runner.reload("watch"), None,
+                               lambda error: self.show_message(
+                                   f"The watcher could not take the new rules: "
+                                   f"{describe_error(error)}"))
 
     def _show_sync(self, snapshot: SyncSnapshot) -> None:
         self.sync_snapshot = snapshot
