@@ -30,7 +30,8 @@ from app.client import DataClient
 from app.core import custody
 from app.core.errors import FileDamagedError, FileNotReachableError
 from app.service import BenchService
-from servers import central_env, free_port, wait_until
+from servers import central_env, free_port
+from waiting import wait_until
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore
 from test_sync_madsci import madsci_server  # noqa: F401  (MADSci 0.8.1's server, a fixture)
