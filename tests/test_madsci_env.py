@@ -3,9 +3,8 @@ index, but never under CI (tests/madsci_env.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 import madsci_env
+import pytest
 from madsci_env import IndexUnreachable, unavailable
 
 
