@@ -91,6 +91,9 @@ class HeadlessRunner:
         self.options = options
         self._factories = factories if factories is not None else component_factories()
         self.components: list[Component] = []
+        #: Factories that built a component (the others were off, failed or are waiting).
+        self._built: set[ComponentFactory] = set()
+        self._started = False
         #: Factories of components waiting for disk space (see the module docstring).
         self._waiting: list[ComponentFactory] = []
         self._resumer: Optional[threading.Thread] = None
@@ -109,8 +112,10 @@ class HeadlessRunner:
         if self.lock is None:
             self.lock = ServiceLock(self.service.paths)
         self.lock.acquire()
-        for factory in self._factories:
-            self._start_component(factory)
+        with self._lifecycle:  # a reload() from another thread waits for the start
+            self._started = True
+            for factory in self._factories:
+                self._start_component(factory)
         reason = self.degraded
         if reason is not None:
             log.warning("%s. The service runs in a read-only, degraded mode: reads and "
@@ -135,7 +140,37 @@ class HeadlessRunner:
             self._waiting.append(factory)
             return
         self.components.append(component)
+        self._built.add(factory)
         log.info("started %s", component.name)
+
+    def component(self, name: str) -> Optional[Component]:
+        """The running component called ``name`` ("watch", "sync", "rest-api"), or None."""
+        return next((c for c in list(self.components) if c.name == name), None)
+
+    def reload(self, name: str) -> Optional[Component]:
+        """Apply saved settings to component ``name`` now, instead of when it notices them.
+
+        A running component re-reads its settings (``apply_settings_edits``). When none by
+        that name runs, every factory that built nothing so far is asked again, and what
+        it builds now starts (a component switched off stays off: its factory still
+        returns None). Returns the running component called ``name``, or None. Safe from
+        any thread; it waits for a ``start`` in progress and does nothing before ``start``
+        or after ``stop``.
+        """
+        with self._lifecycle:
+            if not self._started or self._stopped.is_set():
+                return None  # start() reads the saved settings itself; after stop: nothing
+            current = self.component(name)
+            if current is not None:
+                apply_edits = getattr(current, "apply_settings_edits", None)
+                if apply_edits is not None:
+                    apply_edits()
+                return current
+            for factory in self._factories:
+                if factory not in self._built and factory not in self._waiting:
+                    self._start_component(factory)
+            self.publish()
+            return self.component(name)
 
     @property
     def degraded(self) -> Optional[str]:

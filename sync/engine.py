@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any, Optional
 
 from app.core import custody, deletions
+from app.core.backoff import backoff_delay
 from app.core.timestamps import now_canonical, utc_now
 from app.service import BenchService
 
@@ -263,8 +264,8 @@ class SyncEngine:
         except SyncError as exc:
             self._objects_failures += 1
             self._objects_problem = exc
-            self._objects_retry_at = time.monotonic() + min(
-                LOOP_BACKOFF_CAP_S, 2.0 ** min(self._objects_failures, 6))
+            self._objects_retry_at = time.monotonic() + backoff_delay(
+                self._objects_failures, base=2.0, cap=LOOP_BACKOFF_CAP_S, jitter=False)
             return self._objects_failed(exc, report)
         self._objects_problem, self._objects_failures = None, 0
         return None
@@ -360,8 +361,8 @@ class SyncEngine:
         While backing off after a failed pass only a request, a wake-up or (with
         ``watch_changes``, when only object storage failed) a new local change ends it."""
         if failures:
-            ceiling = min(LOOP_BACKOFF_CAP_S, 0.5 * 2 ** min(failures, 10))
-            deadline = time.monotonic() + self._rng.uniform(ceiling / 2, ceiling)
+            deadline = time.monotonic() + backoff_delay(
+                failures, base=1.0, cap=LOOP_BACKOFF_CAP_S, rng=self._rng)
         else:
             deadline = next_pull if self.settings.pull else time.monotonic() + 3600
         while not self._stop.is_set():

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Optional
 
 from app.core import custody
+from app.core.backoff import backoff_delay
 from app.core.ids import new_ulid
 from app.core.store import LocalStore
 from app.core.syncstate import ACTIVE_STATES, SyncState
@@ -133,12 +134,6 @@ class QuarantinedItem:
     reason: str
     since: str
     label: Optional[str]
-
-
-def backoff_delay(attempts: int, rng: Optional[random.Random] = None) -> float:
-    """Exponential backoff with full jitter: uniform in [base/2, min(cap, base*2^n)]."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** max(0, attempts - 1)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 class Outbox:
@@ -318,7 +313,7 @@ class Outbox:
                 conn.execute(
                     "UPDATE sync_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
                     "updated_at = ? WHERE datapoint_id = ? AND revision = ?",
-                    (attempts, now + backoff_delay(attempts, rng), error[:2000], _now_text(),
+                    (attempts, now + backoff_delay(attempts, base=BACKOFF_BASE_S, cap=BACKOFF_CAP_S, rng=rng), error[:2000], _now_text(),
                      datapoint_id, revision))
 
     def note_error(self, items: Sequence[tuple[str, int]], error: str) -> None:

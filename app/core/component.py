@@ -12,7 +12,11 @@ from typing import Any, Optional, Protocol
 
 
 class Component(Protocol):
-    """A long-running part of the service. ``stop`` is prompt and idempotent."""
+    """A long-running part of the service. ``stop`` is prompt and idempotent.
+
+    A component whose settings can change while it runs also has
+    ``apply_settings_edits()``, which re-reads them (``HeadlessRunner.reload``).
+    """
 
     name: str
 

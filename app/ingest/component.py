@@ -36,7 +36,7 @@ class IngestComponent:
                  options: Optional[WorkerOptions] = None, follow_config: bool = False) -> None:
         self.service = service
         self._config_follower = ConfigFollower(
-            service.paths, self._apply_rule_edits, name="benchdata-watch-config",
+            service.paths, self.apply_settings_edits, name="benchdata-watch-config",
             interval=self.CONFIG_POLL_SECONDS) if follow_config else None
         self.ledger = Ledger(service.store)
         self._options = options or WorkerOptions()
@@ -93,8 +93,8 @@ class IngestComponent:
         if self._config_follower is not None:
             self._config_follower.start()
 
-    def _apply_rule_edits(self) -> None:
-        """Apply rules added, edited, paused or removed with the CLI while running."""
+    def apply_settings_edits(self) -> None:
+        """Apply rules added, edited, paused or removed (CLI, window) while running."""
         self.reload(load_rules(self.service.paths))
         log.info("watch rules changed; now watching %d folder(s)", len(self._rules))
 

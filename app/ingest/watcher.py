@@ -50,6 +50,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from app.core import fsnames
+from app.core.backoff import backoff_delay
 from app.core.errors import (
     CaptureError,
     SourceChangedError,
@@ -1071,7 +1072,8 @@ class RuleWorker:
     def _retry_later(self, key: str, message: str) -> None:
         attempts = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempts
-        delay = min(self._options.retry_max, self._options.retry_base * 2 ** (attempts - 1))
+        delay = backoff_delay(attempts, base=self._options.retry_base,
+                              cap=self._options.retry_max, jitter=False)
         if key not in self._tracker:
             self._tracker.touch(key, self._clock())
         self._tracker.defer(key, self._clock() + delay)

@@ -108,6 +108,11 @@ class HostedComponents:
     def components(self) -> list[Any]:
         return self.runner.components
 
+    def reload(self, name: str) -> Any:
+        """Apply saved settings to one component (``HeadlessRunner.reload``; blocks, so
+        call it off the GUI thread)."""
+        return self.runner.reload(name)
+
     def start(self) -> None:
         self._thread.start()
 

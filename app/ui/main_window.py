@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -38,7 +39,8 @@ from app.ui.drop_overlay import DropOverlay
 from app.ui.filter_bar import FilterBar
 from app.ui.filters import FilterState, build_selector
 from app.ui.resources import icon
-from app.ui.rowsource import ChangeWatcher, RowSource
+from app.ui.changes import StoreChanges
+from app.ui.rowsource import RowSource
 from app.ui.sync_panel import SyncIndicator, SyncPanel, TrayIcon
 from app.ui.sync_status import SyncSnapshot, read_snapshot
 from app.ui.table_model import TIME, DatapointTableModel
@@ -46,9 +48,8 @@ from app.ui.tasks import describe_error
 
 log = logging.getLogger(__name__)
 
-#: How often the window looks for changes made by others (watcher, sync, API, CLI).
-POLL_MS = 1500
-#: How often the status bar looks at the watched folders' health.
+#: How often, without any commit, the status bar looks at the watched folders' health
+#: again: a published status ages into "not running" without anyone writing.
 WATCH_HEALTH_MS = 5000
 
 
@@ -200,16 +201,15 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_layout()
 
-        self._watcher = ChangeWatcher(context.service.paths.database)
-        self._poll_running = False
-        self.poll_timer = QTimer(self)
-        self.poll_timer.setInterval(POLL_MS)
-        self.poll_timer.timeout.connect(self.poll)
-        self.poll_timer.start()
-        self.health_timer = QTimer(self)
-        self.health_timer.setInterval(WATCH_HEALTH_MS)
-        self.health_timer.timeout.connect(self.check_watch_health)
-        self.health_timer.start()
+        # One poll for commits made anywhere; every view that shows the store listens.
+        self.changes = StoreChanges(context.service.paths.database, context.tasks, self)
+        self.changes.changed.connect(self._store_changed)
+        self.changes.unchanged.connect(self._refresh_hosted_sync)
+        self.changes.changed.connect(self.check_watch_health)
+        self.changes.unchanged.connect(self._check_watch_health_if_due)
+        self._health_checked_at = -WATCH_HEALTH_MS / 1000
+        self.changes.changed.connect(self.watch_panel.refresh_if_shown)
+        self.changes.start()
         self.apply_filters(self._filter_state)
         self.refresh_sync()
 
@@ -481,36 +481,23 @@ class MainWindow(QMainWindow):
     # -- polling for changes made elsewhere ---------------------------------------------------
 
     def poll(self) -> None:
-        """Notice commits by the watcher, the sync engine, the API or the CLI."""
-        if self._poll_running or self._closing:
+        """Look for commits made elsewhere now instead of at the next tick."""
+        self.changes.poll()
+
+    def _store_changed(self) -> None:
+        """Someone committed (the watcher, sync, the API, the CLI, this window): redraw."""
+        if self._closing:
             return
-        self._poll_running = True
-        watcher = self._watcher
-        runner_engine = self.sync_engine()
-        read = self._snapshot_reader()
+        self.refresh_sync()
+        first, last = self.table.visible_rows()
+        self.model.refresh_rows(first, last)
+        self._recount()
+        self.detail.reload()
 
-        def check() -> Optional[SyncSnapshot]:
-            if not watcher.changed():
-                return None
-            return read()
-
-        def done(snapshot: Optional[SyncSnapshot]) -> None:
-            self._poll_running = False
-            if snapshot is None:
-                if runner_engine is not None:
-                    self.refresh_sync()
-                return
-            self._show_sync(snapshot)
-            first, last = self.table.visible_rows()
-            self.model.refresh_rows(first, last)
-            self._recount()
-            self.detail.reload()
-
-        def failed(error: BaseException) -> None:
-            self._poll_running = False
-            log.warning("checking for changes failed: %s", error)
-
-        self.context.tasks.run(check, done, failed)
+    def _refresh_hosted_sync(self) -> None:
+        """A sync engine running in this window changes its state without a commit."""
+        if not self._closing and self.sync_engine() is not None:
+            self.refresh_sync()
 
     def _recount(self) -> None:
         selector, source = self.model.selector, self.source
@@ -673,23 +660,13 @@ class MainWindow(QMainWindow):
     def restart_sync(self) -> None:
         """Apply saved sync settings, off the GUI thread. An attached service's engine
         follows the configuration file by itself."""
-        if self.runner is None or not hasattr(self.runner, "runner"):
+        if self.runner is None or not hasattr(self.runner, "reload"):
             return
-        runner, service = self.runner.runner, self.context.service
+        runner = self.runner
 
         def work() -> bool:
-            from sync.component import make_component
-
-            current = next((c for c in runner.components if c.name == "sync"), None)
-            if current is not None:
-                current.apply_settings_edits()
-                return current.engine is not None
-            component = make_component(service, runner.options)
-            if component is None:
-                return False
-            component.start()
-            runner.components.append(component)
-            return component.engine is not None
+            component = runner.reload("sync")
+            return component is not None and component.engine is not None
 
         self._sync_paused = False
         self.context.tasks.run(work, lambda _ok: self.refresh_sync(),
@@ -709,11 +686,16 @@ class MainWindow(QMainWindow):
         return {rule_id: (dataclasses.replace(p.status, state="not running", observer="none")
                           if p.stale else p.status) for rule_id, p in published.items()}
 
+    def _check_watch_health_if_due(self) -> None:
+        if time.monotonic() - self._health_checked_at >= WATCH_HEALTH_MS / 1000:
+            self.check_watch_health()
+
     def check_watch_health(self) -> None:
         """Warn in the status bar when a watched folder needs attention (missing, files it
         cannot capture, or no watcher running it while capture should run)."""
         if self._closing:
             return
+        self._health_checked_at = time.monotonic()
         from app.ingest.rules import load_rules
 
         paths, statuses = self.context.service.paths, self._watch_statuses
@@ -763,25 +745,13 @@ class MainWindow(QMainWindow):
 
     def apply_watch_rules(self) -> None:
         """Give the hosted watcher the saved rules (starting it if it was not running)."""
-        if self.runner is None or not hasattr(self.runner, "runner"):
+        if self.runner is None or not hasattr(self.runner, "reload"):
             return
-        runner, service = self.runner.runner, self.context.service
-
-        def work() -> None:
-            from app.ingest.component import make_component
-            from app.ingest.rules import load_rules
-
-            current = next((c for c in runner.components if c.name == "watch"), None)
-            if current is not None:
-                current.reload([r for r in load_rules(service.paths) if r.enabled])
-                return
-            component = make_component(service, runner.options)
-            if component is not None:
-                component.start()
-                runner.components.append(component)
-
-        self.context.tasks.run(work, None, lambda error: self.show_message(
-            f"The watcher could not take the new rules: {describe_error(error)}"))
+        runner = self.runner
+        self.context.tasks.run(lambda: runner.reload("watch"), None,
+                               lambda error: self.show_message(
+                                   f"The watcher could not take the new rules: "
+                                   f"{describe_error(error)}"))
 
     def _show_sync(self, snapshot: SyncSnapshot) -> None:
         self.sync_snapshot = snapshot
@@ -1065,10 +1035,9 @@ class MainWindow(QMainWindow):
         if self.dialog is not None and not self.dialog.isModal():
             self.dialog.close()  # a modeless one (the first-run welcome) would keep Qt running
         self.save_layout()
-        self.poll_timer.stop()
         if self.tray is not None:
             self.tray.hide()
-        self._watcher.close()
+        self.changes.close()
         if self.attachment is not None:
             self.attachment.stop()
         event.accept()

@@ -11,7 +11,6 @@ module only asks it for plans and adds the columns, paging and rowid lookups it 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from array import array
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -190,38 +189,3 @@ class RowSource:
             return row
         name = self._name_for("experiment", row.experiment_id)
         return row if name is None else replace(row, experiment_name=name)
-
-
-class ChangeWatcher:
-    """Notices commits by anyone (capture, watcher, sync, API) with ``PRAGMA data_version``.
-
-    ``data_version`` only means something on one connection, so this keeps its own
-    read-only connection; call :meth:`changed` from one thread at a time.
-    """
-
-    def __init__(self, db_path: Any) -> None:
-        self._conn: Optional[sqlite3.Connection] = sqlite3.connect(
-            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
-        # Closing a connection while a pool thread reads it crashes the process (seen:
-        # a segfault when the window closed during a poll), so both take this lock.
-        self._lock = threading.Lock()
-        self._version = self._read()
-
-    def _read(self) -> int:
-        with self._lock:
-            if self._conn is None:
-                return self._version  # closed: nothing changes any more
-            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def changed(self) -> bool:
-        version = self._read()
-        if version != self._version:
-            self._version = version
-            return True
-        return False
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -41,9 +41,6 @@ from app.ui.ownership import MetadataTable
 from app.ui.tasks import describe_error
 
 log = logging.getLogger(__name__)
-
-#: How often the panel re-reads the folders' state while it is shown.
-REFRESH_MS = 2000
 
 
 def watch_locked_by() -> Optional[str]:
@@ -309,11 +306,6 @@ class WatchPanel(QWidget):
         self.status_provider: Optional[Any] = None
         #: Asks the running watcher to scan a rule's folder now (set by the window).
         self.scan_requester: Optional[Any] = None
-        # Live while shown: the watcher's state changes without anyone opening the panel.
-        self.refresh_timer = QTimer(self)
-        self.refresh_timer.setInterval(REFRESH_MS)
-        self.refresh_timer.timeout.connect(self._refresh_if_shown)
-        self.refresh_timer.start()
         self.table = QTableWidget(0, 5, self)
         self.table.setHorizontalHeaderLabels(["Folder", "Path", "Files", "State",
                                               "Safe to delete"])
@@ -360,7 +352,9 @@ class WatchPanel(QWidget):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _refresh_if_shown(self) -> None:
+    def refresh_if_shown(self) -> None:
+        """Live while shown: the watcher publishes each folder's state into the store, so
+        the window calls this on every commit (``app.ui.changes``)."""
         if self.isVisible() and not self._reloading:
             self.reload()
 

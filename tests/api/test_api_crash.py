@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import free_port, wait_until
+from servers import free_port
+from waiting import wait_until
 
 from app.service import BenchService
 

@@ -157,6 +157,7 @@ def test_resubmission_and_conflict_answer_alike(
     assert fast_store.count() == 1
 
 
+@pytest.mark.allow_error_logs  # injects a bug on purpose: its trace goes to the log
 def test_an_unexpected_failure_is_a_plain_500_on_both_paths(
         pair: tuple[httpx.Client, httpx.Client, BenchService, BenchService],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from waiting import wait_until
 
 from app.api.component import make_component
 from app.api.server import ApiConfigError, ApiServer, check_bind
@@ -26,14 +26,6 @@ from app.service import BenchService
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUNDARY = "streamb0undary"
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.01)
 
 
 def multipart_stream(document: dict, chunks: Iterator[bytes], filename: str = "big.bin"
@@ -236,7 +228,7 @@ def test_benchdata_run_serves_the_api(tmp_path: Path) -> None:
                 except httpx.TransportError:
                     return False
 
-            wait_until(answering, timeout_s=60, what="benchdata run to serve the API")
+            wait_until(answering, 60, what="benchdata run to serve the API")
             posted = client.post("datapoint", data={"datapoint": json.dumps(
                 {"data_type": "json", "label": "from run", "value": 1})})
             assert posted.status_code == 200

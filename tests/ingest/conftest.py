@@ -8,12 +8,12 @@ it to finish, then looks.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import pytest
+from waiting import wait_until as wait_for
 
 from app.core.models import DataPoint
 from app.ingest.component import IngestComponent
@@ -25,19 +25,6 @@ T = TypeVar("T")
 
 #: Fast timing knobs for tests (the defaults are for instruments, not CI).
 FAST = WorkerOptions(liveness_interval=0.1, retry_base=0.2, retry_max=1.0, marker_recheck=0.05)
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.02,
-             what: str = "condition") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Harness:

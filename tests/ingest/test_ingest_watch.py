@@ -360,6 +360,7 @@ def test_files_above_the_dataset_level_and_empty_folders_are_not_datasets(
     assert [e.rel_path for e in h.of_kind("captured")] == ["full"]
 
 
+@pytest.mark.allow_error_logs  # a listener that raises on purpose is logged
 def test_the_service_keeps_going_when_a_listener_fails(
         start_watch: Start, watched: Path) -> None:
     h = start_watch()

@@ -40,6 +40,7 @@ def two_key_seaweed(tmp_path: Path) -> Iterator[_TwoKeySeaweed]:
         server.stop()
 
 
+@pytest.mark.allow_error_logs  # a configuration error on purpose: sync logs it
 def test_key_that_may_not_create_the_bucket_is_told_so_naming_it(
         tmp_path: Path, two_key_seaweed: _TwoKeySeaweed, mongo: Any) -> None:
     settings = central_settings(two_key_seaweed, mongo, "not-there-yet", "madsci_limited",

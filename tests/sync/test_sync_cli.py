@@ -37,6 +37,7 @@ def test_once_pushes_everything_and_exits_zero(tmp_path: Path, central: Any) -> 
     assert facts["quarantined"] == []
 
 
+@pytest.mark.allow_error_logs  # a configuration error on purpose: sync logs it
 def test_wrong_secret_is_a_configuration_error_not_retried(tmp_path: Path, central: Any) -> None:
     data_dir = tmp_path / "bench"
     source = tmp_path / "f.txt"

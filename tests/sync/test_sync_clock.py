@@ -16,7 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from app.service import BenchService
-from servers import PrivateCentral, central_env, wait_until
+from servers import PrivateCentral, central_env
+from waiting import wait_until
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore
 from sync.outbox import Outbox
@@ -98,6 +99,7 @@ def test_bench_clock_30_minutes_off_still_syncs_and_says_so(
             response.release_conn()
 
 
+@pytest.mark.allow_error_logs  # a configuration error on purpose: sync logs it
 def test_status_describes_the_latest_attempt_not_a_stale_error(
         tmp_path: Path, private_central: PrivateCentral) -> None:
     settings = private_central.settings.model_copy(update={"timeout_s": 2.0})

@@ -16,7 +16,8 @@ import pytest
 
 from app.service import BenchService
 from madsci_env import run_madsci
-from servers import free_port, wait_until
+from servers import free_port
+from waiting import wait_until
 from sync.engine import SyncEngine
 
 CLIENT_SCRIPT = r"""

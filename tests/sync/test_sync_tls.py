@@ -128,6 +128,7 @@ def test_values_and_files_sync_over_tls_verified_against_the_lab_ca(
         client.close()
 
 
+@pytest.mark.allow_error_logs  # a configuration error on purpose: sync logs it
 @pytest.mark.parametrize("server", ["object storage", "MongoDB"])
 @pytest.mark.parametrize("trust", ["other CA", "default store", "missing file"])
 def test_an_untrusted_certificate_is_a_configuration_error(
@@ -159,6 +160,7 @@ def test_an_untrusted_certificate_is_a_configuration_error(
         assert bench.get_stored(captured.datapoint_id).sync_state == "pending"
 
 
+@pytest.mark.allow_error_logs  # a configuration error on purpose: sync logs it
 def test_https_to_a_plain_http_server_is_a_configuration_error(tmp_path: Path,
                                                                 central: Any) -> None:
     """"Use HTTPS" ticked for a server that only speaks HTTP will never start working:
@@ -178,6 +180,7 @@ def _cli(data_dir: Path, *args: str, env: Optional[dict[str, str]] = None) -> An
                               catch_exceptions=False)
 
 
+@pytest.mark.allow_error_logs  # a configuration error on purpose: sync logs it
 def test_cli_configure_ca_file_then_sync_once(tmp_path: Path, tls_central: Any,
                                               cas: dict[str, TestCA],
                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from conftest import grab, wait_idle
-from servers import free_port, wait_until
+from servers import free_port
+from waiting import wait_until
 
 from app.admin.lock import read_holder
 from app.core.paths import bench_paths

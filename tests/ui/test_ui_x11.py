@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from servers import free_port
+from waiting import wait_until
 from x11 import x11_display  # noqa: F401 - a fixture
 
 from app.admin.lock import read_holder
@@ -35,22 +34,12 @@ def _tool(name: str) -> str:
     return found
 
 
-def _wait(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def _start_window_manager(openbox: str, xdotool: str,
                           env: dict[str, str]) -> subprocess.Popen[bytes]:
     """openbox, once it answers for the screen (activating a window needs it)."""
     manager = subprocess.Popen([openbox], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    _wait(lambda: subprocess.run([xdotool, "get_desktop"], env=env, capture_output=True,
+    wait_until(lambda: subprocess.run([xdotool, "get_desktop"], env=env, capture_output=True,
                                  check=False).returncode == 0, 30, "the window manager")
     return manager
 
@@ -73,11 +62,11 @@ def test_closing_the_window_leaves_capture_running(tmp_path: Path, x11_display: 
     service_pid = 0
     try:
         # The window starts the capture service as a process of its own and attaches to it.
-        holder = _wait(lambda: (h := read_holder(paths)) and "watch" in
+        holder = wait_until(lambda: (h := read_holder(paths)) and "watch" in
                        (h.get("components") or []) and h, 60, "the capture service")
         service_pid = int(holder["pid"])
         assert service_pid != window.pid
-        found = _wait(lambda: subprocess.run(
+        found = wait_until(lambda: subprocess.run(
             [xdotool, "search", "--onlyvisible", "--name", "^Bench Data Manager$"], env=env,
             capture_output=True, text=True, check=False).stdout.split(), 60, "the window")
         # A real close: the window manager's close key sends WM_DELETE_WINDOW to the window.
@@ -90,7 +79,7 @@ def test_closing_the_window_leaves_capture_running(tmp_path: Path, x11_display: 
         written.write_text("t,v\n1,2\n", encoding="utf-8")
         os.utime(written, (instrument_time, instrument_time))
         with BenchService(home / "data") as bench:
-            captured = _wait(lambda: bench.query({"data_type": "file"}).items, 30,
+            captured = wait_until(lambda: bench.query({"data_type": "file"}).items, 30,
                              "the service to capture the file written after the close")
         assert len(captured) == 1
         source_mtime = captured[0].custom_metadata["source_mtime"]
@@ -104,7 +93,7 @@ def test_closing_the_window_leaves_capture_running(tmp_path: Path, x11_display: 
         window_output.close()
         if service_pid:
             os.kill(service_pid, signal.SIGTERM)
-            _wait(lambda: read_holder(paths) is None or not _alive(service_pid), 30,
+            wait_until(lambda: read_holder(paths) is None or not _alive(service_pid), 30,
                   "the service to stop")
         manager.terminate()
         manager.wait(timeout=10)
@@ -119,7 +108,7 @@ def _alive(pid: int) -> bool:
 
 
 def _window_id(xdotool: str, env: dict[str, str], title: str, timeout_s: float = 60) -> str:
-    return _wait(lambda: subprocess.run(
+    return wait_until(lambda: subprocess.run(
         [xdotool, "search", "--onlyvisible", "--name", f"^{title}$"], env=env,
         capture_output=True, text=True, check=False).stdout.split(), timeout_s, title)[0]
 
@@ -167,7 +156,7 @@ def test_a_real_xdnd_drag_from_another_program_is_captured(tmp_path: Path,
         subprocess.run([xdotool, "windowactivate", "--sync", dialog_id, "key", "Return"],
                        env=env, check=True, timeout=30)
         with BenchService(home / "data") as bench:
-            captured = _wait(lambda: bench.query({"data_type": "file"}).items, 30,
+            captured = wait_until(lambda: bench.query({"data_type": "file"}).items, 30,
                              "the dropped file to be captured")
         assert [dp.filename for dp in captured] == ["spectrum-7.csv"]
         assert captured[0].size_bytes == dropped.stat().st_size
