@@ -69,9 +69,12 @@ def test_custody_is_backfilled_for_files_captured_before_it_existed(tmp_path: Pa
     with BenchService(tmp_path / "bench") as bench:
         captured = bench.capture_file(source)
         with bench.store.transaction() as conn:  # as an older version left the store
-            conn.execute("DROP TABLE blob_custody")
-            for trigger in ("captured", "changed", "row_removed"):
-                conn.execute(f"DROP TRIGGER blob_custody_{trigger}")
+            for table in ("blob_custody", "central_custody", "scrub_marks", "scrub_runs"):
+                conn.execute(f"DROP TABLE {table}")
+            for trigger in ("blob_custody_captured", "blob_custody_changed",
+                            "blob_custody_row_removed", "central_custody_changed",
+                            "central_custody_row_removed"):  # on datapoints: drop them too
+                conn.execute(f"DROP TRIGGER {trigger}")
             conn.execute("DELETE FROM component_versions WHERE component = 'custody'")
     with BenchService(tmp_path / "bench") as bench:
         assert bench.value(captured.datapoint_id) == b"captured by an older version"

@@ -34,7 +34,8 @@ def test_saved_watch_rules_reach_the_hosted_watcher(qtbot: Any, service: BenchSe
                         timeout=20_000)
         win.restart_sync()  # sync is switched off here: it stays off
         wait_idle(qtbot, win)
-        assert [c.name for c in hosted.components] == ["watch"]
+        names = [c.name for c in hosted.components]
+        assert "watch" in names and "sync" not in names, names
         assert hosted.runner.component("watch") is watcher  # reloaded, not replaced
     finally:
         win.close()
