@@ -67,6 +67,9 @@ class PassReport:
     pulled: int = 0
     pulled_deletions: int = 0
     pull_skipped: int = 0
+    #: Central datapoints read in full by the pull / window entries (id, revision) read.
+    pull_fetched: int = 0
+    pull_scanned: int = 0
     aborted_uploads: int = 0
     freed_files: int = 0
     #: Objects moved from old-style names (``sync.rename``): copied, old ones deleted.
@@ -223,8 +226,10 @@ class SyncEngine:
         report.errors.extend(renames.errors)
         if pull and not self._stop.is_set():
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
-                            self.settings.pull_overlap_s).run()
+                            self.settings.pull_overlap_s, self.settings.pull_page_size).run()
             report.pulled = pulled.pulled
+            report.pull_fetched = pulled.fetched
+            report.pull_scanned = pulled.scanned
             report.pulled_deletions = pulled.deleted
             report.pull_skipped = pulled.skipped
             report.errors.extend(pulled.errors)

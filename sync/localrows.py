@@ -17,6 +17,7 @@ from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
 from app.core.timestamps import now_canonical
+from sync.outbox import write_metas
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ def local_revisions(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str
     return found
 
 
-def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]]) -> int:
+def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
+                 meta: Optional[dict[str, Optional[str]]] = None) -> int:
     """Insert or update rows pulled from the central store; return how many changed.
+    ``meta`` (the pull cursor) is written in the same transaction as the rows.
 
     A row is replaced only when the central revision is newer and the local row has no
     change of its own waiting (that change is resolved when it is pushed) and is not
@@ -66,6 +69,9 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]]) -> i
         row.update(revision=revision, sync_state="confirmed")
         rows.append(row)
     if not rows:
+        if meta:
+            with store.transaction() as conn:
+                write_metas(conn, meta)
         return 0
     columns = list(rows[0])
     content = [c for c in columns if c not in ("id", "origin", "created_at", "deleted")]
@@ -80,13 +86,19 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]]) -> i
     with store.transaction() as conn:
         for row in rows:
             changed += conn.execute(sql, [row[c] for c in columns]).rowcount
+        if meta:
+            write_metas(conn, meta)
     return changed
 
 
-def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]]) -> list[str]:
-    """Mark datapoints deleted because the central store says so; return the ids changed."""
+def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]],
+                     meta: Optional[dict[str, Optional[str]]] = None) -> list[str]:
+    """Mark datapoints deleted because the central store says so; return the ids changed.
+    ``meta`` (the pull cursor) is written in the same transaction."""
     changed: list[str] = []
     with store.transaction() as conn:
+        if meta:
+            write_metas(conn, meta)
         for datapoint_id, revision in tombstones:
             cursor = conn.execute(
                 "UPDATE datapoints SET deleted = 1, sync_state = 'confirmed', "

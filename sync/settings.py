@@ -95,6 +95,9 @@ class CentralSettings(BaseModel):
     #: Pull reads back this far behind its cursor, for writes that committed late.
     pull_overlap_s: float = 120.0
     pull_interval_s: float = 5.0
+    #: Documents per pull page; the cursor is saved after each page (a killed first pull
+    #: resumes at the page it was in).
+    pull_page_size: int = Field(default=1000, ge=1, le=10_000)
     #: Free local copies of files verified central for this many days (None: never).
     free_verified_after_days: Optional[float] = None
     batch_size: int = Field(default=1000, ge=1, le=10_000)
