@@ -69,6 +69,7 @@ class CentralDatabase:
         database = self._client[settings.mongo_database]
         self.datapoints: Any = database[settings.mongo_collection]
         self.tombstones: Any = database[settings.tombstone_collection]
+        self.benches: Any = database[settings.benches_collection]
         self._indexed = False
 
     def close(self) -> None:
@@ -112,10 +113,11 @@ class CentralDatabase:
             for collection in (self.datapoints, self.tombstones):
                 collection.create_index([(WRITTEN_AT, 1)], name="benchdata_sync_written_at")
                 collection.create_index([(BENCH, 1)], name="benchdata_sync_bench")
-                if compound:
+                if compound:  # covers the window scan and its keyset sort
                     collection.create_index(
                         [(WRITTEN_AT, 1), ("_id", 1), (REVISION, 1), (BENCH, 1)],
                         name="benchdata_sync_pull")
+            self.benches.create_index([("seen_at", 1)], name="benchdata_seen_at")
         except Exception as exc:  # noqa: BLE001
             raise classify_mongo(exc, what="creating the sync indexes") from exc
         self._indexed = True

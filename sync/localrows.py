@@ -168,3 +168,27 @@ def free_blob_if_freeable(store: LocalStore, files: FileStore, sha256: str, *,
     if removed or not files.exists(sha256):
         mark_freed(store, sha256)
     return removed
+
+
+def files_waiting(store: LocalStore) -> bool:
+    """Whether a live file of this bench still waits for the central store (so the next
+    pass needs object storage)."""
+    from app.core.syncstate import ACTIVE_STATES
+
+    with store.reader() as conn:
+        return conn.execute(
+            "SELECT 1 FROM datapoints WHERE sync_state IN "
+            f"({', '.join('?' for _ in ACTIVE_STATES)}) AND data_type = 'file' AND deleted = 0 "
+            "LIMIT 1", [str(s) for s in ACTIVE_STATES]).fetchone() is not None
+
+
+def captured_here(store: LocalStore, datapoint_ids: Sequence[str]) -> set[str]:
+    """The ids among ``datapoint_ids`` of datapoints this bench captured."""
+    found: set[str] = set()
+    with store.reader() as conn:
+        for start in range(0, len(datapoint_ids), 500):
+            chunk = list(datapoint_ids[start:start + 500])
+            found.update(str(r[0]) for r in conn.execute(
+                "SELECT id FROM datapoints WHERE origin = 'local' AND id IN "
+                f"({', '.join('?' for _ in chunk)})", chunk))
+    return found

@@ -85,6 +85,8 @@ class CentralSettings(BaseModel):
     mongo_collection: str = "datapoints"
     #: Deletions are kept here (MADSci's own collection only holds live datapoints).
     tombstone_collection: str = "benchdata_tombstones"
+    #: One heartbeat document per bench (``sync/fleet.py``), beside the datapoints.
+    benches_collection: str = "benches"
     #: The prefix of the object names older benches wrote (``<prefix><ULID>/<name>``),
     #: which sync moves to the names MADSci can serve (``sync/objects.py``).
     object_prefix: str = "benchdata/"

@@ -154,3 +154,102 @@ def test_compound_index_only_where_the_server_can_hold_it(central: Any) -> None:
         assert ["sync_written_at"] in keys
         assert not [key for key in keys if "_id" in key and len(key) > 1], keys
         database.datapoints.update_one({"_id": "x"}, {"$set": {"v": 1}}, upsert=True)
+
+
+def test_idle_and_value_only_passes_never_touch_object_storage(tmp_path: Path, central: Any,
+                                                               run_txt: Path) -> None:
+    with BenchService(tmp_path / "a") as bench, SyncEngine(bench, central) as engine:
+        mongo, s3 = counted_engine(engine)
+        bench.capture_file(run_txt, label="a file")
+        assert engine.run_pass().ok  # start: bucket checked once, the file uploaded
+        assert s3.total > 0
+        s3.requests.clear()
+        mongo.reset()
+        for round_ in range(5):
+            assert engine.run_pass().ok  # idle
+            bench.capture_value(round_, label="value")
+            report = engine.run_pass()  # value only
+            assert report.ok and report.confirmed == 1
+        assert s3.total == 0, s3.requests
+        assert "ping" not in mongo.commands
+        # A file again: uploaded without asking for the bucket first.
+        bench.capture_file(run_txt, label="another file")
+        assert engine.run_pass().confirmed == 1
+        assert not [r for r in s3.requests if r.startswith("HEAD ") and "/" not in r], s3.requests
+
+
+def test_a_dead_object_storage_holds_back_files_only_and_is_asked_again(
+        tmp_path: Path, private_central: Any, run_txt: Path) -> None:
+    settings = private_central.settings
+    with BenchService(tmp_path / "a") as bench, SyncEngine(bench, settings) as engine:
+        assert engine.run_pass().ok
+        private_central.weed.stop()
+        bench.capture_file(run_txt, label="waits")
+        bench.capture_value(1, label="goes")
+        report = engine.run_pass(force=True)  # the upload fails; the value goes
+        assert report.confirmed == 1 and report.retrying == 1, report
+        report = engine.run_pass(force=True)  # after an error: the bucket is asked first
+        assert report.objects_error and report.central_ok, report
+        assert engine.run_pass(force=True).objects_error  # forced: asked again
+        private_central.weed.start()
+        report = engine.run_pass(force=True)
+        assert report.ok and report.confirmed == 1, report
+
+
+def test_stale_upload_cleanup_aborts_only_this_benchs_own_uploads(
+        tmp_path: Path, central: Any, run_txt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from ulid import ULID
+
+    from sync import engine as engine_module
+    from sync.objects import ObjectStore, object_name_for
+
+    monkeypatch.setattr(engine_module, "ABANDONED_UPLOAD_AGE", timedelta(0))
+    with BenchService(tmp_path / "a") as bench, SyncEngine(bench, central) as engine, \
+            ObjectStore(central) as objects:
+        mine = bench.capture_value(1, label="captured here")
+        theirs = str(ULID())  # another bench's, offline mid-upload
+        for ident in (mine.datapoint_id, theirs):
+            objects.client._create_multipart_upload(
+                central.bucket, object_name_for(central, ident, "big.bin"), {})
+        report = engine.run_pass(force=True)
+        assert report.ok and report.aborted_uploads == 1, report
+        left = [name for name, _upload in objects.list_uploads()]
+        assert left == [object_name_for(central, theirs, "big.bin")]
+
+
+def test_one_bench_stamps_what_madsci_wrote(tmp_path: Path, central: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import pymongo
+    from ulid import ULID
+
+    from sync import fleet
+
+    monkeypatch.setattr(fleet, "HEARTBEAT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(fleet, "STAMP_INTERVAL_S", 0.0)
+    services = [BenchService(tmp_path / name) for name in ("a", "b", "c")]
+    engines = [SyncEngine(service, central) for service in services]
+    client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value())
+    try:
+        counters = [counted_engine(engine)[0] for engine in engines]
+        for engine in engines:
+            assert engine.run_pass().ok  # each beats once: all three are live now
+        for counter in counters:
+            counter.reset()
+        collection = client[central.mongo_database][central.mongo_collection]
+        ident = str(ULID())
+        collection.insert_one({"_id": ident, "label": "from MADSci", "data_type": "json",
+                               "value": 7, "data_timestamp": "2026-01-01T00:00:00",
+                               "ownership_info": {}})
+        for _ in range(2):
+            for engine in engines:
+                assert engine.run_pass().ok
+        stampers = [e.bench_id for e, c in zip(engines, counters) if c.commands["update"]]
+        assert stampers == [min(e.bench_id for e in engines)]
+        assert all(service.get(ident).value == 7 for service in services)
+    finally:
+        client.close()
+        for service, engine in zip(services, engines):
+            engine.close()
+            service.close()
