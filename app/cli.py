@@ -146,6 +146,7 @@ def _progress_for(path: Path, quiet: bool) -> Iterator[Optional[Callable[[int, O
 #: name -> "module:attribute" of a click command.
 LAZY_SUBCOMMANDS: dict[str, str] = {
     "sync": "sync.cli:sync",
+    "fleet": "sync.cli:fleet",
     "watch": "app.ingest.cli:watch",
     "doctor": "app.admin.cli:doctor",
     "backup": "app.admin.cli:backup",

@@ -238,7 +238,7 @@ class SyncEngine:
             renamer.finish(renames)
         report.renamed = renames.removed
         report.errors.extend(renames.errors)
-        self._heartbeat(central)
+        self._heartbeat(central, report)
         if pull and not self._stop.is_set():
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
                             self.settings.pull_overlap_s, self.settings.pull_page_size
@@ -274,7 +274,7 @@ class SyncEngine:
         if not report.ok or report.errors:
             self._central_ready = self._bucket_ready = False
 
-    def _heartbeat(self, central: CentralDatabase) -> None:
+    def _heartbeat(self, central: CentralDatabase, report: PassReport) -> None:
         """This bench's heartbeat, at most once a minute; also who stamps (sync.fleet).
         A failure is logged, never fails the pass: a lab may not allow the collection."""
         if time.monotonic() < self._next_beat or self._stop.is_set():
@@ -282,7 +282,9 @@ class SyncEngine:
         self._next_beat = time.monotonic() + fleet.HEARTBEAT_INTERVAL_S
         try:
             server_now = fleet.beat(central.benches, self.bench_id,
-                                    fleet.heartbeat_fields(self.service, self.status()))
+                                    fleet.heartbeat_fields(self.service, self.status(), [
+                                        report.config_error or "", report.objects_error or "",
+                                        *report.errors[:3]]))
             first = fleet.first_live_bench(central.benches, server_now)
         except SyncError as exc:
             log.warning("heartbeat: %s", exc)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from app import __version__
@@ -39,23 +40,32 @@ LIVE_WINDOW = timedelta(minutes=3)
 #: How often the chosen bench stamps documents MADSci wrote.
 STAMP_INTERVAL_S = 10.0
 SEEN_AT = "seen_at"
+#: A bench is "offline" after this long without a heartbeat (server time) ...
+OFFLINE_AFTER = timedelta(minutes=5)
+#: ... and "behind" when its oldest unsynced change is older than this.
+BEHIND_AFTER_S = 600.0
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def heartbeat_fields(service: BenchService, status: dict[str, Any]) -> dict[str, Any]:
-    """What a bench says about itself (``status`` is ``sync.engine.sync_status``)."""
+def heartbeat_fields(service: BenchService, status: dict[str, Any],
+                     current: Sequence[str] = ()) -> dict[str, Any]:
+    """What a bench says about itself (``status`` is ``sync.engine.sync_status``, as of the
+    previous pass; ``current``: problems the pass under way has met so far)."""
     backlog = status.get("backlog") or {}
     try:
         free: Optional[int] = disk_space(service.paths).free_bytes
     except OSError:
         free = None
-    problems = [p for p in (status.get("config_error"),) if p]
-    attempt = status.get("last_attempt") or {}
-    if attempt and not attempt.get("ok") and attempt.get("message"):
-        problems.append(str(attempt["message"]))
+    problems = list(dict.fromkeys(p for p in current if p))
+    if not problems:
+        attempt = status.get("last_attempt") or {}
+        for problem in (status.get("config_error"),
+                        None if attempt.get("ok", True) else attempt.get("message")):
+            if problem and problem not in problems:
+                problems.append(str(problem))
     if status.get("quarantined"):
         problems.append(f"{len(status['quarantined'])} item(s) quarantined")
     return {
@@ -65,6 +75,7 @@ def heartbeat_fields(service: BenchService, status: dict[str, Any]) -> dict[str,
         "backlog_count": int(backlog.get("count") or 0),
         "backlog_bytes": int(backlog.get("bytes") or 0),
         "backlog_oldest_change": backlog.get("oldest_change"),
+        "backlog_age_s": backlog.get("oldest_age_s"),
         "last_verified_push": status.get("last_confirmed_at"),
         "last_pull": status.get("last_pull"),
         "disk_free_bytes": free,
@@ -93,3 +104,53 @@ def first_live_bench(benches: Any, server_now: datetime) -> Optional[str]:
     except Exception as exc:  # noqa: BLE001
         raise classify_mongo(exc, what="reading the benches' heartbeats") from exc
     return str(found[0]["_id"]) if found else None
+
+
+def server_time(central: Any) -> Optional[datetime]:
+    """The MongoDB server's clock (``hello``'s ``localTime``), or None if it will not say."""
+    try:
+        moment = central.datapoints.database.client.admin.command("hello").get("localTime")
+    except Exception:  # noqa: BLE001 - judged against the newest heartbeat instead
+        return None
+    return _aware(moment) if isinstance(moment, datetime) else None
+
+
+def fleet_status(central: Any, offline_after: timedelta = OFFLINE_AFTER,
+                 behind_after_s: float = BEHIND_AFTER_S) -> list[dict[str, Any]]:
+    """Every bench's last heartbeat with what a steward asks of it: ``offline`` (no
+    heartbeat for ``offline_after``, server time), ``behind`` (a change waiting longer
+    than ``behind_after_s``), ``attention`` (problems it reported). Most urgent first."""
+    try:
+        documents = list(central.benches.find({}))
+    except Exception as exc:  # noqa: BLE001
+        raise classify_mongo(exc, what="reading the benches' heartbeats") from exc
+    seen = [_aware(d[SEEN_AT]) for d in documents if isinstance(d.get(SEEN_AT), datetime)]
+    now = server_time(central) or max(seen, default=datetime.now(timezone.utc))
+    rows = [_bench_row(d, now, offline_after, behind_after_s) for d in documents]
+    rows.sort(key=lambda r: (not r["offline"], not r["attention"], not r["behind"],
+                             r["bench_id"]))
+    return rows
+
+
+def _bench_row(document: dict[str, Any], now: datetime, offline_after: timedelta,
+               behind_after_s: float) -> dict[str, Any]:
+    seen = document.get(SEEN_AT)
+    silent_s = (now - _aware(seen)).total_seconds() if isinstance(seen, datetime) else None
+    age = document.get("backlog_age_s")
+    row = {key: value for key, value in document.items() if key not in ("_id", SEEN_AT)}
+    row.update(
+        bench_id=str(document["_id"]),
+        seen_at=_aware(seen).isoformat() if isinstance(seen, datetime) else None,
+        silent_s=max(0.0, silent_s) if silent_s is not None else None,
+        offline=silent_s is None or silent_s > offline_after.total_seconds(),
+        behind=bool(document.get("backlog_count")) and age is not None and
+        float(age) > behind_after_s,
+        attention=bool(document.get("problems")))
+    return row
+
+
+def describe_state(row: dict[str, Any]) -> str:
+    """One word or two for a bench's row: what a steward should look at first."""
+    words = [w for w, on in (("offline", row["offline"]), ("behind", row["behind"]),
+                             ("needs attention", row["attention"])) if on]
+    return ", ".join(words) or "ok"

@@ -253,3 +253,60 @@ def test_one_bench_stamps_what_madsci_wrote(tmp_path: Path, central: Any,
         for service, engine in zip(services, engines):
             engine.close()
             service.close()
+
+
+def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
+        tmp_path: Path, central: Any, run_txt: Path) -> None:
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    import pymongo
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from sync.central import CentralDatabase
+    from sync.fleet import fleet_status
+
+    from pydantic import SecretStr
+
+    broken = central.model_copy(update={"secret_key": SecretStr("wrong-secret")})
+    names = ("ok", "behind", "gone")
+    services = {name: BenchService(tmp_path / name) for name in names}
+    engines = {"ok": SyncEngine(services["ok"], central),
+               "behind": SyncEngine(services["behind"], broken),
+               "gone": SyncEngine(services["gone"], central)}
+    try:
+        services["behind"].capture_file(run_txt, label="cannot go")
+        for engine in engines.values():
+            engine.run_pass()
+            engine.run_pass()  # a second pass within the minute writes no second heartbeat
+        ids = {name: engine.bench_id for name, engine in engines.items()}
+        client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value())
+        try:
+            benches = client[central.mongo_database]["benches"]
+            assert benches.count_documents({}) == 3
+            benches.update_one({"_id": ids["gone"]}, {"$set": {
+                "seen_at": datetime.now(timezone.utc) - timedelta(minutes=30)}})
+        finally:
+            client.close()
+        with CentralDatabase(central) as database:
+            rows = {r["bench_id"]: r for r in fleet_status(database, behind_after_s=0)}
+        assert rows[ids["gone"]]["offline"] and not rows[ids["ok"]]["offline"]
+        behind = rows[ids["behind"]]
+        assert behind["behind"] and behind["attention"] and behind["backlog_count"] == 1
+        assert any("denied" in p or "secret" in p.lower() for p in behind["problems"]), behind
+        ok = rows[ids["ok"]]
+        assert not (ok["behind"] or ok["attention"]) and ok["version"] and ok["disk_free_bytes"]
+        env = central_env(central)
+        result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "ok"), "fleet", "status",
+                                          "--json"], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        listed = json.loads(result.output)
+        assert listed[0]["bench_id"] == ids["gone"]  # most urgent first
+        table = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "ok"), "fleet", "status"],
+                                   env=env, catch_exceptions=False)
+        assert "offline" in table.output and "needs attention" in table.output, table.output
+    finally:
+        for name in names:
+            engines[name].close()
+            services[name].close()
