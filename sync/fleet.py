@@ -60,6 +60,8 @@ def heartbeat_fields(service: BenchService, status: dict[str, Any],
     except OSError:
         free = None
     problems = list(dict.fromkeys(p for p in current if p))
+    # "waiting for object storage: X" beside X says nothing new.
+    problems = [p for p in problems if not any(q != p and q in p for q in problems)]
     if not problems:
         attempt = status.get("last_attempt") or {}
         for problem in (status.get("config_error"),
@@ -124,7 +126,7 @@ def fleet_status(central: Any, offline_after: timedelta = OFFLINE_AFTER,
         documents = list(central.benches.find({}))
     except Exception as exc:  # noqa: BLE001
         raise classify_mongo(exc, what="reading the benches' heartbeats") from exc
-    seen = [_aware(d[SEEN_AT]) for d in documents if isinstance(d.get(SEEN_AT), datetime)]
+    seen = [m for m in (_moment(d.get(SEEN_AT)) for d in documents) if m is not None]
     now = server_time(central) or max(seen, default=datetime.now(timezone.utc))
     rows = [_bench_row(d, now, offline_after, behind_after_s) for d in documents]
     rows.sort(key=lambda r: (not r["offline"], not r["attention"], not r["behind"],
@@ -132,15 +134,28 @@ def fleet_status(central: Any, offline_after: timedelta = OFFLINE_AFTER,
     return rows
 
 
+def _moment(value: Any) -> Optional[datetime]:
+    """A stored time: a BSON date, or its ISO text (nx-27017 0.8.1 stores a date ``$set``
+    over one that ``$currentDate`` wrote as text)."""
+    if isinstance(value, datetime):
+        return _aware(value)
+    if isinstance(value, str):
+        try:
+            return _aware(datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
 def _bench_row(document: dict[str, Any], now: datetime, offline_after: timedelta,
                behind_after_s: float) -> dict[str, Any]:
-    seen = document.get(SEEN_AT)
-    silent_s = (now - _aware(seen)).total_seconds() if isinstance(seen, datetime) else None
+    seen = _moment(document.get(SEEN_AT))
+    silent_s = (now - seen).total_seconds() if seen is not None else None
     age = document.get("backlog_age_s")
     row = {key: value for key, value in document.items() if key not in ("_id", SEEN_AT)}
     row.update(
         bench_id=str(document["_id"]),
-        seen_at=_aware(seen).isoformat() if isinstance(seen, datetime) else None,
+        seen_at=seen.isoformat() if seen is not None else None,
         silent_s=max(0.0, silent_s) if silent_s is not None else None,
         offline=silent_s is None or silent_s > offline_after.total_seconds(),
         behind=bool(document.get("backlog_count")) and age is not None and
@@ -154,3 +169,13 @@ def describe_state(row: dict[str, Any]) -> str:
     words = [w for w, on in (("offline", row["offline"]), ("behind", row["behind"]),
                              ("needs attention", row["attention"])) if on]
     return ", ".join(words) or "ok"
+
+
+def read_fleet(paths: Any, offline_after: timedelta = OFFLINE_AFTER) -> list[dict[str, Any]]:
+    """``fleet_status`` with this bench's central settings (for front ends: no pymongo
+    there). Raises CentralConfigError when no central store is configured."""
+    from sync.central import CentralDatabase
+    from sync.settings import load_settings
+
+    with CentralDatabase(load_settings(paths)) as central:
+        return fleet_status(central, offline_after=offline_after)

@@ -292,6 +292,7 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
         with CentralDatabase(central) as database:
             rows = {r["bench_id"]: r for r in fleet_status(database, behind_after_s=0)}
         assert rows[ids["gone"]]["offline"] and not rows[ids["ok"]]["offline"]
+        assert rows[ids["gone"]]["silent_s"] > 29 * 60
         behind = rows[ids["behind"]]
         assert behind["behind"] and behind["attention"] and behind["backlog_count"] == 1
         assert any("denied" in p or "secret" in p.lower() for p in behind["problems"]), behind
