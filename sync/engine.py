@@ -249,6 +249,9 @@ class SyncEngine:
             report.pulled_deletions = pulled.deleted
             report.pull_skipped = pulled.skipped
             report.errors.extend(pulled.errors)
+            if pulled.pulled or pulled.fetched or pulled.deleted:
+                log.info("pulled %d (%d read in full, %d window entries), %d deleted",
+                         pulled.pulled, pulled.fetched, pulled.scanned, pulled.deleted)
             self.outbox.set_meta("last_pull", _now_text())
         if objects is not None and not self._stop.is_set() and \
                 time.monotonic() >= self._next_cleanup:
