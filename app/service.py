@@ -23,7 +23,8 @@ from app.core import query as querylang
 from app.core.atomic import atomic_writer
 from app.core import fsnames
 from app.core.config import config_stamp, load_section
-from app.core.errors import FileNotReachableError, SourceRefusedError, ValidationError
+from app.core.errors import (FileNotReachableError, NotFoundError, SourceRefusedError,
+                             ValidationError)
 from app.core.filestore import BlobInfo, FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.models import (
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 #: (``module:function(service) -> fetcher | None``). The sync package sits above the
 #: service, so it is named here and imported on first need, as the runner's components are.
 CENTRAL_FETCHER_FACTORY = "sync.fetch:central_fetcher"
+#: Builds the reader of central records outside this bench's pull scope (``get``).
+CENTRAL_RECORDS_FACTORY = "sync.ondemand:central_records"
 _FETCH_LOCK_STRIPES = 64
 
 
@@ -78,12 +81,17 @@ class BenchService:
         self._fetcher_stamp: Any = None
         self._fetcher_lock = threading.Lock()
         self._fetching = tuple(threading.Lock() for _ in range(_FETCH_LOCK_STRIPES))
+        #: (config stamp, reader or None) for datapoints outside the pull scope (get).
+        self._records: tuple[Any, Any] = (object(), None)
 
     def close(self) -> None:
         with self._fetcher_lock:
             fetcher, self._fetcher = self._fetcher, None
-        if fetcher is not None:
-            fetcher.close()
+            _stamp, records = self._records
+            self._records = (object(), None)
+        for held in (fetcher, records):
+            if held is not None:
+                held.close()
         self.store.close()
 
     def __enter__(self) -> "BenchService":
@@ -282,7 +290,23 @@ class BenchService:
     # -- reading -----------------------------------------------------------------------
 
     def get(self, datapoint_id: str) -> DataPoint:
-        return self.store.get(datapoint_id)
+        """The datapoint; one this bench does not hold (outside its pull scope) is read
+        from the central store, if one is configured, and kept as a pulled row."""
+        try:
+            return self.store.get(datapoint_id)
+        except NotFoundError:
+            if not self._pull_on_demand(datapoint_id):
+                raise
+            return self.store.get(datapoint_id)
+
+    def _pull_on_demand(self, datapoint_id: str) -> bool:
+        stamp = config_stamp(self.paths)
+        with self._fetcher_lock:
+            if self._records[0] != stamp:
+                module, _, function = CENTRAL_RECORDS_FACTORY.partition(":")
+                self._records = (stamp, getattr(importlib.import_module(module), function)(self))
+            records = self._records[1]
+        return records is not None and bool(records.pull(self, datapoint_id))
 
     def get_stored(self, datapoint_id: str) -> StoredDataPoint:
         return self.store.get_stored(datapoint_id)

@@ -241,8 +241,8 @@ class SyncEngine:
         self._heartbeat(central, report)
         if pull and not self._stop.is_set():
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
-                            self.settings.pull_overlap_s, self.settings.pull_page_size
-                            ).run(stamp=self._stamp_due(force))
+                            self.settings.pull_overlap_s, self.settings.pull_page_size,
+                            scope=self._pull_scope()).run(stamp=self._stamp_due(force))
             report.pulled = pulled.pulled
             report.pull_fetched = pulled.fetched
             report.pull_scanned = pulled.scanned
@@ -294,6 +294,15 @@ class SyncEngine:
             self.stamper = True  # nobody can be seen: stamp, as every bench once did
             return
         self.stamper = first is None or first == self.bench_id
+
+    def _pull_scope(self) -> Optional[dict[str, list[str]]]:
+        """``pull_scope`` as ownership field → ids (names resolved as every capture path
+        resolves them); None for everything."""
+        scope = self.settings.pull_scope
+        if scope == "everything" or not isinstance(scope, dict):
+            return None
+        return {f"{kind}_id": sorted({self.service.names.resolve(kind, n) for n in names})
+                for kind, names in scope.items()}
 
     def _stamp_due(self, force: bool) -> bool:
         """The stamper, on its timer; any bench on a forced pass (`sync --once`, "Sync

@@ -16,6 +16,7 @@ the remote document never chooses a local path, and the bytes must verify agains
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -110,13 +111,17 @@ class Puller:
     index entries, not documents."""
 
     def __init__(self, service: BenchService, outbox: Outbox, central: CentralDatabase,
-                 bench_id: str, overlap_s: float, page_size: int = PAGE_SIZE) -> None:
+                 bench_id: str, overlap_s: float, page_size: int = PAGE_SIZE,
+                 scope: Optional[dict[str, list[str]]] = None) -> None:
+        """``scope``: ownership field (``lab_id`` …) → ids this bench subscribes to;
+        None pulls everything."""
         self.service = service
         self.outbox = outbox
         self.central = central
         self.bench_id = bench_id
         self.overlap = timedelta(seconds=overlap_s)
         self.page_size = page_size
+        self.scope = {k: sorted(v) for k, v in sorted((scope or {}).items()) if v} or None
         self.lab_zone: Optional[tzinfo] = None
 
     def run(self, *, stamp: bool = True) -> PullReport:
@@ -126,9 +131,21 @@ class Puller:
             self._stamp_foreign_documents()
         self._pull_collection(self.central.tombstones, TOMBSTONES_CURSOR, None, report,
                               self._apply_tombstones)
-        self._pull_collection(self.central.datapoints, DATAPOINTS_CURSOR, WINDOW_FIELDS, report,
-                              self._apply_documents)
+        self._pull_collection(self.central.datapoints, self._datapoints_cursor(),
+                              WINDOW_FIELDS, report, self._apply_documents, self._in_scope)
         return report
+
+    def pull_ids(self, ids: list[str]) -> int:
+        """Datapoints asked for by id (outside the scope, say): read whole, checked and
+        stored as any pulled row, unless deleted centrally; return how many were stored."""
+        self.lab_zone = self._lab_zone()
+        tombstoned = self._tombstoned(ids)
+        report = PullReport()
+        incoming = [parsed for parsed in (self._parse(doc, report) for doc in
+                                          self._full_documents([i for i in ids
+                                                                if i not in tombstoned]))
+                    if parsed is not None]
+        return localrows.apply_remote(self.service.store, incoming)
 
     def _lab_zone(self) -> Optional[tzinfo]:
         """The zone naive times in documents MADSci wrote are read in (a setting)."""
@@ -157,15 +174,31 @@ class Puller:
         except Exception as exc:  # noqa: BLE001
             raise classify_mongo(exc, what="stamping documents MADSci wrote") from exc
 
+    def _datapoints_cursor(self) -> str:
+        """One cursor per scope: a scope widened later is pulled from its start."""
+        if self.scope is None:
+            return DATAPOINTS_CURSOR
+        digest = hashlib.sha256(json.dumps(self.scope).encode()).hexdigest()[:12]
+        return f"{DATAPOINTS_CURSOR}:{digest}"
+
+    def _in_scope(self, selector: dict[str, Any]) -> dict[str, Any]:
+        if self.scope is None:
+            return selector
+        terms = [{f"ownership_info.{field}": {"$in": ids}} for field, ids in self.scope.items()]
+        return {"$and": [selector, terms[0] if len(terms) == 1 else {"$or": terms}]}
+
     def _pull_collection(self, collection: Any, cursor_key: str,
                          fields: Optional[dict[str, int]], report: PullReport,
                          apply: Callable[[list[dict[str, Any]], PullReport, dict[str, Optional[str]]],
-                                         None]) -> None:
+                                         None],
+                         narrow: Callable[[dict[str, Any]], dict[str, Any]] = lambda s: s
+                         ) -> None:
         saved = _parse_cursor(self.outbox.meta(cursor_key))
         selector: dict[str, Any] = {WRITTEN_AT: {"$ne": None}}
         if saved is not None:
             selector = {WRITTEN_AT: {"$gte": saved[0] - self.overlap}}
         while True:
+            selector = narrow(selector)
             try:
                 page = list(collection.find(selector, fields)
                             .sort([(WRITTEN_AT, 1), ("_id", 1)]).limit(self.page_size))

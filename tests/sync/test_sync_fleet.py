@@ -311,3 +311,52 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
         for name in names:
             engines[name].close()
             services[name].close()
+
+
+def test_scoped_pull_and_out_of_scope_datapoints_on_demand(
+        tmp_path: Path, central: Any, run_txt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core.errors import NotFoundError
+
+    for key, value in central_env(central).items():
+        monkeypatch.setenv(key, value)  # the service's own readers (records, files)
+    with BenchService(tmp_path / "a") as a, SyncEngine(a, central) as engine_a:
+        inside = [a.capture_value(i, label="in", ownership=a.ownership(experiment="EXP1"))
+                  for i in range(4)]
+        outside = [a.capture_value(i, label="out", ownership=a.ownership(experiment="EXP2"))
+                   for i in range(5)]
+        far_file = a.capture_file(run_txt, label="far", ownership=a.ownership(experiment="EXP3"))
+        assert engine_a.run_pass(force=True).ok
+    scoped = central.model_copy(update={"pull_scope": {"experiment": ["EXP1"]}})
+    with BenchService(tmp_path / "b") as b, SyncEngine(b, scoped) as engine_b:
+        mongo, _s3 = counted_engine(engine_b)
+        report = engine_b.run_pass(force=True)
+        assert report.ok and report.pulled == 4 and mongo.full_documents == 4, report
+        assert b.count({}) == 4
+        assert {d.datapoint_id for d in b.iter_query({})} == {d.datapoint_id for d in inside}
+        # Out of scope: read from the central store when asked for by id, then kept.
+        assert b.get(outside[2].datapoint_id).value == 2
+        assert b.get_stored(outside[2].datapoint_id).origin == "remote"
+        assert b.value(far_file.datapoint_id) == run_txt.read_bytes()
+        with pytest.raises(NotFoundError):
+            b.get("01M97CFB174Z4RTCEAE5G1RK0F")  # nowhere
+        # Widening the scope pulls the rest from the scope's own start.
+        wider = scoped.model_copy(update={"pull_scope": {"experiment": ["EXP1", "EXP2"]}})
+        with SyncEngine(b, wider) as engine_wide:
+            assert engine_wide.run_pass(force=True).pulled == 4  # one was held already
+        assert b.count({}) == 4 + 5 + 1
+
+
+def test_pull_scope_can_be_locked_by_the_site_file(tmp_path: Path) -> None:
+    import json
+
+    from app.core.config import save_section
+    from app.core.site import LockedSettingError
+    from sync.settings import load_settings
+
+    site = Path(os.environ["BENCHDATA_SITE_CONFIG"])
+    site.write_text(json.dumps({"central": {"pull_scope": {"lab": ["Chemistry"]}},
+                                "locked": ["central.pull_scope"]}), encoding="utf-8")
+    with BenchService(tmp_path / "b") as bench:
+        assert load_settings(bench.paths).pull_scope == {"lab": ["Chemistry"]}
+        with pytest.raises(LockedSettingError):
+            save_section(bench.paths, "central", {"pull_scope": "everything"})
