@@ -273,8 +273,10 @@ class SyncEngine:
         return problem
 
     def _after_errors(self, report: PassReport) -> None:
-        """A pass with problems: check MongoDB and the bucket again at the next one."""
-        if not report.ok or report.errors:
+        """A pass that failed (or left items to retry): check MongoDB and the bucket again
+        at the next one. Documents the pull skipped are not a reason: they are the
+        central store's content, not a connection problem."""
+        if not report.ok:
             self._central_ready = self._bucket_ready = False
 
     def _heartbeat(self, central: CentralDatabase, report: PassReport) -> None:
