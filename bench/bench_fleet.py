@@ -315,6 +315,9 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
             bench.stop()
         weed.stop()
         mongo.stop()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
