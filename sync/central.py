@@ -71,6 +71,7 @@ class CentralDatabase:
         self.tombstones: Any = database[settings.tombstone_collection]
         self.benches: Any = database[settings.benches_collection]
         self._indexed = False
+        self._scope_indexed: tuple[str, ...] = ()
 
     def close(self) -> None:
         self._client.close()
@@ -86,6 +87,21 @@ class CentralDatabase:
             self._client.admin.command("ping")
         except Exception as exc:  # noqa: BLE001
             raise classify_mongo(exc, what="connecting to MongoDB") from exc
+
+    def ensure_scope_indexes(self, fields: list[str]) -> None:
+        """(ownership field, write time) for each field a pull scope selects on, so a
+        scoped pull reads its scope's index range rather than the whole collection.
+        Created once per process and field list."""
+        wanted = tuple(sorted(fields))
+        if not wanted or wanted == self._scope_indexed:
+            return
+        try:
+            for field in wanted:
+                self.datapoints.create_index([(f"ownership_info.{field}", 1), (WRITTEN_AT, 1)],
+                                             name=f"benchdata_scope_{field}")
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="creating the pull scope's indexes") from exc
+        self._scope_indexed = wanted
 
     def supports_id_compound_indexes(self) -> bool:
         """Whether the server can hold indexes that name ``_id`` beside other fields.

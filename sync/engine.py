@@ -240,9 +240,11 @@ class SyncEngine:
         report.errors.extend(renames.errors)
         self._heartbeat(central, report)
         if pull and not self._stop.is_set():
+            scope = self._pull_scope()
+            central.ensure_scope_indexes(list(scope or ()))
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
                             self.settings.pull_overlap_s, self.settings.pull_page_size,
-                            scope=self._pull_scope()).run(stamp=self._stamp_due(force))
+                            scope=scope).run(stamp=self._stamp_due(force))
             report.pulled = pulled.pulled
             report.pull_fetched = pulled.fetched
             report.pull_scanned = pulled.scanned

@@ -331,6 +331,8 @@ def test_scoped_pull_and_out_of_scope_datapoints_on_demand(
         mongo, _s3 = counted_engine(engine_b)
         report = engine_b.run_pass(force=True)
         assert report.ok and report.pulled == 4 and mongo.full_documents == 4, report
+        keys = [list(i["key"]) for i in engine_b._central_db().datapoints.list_indexes()]
+        assert ["ownership_info.experiment_id", "sync_written_at"] in keys
         assert b.count({}) == 4
         assert {d.datapoint_id for d in b.iter_query({})} == {d.datapoint_id for d in inside}
         # Out of scope: read from the central store when asked for by id, then kept.
