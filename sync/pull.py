@@ -182,9 +182,13 @@ class Puller:
         return f"{DATAPOINTS_CURSOR}:{digest}"
 
     def _in_scope(self, selector: dict[str, Any]) -> dict[str, Any]:
+        """``selector`` narrowed to the scope. Equalities under ``$or`` rather than
+        ``$in``: nx-27017 0.8.1 answers ``$in`` on a nested field beside a date range
+        with nothing at all (MongoDB treats both forms alike)."""
         if self.scope is None:
             return selector
-        terms = [{f"ownership_info.{field}": {"$in": ids}} for field, ids in self.scope.items()]
+        terms = [{f"ownership_info.{field}": ident} for field, ids in self.scope.items()
+                 for ident in ids]
         return {"$and": [selector, terms[0] if len(terms) == 1 else {"$or": terms}]}
 
     def _pull_collection(self, collection: Any, cursor_key: str,

@@ -322,18 +322,23 @@ def test_scoped_pull_and_out_of_scope_datapoints_on_demand(
     with BenchService(tmp_path / "a") as a, SyncEngine(a, central) as engine_a:
         inside = [a.capture_value(i, label="in", ownership=a.ownership(experiment="EXP1"))
                   for i in range(4)]
+        inside += [a.capture_value(i, label="in", ownership=a.ownership(campaign="C1"))
+                   for i in range(3)]
         outside = [a.capture_value(i, label="out", ownership=a.ownership(experiment="EXP2"))
                    for i in range(5)]
         far_file = a.capture_file(run_txt, label="far", ownership=a.ownership(experiment="EXP3"))
         assert engine_a.run_pass(force=True).ok
-    scoped = central.model_copy(update={"pull_scope": {"experiment": ["EXP1"]}})
+    # Pages of 2: the scope must hold across the keyset's pages (nx-27017 answers some
+    # forms of it with nothing after the first page).
+    scoped = central.model_copy(update={"pull_page_size": 2, "pull_scope": {
+        "experiment": ["EXP1"], "campaign": ["C1"]}})
     with BenchService(tmp_path / "b") as b, SyncEngine(b, scoped) as engine_b:
         mongo, _s3 = counted_engine(engine_b)
         report = engine_b.run_pass(force=True)
-        assert report.ok and report.pulled == 4 and mongo.full_documents == 4, report
+        assert report.ok and report.pulled == 7 and mongo.full_documents == 7, report
         keys = [list(i["key"]) for i in engine_b._central_db().datapoints.list_indexes()]
         assert ["ownership_info.experiment_id", "sync_written_at"] in keys
-        assert b.count({}) == 4
+        assert b.count({}) == 7
         assert {d.datapoint_id for d in b.iter_query({})} == {d.datapoint_id for d in inside}
         # Out of scope: read from the central store when asked for by id, then kept.
         assert b.get(outside[2].datapoint_id).value == 2
@@ -342,10 +347,11 @@ def test_scoped_pull_and_out_of_scope_datapoints_on_demand(
         with pytest.raises(NotFoundError):
             b.get("01M97CFB174Z4RTCEAE5G1RK0F")  # nowhere
         # Widening the scope pulls the rest from the scope's own start.
-        wider = scoped.model_copy(update={"pull_scope": {"experiment": ["EXP1", "EXP2"]}})
+        wider = scoped.model_copy(update={"pull_scope": {"experiment": ["EXP1", "EXP2"],
+                                                         "campaign": ["C1"]}})
         with SyncEngine(b, wider) as engine_wide:
             assert engine_wide.run_pass(force=True).pulled == 4  # one was held already
-        assert b.count({}) == 4 + 5 + 1
+        assert b.count({}) == 7 + 5 + 1
 
 
 def test_pull_scope_can_be_locked_by_the_site_file(tmp_path: Path) -> None:
