@@ -217,7 +217,7 @@ def _admin_command(name: str) -> Callable[[], click.Command]:
 #: imports inside the loaders, so import-linter follows them): name -> loader.
 LAZY_SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {
     "sync": _sync_commands,
-    **{name: _sync_command(name) for name in ("verify", "purge")},
+    **{name: _sync_command(name) for name in ("verify", "purge", "fleet")},
     "watch": _watch_commands,
     **{name: _admin_command(name) for name in ("doctor", "backup", "restore", "logs")},
     **{name: _extract_command(name) for name in ("extract", "formats")},

@@ -81,12 +81,17 @@ class BenchService:
         self._fetcher_stamp: Any = None
         self._fetcher_lock = threading.Lock()
         self._fetching = tuple(threading.Lock() for _ in range(_FETCH_LOCK_STRIPES))
+        #: (config stamp, reader or None) for datapoints outside the pull scope (get).
+        self._records: tuple[Any, Any] = (object(), None)
 
     def close(self) -> None:
         with self._fetcher_lock:
             fetcher, self._fetcher = self._fetcher, None
-        if fetcher is not None:
-            fetcher.close()
+            _stamp, records = self._records
+            self._records = (object(), None)
+        for held in (fetcher, records):
+            if held is not None:
+                held.close()
         self.store.close()
 
     def __enter__(self) -> "BenchService":
@@ -333,7 +338,25 @@ class BenchService:
     # -- reading -----------------------------------------------------------------------
 
     def get(self, datapoint_id: str) -> DataPoint:
-        return self.store.get(datapoint_id)
+        """The datapoint; one this bench does not hold (outside its pull scope) is read
+        from the central store, if one is configured, and kept as a pulled row."""
+        try:
+            return self.store.get(datapoint_id)
+        except NotFoundError:
+            if not self._pull_on_demand(datapoint_id):
+                raise
+            return self.store.get(datapoint_id)
+
+    def _pull_on_demand(self, datapoint_id: str) -> bool:
+        stamp = config_stamp(self.paths)
+        with self._fetcher_lock:
+            if self._records[0] != stamp:
+                # Upward, like the fetcher: listed in pyproject.toml's import-linter contract.
+                from sync.ondemand import central_records
+
+                self._records = (stamp, central_records(self))
+            records = self._records[1]
+        return records is not None and bool(records.pull(self, datapoint_id))
 
     def get_stored(self, datapoint_id: str) -> StoredDataPoint:
         return self.store.get_stored(datapoint_id)

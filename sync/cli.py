@@ -362,3 +362,38 @@ def _progress_printer() -> Any:
             click.echo(f"verify: {progress.phase} {progress.items_done} checked", err=True)
 
     return show
+
+
+@click.group("fleet")
+def fleet() -> None:
+    """Every bench on this central store, from their heartbeats."""
+
+
+@fleet.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--offline-after", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Minutes without a heartbeat after which a bench counts as offline.")
+@click.pass_obj
+def fleet_status_command(obj: Any, as_json: bool, offline_after: float) -> None:
+    """Benches behind, offline or needing attention first; one line each."""
+    from datetime import timedelta
+
+    from sync.central import CentralDatabase
+    from sync.fleet import describe_state, fleet_status
+    from sync.settings import load_settings
+
+    with CentralDatabase(load_settings(obj.service.paths)) as central:
+        rows = fleet_status(central, offline_after=timedelta(minutes=offline_after))
+    if as_json:
+        _emit(rows)
+        return
+    if not rows:
+        click.echo("no bench has sent a heartbeat to this central store yet")
+        return
+    click.echo(f"{'bench':<28} {'host':<16} {'state':<26} {'backlog':>8} {'oldest':>9} "
+               f"{'last seen':>10}  problems")
+    for row in rows:
+        click.echo(f"{row['bench_id']:<28} {str(row.get('host') or '-')[:16]:<16} "
+                   f"{describe_state(row):<26} {row.get('backlog_count', 0):>8} "
+                   f"{_age(row.get('backlog_age_s')):>9} {_age(row.get('silent_s')):>10}  "
+                   f"{'; '.join(row.get('problems') or []) or '-'}")

@@ -24,7 +24,7 @@ from app.core.backoff import backoff_delay
 from app.core.timestamps import now_canonical, utc_now
 from app.service import BenchService
 
-from sync import localrows
+from sync import fleet, localrows
 from sync.central import CentralDatabase
 from sync.clock import ServerClock
 from sync.faults import CentralConfigError, RetryableError, SyncError
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Multipart uploads nobody resumed for this long are aborted.
 ABANDONED_UPLOAD_AGE = timedelta(hours=24)
+#: Abandoned uploads are looked for at a process's first pass and then this often.
+UPLOAD_CLEANUP_INTERVAL_S = 3600.0
 #: How often the loop looks for new local changes.
 POLL_INTERVAL_S = 0.1
 LOOP_BACKOFF_CAP_S = 60.0
@@ -72,6 +74,9 @@ class PassReport:
     pulled: int = 0
     pulled_deletions: int = 0
     pull_skipped: int = 0
+    #: Central datapoints read in full by the pull / window entries (id, revision) read.
+    pull_fetched: int = 0
+    pull_scanned: int = 0
     aborted_uploads: int = 0
     freed_files: int = 0
     #: Objects moved from old-style names (``sync.rename``): copied, old ones deleted.
@@ -130,6 +135,15 @@ class SyncEngine:
         self._objects_failures = 0
         self._objects_retry_at = 0.0
         self._seen_request = self.outbox.meta(SYNC_REQUEST_KEY)
+        #: MongoDB answered ping and has its indexes / the bucket answered HEAD: checked at
+        #: start and again after a pass with errors, not on every pass.
+        self._central_ready = False
+        self._bucket_ready = False
+        self._next_cleanup = 0.0
+        self._next_beat = 0.0
+        self._next_stamp = 0.0
+        #: Whether this bench is the one that stamps documents MADSci wrote (sync.fleet).
+        self.stamper = False
 
     # -- connections -----------------------------------------------------------------------
 
@@ -178,6 +192,7 @@ class SyncEngine:
                 report.ok = False
                 report.error = str(exc)
                 log.warning("sync pass failed: %s", exc)
+            self._after_errors(report)
             backlog = self.outbox.backlog()
             report.remaining = backlog["count"] + len(self.outbox.quarantined())
             report.clock = self.clock.status()
@@ -201,10 +216,12 @@ class SyncEngine:
 
     def _run_pass(self, report: PassReport, *, force: bool, pull: bool) -> None:
         central = self._central_db()
-        objects_problem = self._check_objects(report, force=force)
+        objects_problem = self._objects_for_pass(report, force=force)
         objects = self._objects if objects_problem is None else None
-        central.ping()
-        central.ensure_indexes()
+        if not self._central_ready:
+            central.ping()
+            central.ensure_indexes()
+            self._central_ready = True
         report.central_ok = True
         renamer = self._renamer(central, objects)
         renames = RenameReport()
@@ -226,18 +243,85 @@ class SyncEngine:
             renamer.finish(renames)
         report.renamed = renames.removed
         report.errors.extend(renames.errors)
+        self._heartbeat(central, report)
         if pull and not self._stop.is_set():
+            scope = self._pull_scope()
+            central.ensure_scope_indexes(list(scope or ()))
             pulled = Puller(self.service, self.outbox, central, self.bench_id,
-                            self.settings.pull_overlap_s).run()
+                            self.settings.pull_overlap_s, self.settings.pull_page_size,
+                            scope=scope).run(stamp=self._stamp_due(force))
             report.pulled = pulled.pulled
+            report.pull_fetched = pulled.fetched
+            report.pull_scanned = pulled.scanned
             report.pulled_deletions = pulled.deleted
             report.pull_skipped = pulled.skipped
             report.errors.extend(pulled.errors)
+            if pulled.pulled or pulled.fetched or pulled.deleted:
+                log.info("pulled %d (%d read in full, %d window entries), %d deleted",
+                         pulled.pulled, pulled.fetched, pulled.scanned, pulled.deleted)
             self.outbox.set_meta("last_pull", _now_text())
-        if objects is not None and not self._stop.is_set():
-            report.aborted_uploads = objects.abort_abandoned(self.outbox.open_upload_ids(),
-                                                             ABANDONED_UPLOAD_AGE)
+        if objects is not None and not self._stop.is_set() and \
+                time.monotonic() >= self._next_cleanup:
+            report.aborted_uploads = objects.abort_abandoned(
+                self.outbox.open_upload_ids(), ABANDONED_UPLOAD_AGE,
+                mine=lambda ids: localrows.captured_here(self.service.store, ids))
+            self._next_cleanup = time.monotonic() + UPLOAD_CLEANUP_INTERVAL_S
         report.freed_files = self._free_old_copies() + self._free_expired_deletions()
+
+    def _objects_for_pass(self, report: PassReport, *, force: bool) -> Optional[SyncError]:
+        """The bucket is asked (HEAD, created if missing) at a process's first pass and
+        after a pass with errors — not on every pass: an idle bench costs the object
+        storage nothing. A bucket that went away meanwhile fails the upload that needs
+        it, and the pass after that checks again."""
+        if self._bucket_ready and self._objects_problem is None:
+            return None
+        problem = self._check_objects(report, force=force)
+        self._bucket_ready = problem is None and self._objects is not None
+        return problem
+
+    def _after_errors(self, report: PassReport) -> None:
+        """A pass that failed (or left items to retry): check MongoDB and the bucket again
+        at the next one. Documents the pull skipped are not a reason: they are the
+        central store's content, not a connection problem."""
+        if not report.ok:
+            self._central_ready = self._bucket_ready = False
+
+    def _heartbeat(self, central: CentralDatabase, report: PassReport) -> None:
+        """This bench's heartbeat, at most once a minute; also who stamps (sync.fleet).
+        A failure is logged, never fails the pass: a lab may not allow the collection."""
+        if time.monotonic() < self._next_beat or self._stop.is_set():
+            return
+        self._next_beat = time.monotonic() + fleet.HEARTBEAT_INTERVAL_S
+        try:
+            server_now = fleet.beat(central.benches, self.bench_id,
+                                    fleet.heartbeat_fields(self.service, self.status(), [
+                                        report.config_error or "", report.objects_error or "",
+                                        *report.errors[:3]]))
+            first = fleet.first_live_bench(central.benches, server_now)
+        except SyncError as exc:
+            log.warning("heartbeat: %s", exc)
+            self.stamper = True  # nobody can be seen: stamp, as every bench once did
+            return
+        self.stamper = first is None or first == self.bench_id
+
+    def _pull_scope(self) -> Optional[dict[str, list[str]]]:
+        """``pull_scope`` as ownership field → ids (names resolved as every capture path
+        resolves them); None for everything."""
+        scope = self.settings.pull_scope
+        if scope == "everything" or not isinstance(scope, dict):
+            return None
+        return {f"{kind}_id": sorted({self.service.names.resolve(kind, n) for n in names})
+                for kind, names in scope.items()}
+
+    def _stamp_due(self, force: bool) -> bool:
+        """The stamper, on its timer; any bench on a forced pass (`sync --once`, "Sync
+        now"), where a person waits to see what MADSci wrote."""
+        if force:
+            return True
+        if not self.stamper or time.monotonic() < self._next_stamp:
+            return False
+        self._next_stamp = time.monotonic() + fleet.STAMP_INTERVAL_S
+        return True
 
     def _renamer(self, central: CentralDatabase,
                  objects: Optional[ObjectStore]) -> Optional[ObjectRenamer]:

@@ -18,6 +18,7 @@ from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
 from app.core.timestamps import now_canonical
+from sync.outbox import write_metas
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def local_revisions(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str
 
 
 def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
-                 undeleting: Optional[Mapping[str, int]] = None) -> int:
+                 undeleting: Optional[Mapping[str, int]] = None,
+                 meta: Optional[dict[str, Optional[str]]] = None) -> int:
     """Insert or update rows pulled from the central store; return how many changed.
+    ``meta`` (the pull cursor) is written in the same transaction as the rows.
 
     A row is replaced only when the central revision is newer and the local row has no
     change of its own waiting (that change is resolved when it is pushed) and is not
@@ -69,6 +72,9 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
         row.update(revision=revision, sync_state="confirmed")
         rows.append(row)
     if not rows:
+        if meta:
+            with store.transaction() as conn:
+                write_metas(conn, meta)
         return 0
     columns = list(rows[0])
     content = [c for c in columns if c not in ("id", "origin", "created_at", "deleted")]
@@ -90,16 +96,22 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
             search.flush(conn, force=True)
         for row in rows:
             changed += conn.execute(sql, [row[c] for c in columns]).rowcount
+        if meta:
+            write_metas(conn, meta)
     return changed
 
 
-def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]]) -> list[str]:
+def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]],
+                     meta: Optional[dict[str, Optional[str]]] = None) -> list[str]:
     """Mark datapoints deleted because the central store says so; return the ids changed.
+    ``meta`` (the pull cursor) is written in the same transaction.
 
     A tombstone a restore undid (its revision at most the restore's ``undeletes``) no
     longer applies: it may still be read once in a pull's overlap window."""
     changed: list[str] = []
     with store.transaction() as conn:
+        if meta:
+            write_metas(conn, meta)
         for datapoint_id, revision in tombstones:
             if conn.execute("SELECT 1 FROM deletions WHERE datapoint_id = ? AND undeletes >= ?",
                             (datapoint_id, revision)).fetchone() is not None:
@@ -191,3 +203,27 @@ def free_deleted_blobs(service: Any, datapoint_ids: Sequence[str]) -> None:
     for sha256 in blobs_of(service.store, datapoint_ids):
         if not deletions.restorable(service.store, sha256, since):
             free_blob_if_freeable(service.store, service.files, sha256)
+
+
+def files_waiting(store: LocalStore) -> bool:
+    """Whether a live file of this bench still waits for the central store (so the next
+    pass needs object storage)."""
+    from app.core.syncstate import ACTIVE_STATES
+
+    with store.reader() as conn:
+        return conn.execute(
+            "SELECT 1 FROM datapoints WHERE sync_state IN "
+            f"({', '.join('?' for _ in ACTIVE_STATES)}) AND data_type = 'file' AND deleted = 0 "
+            "LIMIT 1", [str(s) for s in ACTIVE_STATES]).fetchone() is not None
+
+
+def captured_here(store: LocalStore, datapoint_ids: Sequence[str]) -> set[str]:
+    """The ids among ``datapoint_ids`` of datapoints this bench captured."""
+    found: set[str] = set()
+    with store.reader() as conn:
+        for start in range(0, len(datapoint_ids), 500):
+            chunk = list(datapoint_ids[start:start + 500])
+            found.update(str(r[0]) for r in conn.execute(
+                "SELECT id FROM datapoints WHERE origin = 'local' AND id IN "
+                f"({', '.join('?' for _ in chunk)})", chunk))
+    return found

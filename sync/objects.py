@@ -94,6 +94,15 @@ def legacy_object_name(settings: CentralSettings, datapoint_id: str,
     return f"{settings.object_prefix}{datapoint_id}/{safe_filename(filename)}"
 
 
+def datapoint_id_in(settings: CentralSettings, name: str) -> Optional[str]:
+    """The datapoint id in a bench object's name (either form), or None."""
+    if _OUR_NAME.fullmatch(name):
+        return name.split("_", 2)[1]
+    if settings.object_prefix and name.startswith(settings.object_prefix):
+        return name[len(settings.object_prefix):].split("/", 1)[0] or None
+    return None
+
+
 def is_bench_object_name(settings: CentralSettings, name: str) -> bool:
     """Whether a key is one a bench wrote (new form, or old under ``object_prefix``)."""
     return bool(_OUR_NAME.fullmatch(name)) or (
@@ -534,8 +543,12 @@ class ObjectStore:
         except Exception as exc:  # noqa: BLE001
             raise classify_s3(exc, what=f"aborting the upload of {object_name}") from exc
 
-    def abort_abandoned(self, keep: Iterable[str], older_than: timedelta) -> int:
-        """Abort multipart uploads under our prefix that nobody resumes; return how many."""
+    def abort_abandoned(self, keep: Iterable[str], older_than: timedelta,
+                        mine: Callable[[list[str]], set[str]]) -> int:
+        """Abort this bench's multipart uploads that nobody resumes; return how many.
+
+        ``mine`` picks, from the datapoint ids in upload names, those this bench captured:
+        another bench's upload (offline for a while, say) is its own to resume."""
         keep_ids = set(keep)
         cutoff = datetime.now(timezone.utc) - older_than
         aborted = 0
@@ -543,7 +556,12 @@ class ObjectStore:
             uploads = self._our_uploads(max_uploads=1000)
         except Exception as exc:  # noqa: BLE001
             raise classify_s3(exc, what="listing unfinished uploads") from exc
+        owners = {u.upload_id: datapoint_id_in(self.settings, str(u.object_name))
+                  for u in uploads}
+        ours = mine([i for i in owners.values() if i])
         for upload in uploads:
+            if owners[upload.upload_id] not in ours:
+                continue
             initiated = getattr(upload, "initiated_time", None)
             if upload.upload_id in keep_ids:
                 continue

@@ -136,6 +136,17 @@ class QuarantinedItem:
     label: Optional[str]
 
 
+def write_metas(conn: sqlite3.Connection, values: dict[str, Optional[str]]) -> None:
+    """Set (None: delete) ``sync_meta`` keys inside the caller's transaction, so a value
+    such as the pull cursor commits together with the rows it describes."""
+    for key, value in values.items():
+        if value is None:
+            conn.execute("DELETE FROM sync_meta WHERE key = ?", (key,))
+        else:
+            conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT "
+                         "(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
 class Outbox:
     """The outbox tables of one local store (use one instance per process)."""
 
@@ -151,22 +162,12 @@ class Outbox:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: Optional[str]) -> None:
-        with self.store.transaction() as conn:
-            if value is None:
-                conn.execute("DELETE FROM sync_meta WHERE key = ?", (key,))
-            else:
-                conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                             "DO UPDATE SET value = excluded.value", (key, value))
+        self.set_metas({key: value})
 
     def set_metas(self, values: dict[str, Optional[str]]) -> None:
         """Several meta keys in one transaction (one durable commit); None deletes."""
         with self.store.transaction() as conn:
-            for key, value in values.items():
-                if value is None:
-                    conn.execute("DELETE FROM sync_meta WHERE key = ?", (key,))
-                else:
-                    conn.execute("INSERT INTO sync_meta (key, value) VALUES (?, ?) ON CONFLICT "
-                                 "(key) DO UPDATE SET value = excluded.value", (key, value))
+            write_metas(conn, values)
 
     def bench_id(self) -> str:
         """This bench's identity in central documents (made once, kept for good)."""

@@ -16,8 +16,11 @@ the remote document never chooses a local path, and the bytes must verify agains
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Optional
@@ -48,44 +51,103 @@ class PullReport:
     deleted: int = 0
     skipped: int = 0
     repaired: int = 0
+    #: Central datapoints read in full this pass (new or newer ones only).
+    fetched: int = 0
+    #: Entries (id and revision) of the pull window read this pass.
+    scanned: int = 0
     errors: list[str] = field(default_factory=list)
 
 
-def _cursor_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat()
+#: Where a pull stands: the server write time and id of the last document applied.
+Position = tuple[datetime, str]
+
+#: What the window scan reads of each datapoint: enough to tell new or newer from known.
+#: On a real MongoDB the index ``benchdata_sync_pull`` covers it (sync.central).
+WINDOW_FIELDS: dict[str, int] = {"_id": 1, REVISION: 1, WRITTEN_AT: 1, BENCH: 1, UNDELETES: 1}
 
 
-def _parse_cursor(text: Optional[str]) -> Optional[datetime]:
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _cursor_text(position: Position) -> str:
+    return json.dumps({"at": position[0].astimezone(timezone.utc).isoformat(),
+                       "id": position[1]})
+
+
+def _parse_cursor(text: Optional[str]) -> Optional[Position]:
+    """A saved cursor; the older form (a bare time) resumes after everything at that time."""
     if not text:
         return None
-    return datetime.fromisoformat(text)
+    if text.startswith("{"):
+        saved = json.loads(text)
+        return _aware(datetime.fromisoformat(saved["at"])), str(saved["id"])
+    return _aware(datetime.fromisoformat(text)), "\uffff"
+
+
+def _position_of(document: dict[str, Any]) -> Position:
+    return _aware(document[WRITTEN_AT]), str(document["_id"])
+
+
+def _after(position: Position) -> dict[str, Any]:
+    """Documents after ``position`` in (write time, _id) order: the keyset of a page."""
+    return {WRITTEN_AT: {"$ne": None},
+            "$or": [{WRITTEN_AT: {"$gt": position[0]}},
+                    {WRITTEN_AT: position[0], "_id": {"$gt": position[1]}}]}
 
 
 #: Outbox meta key: this bench has given revision 1 to older foreign documents.
 FOREIGN_REVISIONS_KEY = "foreign_revisions_stamped"
+DATAPOINTS_CURSOR = "pull_cursor_datapoints"
+TOMBSTONES_CURSOR = "pull_cursor_tombstones"
 
 
 class Puller:
-    """One pass of pulling, run by the engine."""
+    """One pass of pulling, run by the engine.
+
+    Each collection is read in (write time, _id) pages from the saved cursor minus the
+    overlap window. The cursor (the last page's position, never moving back) is saved in
+    the same SQLite transaction as that page's rows, so a pull killed anywhere resumes at
+    the page it was in. Datapoints are scanned as (id, revision) only; full documents are
+    read by id for those new here or newer than the local row — the overlap re-read costs
+    index entries, not documents."""
 
     def __init__(self, service: BenchService, outbox: Outbox, central: CentralDatabase,
-                 bench_id: str, overlap_s: float) -> None:
+                 bench_id: str, overlap_s: float, page_size: int = PAGE_SIZE,
+                 scope: Optional[dict[str, list[str]]] = None) -> None:
+        """``scope``: ownership field (``lab_id`` …) → ids this bench subscribes to;
+        None pulls everything."""
         self.service = service
         self.outbox = outbox
         self.central = central
         self.bench_id = bench_id
         self.overlap = timedelta(seconds=overlap_s)
+        self.page_size = page_size
+        self.scope = {k: sorted(v) for k, v in sorted((scope or {}).items()) if v} or None
         self.lab_zone: Optional[tzinfo] = None
 
-    def run(self) -> PullReport:
+    def run(self, *, stamp: bool = True) -> PullReport:
         report = PullReport()
         self.lab_zone = self._lab_zone()
-        self._stamp_foreign_documents()
-        self._pull_collection(self.central.tombstones, "pull_cursor_tombstones", report,
+        if stamp:
+            self._stamp_foreign_documents()
+        self._pull_collection(self.central.tombstones, TOMBSTONES_CURSOR, None, report,
                               self._apply_tombstones)
-        self._pull_collection(self.central.datapoints, "pull_cursor_datapoints", report,
-                              self._apply_documents)
+        self._pull_collection(self.central.datapoints, self._datapoints_cursor(),
+                              WINDOW_FIELDS, report, self._apply_documents, self._in_scope)
         return report
+
+    def pull_ids(self, ids: list[str]) -> int:
+        """Datapoints asked for by id (outside the scope, say): read whole, checked and
+        stored as any pulled row, unless deleted centrally; return how many were stored."""
+        self.lab_zone = self._lab_zone()
+        tombstoned = self._tombstoned(ids)
+        report = PullReport()
+        incoming = [parsed for parsed in (self._parse(doc, report) for doc in
+                                          self._full_documents([i for i in ids
+                                                                if i not in tombstoned]))
+                    if parsed is not None]
+        return localrows.apply_remote(self.service.store, incoming)
 
     def _lab_zone(self) -> Optional[tzinfo]:
         """The zone naive times in documents MADSci wrote are read in (a setting)."""
@@ -114,72 +176,116 @@ class Puller:
         except Exception as exc:  # noqa: BLE001
             raise classify_mongo(exc, what="stamping documents MADSci wrote") from exc
 
-    def _pull_collection(self, collection: Any, cursor_key: str, report: PullReport,
-                         apply: Any) -> None:
+    def _datapoints_cursor(self) -> str:
+        """One cursor per scope: a scope widened later is pulled from its start."""
+        if self.scope is None:
+            return DATAPOINTS_CURSOR
+        digest = hashlib.sha256(json.dumps(self.scope).encode()).hexdigest()[:12]
+        return f"{DATAPOINTS_CURSOR}:{digest}"
+
+    def _in_scope(self, selector: dict[str, Any]) -> dict[str, Any]:
+        """``selector`` narrowed to the scope. Equalities under ``$or`` rather than
+        ``$in``: nx-27017 0.8.1 answers ``$in`` on a nested field beside a date range
+        with nothing at all (MongoDB treats both forms alike)."""
+        if self.scope is None:
+            return selector
+        terms = [{f"ownership_info.{field}": ident} for field, ids in self.scope.items()
+                 for ident in ids]
+        return {"$and": [selector, terms[0] if len(terms) == 1 else {"$or": terms}]}
+
+    def _pull_collection(self, collection: Any, cursor_key: str,
+                         fields: Optional[dict[str, int]], report: PullReport,
+                         apply: Callable[[list[dict[str, Any]], PullReport, dict[str, Optional[str]]],
+                                         None],
+                         narrow: Callable[[dict[str, Any]], dict[str, Any]] = lambda s: s
+                         ) -> None:
         saved = _parse_cursor(self.outbox.meta(cursor_key))
-        since = saved - self.overlap if saved is not None else None
-        last: Optional[tuple[datetime, str]] = None
-        newest = saved
+        selector: dict[str, Any] = {WRITTEN_AT: {"$ne": None}}
+        if saved is not None:
+            selector = {WRITTEN_AT: {"$gte": saved[0] - self.overlap}}
         while True:
-            selector: dict[str, Any] = {BENCH: {"$ne": self.bench_id}, WRITTEN_AT: {"$ne": None}}
-            if last is not None:
-                selector["$or"] = [{WRITTEN_AT: {"$gt": last[0]}},
-                                   {WRITTEN_AT: last[0], "_id": {"$gt": last[1]}}]
-            elif since is not None:
-                selector[WRITTEN_AT] = {"$gte": since}
+            selector = narrow(selector)
             try:
-                page = list(collection.find(selector).sort([(WRITTEN_AT, 1), ("_id", 1)])
-                            .limit(PAGE_SIZE))
+                page = list(collection.find(selector, fields)
+                            .sort([(WRITTEN_AT, 1), ("_id", 1)]).limit(self.page_size))
             except Exception as exc:  # noqa: BLE001
                 raise classify_mongo(exc, what="pulling from MongoDB") from exc
             if not page:
                 break
-            apply(page, report)
-            tail = page[-1]
-            written = tail[WRITTEN_AT]
-            if written.tzinfo is None:
-                written = written.replace(tzinfo=timezone.utc)
-            last = (written, str(tail["_id"]))
-            newest = written if newest is None or written > newest else newest
-            if len(page) < PAGE_SIZE:
+            position = _position_of(page[-1])
+            cursor = position if saved is None or position > saved else saved
+            apply(page, report, {cursor_key: _cursor_text(cursor)})
+            saved = cursor
+            if len(page) < self.page_size:
                 break
-        if newest is not None and newest != saved:
-            self.outbox.set_meta(cursor_key, _cursor_text(newest))
+            selector = _after(position)
 
-    def _apply_documents(self, page: list[dict[str, Any]], report: PullReport) -> None:
-        ids = [str(doc["_id"]) for doc in page]
+    def _apply_documents(self, page: list[dict[str, Any]], report: PullReport,
+                         cursor: dict[str, Optional[str]]) -> None:
+        report.scanned += len(page)
+        theirs = [doc for doc in page if doc.get(BENCH) != self.bench_id]
+        ids = [str(doc["_id"]) for doc in theirs]
         known = localrows.local_revisions(self.service.store, ids)
-        tombstoned = self._tombstoned(ids)
-        incoming: list[tuple[DataPoint, int]] = []
-        undeleting: dict[str, int] = {}
-        for doc in page:
+        by_id = {str(doc["_id"]): doc for doc in theirs}
+        wanted: dict[str, int] = {}
+        for doc in theirs:
             ident = str(doc["_id"])
-            if ident in tombstoned and not undoes(doc, tombstoned[ident]):
-                self._repair_resurrected(ident, int(doc.get(REVISION) or 0), tombstoned[ident],
-                                         report)
-                continue
             revision = int(doc.get(REVISION) or 1)
             mine = known.get(ident)
-            if mine is not None and mine[2] and mine[0] < revision and undoes(doc, mine[0]):
+            if mine is not None and mine[0] >= revision and not mine[2]:
+                continue  # held here, as new as the central one
+            wanted[ident] = revision
+        # Deleted here but still central (a write that raced its deletion) is checked too;
+        # a record that restores its datapoint over the tombstone is not such a race.
+        tombstoned = self._tombstoned(list(wanted)) if wanted else {}
+        for ident, tomb_revision in tombstoned.items():
+            if not undoes(by_id[ident], tomb_revision):
+                self._repair_resurrected(ident, wanted.pop(ident), tomb_revision, report)
+
+        def newer(ident: str, revision: int) -> bool:
+            mine = known.get(ident)
+            if mine is None:
+                return True
+            if mine[2]:  # deleted here: only a restore of that deletion brings it back
+                return mine[0] < revision and undoes(by_id[ident], mine[0])
+            return mine[0] < revision
+
+        wanted = {i: r for i, r in wanted.items() if newer(i, r)}
+        incoming: list[tuple[DataPoint, int]] = []
+        undeleting: dict[str, int] = {}
+        for doc in self._full_documents(list(wanted)):
+            report.fetched += 1
+            parsed = self._parse(doc, report)
+            if parsed is None:
+                continue
+            incoming.append(parsed)
+            ident = str(doc["_id"])
+            if ident in known and known[ident][2] and undoes(doc, known[ident][0]):
                 undeleting[ident] = int(doc[UNDELETES])  # restored elsewhere: back here too
-            elif mine is not None and (mine[0] >= revision or mine[2]):
-                continue
-            try:
-                datapoint, revision = local_datapoint(doc, lab_zone=self.lab_zone)
-                _check_safe(datapoint)
-                datapoint_to_row(datapoint)  # what the store would refuse, refused here
-            except (ValueError, ValidationError) as exc:
-                report.skipped += 1
-                if len(report.errors) < 20:
-                    report.errors.append(f"{ident}: not stored locally ({exc})")
-                log.warning("skipping central document %r: %s", ident, exc)
-                continue
-            incoming.append((datapoint, revision))
-        if incoming:
-            applying = {datapoint.datapoint_id for datapoint, _revision in incoming}
-            report.pulled += localrows.apply_remote(
-                self.service.store, incoming,
-                {i: u for i, u in undeleting.items() if i in applying})
+        report.pulled += localrows.apply_remote(self.service.store, incoming, undeleting,
+                                                meta=cursor)
+    def _full_documents(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        try:
+            return list(self.central.datapoints.find({"_id": {"$in": ids}},
+                                                     batch_size=len(ids)))
+        except Exception as exc:  # noqa: BLE001
+            raise classify_mongo(exc, what="pulling from MongoDB") from exc
+
+    def _parse(self, doc: dict[str, Any], report: PullReport) -> Optional[tuple[DataPoint, int]]:
+        ident = str(doc["_id"])
+        try:
+            datapoint, revision = local_datapoint(doc, lab_zone=self.lab_zone)
+            _check_safe(datapoint)
+            datapoint_to_row(datapoint)  # what the store would refuse, refused here
+        except (ValueError, ValidationError) as exc:
+            report.skipped += 1
+            if len(report.errors) < 20:
+                report.errors.append(f"{ident}: not stored locally ({exc})")
+            log.warning("skipping central document %r: %s", ident, exc)
+            return None
+        return datapoint, revision
 
     def _tombstoned(self, ids: list[str]) -> dict[str, int]:
         try:
@@ -198,9 +304,11 @@ class Puller:
         localrows.apply_tombstones(self.service.store, [(ident, max(doc_revision, tomb_revision))])
         report.repaired += 1
 
-    def _apply_tombstones(self, page: list[dict[str, Any]], report: PullReport) -> None:
-        items = [(str(d["_id"]), int(d.get(REVISION) or 0)) for d in page]
-        changed = localrows.apply_tombstones(self.service.store, items)
+    def _apply_tombstones(self, page: list[dict[str, Any]], report: PullReport,
+                          cursor: dict[str, Optional[str]]) -> None:
+        items = [(str(d["_id"]), int(d.get(REVISION) or 0)) for d in page
+                 if d.get(BENCH) != self.bench_id]
+        changed = localrows.apply_tombstones(self.service.store, items, meta=cursor)
         report.deleted += len(changed)
         if changed:
             by = {str(d["_id"]): str(d.get(DELETED_BY) or f"bench {d.get(BENCH) or '?'}")

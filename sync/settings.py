@@ -17,7 +17,7 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -34,6 +34,7 @@ KEYRING_SERVICE = "benchdata-central"
 SECRETS_FILE = "central.secrets"
 
 Preset = Literal["seaweedfs", "minio", "aws", "gcs", "custom"]
+ScopeKind = Literal["lab", "project", "campaign", "experiment"]
 
 #: What a preset fills in when the user has not said otherwise.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -85,6 +86,8 @@ class CentralSettings(BaseModel):
     mongo_collection: str = "datapoints"
     #: Deletions are kept here (MADSci's own collection only holds live datapoints).
     tombstone_collection: str = "benchdata_tombstones"
+    #: One heartbeat document per bench (``sync/fleet.py``), beside the datapoints.
+    benches_collection: str = "benches"
     #: The prefix of the object names older benches wrote (``<prefix><ULID>/<name>``),
     #: which sync moves to the names MADSci can serve (``sync/objects.py``).
     object_prefix: str = "benchdata/"
@@ -95,6 +98,14 @@ class CentralSettings(BaseModel):
     #: Pull reads back this far behind its cursor, for writes that committed late.
     pull_overlap_s: float = 120.0
     pull_interval_s: float = 5.0
+    #: What this bench pulls: "everything", or the labs, projects, campaigns and
+    #: experiments it subscribes to, by name or id (``{"experiment": ["EXP42"]}``); other
+    #: datapoints are fetched when asked for by id. The site file may lock it
+    #: (``"locked": ["central.pull_scope"]``).
+    pull_scope: Union[Literal["everything"], dict[ScopeKind, list[str]]] = "everything"
+    #: Documents per pull page; the cursor is saved after each page (a killed first pull
+    #: resumes at the page it was in).
+    pull_page_size: int = Field(default=1000, ge=1, le=10_000)
     #: Free local copies of files verified central for this many days (None: never).
     free_verified_after_days: Optional[float] = None
     batch_size: int = Field(default=1000, ge=1, le=10_000)

@@ -313,6 +313,9 @@ class MainWindow(QMainWindow):
         for action in (self.refresh_action, self.detail_action, self.sync_action,
                        self.watch_action, self.deleted_action):
             view_menu.addAction(action)
+        self.fleet_action = self._action("fleet", "Fleet…", None, self.show_fleet,
+                                         "Every bench on the central store: behind, offline")
+        view_menu.addAction(self.fleet_action)
         help_menu = menu.addMenu("&Help")
         self.logs_action = self._action("showLogs", "Show logs", "Ctrl+Shift+G",
                                         self.show_logs, "The service's and the window's logs")
@@ -987,6 +990,15 @@ class MainWindow(QMainWindow):
         self.dialog = viewer
         viewer.open()
         return viewer
+
+    def show_fleet(self) -> QWidget:
+        from app.ui.fleet_dialog import FleetDialog
+
+        dialog = FleetDialog(self.context.service.paths, self.context.tasks, self)
+        dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
+        self.dialog = dialog
+        dialog.open()
+        return dialog
 
     def about(self) -> None:
         from PySide6.QtWidgets import QMessageBox

@@ -126,12 +126,13 @@ def test_abandoned_multipart_uploads_are_aborted(tmp_path: Path, central: Any,
     from datetime import timedelta
 
     monkeypatch.setattr(engine_module, "ABANDONED_UPLOAD_AGE", timedelta(0))
-    with ObjectStore(central) as objects:
-        objects.client._create_multipart_upload(central.bucket,
-                                                f"{central.object_prefix}X/left.bin", {})
+    with ObjectStore(central) as objects, BenchService(tmp_path / "b") as bench:
+        captured = bench.capture_value(1, label="its upload was left behind")
+        objects.client._create_multipart_upload(
+            central.bucket, f"{central.object_prefix}{captured.datapoint_id}/left.bin", {})
         objects.client._create_multipart_upload(central.bucket, "not-ours/other.bin", {})
         assert len(objects.list_uploads()) == 1
-        with BenchService(tmp_path / "b") as bench, SyncEngine(bench, central) as engine:
+        with SyncEngine(bench, central) as engine:
             report = engine.run_pass(force=True)
             assert report.aborted_uploads == 1
         assert objects.list_uploads() == []

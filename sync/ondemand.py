@@ -1,0 +1,72 @@
+"""Datapoints outside this bench's pull scope, read from the central store when asked for
+by id (``BenchService.get``, so the REST API, the Python API, the CLI and the window).
+
+The record is read, checked and kept as a pulled row (``origin = 'remote'``), exactly as
+the pull stores one; its file, if any, then comes through the one path for bytes
+(``sync.fetch``). A central store that cannot be reached leaves the answer "not found"
+(logged): asking for an id must not fail harder than it did without a central store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional
+
+from app.core.errors import BenchDataError
+from app.core.ids import is_ulid
+from app.service import BenchService
+
+from sync.central import CentralDatabase
+from sync.faults import SyncError
+from sync.outbox import Outbox
+from sync.pull import Puller
+from sync.settings import CentralSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class CentralRecords:
+    """Reads single records from the central MongoDB with one set of settings."""
+
+    def __init__(self, settings: CentralSettings) -> None:
+        self.settings = settings
+        self._central: Optional[CentralDatabase] = None
+        self._lock = threading.Lock()
+
+    def _database(self) -> CentralDatabase:
+        with self._lock:
+            if self._central is None:
+                self._central = CentralDatabase(self.settings)
+            return self._central
+
+    def pull(self, service: BenchService, datapoint_id: str) -> bool:
+        """Store the central record of ``datapoint_id`` here; False if there is none (or
+        the central store cannot be reached now)."""
+        if not is_ulid(datapoint_id):
+            return False
+        try:
+            outbox = Outbox(service.store)
+            puller = Puller(service, outbox, self._database(), outbox.bench_id(),
+                            self.settings.pull_overlap_s)
+            return puller.pull_ids([datapoint_id.upper()]) > 0
+        except (SyncError, BenchDataError) as exc:
+            log.warning("datapoint %s is not here and the central store cannot be read: %s",
+                        datapoint_id, exc)
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            central, self._central = self._central, None
+        if central is not None:
+            central.close()
+
+
+def central_records(service: BenchService) -> Optional[CentralRecords]:
+    """The reader for this bench's configured central MongoDB, or None when none is."""
+    try:
+        settings = load_settings(service.paths)
+    except BenchDataError as exc:
+        log.warning("central settings unusable; no records fetched on demand: %s", exc)
+        return None
+    return CentralRecords(settings) if settings.mongo_configured else None
