@@ -16,6 +16,7 @@ from servers import central_env
 from sync.engine import SyncEngine
 
 
+@pytest.mark.allow_error_logs  # one bench has a wrong secret on purpose
 def test_fleet_dialog_shows_benches_behind_and_offline(
         qtbot: Any, window: Any, tmp_path: Path, central: Any, run_txt: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
