@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,26 @@ def test_the_public_names_still_import_from_app() -> None:
     for name in app.__all__:
         assert getattr(app, name) is not None, name
     assert app.DataClient.__module__ == "app.client"
+
+
+#: SQL that reads or writes the datapoints table (the store's table).
+_DATAPOINTS_SQL = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+datapoints\b", re.IGNORECASE)
+#: Sync modules that still write their own SQL on datapoints; issue 17 moves it into
+#: app/core. Shrink this list, never grow it.
+_DATAPOINTS_SQL_ALLOWED = {"sync/localrows.py", "sync/outbox.py", "sync/verify.py",
+                           "sync/rename.py", "sync/retention.py"}
+
+
+def test_only_the_core_writes_sql_on_datapoints() -> None:
+    """The store owns its table: every other module asks app/core for rows, counts or
+    states instead of querying ``datapoints`` itself."""
+    offenders = []
+    for place in (ROOT / "app", ROOT / "sync"):
+        for path in sorted(place.rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("app/core/") or rel in _DATAPOINTS_SQL_ALLOWED:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if _DATAPOINTS_SQL.search(line):
+                    offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert offenders == [], "SQL on datapoints outside app/core:\n" + "\n".join(offenders)

@@ -147,7 +147,9 @@ def _copy_durably(source: Path, target: Path) -> None:
 
 def _count(conn: sqlite3.Connection) -> int:
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM datapoints").fetchone()[0])
+        from app.core.store import count_datapoints
+
+        return count_datapoints(conn)
     except sqlite3.Error:
         return 0
 

@@ -151,20 +151,6 @@ BLOB_SAMPLE_ROWS = 200
 BLOB_SAMPLE_HASH_BYTES = 256 * 1024 * 1024
 
 
-def _blob_rows(conn: sqlite3.Connection, limit: int | None) -> list[tuple[str, str, bool]]:
-    """(id, sha256, verified central) of the live file datapoints, a random sample of
-    ``limit`` (all when None)."""
-    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                            "name = 'sync_objects'").fetchone() is not None
-    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
-               "o.sha256 = d.sha256)") if has_sync else "0"
-    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
-           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
-    if limit is not None:
-        sql += f" ORDER BY random() LIMIT {int(limit)}"
-    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]
-
-
 def _blob_path(paths: BenchPaths, sha256: str) -> Path:
     """Where the file store keeps a blob (``FileStore.path_for``; doctor opens no
     FileStore, whose constructor writes)."""
@@ -189,9 +175,11 @@ def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
     name = "stored files" + (" (all)" if full else "")
     if not paths.database.exists():
         return []
+    from app.core.store import file_blob_rows
+
     conn = _open_ro(paths.database)
     try:
-        rows = _blob_rows(conn, None if full else BLOB_SAMPLE_ROWS)
+        rows = file_blob_rows(conn, None if full else BLOB_SAMPLE_ROWS)
     finally:
         conn.close()
     if not rows:

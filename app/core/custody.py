@@ -38,6 +38,7 @@ shows.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -45,6 +46,7 @@ from typing import Any, Final, Literal, NamedTuple, Optional
 
 from app.core.errors import NotFoundError
 from app.core.filestore import FileStore
+from app.core.sqlin import in_chunks
 from app.core.store import LocalStore
 from app.core.timestamps import format_local, now_canonical
 
@@ -194,6 +196,38 @@ def verified_central_sql(alias: str = "d") -> str:
     return (f"EXISTS (SELECT 1 FROM central_custody AS cc WHERE cc.datapoint_id = {alias}.id "
             f"AND cc.verified_at IS NOT NULL AND ({alias}.sha256 IS NULL "
             f"OR cc.sha256 = {alias}.sha256))")
+
+
+#: A table or column name given to the queries below (trusted, never user input).
+_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def verified_counts_by(store: LocalStore, table: str, group_column: str,
+                       id_column: str = "datapoint_id") -> dict[str, tuple[int, int]]:
+    """Per ``group_column`` of ``table`` (whose ``id_column`` names datapoints): (live
+    datapoints whose central copy is verified, live datapoints) among those it names."""
+    for name in (table, group_column, id_column):
+        if not _IDENTIFIER.fullmatch(name):
+            raise ValueError(f"not a plain SQL name: {name!r}")
+    with store.reader() as conn:
+        rows = conn.execute(
+            f"SELECT l.{group_column}, SUM({verified_central_sql('d')}), COUNT(*) "
+            f"FROM {table} AS l JOIN datapoints AS d ON d.id = l.{id_column} "
+            f"WHERE d.deleted = 0 GROUP BY l.{group_column}").fetchall()
+    return {str(group): (int(safe or 0), int(total)) for group, safe, total in rows}
+
+
+def verified_live_sha256(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, str]:
+    """id -> SHA-256 of the live file datapoints among these whose central copy of those
+    bytes is verified."""
+    found: dict[str, str] = {}
+    with store.reader() as conn:
+        for marks, chunk in in_chunks(datapoint_ids):
+            found.update((str(i), str(sha)) for i, sha in conn.execute(
+                f"SELECT d.id, d.sha256 FROM datapoints AS d WHERE d.id IN ({marks}) AND "
+                f"d.deleted = 0 AND d.sha256 IS NOT NULL AND {verified_central_sql('d')}",
+                chunk))
+    return found
 
 
 def install(store: LocalStore) -> None:

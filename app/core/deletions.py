@@ -31,6 +31,7 @@ from app.core.config import load_section
 from app.core.errors import NotFoundError, ValidationError
 from app.core.models import DataPoint
 from app.core.paths import BenchPaths
+from app.core.sqlin import in_chunks
 from app.core.store import LocalStore, row_to_datapoint
 from app.core.syncstate import SyncState
 from app.core.timestamps import format_canonical, now_canonical, utc_now
@@ -157,11 +158,10 @@ def undeletes_of(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, i
     """For restored datapoints among these: the revision of the deletion each undoes."""
     found: dict[str, int] = {}
     with store.reader() as conn:
-        for start in range(0, len(datapoint_ids), 500):
-            chunk = list(datapoint_ids[start:start + 500])
+        for marks, chunk in in_chunks(datapoint_ids):
             for ident, undeletes in conn.execute(
                     "SELECT datapoint_id, undeletes FROM deletions WHERE undeletes IS NOT NULL "
-                    f"AND datapoint_id IN ({', '.join('?' for _ in chunk)})", chunk):
+                    f"AND datapoint_id IN ({marks})", chunk):
                 found[str(ident)] = int(undeletes)
     return found
 
@@ -169,11 +169,10 @@ def undeletes_of(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, i
 def deleted_by_of(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     with store.reader() as conn:
-        for start in range(0, len(datapoint_ids), 500):
-            chunk = list(datapoint_ids[start:start + 500])
+        for marks, chunk in in_chunks(datapoint_ids):
             for ident, by in conn.execute(
                     "SELECT datapoint_id, deleted_by FROM deletions WHERE deleted_by IS NOT "
-                    f"NULL AND datapoint_id IN ({', '.join('?' for _ in chunk)})", chunk):
+                    f"NULL AND datapoint_id IN ({marks})", chunk):
                 found[str(ident)] = str(by)
     return found
 

@@ -41,6 +41,7 @@ from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
 from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.schema import SCHEMA_VERSION, migrate
+from app.core.sqlin import in_chunks, placeholders
 from app.core.syncstate import SyncState
 from app.core.timestamps import INSTANT_FIELD, madsci_text, now_canonical
 
@@ -611,9 +612,7 @@ class LocalStore:
         """Datapoints in the order of the ids given; unknown ids are skipped."""
         wanted = [str(i).upper() for i in datapoint_ids]
         found: dict[str, DataPoint] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
+        for marks, chunk in in_chunks(wanted):
             for row in self._fetch(
                 f"SELECT {_SELECT_COLUMNS} FROM datapoints WHERE deleted = 0 AND id IN ({marks})",
                 chunk,
@@ -695,6 +694,32 @@ class LocalStore:
         )
         return {row["sync_state"]: row["n"] for row in rows}
 
+    def sync_backlog(self, settled: Sequence[str]) -> tuple[int, int, Optional[str]]:
+        """(rows, bytes, oldest ``updated_at``) of the rows in no ``settled`` state: what
+        still waits to be synced."""
+        with self.reader() as conn:
+            count, size, oldest = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), MIN(updated_at) FROM datapoints "
+                f"WHERE sync_state NOT IN ({placeholders(len(settled))})", tuple(settled)).fetchone()
+        return int(count), int(size or 0), oldest
+
+    def refused_rows(self, limit: int = 200) -> list[tuple[str, str]]:
+        """(id, label) of the rows the central store refused, newest first (``failed`` is
+        the older name of ``quarantined``)."""
+        with self.reader() as conn:
+            return [(str(i), label or "") for i, label in conn.execute(
+                "SELECT id, label FROM datapoints WHERE sync_state IN ('quarantined', 'failed') "
+                "ORDER BY updated_at DESC LIMIT ?", (int(limit),))]
+
+    def existing_ids(self, datapoint_ids: Sequence[str]) -> set[str]:
+        """Which of these ids have a row (live or deleted)."""
+        found: set[str] = set()
+        with self.reader() as conn:
+            for marks, chunk in in_chunks(datapoint_ids):
+                found.update(str(row[0]) for row in conn.execute(
+                    f"SELECT id FROM datapoints WHERE id IN ({marks})", chunk))
+        return found
+
     def blob_in_use(self, sha256: str) -> bool:
         with self.reader() as conn:
             return conn.execute(
@@ -704,3 +729,35 @@ class LocalStore:
     def integrity_check(self) -> str:
         with self.reader() as conn:
             return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+# -- reads over a connection the caller opened (a read-only or backup copy, or a reader the
+#    caller budgets and cancels) ----------------------------------------------------------
+
+
+def count_datapoints(conn: sqlite3.Connection) -> int:
+    """Every row, live or deleted."""
+    return int(conn.execute("SELECT COUNT(*) FROM datapoints").fetchone()[0])
+
+
+def live_rows_by_rowid(conn: sqlite3.Connection, columns: str,
+                       rowids: Sequence[int]) -> Iterator[Sequence[Any]]:
+    """``columns`` (trusted SQL) of the live rows among these rowids, in no set order."""
+    for marks, chunk in in_chunks(rowids):
+        yield from conn.execute(
+            f"SELECT {columns} FROM datapoints WHERE deleted = 0 AND rowid IN ({marks})", chunk)
+
+
+def file_blob_rows(conn: sqlite3.Connection,
+                   limit: Optional[int]) -> list[tuple[str, str, bool]]:
+    """(id, sha256, uploaded from here and verified) of the live file datapoints, a random
+    sample of ``limit`` (all when None)."""
+    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
+    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
+               "o.sha256 = d.sha256)") if has_sync else "0"
+    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
+           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
+    if limit is not None:
+        sql += f" ORDER BY random() LIMIT {int(limit)}"
+    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]

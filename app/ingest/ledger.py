@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Optional
 
 from app.core import custody, fsnames
+from app.core.sqlin import in_chunks
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
-_CHUNK: Final = 500  # bound parameters per IN (...) lookup
 
 
 def _v1_tables(conn: sqlite3.Connection) -> None:
@@ -139,11 +139,6 @@ def _now() -> str:
     return now_canonical()
 
 
-def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 _COLUMNS: Final = ("rule_id, rel_path, size, mtime_ns, sha256, datapoint_id, fingerprint, ino, "
                    "ctime_ns")
 
@@ -168,8 +163,7 @@ class Ledger:
         if not rel_paths:
             return found
         with self._store.reader() as conn:
-            for chunk in _chunks([fsnames.to_key(rel) for rel in rel_paths]):
-                marks = ", ".join("?" for _ in chunk)
+            for marks, chunk in in_chunks([fsnames.to_key(rel) for rel in rel_paths]):
                 for row in conn.execute(
                     f"SELECT {_COLUMNS} FROM ingest_ledger "
                     f"WHERE rule_id = ? AND rel_path IN ({marks})", (rule_id, *chunk)
@@ -192,12 +186,7 @@ class Ledger:
         """Per rule: (files whose central copy is verified, files captured) among the live
         datapoints this folder captured: how many originals are safe to delete from the
         instrument (``app.core.custody.central_verified``)."""
-        with self._store.reader() as conn:
-            rows = conn.execute(
-                f"SELECT l.rule_id, SUM({custody.verified_central_sql('d')}), COUNT(*) "
-                "FROM ingest_ledger AS l JOIN datapoints AS d ON d.id = l.datapoint_id "
-                "WHERE d.deleted = 0 GROUP BY l.rule_id").fetchall()
-        return {str(rule): (int(safe or 0), int(total)) for rule, safe, total in rows}
+        return custody.verified_counts_by(self._store, "ingest_ledger", "rule_id")
 
     def pending_count(self) -> int:
         with self._store.reader() as conn:
@@ -293,12 +282,7 @@ class Ledger:
         with self._store.reader() as conn:
             pending = [_entry(row) for row in conn.execute(
                 f"SELECT {_COLUMNS} FROM ingest_pending {where} ORDER BY created_at", params)]
-            stored: set[str] = set()
-            ids = [entry.datapoint_id for entry in pending]
-            for chunk in _chunks(ids):
-                marks = ", ".join("?" for _ in chunk)
-                stored.update(row[0] for row in conn.execute(
-                    f"SELECT id FROM datapoints WHERE id IN ({marks})", tuple(chunk)))
+        stored = self._store.existing_ids([entry.datapoint_id for entry in pending])
         finished = [entry for entry in pending if entry.datapoint_id in stored]
         dropped = [entry.datapoint_id for entry in pending if entry.datapoint_id not in stored]
         if finished:

@@ -87,17 +87,20 @@ def due(store: LocalStore, rule: WatchRule) -> list[LedgerEntry]:
     if rule.originals_after_days is None or rule.datasets:
         return []
     cutoff = format_canonical(utc_now() - timedelta(days=rule.originals_after_days))
+    # Candidates from the ledger; the store says which are live with these very bytes
+    # verified central.
     with store.reader() as conn:
         rows = conn.execute(
             "SELECT l.rule_id, l.rel_path, l.size, l.mtime_ns, l.sha256, l.datapoint_id, "
             "l.fingerprint, l.ino, l.ctime_ns FROM ingest_ledger AS l "
-            "JOIN datapoints AS d ON d.id = l.datapoint_id "
-            "WHERE l.rule_id = ? AND l.captured_at < ? AND d.deleted = 0 AND "
-            f"d.sha256 = l.sha256 AND {custody.verified_central_sql('d')} AND "
-            "NOT EXISTS (SELECT 1 FROM ingest_originals AS g WHERE g.rule_id = l.rule_id AND g.rel_path = l.rel_path)",
+            "WHERE l.rule_id = ? AND l.captured_at < ? AND l.sha256 IS NOT NULL AND "
+            "NOT EXISTS (SELECT 1 FROM ingest_originals AS g WHERE g.rule_id = l.rule_id "
+            "AND g.rel_path = l.rel_path)",
             (rule.id, cutoff)).fetchall()
+    verified = custody.verified_live_sha256(store, [str(r[5]) for r in rows])
     return [LedgerEntry(str(r[0]), fsnames.from_key(str(r[1])), int(r[2]), int(r[3]),
-                        str(r[4]), str(r[5]), r[6], r[7], r[8]) for r in rows]
+                        str(r[4]), str(r[5]), r[6], r[7], r[8])
+            for r in rows if verified.get(str(r[5])) == r[4]]
 
 
 def _lstat_inside(root: Path, rel_path: str) -> os.stat_result:

@@ -20,7 +20,7 @@ from typing import Any, Final, Optional
 from app.core import query as querylang
 from app.core import search as textsearch
 from app.core.errors import QueryError
-from app.core.store import LocalStore
+from app.core.store import LocalStore, live_rows_by_rowid
 
 #: Columns of one table row (trusted SQL; no user input reaches it).
 _ROW_COLUMNS: Final[str] = (
@@ -162,17 +162,10 @@ class RowSource:
 
     def rows_by_rowid(self, rowids: Sequence[int]) -> dict[int, RowSummary]:
         """Summaries of the given rows (deleted rows are left out)."""
-        found: dict[int, RowSummary] = {}
-        wanted = list(rowids)
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start:start + 900]
-            marks = ", ".join("?" for _ in chunk)
-            for summary in self._summaries(
-                f"SELECT {_ROW_COLUMNS} FROM datapoints WHERE deleted = 0 AND rowid IN ({marks})",
-                chunk,
-            ):
-                found[summary.rowid] = summary
-        return found
+        with self._reading(_always) as conn:
+            rows = [RowSummary.from_row(row)
+                    for row in live_rows_by_rowid(conn, _ROW_COLUMNS, list(rowids))]
+        return {row.rowid: self._named(row) for row in rows}
 
     def ids_for_rowids(self, rowids: Sequence[int]) -> list[str]:
         return [s.id for s in self.rows_by_rowid(rowids).values()]

@@ -64,19 +64,12 @@ def read_snapshot(service: BenchService, engine: Any = None, paused: bool = Fals
     window is attached to); its state is then read from the store it shares with us."""
     # The backlog is what still waits to be synced; refused items are listed apart.
     settled = sorted(SAFE_STATES | PROBLEM_STATES)
-    marks = ", ".join("?" for _ in settled)
-    with service.store.reader() as conn:
-        counts = {state: n for state, n in conn.execute(
-            "SELECT sync_state, COUNT(*) FROM datapoints GROUP BY sync_state")}
-        backlog_count, backlog_bytes, oldest = conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), MIN(updated_at) FROM datapoints "
-            f"WHERE sync_state NOT IN ({marks})", settled).fetchone()
-        quarantined = [QuarantinedItem(i, label or "", "") for i, label in conn.execute(
-            "SELECT id, label FROM datapoints WHERE sync_state IN ('quarantined', 'failed') "
-            "ORDER BY updated_at DESC LIMIT 200")]
+    counts = service.store.sync_state_counts()
+    backlog_count, backlog_bytes, oldest = service.store.sync_backlog(settled)
+    quarantined = [QuarantinedItem(i, label, "") for i, label in service.store.refused_rows()]
     oldest_at = parse_canonical(oldest) if oldest else None
     snapshot = SyncSnapshot(
-        counts=counts, backlog_count=int(backlog_count), backlog_bytes=int(backlog_bytes or 0),
+        counts=counts, backlog_count=backlog_count, backlog_bytes=backlog_bytes,
         oldest_age_s=(time.time() - oldest_at.timestamp()) if oldest_at else None,
         configured=_central_configured(service), quarantined=quarantined, paused=paused,
         runs_in=runs_in)
