@@ -20,6 +20,7 @@ from waiting import wait_until
 
 from app.api.component import make_component
 from app.api.server import ApiConfigError, ApiServer, check_bind
+from app.core import capture_notes
 from app.core.ids import new_ulid
 from app.runner import HeadlessRunner, RunOptions
 from app.service import BenchService
@@ -83,6 +84,46 @@ def test_other_requests_are_served_while_an_upload_is_in_progress(
     assert response.json()["sha256"] == hashlib.sha256(first_half + b"second half").hexdigest()
 
 
+def _capture_notes(service: BenchService) -> list[dict]:
+    notes = service.capture_notes.dir
+    return [json.loads(p.read_text()) for p in notes.glob("*.json")] if notes.is_dir() else []
+
+
+def test_an_upload_in_flight_is_noted_so_a_crash_is_reported(
+        server: ApiServer, service: BenchService) -> None:
+    """Uploads go through the service's one staging path: held and noted (front end: the
+    REST API) until the row is committed, so a crash mid-upload is listed as an
+    interrupted capture; the note ends with the answer."""
+    release = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        yield os.urandom(8 * 1024 * 1024)
+        assert release.wait(60), "the test never released the upload"
+        yield b"tail"
+
+    result: dict[str, httpx.Response] = {}
+
+    def upload() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            result["upload"] = client.post(
+                "datapoint", headers=HEADERS, content=multipart_stream(
+                    {"data_type": "file", "path": "big.bin"}, chunks(), filename="run7.bin"))
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    try:
+        wait_until(lambda: any(p.stat().st_size > 0 for p in temp_parts(service)),
+                   what="the upload to reach the file store")
+        notes = _capture_notes(service)
+        assert [n["front_end"] for n in notes] == [capture_notes.SERVICE]
+        assert "run7.bin" in notes[0]["source"]
+    finally:
+        release.set()
+        uploader.join(60)
+    assert result["upload"].status_code == 200, result["upload"].text
+    assert _capture_notes(service) == [] and service.interrupted_captures() == []
+
+
 def test_upload_memory_stays_flat(server: ApiServer, service: BenchService) -> None:
     block = os.urandom(1024 * 1024)
     total_mib = 128
@@ -119,6 +160,7 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(
     wait_until(lambda: not temp_parts(service), what="the abandoned upload to be removed")
     assert service.count() == 0
     assert not [p for p in service.files.blobs_dir.rglob("*") if p.is_file()]
+    wait_until(lambda: _capture_notes(service) == [], what="the upload's note to end")
     with httpx.Client(base_url=server.url) as client:
         assert client.get("health").json()["total_datapoints"] == 0
 
