@@ -195,6 +195,10 @@ class CaptureQueue:
             waiting=sum(i.state not in FINISHED for i in current),
             bytes_left=sum(i.remaining_bytes for i in current))
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def active(self) -> bool:
         with self._lock:
             return any(i.state not in FINISHED for i in self._items.values())

@@ -34,13 +34,23 @@ class MidCopyGate:
         queue.subscribe(self)
 
     def __call__(self) -> None:
-        if self.reached.is_set() or threading.current_thread().name != "capture-queue":
+        if threading.current_thread().name != "capture-queue":
+            if self.queue.closed:
+                self.release.set()  # the window closes (or a failed test's teardown)
+            return
+        if self.reached.is_set():
             return
         for item in self.queue.items():
             if item.request.path.name == self.name and item.state == ItemState.CAPTURING \
                     and item.done_bytes > 0:
                 self.reached.set()
                 self.release.wait(60)
+
+
+@pytest.fixture(autouse=True)
+def close_without_asking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-qt closes the window before fixtures end: never wait on the question there."""
+    monkeypatch.setattr("app.ui.main_window.confirm_close_with_captures", lambda *_a: True)
 
 
 @pytest.fixture
@@ -68,10 +78,14 @@ def drop(window: Any, paths: list[Path]) -> None:
         assert event.isAccepted()
 
 
-def drop_and_capture(qtbot: Any, window: Any, paths: list[Path]) -> None:
-    """Drop files on the window and press Capture in the dialog that asks about them."""
+def drop_and_capture(qtbot: Any, window: Any, paths: list[Path],
+                     vanish: Path | None = None) -> None:
+    """Drop files on the window and press Capture in the dialog that asks about them
+    (``vanish`` is moved away between the drop and the click)."""
     drop(window, paths)
     qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.capture_button.isEnabled())
+    if vanish is not None:
+        vanish.unlink()
     qtbot.mouseClick(window.dialog.capture_button, Qt.MouseButton.LeftButton)
     assert window.dialog is None  # handed over: nothing modal while the files are copied
 
@@ -107,24 +121,30 @@ def parts(service: BenchService) -> list[Path]:
 def test_a_large_capture_runs_in_the_panel_while_the_window_stays_usable(
         qtbot: Any, window: Any, tmp_path: Path, service: BenchService,
         gates: list[MidCopyGate]) -> None:
-    service.submit_many([ValueDataPoint(label=f"chamber-{i}", value=i) for i in range(5)]
-                        + [ValueDataPoint(label="pump", value="on")])
+    pump = service.submit_many([ValueDataPoint(label=f"chamber-{i}", value=i) for i in range(5)]
+                               + [ValueDataPoint(label="pump", value="on")])[-1]
     window.refresh()
     wait_idle(qtbot, window)
+    vanished = tmp_path / "plate-reader.csv"
+    vanished.write_text("well,od\nA1,0.3\n", encoding="utf-8")
+    first = tmp_path / "balance.json"
+    first.write_text('{"g": 12.5}', encoding="utf-8")
     big = sparse(tmp_path / "scan-2026.raw", 200 * MiB)
     small = tmp_path / "notes.txt"
     small.write_text("after the scan", encoding="utf-8")
     gate = MidCopyGate(window.capture_queue, big.name)
     gates.append(gate)
-    drop_and_capture(qtbot, window, [big, small])
+    drop_and_capture(qtbot, window, [vanished, first, big, small], vanish=vanished)
     assert window.capture_dock.isVisible()
     qtbot.waitUntil(gate.reached.is_set, timeout=30_000)
     qtbot.waitUntil(lambda: cell(window, big.name, STATE) == "capturing"
                     and 0 < cell(window, big.name, PROGRESS) < 1000)
+    assert cell(window, vanished.name, STATE).startswith("failed: ")
+    assert cell(window, first.name, STATE) == "done"
     assert cell(window, small.name, STATE) == "queued"
     summary = window.capture_summary
     qtbot.waitUntil(lambda: summary.isVisible()
-                    and summary.text().startswith("Capturing 1 of 2 · ")
+                    and summary.text().startswith("Capturing 3 of 4 · ")
                     and summary.text().endswith(" left"))
 
     # Mid-copy the window filters, selects and edits as usual.
@@ -133,8 +153,7 @@ def test_a_large_capture_runs_in_the_panel_while_the_window_stays_usable(
     qtbot.waitUntil(lambda: window.model.rowCount() == 1
                     and window.model.index(0, LABEL).data() == "pump")
     window.table.selectRow(0)
-    qtbot.waitUntil(lambda: window.detail.datapoint_id is not None
-                    and window.detail.title.text() == "pump")
+    qtbot.waitUntil(lambda: window.detail.datapoint_id == pump.datapoint_id)
     window.edit_action.trigger()
     qtbot.waitUntil(lambda: window.dialog is not None)
     window.dialog.label.setText("pump (checked)")
@@ -142,20 +161,23 @@ def test_a_large_capture_runs_in_the_panel_while_the_window_stays_usable(
         window.dialog.save()
     qtbot.waitUntil(lambda: window.dialog is None)
     window.filter_bar.clear()
-    qtbot.waitUntil(lambda: window.model.rowCount() == 6)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 7)  # balance.json is in already
     grab(window, "capture-queue.png")
-    assert window.capture_queue.item(0).state == ItemState.CAPTURING  # still held mid-copy
+    assert cell(window, big.name, STATE) == "capturing"  # still held mid-copy
 
     with qtbot.waitSignal(window.capture_panel.finished, timeout=60_000):
         gate.release.set()
-    assert [cell(window, n, STATE) for n in (big.name, small.name)] == ["done", "done"]
+    assert [cell(window, n, STATE) for n in (first.name, big.name, small.name)] == \
+        ["done", "done", "done"]
     assert cell(window, big.name, PROGRESS) == 1000
     assert not summary.isVisible()
+    assert window.capture_panel.headline.text() == "Captured 3 of 4 · 1 failed"
     # The captured rows appear in the table; the operator's selection stayed where it was.
-    qtbot.waitUntil(lambda: window.model.rowCount() == 8, timeout=10_000)
-    assert window.detail.title.text() == "pump (checked)"
+    qtbot.waitUntil(lambda: window.model.rowCount() == 9, timeout=10_000)
+    assert window.detail.datapoint_id == pump.datapoint_id
+    assert service.get(pump.datapoint_id).label == "pump (checked)"
     assert {dp.filename for dp in service.query({"data_type": "file"}).items} == \
-        {big.name, small.name}
+        {first.name, big.name, small.name}
 
 
 def test_cancelling_one_item_leaves_the_others_capturing_and_nothing_of_it(
@@ -193,11 +215,8 @@ def test_a_failed_capture_says_why_and_can_be_retried(qtbot: Any, window: Any,
                                                       service: BenchService) -> None:
     gone = tmp_path / "spectrum.csv"
     gone.write_text("nm,abs\n400,0.1\n", encoding="utf-8")
-    drop(window, [gone])
-    qtbot.waitUntil(lambda: window.dialog is not None and window.dialog.capture_button.isEnabled())
-    gone.unlink()  # moved away between the drop and Capture
     with qtbot.waitSignal(window.capture_panel.finished, timeout=10_000):
-        qtbot.mouseClick(window.dialog.capture_button, Qt.MouseButton.LeftButton)
+        drop_and_capture(qtbot, window, [gone], vanish=gone)  # moved away before Capture
     state = cell(window, gone.name, STATE)
     assert state.startswith("failed: ") and "spectrum.csv" in state
     assert window.capture_panel.headline.text() == "Captured 0 of 1 · 1 failed"
@@ -234,6 +253,10 @@ def test_closing_with_captures_queued_asks_and_says_what_happens_to_them(
         keep = next(b for b in box.buttons() if b.text() == "Keep capturing")
         keep.click()
 
+    from app.ui import capture_panel
+
+    monkeypatch.setattr("app.ui.main_window.confirm_close_with_captures",
+                        capture_panel.confirm_close_with_captures)
     QTimer.singleShot(0, answer)
     window.close()
     assert window.isVisible() and window.capture_queue.active()
