@@ -1,6 +1,7 @@
 """The desktop window over a large store: start-up, filtering, scrolling, and GUI stalls.
 
     python bench/bench_gui.py [--rows 1000000] [--store DIR] [--big-file-gib 2] [--live-index]
+                              [--queued-files 1000] [--quick]
 
 Runs offscreen (QT_QPA_PLATFORM=offscreen). Populates a store with ``--rows`` value
 datapoints (200 labels, 100 experiments, a year of timestamps) unless ``--store`` names a
@@ -13,8 +14,12 @@ populated data directory to reuse (its datapoints are not changed). Times:
 * ``jump_to_end``: scroll to the last row until its contents are painted (goal <= 200 ms),
   both before the background id order is loaded (reversed-sort page) and after;
 * ``stall``: the longest gap between ticks of a 2 ms GUI timer (goal <= 100 ms) while a
-  ``--big-file-gib`` file is captured through the capture dialog, and while the window's
-  hosted sync engine uploads it to a real SeaweedFS + nx-27017 (started here).
+  ``--big-file-gib`` file is captured through the capture dialog and the capture queue, and
+  while the window's hosted sync engine uploads it to a real SeaweedFS + nx-27017 (started
+  here); and while the capture queue panel shows ``--queued-files`` (1,000) files dropped as
+  one folder, from the click on *Capture* until the last is captured (``queue``).
+
+``--quick``: 100,000 rows, a 0.25 GiB file, no sync run (a check, not the figures).
 
 Baselines in the same run: the same first page, count and tail page as hand-written SQL
 on a plain sqlite3 connection. ``--live-index`` repeats the store measurements on a copy
@@ -245,11 +250,12 @@ def measure_stalls(work: Path, gib: float, with_sync: bool) -> dict[str, Any]:
     dialog = window.capture_files([big])
     wait_until(dialog.capture_button.isEnabled)
     done: dict[str, Any] = {}
-    dialog.captured.connect(lambda ids: done.setdefault("ids", ids))
+    window.capture_panel.finished.connect(lambda summary: done.setdefault("summary", summary))
     monitor.start()
     t0 = time.perf_counter()
     dialog.start_capture()
-    wait_until(lambda: "ids" in done, timeout=1800)
+    wait_until(lambda: "summary" in done, timeout=1800)
+    assert done["summary"].done == 1, done["summary"]
     seconds = time.perf_counter() - t0
     out["capture"] = {**monitor.stop(), "seconds": round(seconds, 2),
                       "MiB_per_s": round(gib * 1024 / seconds, 1)}
@@ -262,6 +268,53 @@ def measure_stalls(work: Path, gib: float, with_sync: bool) -> dict[str, Any]:
     service.close()
     for server in servers:
         server.stop()
+    return out
+
+
+def queue_stalls(work: Path, files: int) -> dict[str, Any]:
+    """The longest stall while the capture queue panel lists ``files`` dropped files (one
+    folder of 64 KiB files) and captures them one by one; baseline: the same files captured
+    by ``service.submit`` in a loop without the window."""
+    folder = work / "plate"
+    folder.mkdir()
+    payload = os.urandom(64 * 1024)
+    for i in range(files):
+        (folder / f"well-{i:04d}.bin").write_bytes(payload[:-8] + i.to_bytes(8, "big"))
+    out: dict[str, Any] = {"files": files}
+    with BenchService(work / "queue-baseline") as baseline:
+        t0 = time.perf_counter()
+        for path in sorted(folder.iterdir()):
+            baseline.capture_file(path)
+        out["baseline_submit_loop_s"] = round(time.perf_counter() - t0, 2)
+    service = BenchService(work / "queue-store")
+    service.submit_many([ValueDataPoint(label=f"v{i}", value=i) for i in range(1000)])
+    window = build_window(service)
+    window.resize(1280, 800)
+    window.show()
+    wait_until(lambda: not window.model.loading)
+    dialog = window.capture_files([folder])
+    wait_until(dialog.capture_button.isEnabled, timeout=300)
+    done: dict[str, Any] = {}
+    window.capture_panel.finished.connect(lambda summary: done.setdefault("summary", summary))
+    monitor = StallMonitor()
+    # Baseline: the same window doing nothing for a while (this machine's own jitter).
+    monitor.start()
+    quiet_until = time.perf_counter() + 3
+    wait_until(lambda: time.perf_counter() >= quiet_until)
+    out["idle_baseline"] = monitor.stop()
+    monitor.start()
+    t0 = time.perf_counter()
+    dialog.start_capture()
+    out["panel_shows_all_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    out["rows_in_panel"] = window.capture_panel.model.rowCount()
+    wait_until(lambda: "summary" in done, timeout=1800)
+    seconds = time.perf_counter() - t0
+    out.update(monitor.stop())
+    out["seconds"] = round(seconds, 2)
+    out["captured"] = done["summary"].done
+    window.close()
+    window.context.tasks.shutdown()
+    service.close()
     return out
 
 
@@ -311,7 +364,13 @@ def main() -> None:
     parser.add_argument("--no-sync", action="store_true", help="Skip the sync stall run.")
     parser.add_argument("--live-index", action="store_true",
                         help="Also measure with the partial index proposed for the core.")
+    parser.add_argument("--queued-files", type=int, default=1000,
+                        help="Files in the capture queue for its stall run (0 skips it).")
+    parser.add_argument("--quick", action="store_true",
+                        help="100,000 rows, a 0.25 GiB file, no sync run.")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.big_file_gib, args.no_sync = 100_000, 0.25, True
     app = make_application([])
     assert app is not None
     work = bench_dir()
@@ -333,6 +392,8 @@ def main() -> None:
             result["store_with_live_index"] = measure_store(copy)
         if args.big_file_gib > 0:
             result["stalls"] = measure_stalls(work, args.big_file_gib, not args.no_sync)
+        if args.queued_files > 0:
+            result.setdefault("stalls", {})["queue"] = queue_stalls(work, args.queued_files)
         result["goals"] = {"first_rows_ms": 1000, "label_filter_ms": 300,
                            "jump_to_end_ms": 200, "longest_stall_ms": 100}
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)

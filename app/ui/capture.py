@@ -1,9 +1,9 @@
 """Capturing from the window: dropped files, a typed JSON value, edits and deletions.
 
-Every capture runs on the task manager's single writer thread with a progress callback
-that is throttled before it reaches the GUI, so a 2 GiB copy never freezes the window and
-the progress bar moves smoothly. A datapoint counts as captured only when the service
-returns (file copied, hashed, fsync-ed, row committed) — the dialog says so.
+Dropped and picked files are described here and then captured by the capture queue
+(``app/capture_queue.py``, shown by ``app/ui/capture_panel.py``) on its own thread, so a
+2 GiB copy never blocks the window. A datapoint counts as captured only when the service
+returns (file copied, hashed, fsync-ed, row committed).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -31,30 +29,21 @@ from PySide6.QtWidgets import (
     QListWidget,
     QMessageBox,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.capture_queue import requests_for
 from app.core.errors import BenchDataError
 from app.core.jsonvalue import check_json_value
-from app.core.models import FileDataPoint
+from app.core.names import NAME_KEYS
 from app.ui.context import UiContext
 from app.ui.formatting import human_size
-from app.core.names import NAME_KEYS
 from app.ui.ownership import FORM_KINDS, MetadataTable, OwnershipForm, remember, remembered
 from app.ui.tasks import describe_error
 
 log = logging.getLogger(__name__)
-
-#: The GUI hears about progress at most this often.
-PROGRESS_INTERVAL_S = 0.05
-
-
-class CaptureCancelled(Exception):
-    """The operator cancelled a capture; files already captured stay captured."""
-
 
 #: Custom metadata key for where a file sat inside a dropped folder (``plate/sub/b.txt``).
 RELATIVE_PATH_KEY = "relative_path"
@@ -161,12 +150,13 @@ class _CaptureForm(QWidget):
 
 
 class CaptureDialog(QDialog):
-    """Files dropped on the window: say what they are, then copy them into the store."""
+    """Files dropped on the window: say what they are, then hand them to the capture queue.
 
-    #: The ids of the datapoints captured (emitted once, when the dialog finishes).
-    captured = Signal(list)
-    #: bytes done, bytes total — for tests and the status bar.
-    progressed = Signal(object, object)
+    The dialog only asks (label, names, metadata); on *Capture* it emits the requests and
+    closes at once. The copying happens in the queue panel, so the window stays usable."""
+
+    #: The capture requests (``app.capture_queue.CaptureRequest``), emitted on *Capture*.
+    submitted = Signal(list)
 
     def __init__(self, context: UiContext, paths: Sequence[os.PathLike[str] | str],
                  parent: Optional[QWidget] = None) -> None:
@@ -174,12 +164,7 @@ class CaptureDialog(QDialog):
         self.setWindowTitle("Capture files")
         self.setObjectName("CaptureDialog")
         self._context = context
-        self._files: list[Path] = []
-        self._sizes: list[int] = []
-        self._relative: list[Optional[str]] = []
-        self._cancel = threading.Event()
-        self._running = False
-        self.captured_ids: list[str] = []
+        self._found: list[tuple[Path, int, Optional[str]]] = []
         self.error: Optional[str] = None
 
         self.file_list = QListWidget(self)
@@ -187,14 +172,12 @@ class CaptureDialog(QDialog):
         self.summary = QLabel("Looking at the dropped items…", self)
         self.summary.setObjectName("hint")
         self.form = _CaptureForm(context, "each file's name", self)
-        self.progress = QProgressBar(self)
-        self.progress.setVisible(False)
-        self.status = QLabel("", self)
-        self.status.setWordWrap(True)
         self.buttons = QDialogButtonBox(self)
         self.capture_button = QPushButton("Capture", self)
         self.capture_button.setDefault(True)
         self.capture_button.setEnabled(False)
+        self.capture_button.setToolTip("Copy them into the store in the capture queue; the "
+                                       "window stays usable meanwhile")
         self.buttons.addButton(self.capture_button, QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.capture_button.clicked.connect(self.start_capture)
@@ -205,10 +188,8 @@ class CaptureDialog(QDialog):
         layout.addWidget(self.file_list)
         layout.addWidget(self.summary)
         layout.addWidget(self.form)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
         layout.addWidget(self.buttons)
-        self.resize(520, 640)
+        self.resize(520, 600)
 
         items = list(paths)
         context.tasks.run(lambda: [(p, p.stat().st_size, r) for p, r in expand_paths(items)],
@@ -218,124 +199,39 @@ class CaptureDialog(QDialog):
 
     @property
     def files(self) -> list[Path]:
-        return list(self._files)
+        return [path for path, _size, _relative in self._found]
 
     def _files_found(self, found: list[tuple[Path, int, Optional[str]]]) -> None:
-        self._files = [p for p, _, _ in found]
-        self._sizes = [s for _, s, _ in found]
-        self._relative = [r for _, _, r in found]
+        self._found = found
         for path, size, relative in found:
             self.file_list.addItem(f"{relative or path.name}    {human_size(size)}")
         if not found:
             self.summary.setText("Nothing to capture: the dropped folders hold no files.")
             return
-        self.summary.setText(f"{len(found)} file(s), {human_size(sum(self._sizes))} in all")
+        self.summary.setText(f"{len(found)} file(s), "
+                             f"{human_size(sum(size for _p, size, _r in found))} in all")
         if len(found) == 1:
             self.form.label.setText(found[0][0].name)
         self.capture_button.setEnabled(True)
 
     def _files_failed(self, error: BaseException) -> None:
-        self.summary.setText(f"Cannot read the dropped items: {describe_error(error)}")
+        self.error = describe_error(error)
+        self.summary.setText(f"Cannot read the dropped items: {self.error}")
 
-    # -- capturing -------------------------------------------------------------------------
+    # -- handing over ----------------------------------------------------------------------
 
     def start_capture(self) -> None:
-        if self._running or not self._files:
+        """Hand the files to the capture queue and close."""
+        if not self._found:
             return
-        self._running = True
-        self.capture_button.setEnabled(False)
-        self.form.setEnabled(False)
         self.form.remember(self._context)
-        total = sum(self._sizes) or 1
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setVisible(True)
-        self.status.setText("Copying into the local store…")
-        label = self.form.label.text().strip()
-        names = self.form.ownership.names()
-        metadata = self.form.metadata.metadata()
-        files, sizes, relatives, service, tasks = list(self._files), list(self._sizes), \
-            list(self._relative), self._context.service, self._context.tasks
-        cancel = self._cancel
-
-        def work() -> list[str]:
-            ownership = service.ownership(**names)
-            done_before = 0
-            last_report = 0.0
-            ids: list[str] = []
-
-            def progress(done: int, _total: Optional[int] = None, *_rest: Any) -> None:
-                nonlocal last_report
-                if cancel.is_set():
-                    raise CaptureCancelled("capture cancelled")
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_INTERVAL_S:
-                    last_report = now
-                    value = done_before + done
-                    tasks.call_soon(lambda v=value: self._show_progress(v, total))
-
-            for path, size, relative in zip(files, sizes, relatives):
-                if cancel.is_set():
-                    break
-                # A file from a dropped folder keeps where it sat in it: as its default
-                # label (what the table shows) and in custom metadata (searchable).
-                extra = {RELATIVE_PATH_KEY: relative} if relative else {}
-                datapoint = FileDataPoint(
-                    label=label or relative or path.name, path=str(path),
-                    ownership_info=ownership, custom_metadata={**metadata, **extra})
-                captured = service.submit(datapoint, progress=progress)
-                ids.append(captured.datapoint_id)
-                done_before += size
-                tasks.call_soon(lambda v=done_before: self._show_progress(v, total))
-                tasks.call_soon(lambda i=list(ids): self._partial(i))
-            return ids
-
-        tasks.run(work, self._finished, self._failed, write=True)
-
-    def _show_progress(self, done: int, total: int) -> None:
-        self.progress.setValue(int(1000 * min(done, total) / total))
-        self.progress.setFormat(f"{human_size(done)} of {human_size(total)}")
-        self.progressed.emit(done, total)
-
-    def _partial(self, ids: list[str]) -> None:
-        self.captured_ids = ids
-
-    def _finished(self, ids: list[str]) -> None:
-        self._running = False
-        self.captured_ids = ids
-        self.captured.emit(ids)
+        requests = requests_for(self._found, label=self.form.label.text().strip(),
+                                names=self.form.ownership.names(),
+                                metadata=self.form.metadata.metadata(),
+                                relative_key=RELATIVE_PATH_KEY)
+        self.capture_button.setEnabled(False)
+        self.submitted.emit(requests)
         self.accept()
-
-    def _failed(self, error: BaseException) -> None:
-        self._running = False
-        done = len(self.captured_ids)
-        if isinstance(error, CaptureCancelled):
-            self.error = "cancelled"
-            text = f"Cancelled. {done} file(s) were captured before that and are kept."
-        else:
-            self.error = describe_error(error)
-            text = (f"Not captured: {self.error}" +
-                    (f"\n{done} file(s) before it were captured and are kept." if done else ""))
-        self.status.setText(text)
-        self.status.setObjectName("error")
-        self.status.style().polish(self.status)
-        self.progress.setVisible(False)
-        if self.captured_ids:
-            self.captured.emit(list(self.captured_ids))
-        self.capture_button.setText("Try again")
-        self.capture_button.setEnabled(True)
-        self.form.setEnabled(True)
-        self._cancel.clear()
-        self._files = self._files[done:]
-        self._sizes = self._sizes[done:]
-
-    def reject(self) -> None:
-        if self._running:
-            # Stop after the current chunk; the service removes the partial copy.
-            self._cancel.set()
-            self.status.setText("Cancelling…")
-            return
-        super().reject()
 
 
 def parse_json_text(text: str) -> Any:

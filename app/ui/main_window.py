@@ -32,7 +32,9 @@ from app.ui.attach import (
     describe_service,
     sync_runs_in,
 )
+from app.capture_queue import CaptureQueue, CaptureRequest, QueueSummary, service_capture
 from app.ui.capture import CaptureDialog, EditDialog, ValueDialog, confirm_delete, delete_datapoints
+from app.ui.capture_panel import CapturePanel, confirm_close_with_captures
 from app.ui.context import UiContext
 from app.ui.detail import DetailPane
 from app.ui.drop_overlay import DropOverlay
@@ -44,7 +46,7 @@ from app.ui.rowsource import RowSource
 from app.ui.sync_panel import SyncIndicator, SyncPanel, TrayIcon
 from app.ui.sync_status import SyncSnapshot, read_snapshot
 from app.ui.table_model import TIME, DatapointTableModel
-from app.ui.tasks import describe_error
+from app.ui.tasks import describe_error, lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,23 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.watch_dock)
         self.tabifyDockWidget(self.sync_dock, self.watch_dock)
         self.watch_dock.hide()
+        # Files dropped or picked are captured here, on the queue's own thread: the window
+        # stays usable (app/capture_queue.py; the panel is its view).
+        self.capture_queue = CaptureQueue(service_capture(context.service),
+                                          thread_initializer=lower_thread_priority,
+                                          describe_error=describe_error)
+        self.capture_panel = CapturePanel(self.capture_queue, context.tasks, self)
+        self.capture_dock = QDockWidget("Captures", self)
+        self.capture_dock.setObjectName("captureDock")
+        self.capture_dock.setWidget(self.capture_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.capture_dock)
+        self.tabifyDockWidget(self.watch_dock, self.capture_dock)
+        self.capture_dock.hide()
+        self._queue_ids: list[str] = []
+        self.capture_refresh = QTimer(self)
+        self.capture_refresh.setSingleShot(True)
+        self.capture_refresh.setInterval(POLL_MS)
+        self.capture_refresh.timeout.connect(self._show_queue_captures)
 
         self.count_label = QLabel("", self)
         self.busy_label = QLabel("", self)
@@ -188,6 +207,13 @@ class MainWindow(QMainWindow):
         self.watch_health.setFlat(True)
         self.watch_health.setVisible(False)
         self.watch_health.clicked.connect(self.toggle_watch_panel)
+        self.capture_summary = QPushButton("", self)
+        self.capture_summary.setObjectName("captureSummary")
+        self.capture_summary.setFlat(True)
+        self.capture_summary.setVisible(False)
+        self.capture_summary.setToolTip("Show the capture queue")
+        self.capture_summary.clicked.connect(self.show_capture_panel)
+        self.statusBar().addPermanentWidget(self.capture_summary)
         self.statusBar().addPermanentWidget(self.watch_health)
         self.statusBar().addPermanentWidget(self.service_label)
         self.statusBar().addPermanentWidget(self.sync_indicator)
@@ -263,6 +289,9 @@ class MainWindow(QMainWindow):
         self.watch_action = self._action("watchPanel", "Watched folders", "Ctrl+Shift+W",
                                          self.toggle_watch_panel, "Watched folders",
                                          "folder-watch")
+        self.capture_queue_action = self._action("captureQueue", "Capture queue", "Ctrl+Shift+C",
+                                                 self.toggle_capture_panel,
+                                                 "Files being captured")
         self.settings_action = self._action("settings", "Settings…", QKeySequence.StandardKey.Preferences,
                                             self.open_settings, "Settings", "settings")
         if self.settings_action.shortcut().isEmpty():
@@ -311,7 +340,7 @@ class MainWindow(QMainWindow):
             edit_menu.addAction(action)
         view_menu = menu.addMenu("&View")
         for action in (self.refresh_action, self.detail_action, self.sync_action,
-                       self.watch_action, self.deleted_action):
+                       self.watch_action, self.deleted_action, self.capture_queue_action):
             view_menu.addAction(action)
         self.fleet_action = self._action("fleet", "Fleet…", None, self.show_fleet,
                                          "Every bench on the central store: behind, offline")
@@ -344,6 +373,9 @@ class MainWindow(QMainWindow):
         self.sync_panel.retry_requested.connect(self._retry_sync)
         self.sync_panel.sync_now_requested.connect(self._sync_now)
         self.watch_panel.saved.connect(self.apply_watch_rules)
+        self.capture_panel.captured.connect(self._queue_captured)
+        self.capture_panel.summary_changed.connect(self._show_capture_summary)
+        self.capture_panel.finished.connect(self._queue_finished)
 
     # -- filters and the table ---------------------------------------------------------------
 
@@ -862,11 +894,58 @@ class MainWindow(QMainWindow):
 
     def capture_files(self, paths: Sequence[str | Path]) -> CaptureDialog:
         dialog = CaptureDialog(self.context, paths, self)
-        dialog.captured.connect(self._captured)
+        dialog.submitted.connect(self.enqueue_captures)
         dialog.finished.connect(lambda _r: setattr(self, "dialog", None))
         self.dialog = dialog
         dialog.open()
         return dialog
+
+    def enqueue_captures(self, requests: list[CaptureRequest]) -> list[int]:
+        """Hand files to the capture queue and show its panel (the window stays usable)."""
+        keys = self.capture_panel.add(requests)
+        self.show_capture_panel()
+        return keys
+
+    def show_capture_panel(self) -> None:
+        self.capture_dock.show()
+        self.capture_dock.raise_()
+
+    def toggle_capture_panel(self) -> None:
+        if self.capture_dock.isVisible():
+            self.capture_dock.hide()
+        else:
+            self.show_capture_panel()
+
+    def _show_capture_summary(self, summary: QueueSummary) -> None:
+        self.capture_summary.setVisible(summary.active)
+        self.capture_summary.setText(summary.headline())
+
+    def _queue_captured(self, ids: list[str]) -> None:
+        """Rows the queue committed: into the table at most every POLL_MS (a thousand
+        small files must not re-run the table's query a thousand times)."""
+        self._queue_ids.extend(ids)
+        self.captured.emit(ids)
+        if not self.capture_refresh.isActive():
+            self._show_queue_captures()
+            self.capture_refresh.start()
+
+    def _show_queue_captures(self) -> None:
+        ids, self._queue_ids = self._queue_ids, []
+        if not ids:
+            return
+        # Never take the selection away from what the operator is working on.
+        if not self.selected_rows() and self.detail.datapoint_id is None:
+            self._restore_id = ids[0]
+            self.detail.show_datapoint(ids[0])
+        self.filter_bar.set_experiments(self.context.known_names().get("experiment", []))
+        self.model.refresh()
+        self.refresh_sync()
+
+    def _queue_finished(self, summary: QueueSummary) -> None:
+        self._show_queue_captures()
+        ending = ("; safe on this bench." if summary.done else ".") + \
+            (" See the Captures panel for why." if summary.failed else "")
+        self.show_message(summary.headline() + ending)
 
     def new_value(self) -> ValueDialog:
         dialog = ValueDialog(self.context, self)
@@ -1043,7 +1122,15 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self._closing and self.capture_queue.active() and \
+                not confirm_close_with_captures(self, self.capture_queue.summary()):
+            event.ignore()
+            return
         self._closing = True
+        # What is still queued is not captured (the dialog said so); the copy in flight
+        # stops at its next progress report and leaves nothing behind.
+        if not self.capture_queue.close(timeout=30):
+            log.warning("a capture was still running when the window closed")
         if self.dialog is not None and not self.dialog.isModal():
             self.dialog.close()  # a modeless one (the first-run welcome) would keep Qt running
         self.save_layout()

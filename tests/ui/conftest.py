@@ -42,6 +42,7 @@ def window(qtbot: Any, service: BenchService) -> Iterator[Any]:
     yield win
     if win.dialog is not None:
         win.dialog.close()
+    win.capture_queue.close(timeout=30)  # a failed test must not hang in "close anyway?"
     win.close()
     win.context.tasks.shutdown()
 

@@ -280,10 +280,11 @@ def test_dropping_files_and_a_folder_captures_them(qtbot: Any, window: Any, tmp_
     dialog.form.ownership.fields["experiment"].setEditText("EXP42")
     dialog.form.ownership.fields["user"].setEditText("alice")
     dialog.form.metadata.add_row("sample", "S-7")
-    with qtbot.waitSignal(window.captured, timeout=10_000) as captured:
+    with qtbot.waitSignal(window.capture_panel.finished, timeout=10_000):
         qtbot.mouseClick(dialog.capture_button, Qt.MouseButton.LeftButton)
-    ids = captured.args[0]
-    assert len(ids) == 3
+    assert window.dialog is None and window.capture_dock.isVisible()
+    ids = [item.datapoint_id for item in window.capture_queue.items()]
+    assert len(ids) == 3 and all(ids)
     stored = service.get(ids[0])
     assert isinstance(stored, FileDataPoint)
     assert stored.label == "run1.csv" and stored.size_bytes == one.stat().st_size
@@ -325,44 +326,6 @@ def test_dropping_files_and_a_folder_captures_them(qtbot: Any, window: Any, tmp_
     assert form.metadata.metadata() == {"sample": "S-8"} and form.pin_metadata.isChecked()
     assert form.carried_note.text() == "Carried over: user bob, pinned metadata"
     window.dialog.reject()
-
-
-def test_capture_dialog_reports_a_file_that_vanished(qtbot: Any, window: Any,
-                                                     tmp_path: Path) -> None:
-    gone = tmp_path / "gone.bin"
-    gone.write_bytes(b"x" * 10)
-    dialog = window.capture_files([gone])
-    qtbot.waitUntil(dialog.capture_button.isEnabled)
-    gone.unlink()
-    dialog.start_capture()
-    qtbot.waitUntil(lambda: dialog.error is not None, timeout=10_000)
-    assert "gone.bin" in dialog.status.text()
-    assert dialog.isVisible()  # the operator sees it; nothing is half-captured
-    dialog.reject()
-
-
-def test_cancelling_a_large_capture_keeps_nothing_half_done(qtbot: Any, window: Any,
-                                                           tmp_path: Path,
-                                                           service: BenchService) -> None:
-    big = tmp_path / "big.raw"
-    with open(big, "wb") as out:
-        for _ in range(64):
-            out.write(b"\x5a" * (4 * 1024 * 1024))  # 256 MiB
-    dialog = window.capture_files([big])
-    qtbot.waitUntil(dialog.capture_button.isEnabled)
-    with qtbot.waitSignal(dialog.progressed, timeout=20_000):
-        dialog.start_capture()
-    assert dialog.progress.isVisible() and dialog.progress.value() < 1000
-    dialog.reject()  # Cancel while copying: stops after the current chunk
-    qtbot.waitUntil(lambda: dialog.error is not None or bool(dialog.captured_ids),
-                    timeout=20_000)
-    if dialog.error == "cancelled":
-        assert "Cancelled" in dialog.status.text()
-        assert service.count() == 0
-        assert not any(p.is_file() for p in service.paths.files.rglob("*") if "tmp" not in p.parts)
-    else:  # the copy was faster than the click; then it is captured whole
-        assert service.count() == 1
-    dialog.reject()
 
 
 def test_value_dialog_rejects_bad_json_and_accepts_good(qtbot: Any, window: Any,

@@ -124,7 +124,8 @@ def _center(xdotool: str, env: dict[str, str], window_id: str) -> tuple[int, int
 def test_a_real_xdnd_drag_from_another_program_is_captured(tmp_path: Path,
                                                            x11_display: str) -> None:
     """Another X client drags a file onto the window (XDND), driven by xdotool's real
-    pointer events; the capture dialog opens and Return captures the file."""
+    pointer events; the capture dialog opens and Return hands the file to the capture
+    queue panel, which captures it."""
     xdotool, openbox = _tool("xdotool"), _tool("openbox")
     home = tmp_path / "home"
     dropped = tmp_path / "spectrum-7.csv"
