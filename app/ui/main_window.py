@@ -41,7 +41,7 @@ from app.ui.drop_overlay import DropOverlay
 from app.ui.filter_bar import FilterBar
 from app.ui.filters import FilterState, build_selector
 from app.ui.resources import icon
-from app.ui.changes import StoreChanges
+from app.ui.changes import POLL_MS, StoreChanges
 from app.ui.rowsource import RowSource
 from app.ui.sync_panel import SyncIndicator, SyncPanel, TrayIcon
 from app.ui.sync_status import SyncSnapshot, read_snapshot
