@@ -9,9 +9,13 @@ outbox change and the mirrored sync state, still commit together.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
+from app.core import custody
+from app.core.sqlin import in_chunks, placeholders
 from app.core.store import LocalStore
+from app.core.syncstate import ACTIVE_STATES
 
 
 # -- object renames (sync/rename.py) -------------------------------------------------------
@@ -50,3 +54,109 @@ def recorded_moves(store: LocalStore, limit: int) -> list[dict[str, Any]]:
             "ON d.id = r.datapoint_id ORDER BY r.created_at LIMIT ?", (limit,))
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+# -- rows by id (sync/localrows.py) --------------------------------------------------------
+
+def rows_by_ids(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Rows by id, deleted ones included."""
+    found: dict[str, dict[str, Any]] = {}
+    with store.reader() as conn:
+        for marks, chunk in in_chunks(datapoint_ids):
+            cursor = conn.execute(f"SELECT * FROM datapoints WHERE id IN ({marks})", chunk)
+            names = [d[0] for d in cursor.description]
+            for values in cursor.fetchall():
+                row = dict(zip(names, values))
+                found[row["id"]] = row
+    return found
+
+
+def revisions_of(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, tuple[int, str, int]]:
+    """id -> (revision, sync_state, deleted) for the ids this bench holds."""
+    found: dict[str, tuple[int, str, int]] = {}
+    with store.reader() as conn:
+        for marks, chunk in in_chunks(datapoint_ids):
+            for ident, revision, state, deleted in conn.execute(
+                    f"SELECT id, revision, sync_state, deleted FROM datapoints WHERE id IN ({marks})",
+                    chunk):
+                found[ident] = (int(revision), str(state), int(deleted))
+    return found
+
+
+def captured_here(store: LocalStore, datapoint_ids: Sequence[str]) -> set[str]:
+    """The ids among ``datapoint_ids`` of datapoints this bench captured."""
+    found: set[str] = set()
+    with store.reader() as conn:
+        for marks, chunk in in_chunks(datapoint_ids):
+            found.update(str(r[0]) for r in conn.execute(
+                f"SELECT id FROM datapoints WHERE origin = 'local' AND id IN ({marks})", chunk))
+    return found
+
+
+def origin_of(store: LocalStore, datapoint_id: str) -> Optional[str]:
+    with store.reader() as conn:
+        row = conn.execute("SELECT origin FROM datapoints WHERE id = ?", (datapoint_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def files_waiting(store: LocalStore) -> bool:
+    """Whether a live file of this bench still waits for the central store (so the next
+    pass needs object storage)."""
+    with store.reader() as conn:
+        return conn.execute(
+            f"SELECT 1 FROM datapoints WHERE sync_state IN ({placeholders(len(ACTIVE_STATES))}) "
+            "AND data_type = 'file' AND deleted = 0 LIMIT 1",
+            [str(s) for s in ACTIVE_STATES]).fetchone() is not None
+
+
+# -- rows pulled from the central store ----------------------------------------------------
+
+def upsert_remote(conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """In the caller's transaction: insert or update rows pulled from the central store
+    (all with the same columns); return how many changed. A row is replaced only when the
+    central revision is newer and the local row is live with no change of its own waiting."""
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    content = [c for c in columns if c not in ("id", "origin", "created_at", "deleted")]
+    sql = (
+        f"INSERT INTO datapoints ({', '.join(columns)}) VALUES ({placeholders(len(columns))}) "
+        f"ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in content)
+        + " WHERE datapoints.revision < excluded.revision AND datapoints.deleted = 0 "
+          "AND datapoints.sync_state = 'confirmed'"
+    )
+    changed = 0
+    for row in rows:
+        changed += conn.execute(sql, [row[c] for c in columns]).rowcount
+    return changed
+
+
+def tombstone(conn: sqlite3.Connection, datapoint_id: str, revision: int, now: str) -> bool:
+    """In the caller's transaction: mark a row deleted because the central store says so
+    (confirmed, at least ``revision``); True if it changed."""
+    return bool(conn.execute(
+        "UPDATE datapoints SET deleted = 1, sync_state = 'confirmed', "
+        "revision = MAX(revision, ?), updated_at = ? WHERE id = ? AND "
+        "(deleted = 0 OR sync_state != 'confirmed')",
+        (revision, now, datapoint_id)).rowcount)
+
+
+def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> bool:
+    """True when a copy is verified central and no live row needs the local one.
+
+    ``live_ok``: live rows may use the blob as long as each is verified central (freeing
+    old copies to save disk; they are downloaded again on request).
+    """
+    with store.reader() as conn:
+        # Verified as the custody receipt says (app.core.custody): a central copy a scrub
+        # found missing or damaged is not verified any more, and its local copy stays.
+        live_unverified = conn.execute(
+            "SELECT 1 FROM datapoints AS d WHERE d.sha256 = ? AND d.deleted = 0 AND "
+            f"d.data_type = 'file' AND NOT {custody.verified_central_sql('d')} LIMIT 1",
+            (sha256,)).fetchone()
+        verified = conn.execute("SELECT 1 FROM sync_objects WHERE sha256 = ? LIMIT 1",
+                                (sha256,)).fetchone()
+        live = conn.execute("SELECT 1 FROM datapoints WHERE sha256 = ? AND deleted = 0 LIMIT 1",
+                            (sha256,)).fetchone()
+    return verified is not None and live_unverified is None and (live_ok or live is None)
