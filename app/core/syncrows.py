@@ -160,3 +160,100 @@ def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> b
         live = conn.execute("SELECT 1 FROM datapoints WHERE sha256 = ? AND deleted = 0 LIMIT 1",
                             (sha256,)).fetchone()
     return verified is not None and live_unverified is None and (live_ok or live is None)
+
+
+# -- the outbox's view of datapoints (sync/outbox.py) --------------------------------------
+# The outbox's own tables stay in sync/; these run in its transactions, so a queue change
+# and the row's mirrored sync state commit together.
+
+def collect_pending(conn: sqlite3.Connection, now: str) -> int:
+    """In the caller's transaction: enqueue every pending row whose revision the outbox does
+    not hold yet; return how many were enqueued or re-queued."""
+    cursor = conn.execute(
+        """
+        INSERT INTO sync_outbox (datapoint_id, revision, state, enqueued_at, updated_at)
+        SELECT d.id, d.revision, 'pending', ?, ? FROM datapoints AS d
+        WHERE d.sync_state = 'pending' AND NOT EXISTS (
+            SELECT 1 FROM sync_outbox AS o
+            WHERE o.datapoint_id = d.id AND o.revision = d.revision)
+        ON CONFLICT (datapoint_id) DO UPDATE SET
+            revision = excluded.revision,
+            state = CASE WHEN sync_outbox.state IN ('uploading', 'uploaded')
+                         THEN sync_outbox.state ELSE 'pending' END,
+            attempts = 0, next_attempt_at = 0, quarantine_reason = NULL,
+            last_error = NULL, updated_at = excluded.updated_at
+        """,
+        (now, now),
+    )
+    return int(cursor.rowcount)
+
+
+def has_uncollected(store: LocalStore) -> bool:
+    """Cheap check for the background loop: is there a pending row not yet enqueued?"""
+    with store.reader() as conn:
+        row = conn.execute(
+            "SELECT 1 FROM datapoints AS d WHERE d.sync_state = 'pending' AND NOT EXISTS "
+            "(SELECT 1 FROM sync_outbox AS o WHERE o.datapoint_id = d.id "
+            "AND o.revision = d.revision) LIMIT 1").fetchone()
+    return row is not None
+
+
+def mirror_state(conn: sqlite3.Connection, datapoint_id: str, revision: int, state: str) -> None:
+    """In the caller's transaction: the row at ``revision`` shows the outbox's ``state``."""
+    conn.execute("UPDATE datapoints SET sync_state = ? WHERE id = ? AND revision = ? "
+                 "AND sync_state != ?", (state, datapoint_id, revision, state))
+
+
+def mirror_states(conn: sqlite3.Connection, items: Sequence[tuple[str, int]], state: str) -> None:
+    """In the caller's transaction: each (id, revision) row shows ``state``."""
+    conn.executemany("UPDATE datapoints SET sync_state = ? WHERE id = ? AND revision = ?",
+                     [(state, i, r) for i, r in items])
+
+
+def mirror_confirmed(conn: sqlite3.Connection, items: Sequence[tuple[str, int]]) -> None:
+    """In the caller's transaction: each (id, revision) row is confirmed central."""
+    conn.executemany("UPDATE datapoints SET sync_state = 'confirmed' "
+                     "WHERE id = ? AND revision = ?", items)
+
+
+def rebase_revision(conn: sqlite3.Connection, datapoint_id: str, old_revision: int,
+                    new_revision: int) -> bool:
+    """In the caller's transaction: lift the row from ``old_revision`` to ``new_revision``;
+    False if it is not at ``old_revision`` any more."""
+    return conn.execute("UPDATE datapoints SET revision = ? WHERE id = ? AND revision = ?",
+                        (new_revision, datapoint_id, old_revision)).rowcount != 0
+
+
+def is_live_file(conn: sqlite3.Connection, datapoint_id: str) -> bool:
+    """Whether the row is a live file with content (in the caller's transaction)."""
+    return conn.execute("SELECT 1 FROM datapoints WHERE id = ? AND deleted = 0 AND "
+                        "data_type = 'file' AND sha256 IS NOT NULL",
+                        (datapoint_id,)).fetchone() is not None
+
+
+def confirmed_to_pending(conn: sqlite3.Connection, datapoint_id: str) -> None:
+    """In the caller's transaction: a confirmed row is collected again at its revision."""
+    conn.execute("UPDATE datapoints SET sync_state = 'pending' WHERE id = ? "
+                 "AND sync_state = 'confirmed'", (datapoint_id,))
+
+
+def quarantined_with_labels(store: LocalStore) -> list[tuple[Any, ...]]:
+    """(id, revision, reason, updated_at, label) of quarantined outbox items, oldest first."""
+    with store.reader() as conn:
+        return [tuple(r) for r in conn.execute(
+            "SELECT o.datapoint_id, o.revision, o.quarantine_reason, o.updated_at, d.label "
+            "FROM sync_outbox AS o LEFT JOIN datapoints AS d ON d.id = o.datapoint_id "
+            "WHERE o.state = 'quarantined' ORDER BY o.updated_at").fetchall()]
+
+
+def unsynced_totals(conn: sqlite3.Connection
+                    ) -> tuple[int, int, Optional[str], dict[str, int]]:
+    """On the caller's reader: (rows, bytes of live files, oldest change) not yet confirmed
+    central (quarantined ones aside), and the row count per sync state."""
+    count, size, oldest = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN data_type = 'file' AND deleted = 0 "
+        "THEN size_bytes ELSE 0 END), 0), MIN(updated_at) FROM datapoints "
+        "WHERE sync_state NOT IN ('confirmed', 'quarantined')").fetchone()
+    states = dict(conn.execute(
+        "SELECT sync_state, COUNT(*) FROM datapoints GROUP BY sync_state").fetchall())
+    return int(count), int(size or 0), oldest, {str(k): int(v) for k, v in states.items()}
