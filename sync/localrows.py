@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from app.core import custody, deletions, search
+from app.core import deletions, search, syncrows
 from app.core.filestore import FileStore
 from app.core.models import DataPoint
 from app.core.store import LocalStore, datapoint_to_row
@@ -29,30 +29,12 @@ def _now_text() -> str:
 
 def fetch_rows(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Rows by id, deleted ones included."""
-    found: dict[str, dict[str, Any]] = {}
-    with store.reader() as conn:
-        for start in range(0, len(datapoint_ids), 500):
-            chunk = list(datapoint_ids[start:start + 500])
-            cursor = conn.execute(
-                f"SELECT * FROM datapoints WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
-            names = [d[0] for d in cursor.description]
-            for values in cursor.fetchall():
-                row = dict(zip(names, values))
-                found[row["id"]] = row
-    return found
+    return syncrows.rows_by_ids(store, datapoint_ids)
 
 
 def local_revisions(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, tuple[int, str, int]]:
     """id -> (revision, sync_state, deleted) for the ids this bench holds."""
-    found: dict[str, tuple[int, str, int]] = {}
-    with store.reader() as conn:
-        for start in range(0, len(datapoint_ids), 500):
-            chunk = list(datapoint_ids[start:start + 500])
-            for ident, revision, state, deleted in conn.execute(
-                    "SELECT id, revision, sync_state, deleted FROM datapoints WHERE id IN "
-                    f"({', '.join('?' for _ in chunk)})", chunk):
-                found[ident] = (int(revision), str(state), int(deleted))
-    return found
+    return syncrows.revisions_of(store, datapoint_ids)
 
 
 def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
@@ -76,16 +58,6 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
             with store.transaction() as conn:
                 write_metas(conn, meta)
         return 0
-    columns = list(rows[0])
-    content = [c for c in columns if c not in ("id", "origin", "created_at", "deleted")]
-    sql = (
-        f"INSERT INTO datapoints ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-        f"ON CONFLICT (id) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in content)
-        + " WHERE datapoints.revision < excluded.revision AND datapoints.deleted = 0 "
-          "AND datapoints.sync_state = 'confirmed'"
-    )
-    changed = 0
     with store.transaction() as conn:
         if undeleting:
             for ident, undeletes in undeleting.items():
@@ -94,8 +66,7 @@ def apply_remote(store: LocalStore, items: Iterable[tuple[DataPoint, int]],
             # upsert's own queueing below collides with theirs (a trigger inside an
             # upsert cannot rely on INSERT OR IGNORE).
             search.flush(conn, force=True)
-        for row in rows:
-            changed += conn.execute(sql, [row[c] for c in columns]).rowcount
+        changed = syncrows.upsert_remote(conn, rows)
         if meta:
             write_metas(conn, meta)
     return changed
@@ -116,35 +87,16 @@ def apply_tombstones(store: LocalStore, tombstones: Sequence[tuple[str, int]],
             if conn.execute("SELECT 1 FROM deletions WHERE datapoint_id = ? AND undeletes >= ?",
                             (datapoint_id, revision)).fetchone() is not None:
                 continue  # restored over this deletion; the restore is on its way
-            cursor = conn.execute(
-                "UPDATE datapoints SET deleted = 1, sync_state = 'confirmed', "
-                "revision = MAX(revision, ?), updated_at = ? WHERE id = ? AND "
-                "(deleted = 0 OR sync_state != 'confirmed')",
-                (revision, _now_text(), datapoint_id))
-            if cursor.rowcount:
+            if syncrows.tombstone(conn, datapoint_id, revision, _now_text()):
                 changed.append(datapoint_id)
             conn.execute("DELETE FROM sync_outbox WHERE datapoint_id = ?", (datapoint_id,))
     return changed
 
 
 def blob_freeable(store: LocalStore, sha256: str, *, live_ok: bool = False) -> bool:
-    """True when a copy is verified central and no live row needs the local one.
-
-    ``live_ok``: live rows may use the blob as long as each is verified central (freeing
-    old copies to save disk; they are downloaded again on request).
-    """
-    with store.reader() as conn:
-        # Verified as the custody receipt says (app.core.custody): a central copy a scrub
-        # found missing or damaged is not verified any more, and its local copy stays.
-        live_unverified = conn.execute(
-            "SELECT 1 FROM datapoints AS d WHERE d.sha256 = ? AND d.deleted = 0 AND "
-            f"d.data_type = 'file' AND NOT {custody.verified_central_sql('d')} LIMIT 1",
-            (sha256,)).fetchone()
-        verified = conn.execute("SELECT 1 FROM sync_objects WHERE sha256 = ? LIMIT 1",
-                                (sha256,)).fetchone()
-        live = conn.execute("SELECT 1 FROM datapoints WHERE sha256 = ? AND deleted = 0 LIMIT 1",
-                            (sha256,)).fetchone()
-    return verified is not None and live_unverified is None and (live_ok or live is None)
+    """True when a copy is verified central and no live row needs the local one
+    (``live_ok``: live rows verified central may use it)."""
+    return syncrows.blob_freeable(store, sha256, live_ok=live_ok)
 
 
 def blobs_of(store: LocalStore, datapoint_ids: Sequence[str]) -> list[str]:
@@ -173,9 +125,7 @@ def mark_freed(store: LocalStore, sha256: str) -> None:
 
 
 def origin_of(store: LocalStore, datapoint_id: str) -> Optional[str]:
-    with store.reader() as conn:
-        row = conn.execute("SELECT origin FROM datapoints WHERE id = ?", (datapoint_id,)).fetchone()
-    return None if row is None else str(row[0])
+    return syncrows.origin_of(store, datapoint_id)
 
 
 def free_blob_if_freeable(store: LocalStore, files: FileStore, sha256: str, *,
@@ -208,22 +158,9 @@ def free_deleted_blobs(service: Any, datapoint_ids: Sequence[str]) -> None:
 def files_waiting(store: LocalStore) -> bool:
     """Whether a live file of this bench still waits for the central store (so the next
     pass needs object storage)."""
-    from app.core.syncstate import ACTIVE_STATES
-
-    with store.reader() as conn:
-        return conn.execute(
-            "SELECT 1 FROM datapoints WHERE sync_state IN "
-            f"({', '.join('?' for _ in ACTIVE_STATES)}) AND data_type = 'file' AND deleted = 0 "
-            "LIMIT 1", [str(s) for s in ACTIVE_STATES]).fetchone() is not None
+    return syncrows.files_waiting(store)
 
 
 def captured_here(store: LocalStore, datapoint_ids: Sequence[str]) -> set[str]:
     """The ids among ``datapoint_ids`` of datapoints this bench captured."""
-    found: set[str] = set()
-    with store.reader() as conn:
-        for start in range(0, len(datapoint_ids), 500):
-            chunk = list(datapoint_ids[start:start + 500])
-            found.update(str(r[0]) for r in conn.execute(
-                "SELECT id FROM datapoints WHERE origin = 'local' AND id IN "
-                f"({', '.join('?' for _ in chunk)})", chunk))
-    return found
+    return syncrows.captured_here(store, datapoint_ids)

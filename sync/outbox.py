@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Optional
 
-from app.core import custody
+from app.core import custody, syncrows
 from app.core.backoff import backoff_delay
 from app.core.ids import new_ulid
+from app.core.sqlin import in_chunks
 from app.core.store import LocalStore
 from app.core.syncstate import ACTIVE_STATES, SyncState
 from app.core.timestamps import now_canonical
@@ -185,32 +186,11 @@ class Outbox:
         """Enqueue every pending row whose revision the outbox does not hold yet."""
         now = _now_text()
         with self.store.transaction() as conn:
-            cursor = conn.execute(
-                """
-                INSERT INTO sync_outbox (datapoint_id, revision, state, enqueued_at, updated_at)
-                SELECT d.id, d.revision, 'pending', ?, ? FROM datapoints AS d
-                WHERE d.sync_state = 'pending' AND NOT EXISTS (
-                    SELECT 1 FROM sync_outbox AS o
-                    WHERE o.datapoint_id = d.id AND o.revision = d.revision)
-                ON CONFLICT (datapoint_id) DO UPDATE SET
-                    revision = excluded.revision,
-                    state = CASE WHEN sync_outbox.state IN ('uploading', 'uploaded')
-                                 THEN sync_outbox.state ELSE 'pending' END,
-                    attempts = 0, next_attempt_at = 0, quarantine_reason = NULL,
-                    last_error = NULL, updated_at = excluded.updated_at
-                """,
-                (now, now),
-            )
-            return int(cursor.rowcount)
+            return syncrows.collect_pending(conn, now)
 
     def has_uncollected(self) -> bool:
         """Cheap check for the background loop: is there a pending row not yet enqueued?"""
-        with self.store.reader() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM datapoints AS d WHERE d.sync_state = 'pending' AND NOT EXISTS "
-                "(SELECT 1 FROM sync_outbox AS o WHERE o.datapoint_id = d.id "
-                "AND o.revision = d.revision) LIMIT 1").fetchone()
-        return row is not None
+        return syncrows.has_uncollected(self.store)
 
     def due(self, *, limit: int, force: bool = False,
             after: Optional[tuple[str, str]] = None) -> list[OutboxItem]:
@@ -255,8 +235,7 @@ class Outbox:
 
     @staticmethod
     def _mirror(conn: sqlite3.Connection, datapoint_id: str, revision: int, state: str) -> None:
-        conn.execute("UPDATE datapoints SET sync_state = ? WHERE id = ? AND revision = ? "
-                     "AND sync_state != ?", (state, datapoint_id, revision, state))
+        syncrows.mirror_state(conn, datapoint_id, revision, state)
 
     def mark(self, datapoint_id: str, revision: int, state: str, **fields: Any) -> None:
         with self.store.transaction() as conn:
@@ -277,8 +256,7 @@ class Outbox:
             conn.executemany("UPDATE sync_outbox SET state = ?, updated_at = ? "
                              "WHERE datapoint_id = ? AND revision = ?",
                              [(state, now, i, r) for i, r in items])
-            conn.executemany("UPDATE datapoints SET sync_state = ? WHERE id = ? AND revision = ?",
-                             [(state, i, r) for i, r in items])
+            syncrows.mirror_states(conn, items, state)
 
     def confirm_many(self, items: Sequence[tuple[str, int]]) -> None:
         """The central record read back: done. The items leave the outbox.
@@ -292,8 +270,7 @@ class Outbox:
         with self.store.transaction() as conn:
             conn.executemany("DELETE FROM sync_outbox WHERE datapoint_id = ? AND revision = ?",
                              pairs)
-            conn.executemany("UPDATE datapoints SET sync_state = 'confirmed' "
-                             "WHERE id = ? AND revision = ?", pairs)
+            syncrows.mirror_confirmed(conn, pairs)
             # A file's record read back naming its verified object: the central copy is
             # verified (the custody receipt's fact, and what makes it safe to delete).
             custody.note_records_verified(conn, [ident for ident, _revision in pairs])
@@ -363,9 +340,7 @@ class Outbox:
     def rebase(self, datapoint_id: str, old_revision: int, new_revision: int) -> bool:
         """Lift a pending local change above the central revision (last writer wins)."""
         with self.store.transaction() as conn:
-            cursor = conn.execute("UPDATE datapoints SET revision = ? WHERE id = ? AND revision = ?",
-                                  (new_revision, datapoint_id, old_revision))
-            if cursor.rowcount == 0:
+            if not syncrows.rebase_revision(conn, datapoint_id, old_revision, new_revision):
                 return False
             conn.execute("UPDATE sync_outbox SET revision = ?, updated_at = ? "
                          "WHERE datapoint_id = ? AND revision = ?",
@@ -440,27 +415,22 @@ class Outbox:
         object, so the next push uploads the local file again (and verifies it and reads
         its record back as for any upload). False if this bench holds no such file row."""
         with self.store.transaction() as conn:
-            row = conn.execute("SELECT 1 FROM datapoints WHERE id = ? AND deleted = 0 AND "
-                               "data_type = 'file' AND sha256 IS NOT NULL",
-                               (datapoint_id,)).fetchone()
-            if row is None:
+            if not syncrows.is_live_file(conn, datapoint_id):
                 return False
             conn.execute("DELETE FROM sync_objects WHERE datapoint_id = ?", (datapoint_id,))
             # Collected again at the same revision: the record's write then "conflicts"
             # with itself and reads back as ours, pointing at the object uploaded anew.
-            conn.execute("UPDATE datapoints SET sync_state = 'pending' WHERE id = ? "
-                         "AND sync_state = 'confirmed'", (datapoint_id,))
+            syncrows.confirmed_to_pending(conn, datapoint_id)
         return True
 
     def objects_for(self, datapoint_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         with self.store.reader() as conn:
-            for start in range(0, len(datapoint_ids), 500):
-                chunk = list(datapoint_ids[start:start + 500])
+            for marks, chunk in in_chunks(datapoint_ids):
                 cursor = conn.execute(
                     "SELECT datapoint_id, bucket, object_name, size, etag, sha256, content_type, "
-                    f"endpoint, verified_at FROM sync_objects WHERE datapoint_id IN "
-                    f"({', '.join('?' for _ in chunk)})", chunk)
+                    f"endpoint, verified_at FROM sync_objects WHERE datapoint_id IN ({marks})",
+                    chunk)
                 names = [d[0] for d in cursor.description]
                 for row in cursor.fetchall():
                     found[row[0]] = dict(zip(names, row))
@@ -469,27 +439,17 @@ class Outbox:
     # -- status ------------------------------------------------------------------------------
 
     def quarantined(self) -> list[QuarantinedItem]:
-        with self.store.reader() as conn:
-            rows = conn.execute(
-                "SELECT o.datapoint_id, o.revision, o.quarantine_reason, o.updated_at, d.label "
-                "FROM sync_outbox AS o LEFT JOIN datapoints AS d ON d.id = o.datapoint_id "
-                "WHERE o.state = 'quarantined' ORDER BY o.updated_at").fetchall()
+        rows = syncrows.quarantined_with_labels(self.store)
         return [QuarantinedItem(r[0], int(r[1]), str(r[2] or ""), str(r[3]), r[4]) for r in rows]
 
     def backlog(self) -> dict[str, Any]:
         """What is not yet confirmed central: count, bytes, oldest change, per state."""
         with self.store.reader() as conn:
-            count, size, oldest = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN data_type = 'file' AND deleted = 0 "
-                "THEN size_bytes ELSE 0 END), 0), MIN(updated_at) FROM datapoints "
-                "WHERE sync_state NOT IN ('confirmed', 'quarantined')").fetchone()
-            states = dict(conn.execute(
-                "SELECT sync_state, COUNT(*) FROM datapoints GROUP BY sync_state").fetchall())
+            count, size, oldest, states = syncrows.unsynced_totals(conn)
             waiting = conn.execute(
                 "SELECT COUNT(*), MAX(attempts), MAX(last_error) FROM sync_outbox WHERE "
                 "state != 'quarantined' AND attempts > 0").fetchone()
-        return {"count": int(count), "bytes": int(size or 0), "oldest_change": oldest,
-                "states": {str(k): int(v) for k, v in states.items()},
+        return {"count": count, "bytes": size, "oldest_change": oldest, "states": states,
                 "retrying": int(waiting[0] or 0)}
 
     def errors_summary(self, limit: int = 5) -> list[dict[str, Any]]:

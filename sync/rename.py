@@ -29,7 +29,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Final, Optional
 
-from app.core import custody
+from app.core import custody, syncrows
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
@@ -116,16 +116,7 @@ class ObjectRenamer:
 
     def _legacy_objects(self, limit: int) -> list[_Legacy]:
         """Live, confirmed datapoints whose verified object has an old-style name."""
-        with self.store.reader() as conn:
-            rows = conn.execute(
-                "SELECT o.datapoint_id, d.revision, o.object_name, o.size, o.sha256 "
-                "FROM sync_objects AS o INDEXED BY ix_sync_objects_legacy_name "
-                "JOIN datapoints AS d ON d.id = o.datapoint_id "
-                "WHERE instr(o.object_name, '/') > 0 "
-                "AND d.deleted = 0 "
-                "AND d.sync_state = 'confirmed' AND d.sha256 = o.sha256 "
-                "AND NOT EXISTS (SELECT 1 FROM sync_renames AS r "
-                "WHERE r.datapoint_id = o.datapoint_id) LIMIT ?", (limit,)).fetchall()
+        rows = syncrows.legacy_named_objects(self.store, limit)
         return [_Legacy(r[0], int(r[1]), str(r[2]), int(r[3]), str(r[4])) for r in rows]
 
     def _point_at(self, legacy: _Legacy, stored: StoredObject) -> bool:
@@ -133,11 +124,8 @@ class ObjectRenamer:
         the row a new revision to push. Nothing if the row changed since it was read."""
         now = now_canonical()
         with self.store.transaction() as conn:
-            bumped = conn.execute(
-                "UPDATE datapoints SET revision = revision + 1, sync_state = 'pending' "
-                "WHERE id = ? AND revision = ? AND deleted = 0 AND sync_state = 'confirmed'",
-                (legacy.datapoint_id, legacy.revision)).rowcount
-            if bumped != 1:
+            if not syncrows.bump_confirmed_revision(conn, legacy.datapoint_id,
+                                                    legacy.revision):
                 return False  # edited or deleted meanwhile: looked at again next pass
             conn.execute(
                 "INSERT INTO sync_renames (datapoint_id, old_name, new_name, revision, "
@@ -184,13 +172,7 @@ class ObjectRenamer:
             self._forget(move["datapoint_id"])
 
     def _moves(self) -> list[dict[str, Any]]:
-        with self.store.reader() as conn:
-            cursor = conn.execute(
-                "SELECT r.datapoint_id, r.old_name, r.new_name, d.sync_state AS state, "
-                "d.deleted FROM sync_renames AS r LEFT JOIN datapoints AS d "
-                "ON d.id = r.datapoint_id ORDER BY r.created_at LIMIT ?", (RENAMES_PER_PASS,))
-            names = [c[0] for c in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return syncrows.recorded_moves(self.store, RENAMES_PER_PASS)
 
     def _central_names(self, ids: list[str]) -> dict[str, Optional[str]]:
         try:

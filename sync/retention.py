@@ -119,13 +119,7 @@ def at_risk(service: BenchService) -> list[AtRisk]:
     """Live datapoints captured here and not yet verified central, oldest first: files
     without a verified central copy, values whose record is not yet confirmed."""
     now = utc_now()
-    with service.store.reader() as conn:
-        rows = conn.execute(
-            "SELECT d.id, d.label, d.data_type, d.size_bytes, d.created_at, d.sync_state "
-            "FROM datapoints AS d WHERE d.deleted = 0 AND d.origin = 'local' AND "
-            f"((d.data_type = 'file' AND NOT {custody.verified_central_sql('d')}) OR "
-            "(d.data_type != 'file' AND d.sync_state != ?)) ORDER BY d.created_at",
-            (SyncState.CONFIRMED.value,)).fetchall()
+    rows = custody.unverified_local(service.store, SyncState.CONFIRMED.value)
     items = []
     for ident, label, data_type, size, created, state in rows:
         age = (now - parse_timestamp(created)).total_seconds() / 86400

@@ -226,22 +226,11 @@ class Scrubber:
     # -- local blobs -----------------------------------------------------------------------
 
     def _local_totals(self) -> tuple[int, int]:
-        with self.store.reader() as conn:
-            count, size = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT c.sha256, "
-                "MAX(d.size_bytes) AS size FROM blob_custody AS c JOIN datapoints AS d "
-                "ON d.id = c.datapoint_id WHERE d.deleted = 0 GROUP BY c.sha256)").fetchone()
-        return int(count), int(size or 0)
+        return custody.live_blob_totals(self.store)
 
     def _local_blobs(self, after: str) -> list[tuple[str, list[str]]]:
         """(SHA-256, ids of the live datapoints it holds) for the next page of blobs."""
-        with self.store.reader() as conn:
-            rows = conn.execute(
-                "SELECT c.sha256, group_concat(c.datapoint_id, ' ') FROM blob_custody AS c "
-                "JOIN datapoints AS d ON d.id = c.datapoint_id WHERE d.deleted = 0 "
-                "AND c.sha256 > ? GROUP BY c.sha256 ORDER BY c.sha256 LIMIT ?",
-                (after, PAGE)).fetchall()
-        return [(str(sha), sorted(str(ids).split())) for sha, ids in rows]
+        return custody.live_blobs_after(self.store, after, PAGE)
 
     def _scrub_local(self) -> None:
         total_blobs, total_bytes = self._local_totals()
@@ -343,14 +332,8 @@ class Scrubber:
     # -- central objects -------------------------------------------------------------------
 
     def _central_ids(self, after: str) -> list[str]:
-        """Live file datapoints with a central copy: uploaded from here (verified object),
-        or a record naming an object (another bench's or MADSci's)."""
-        with self.store.reader() as conn:
-            return [str(r[0]) for r in conn.execute(
-                "SELECT d.id FROM datapoints AS d WHERE d.deleted = 0 AND d.data_type != 'json' "
-                "AND d.id > ? AND (d.object_name IS NOT NULL OR EXISTS (SELECT 1 FROM "
-                "sync_objects AS o WHERE o.datapoint_id = d.id AND o.sha256 = d.sha256)) "
-                "ORDER BY d.id LIMIT ?", (after, PAGE))]
+        """Live file datapoints with a central copy (see custody.centrally_held_ids_after)."""
+        return custody.centrally_held_ids_after(self.store, after, PAGE)
 
     def _scrub_central(self) -> None:
         if self.objects is None:

@@ -87,8 +87,7 @@ def test_the_public_names_still_import_from_app() -> None:
 _DATAPOINTS_SQL = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+datapoints\b", re.IGNORECASE)
 #: Sync modules that still write their own SQL on datapoints; issue 17 moves it into
 #: app/core. Shrink this list, never grow it.
-_DATAPOINTS_SQL_ALLOWED = {"sync/localrows.py", "sync/outbox.py", "sync/verify.py",
-                           "sync/rename.py", "sync/retention.py"}
+_DATAPOINTS_SQL_ALLOWED: set[str] = set()
 
 
 def test_only_the_core_writes_sql_on_datapoints() -> None:

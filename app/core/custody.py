@@ -505,3 +505,52 @@ def receipt(store: LocalStore, files: FileStore, datapoint_id: str) -> Optional[
                    uploaded=uploaded, central_verified=central_facts,
                    last_scrub=_scrub_facts(scrub), central_problem=problem,
                    safe_to_delete=bool(verified))
+
+
+# -- the scrub's and retention's reads (sync/verify.py, sync/retention.py) ------------------
+
+def live_blob_totals(store: LocalStore) -> tuple[int, int]:
+    """(blobs, bytes) held locally by live datapoints, each blob counted once."""
+    with store.reader() as conn:
+        count, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT c.sha256, "
+            "MAX(d.size_bytes) AS size FROM blob_custody AS c JOIN datapoints AS d "
+            "ON d.id = c.datapoint_id WHERE d.deleted = 0 GROUP BY c.sha256)").fetchone()
+    return int(count), int(size or 0)
+
+
+def live_blobs_after(store: LocalStore, after: str, limit: int) -> list[tuple[str, list[str]]]:
+    """(SHA-256, ids of the live datapoints it holds) for the next ``limit`` blobs after
+    ``after``, in SHA-256 order."""
+    with store.reader() as conn:
+        rows = conn.execute(
+            "SELECT c.sha256, group_concat(c.datapoint_id, ' ') FROM blob_custody AS c "
+            "JOIN datapoints AS d ON d.id = c.datapoint_id WHERE d.deleted = 0 "
+            "AND c.sha256 > ? GROUP BY c.sha256 ORDER BY c.sha256 LIMIT ?",
+            (after, limit)).fetchall()
+    return [(str(sha), sorted(str(ids).split())) for sha, ids in rows]
+
+
+def centrally_held_ids_after(store: LocalStore, after: str, limit: int) -> list[str]:
+    """Live file datapoints with a central copy: uploaded from here (verified object),
+    or a record naming an object (another bench's or MADSci's); the next ``limit`` ids
+    after ``after``, in id order."""
+    with store.reader() as conn:
+        return [str(r[0]) for r in conn.execute(
+            "SELECT d.id FROM datapoints AS d WHERE d.deleted = 0 AND d.data_type != 'json' "
+            "AND d.id > ? AND (d.object_name IS NOT NULL OR EXISTS (SELECT 1 FROM "
+            "sync_objects AS o WHERE o.datapoint_id = d.id AND o.sha256 = d.sha256)) "
+            "ORDER BY d.id LIMIT ?", (after, limit))]
+
+
+def unverified_local(store: LocalStore, confirmed: str) -> list[tuple[Any, ...]]:
+    """(id, label, data_type, size_bytes, created_at, sync_state) of live datapoints
+    captured here and not yet verified central, oldest first: files without a verified
+    central copy, values whose record is not in the ``confirmed`` sync state."""
+    with store.reader() as conn:
+        return [tuple(row) for row in conn.execute(
+            "SELECT d.id, d.label, d.data_type, d.size_bytes, d.created_at, d.sync_state "
+            "FROM datapoints AS d WHERE d.deleted = 0 AND d.origin = 'local' AND "
+            f"((d.data_type = 'file' AND NOT {verified_central_sql('d')}) OR "
+            "(d.data_type != 'file' AND d.sync_state != ?)) ORDER BY d.created_at",
+            (confirmed,)).fetchall()]
