@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from app.core.atomic import fsync_dir
+from app.core.errors import DiskFullError, is_disk_full
+from app.core.filestore import held_by_another_process
 from app.core.timestamps import now_canonical
 
 try:  # POSIX: flock marks a note whose capture is still running
@@ -134,7 +136,22 @@ class CaptureNotes:
     def begin(self, source: str, size_bytes: Optional[int], *,
               datapoint: Optional[Mapping[str, Any]] = None,
               front_end: Optional[str] = None) -> OpenNote:
-        """Write (durably) and lock the note of a capture that is about to start."""
+        """Write (durably) and lock the note of a capture that is about to start.
+
+        A full disk is the capture's DiskFullError (REST 507, one sentence elsewhere):
+        the note is the first thing a capture writes."""
+        try:
+            return self._begin(source, size_bytes, datapoint=datapoint, front_end=front_end)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFullError(f"could not capture {source}: the disk holding {self.dir} is "
+                                f"full ({exc.strerror or exc}): free space and capture "
+                                "again") from exc
+
+    def _begin(self, source: str, size_bytes: Optional[int], *,
+               datapoint: Optional[Mapping[str, Any]],
+               front_end: Optional[str]) -> OpenNote:
         note_id = secrets.token_hex(12)
         path = self.dir / f"{note_id}{NOTE_SUFFIX}"
         body = {"source": source, "size_bytes": size_bytes, "started_at": now_canonical(),
@@ -228,22 +245,9 @@ class CaptureNotes:
 
 
 def _held(path: Path) -> bool:
-    """True while the capture that wrote the note still runs (it holds the lock)."""
-    if fcntl is None:
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return True  # vanished or unreadable: not ours to report
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return False
+    """True while the capture that wrote the note still runs (it holds the lock); a note
+    that vanished or cannot be read is not ours to report."""
+    return held_by_another_process(path, if_unopenable=True)
 
 
 def _read(path: Path) -> Optional[CaptureNote]:

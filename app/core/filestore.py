@@ -414,14 +414,15 @@ def _mark_in_use(fd: int) -> None:
             logger.debug("flock is not available on this file system")
 
 
-def _in_use_by_another_process(path: Path) -> bool:
-    """True when some process holds the temp file's lock (a capture in flight)."""
+def held_by_another_process(path: Path, *, if_unopenable: bool = False) -> bool:
+    """True when some process holds ``path``'s advisory lock (a capture in flight, or its
+    note); ``if_unopenable`` is the answer for a file that cannot be opened (vanished)."""
     if fcntl is None:
         return False  # Windows refuses to delete files that are open anyway
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return False
+        return if_unopenable
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -814,7 +815,7 @@ class FileStore:
             return 0
         for entry in entries:
             leftover = entry.name.endswith(TEMP_SUFFIX) and entry not in active
-            if leftover and entry.is_file() and not _in_use_by_another_process(entry) \
+            if leftover and entry.is_file() and not held_by_another_process(entry) \
                     and _unlink_quietly(entry):
                 removed += 1
         if removed:
