@@ -34,6 +34,8 @@ from app.ingest.profiles import (
 )
 from app.ingest.rules import WatchRule
 from app.ingest.scanner import list_dataset
+from app.extract.component import ExtractComponent
+from app.extract.worker import ExtractSettings
 from app.service import BenchService
 from tests.ingest.conftest import FAST, Harness, wait_for
 
@@ -260,7 +262,8 @@ def test_a_bruker_folder_written_file_by_file_is_captured_once_when_complete(
     def topspin() -> None:
         try:
             experiment.mkdir(parents=True)
-            (experiment / "acqus").write_text("##TITLE= Parameter file\n##$NUC1= <1H>\n")
+            (experiment / "acqus").write_text("##TITLE= Parameter file\n##$NUC1= <1H>\n"
+                                              "##$PULPROG= <zg30>\n")
             pace.wait(0.3)
             (experiment / "audita.txt").write_text("acquisition started\n")
             pace.wait(0.3)
@@ -290,6 +293,16 @@ def test_a_bruker_folder_written_file_by_file_is_captured_once_when_complete(
     assert archive.read("acqus").startswith(b"##TITLE= Parameter file")
     assert archive.read("fid") == (experiment / "fid").read_bytes()
     assert h.status().waiting_for == {}
+    # Its acqus fields become searchable once the extractor has read the dataset (#16).
+    worker = ExtractComponent(service, ExtractSettings(poll_seconds=0.05))
+    worker.start()
+    try:
+        wait_for(lambda: "extracted.format" in service.get(datapoint.datapoint_id)
+                 .custom_metadata, what="the extracted acqus fields", timeout=60)
+    finally:
+        worker.stop()
+    assert [d.datapoint_id for d in service.search("zg30").items] == [datapoint.datapoint_id]
+    assert service.count({"custom_metadata.extracted.nucleus": "1H"}) == 1
 
     h.rescan_and_wait()
     h.stop()
