@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 from app.core.atomic import fsync_dir
 from app.core.errors import DiskFullError, is_disk_full
-from app.core.filestore import held_by_another_process
+from app.core.filestore import exclusive_lock, held_by_another_process
 from app.core.timestamps import now_canonical
 
 try:  # POSIX: flock marks a note whose capture is still running
@@ -202,23 +202,8 @@ class CaptureNotes:
         if path is None:
             yield None
             return
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            yield None
-            return
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    yield None  # a capture in flight, or another retry
-                    return
-                except OSError:
-                    pass
-            yield _read(path)
-        finally:
-            os.close(fd)
+        with exclusive_lock(path) as locked:  # False: a capture in flight, or a retry
+            yield _read(path) if locked else None
 
     def discard(self, note_id: str) -> bool:
         """Remove a note (the caller holds it through :meth:`claimed`)."""

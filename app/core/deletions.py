@@ -156,24 +156,27 @@ def recently_deleted(store: LocalStore, since: str, *, limit: int = 1000) -> lis
 
 def undeletes_of(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, int]:
     """For restored datapoints among these: the revision of the deletion each undoes."""
-    found: dict[str, int] = {}
-    with store.reader() as conn:
-        for marks, chunk in in_chunks(datapoint_ids):
-            for ident, undeletes in conn.execute(
-                    "SELECT datapoint_id, undeletes FROM deletions WHERE undeletes IS NOT NULL "
-                    f"AND datapoint_id IN ({marks})", chunk):
-                found[str(ident)] = int(undeletes)
-    return found
+    return {ident: int(value) for ident, value
+            in _deletion_facts(store, datapoint_ids, "undeletes").items()}
 
 
 def deleted_by_of(store: LocalStore, datapoint_ids: Sequence[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
+    """Who deleted each of these datapoints, where known."""
+    return {ident: str(value) for ident, value
+            in _deletion_facts(store, datapoint_ids, "deleted_by").items()}
+
+
+def _deletion_facts(store: LocalStore, datapoint_ids: Sequence[str],
+                    column: str) -> dict[str, Any]:
+    """``column`` of the deletions table for these ids, where it is set."""
+    assert column in ("undeletes", "deleted_by")  # a column name, never user input
+    found: dict[str, Any] = {}
     with store.reader() as conn:
         for marks, chunk in in_chunks(datapoint_ids):
-            for ident, by in conn.execute(
-                    "SELECT datapoint_id, deleted_by FROM deletions WHERE deleted_by IS NOT "
-                    f"NULL AND datapoint_id IN ({marks})", chunk):
-                found[str(ident)] = str(by)
+            for ident, value in conn.execute(
+                    f"SELECT datapoint_id, {column} FROM deletions WHERE {column} IS NOT NULL "
+                    f"AND datapoint_id IN ({marks})", chunk):
+                found[str(ident)] = value
     return found
 
 

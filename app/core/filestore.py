@@ -459,9 +459,10 @@ def _open_shared_locked(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def _exclusive_blob_lock(path: Path) -> Iterator[bool | None]:
-    """Lock a blob against new holds while it is checked and unlinked: True if locked,
-    False if some process holds it, None if it does not exist."""
+def exclusive_lock(path: Path) -> Iterator[bool | None]:
+    """Lock a file (a blob against new holds while it is checked and unlinked; a capture
+    note against a second retry): True if locked, False if some process holds it, None if
+    it does not exist."""
     if fcntl is None:
         # Windows: nothing to lock; a blob another process holds is open there, and
         # deleting an open file fails (``_unlink_quietly`` then keeps it).
@@ -769,7 +770,7 @@ class FileStore:
             if self._holds.get(sha256):
                 logger.debug("blob %s is held by a capture in flight; not removed", sha256)
                 return False
-            with _exclusive_blob_lock(path) as locked:
+            with exclusive_lock(path) as locked:
                 if locked is None:
                     return False  # already gone
                 if not locked:
