@@ -1,5 +1,8 @@
 """The central MongoDB: MADSci's datapoints collection and our tombstones beside it.
 
+The real ``RecordBackend`` (``sync.backends``): each collection is a
+:class:`MongoCollection`, pymongo's collection behind the protocol's few operations.
+
 Only standard MongoDB operations (bulk upserts, ``$currentDate``, ``$in``, sorts), so a real
 MongoDB or a FerretDB replica set behaves like the nx-27017 test server. Connections fail
 fast (seconds, not pymongo's 30 s default) so a dead server costs one short wait per pass.
@@ -8,12 +11,15 @@ fast (seconds, not pymongo's 30 s default) so a dead server costs one short wait
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from sync.backends import BulkWriteError, ClassifiedErrors, DeleteOne, Document, Filter, \
+    Projection, Sort, UpdateOne, WriteOp
 from sync.documents import BENCH, REVISION, UNDELETES, WRITTEN_AT
-from sync.faults import classify_mongo
+from sync.faults import SyncError, classify_mongo
 from sync.settings import CentralSettings
 
 log = logging.getLogger(__name__)
@@ -42,8 +48,77 @@ def tls_options(settings: CentralSettings, url: str) -> dict[str, Any]:
     return {"tlsCAFile": settings.ca_bundle()}
 
 
-class CentralDatabase:
-    """The datapoints and tombstones collections of the central store."""
+def _pymongo_op(op: WriteOp) -> Any:
+    import pymongo
+
+    if isinstance(op, UpdateOne):
+        return pymongo.UpdateOne(dict(op.filter), dict(op.update), upsert=op.upsert)
+    if isinstance(op, DeleteOne):
+        return pymongo.DeleteOne(dict(op.filter))
+    raise TypeError(f"not a write operation: {op!r}")
+
+
+class MongoCollection:
+    """A pymongo collection as a ``RecordCollection``. Other attributes (``list_indexes``,
+    ``insert_one`` ...) reach pymongo's collection itself, for tools and tests."""
+
+    def __init__(self, collection: Any,
+                 classify: Callable[..., SyncError] = classify_mongo) -> None:
+        self.raw = collection
+        #: The backend's error classifier (``sync.backends.RecordCollection.classify``).
+        self.classify = classify
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "raw":  # not set yet (copying, unpickling): not pymongo's to answer
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+    def find(self, filter: Filter, projection: Projection = None, *, sort: Sort = None,
+             limit: int = 0, batch_size: int = 0) -> Any:
+        return self.raw.find(filter, projection, sort=list(sort) if sort else None,
+                             limit=limit, batch_size=batch_size)
+
+    def find_one(self, filter: Filter, projection: Projection = None) -> Optional[Document]:
+        found: Optional[Document] = self.raw.find_one(filter, projection)
+        return found
+
+    def find_one_and_update(self, filter: Filter, update: Mapping[str, Any], *,
+                            upsert: bool = False, projection: Projection = None
+                            ) -> Optional[Document]:
+        from pymongo import ReturnDocument
+
+        found: Optional[Document] = self.raw.find_one_and_update(
+            filter, update, upsert=upsert, return_document=ReturnDocument.AFTER,
+            projection=projection)
+        return found
+
+    def update_one(self, filter: Filter, update: Mapping[str, Any], *,
+                   upsert: bool = False) -> None:
+        self.raw.update_one(filter, update, upsert=upsert)
+
+    def update_many(self, filter: Filter, update: Mapping[str, Any]) -> None:
+        self.raw.update_many(filter, update)
+
+    def delete_one(self, filter: Filter) -> None:
+        self.raw.delete_one(filter)
+
+    def delete_many(self, filter: Filter) -> None:
+        self.raw.delete_many(filter)
+
+    def bulk_write(self, operations: Sequence[WriteOp]) -> None:
+        from pymongo.errors import BulkWriteError as PymongoBulkWriteError
+
+        try:
+            self.raw.bulk_write([_pymongo_op(op) for op in operations], ordered=False)
+        except PymongoBulkWriteError as exc:
+            raise BulkWriteError(exc.details.get("writeErrors", [])) from exc
+
+    def create_index(self, keys: Sequence[tuple[str, int]], *, name: str) -> None:
+        self.raw.create_index(list(keys), name=name)
+
+
+class CentralDatabase(ClassifiedErrors):
+    """The datapoints and tombstones collections of the central store (MongoDB)."""
 
     def __init__(self, settings: CentralSettings, listeners: Sequence[Any] = ()) -> None:
         """``listeners``: pymongo command listeners (tests and benchmarks count requests)."""
@@ -67,9 +142,9 @@ class CentralDatabase:
         except Exception as exc:  # noqa: BLE001 - bad URL and the like
             raise classify_mongo(exc, what="opening MongoDB") from exc
         database = self._client[settings.mongo_database]
-        self.datapoints: Any = database[settings.mongo_collection]
-        self.tombstones: Any = database[settings.tombstone_collection]
-        self.benches: Any = database[settings.benches_collection]
+        self.datapoints = MongoCollection(database[settings.mongo_collection], self.classify)
+        self.tombstones = MongoCollection(database[settings.tombstone_collection], self.classify)
+        self.benches = MongoCollection(database[settings.benches_collection], self.classify)
         self._indexed = False
         self._scope_indexed: tuple[str, ...] = ()
 
@@ -81,6 +156,17 @@ class CentralDatabase:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    def classify(self, exc: BaseException, *, what: str) -> SyncError:
+        return exc if isinstance(exc, SyncError) else classify_mongo(exc, what=what)
+
+    def server_time(self) -> Optional[datetime]:
+        """The MongoDB server's clock (``hello``'s ``localTime``), or None if it will not say."""
+        try:
+            moment = self._client.admin.command("hello").get("localTime")
+        except Exception:  # noqa: BLE001 - the caller has another way to judge
+            return None
+        return moment if isinstance(moment, datetime) else None
 
     def ping(self) -> None:
         try:

@@ -25,7 +25,7 @@ from app.core.timestamps import now_canonical, utc_now
 from app.service import BenchService
 
 from sync import fleet, localrows
-from sync.central import CentralDatabase
+from sync.backends import REAL_BACKENDS, Backends, RecordBackend
 from sync.clock import ServerClock
 from sync.faults import CentralConfigError, RetryableError, SyncError
 from sync.objects import ObjectStore
@@ -113,14 +113,17 @@ class PassReport:
 class SyncEngine:
     """Reconciles one bench with the central store. Thread-safe: one pass at a time."""
 
-    def __init__(self, service: BenchService, settings: Optional[CentralSettings] = None) -> None:
+    def __init__(self, service: BenchService, settings: Optional[CentralSettings] = None,
+                 backends: Backends = REAL_BACKENDS) -> None:
+        """``backends``: how to reach the central store (MongoDB and S3 unless given)."""
         self.service = service
         self.settings = settings or load_settings(service.paths)
+        self.backends = backends
         self.outbox = Outbox(service.store)
         self.bench_id = self.outbox.bench_id()
         self.progress: dict[str, tuple[int, int]] = {}
         self._pass_lock = threading.Lock()
-        self._central: Optional[CentralDatabase] = None
+        self._central: Optional[RecordBackend] = None
         self._objects: Optional[ObjectStore] = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -147,17 +150,18 @@ class SyncEngine:
 
     # -- connections -----------------------------------------------------------------------
 
-    def _connections(self) -> tuple[CentralDatabase, Optional[ObjectStore]]:
+    def _connections(self) -> tuple[RecordBackend, Optional[ObjectStore]]:
         return self._central_db(), self._object_store()
 
-    def _central_db(self) -> CentralDatabase:
+    def _central_db(self) -> RecordBackend:
         if self._central is None:
-            self._central = CentralDatabase(self.settings)
+            self._central = self.backends.records(self.settings)
         return self._central
 
     def _object_store(self) -> Optional[ObjectStore]:
         if self._objects is None and self.settings.objects_configured:
-            self._objects = ObjectStore(self.settings, self.clock)
+            self._objects = ObjectStore(self.settings, self.clock,
+                                        self.backends.objects(self.settings, self.clock))
         return self._objects
 
     def close(self) -> None:
@@ -286,7 +290,7 @@ class SyncEngine:
         if not report.ok:
             self._central_ready = self._bucket_ready = False
 
-    def _heartbeat(self, central: CentralDatabase, report: PassReport) -> None:
+    def _heartbeat(self, central: RecordBackend, report: PassReport) -> None:
         """This bench's heartbeat, at most once a minute; also who stamps (sync.fleet).
         A failure is logged, never fails the pass: a lab may not allow the collection."""
         if time.monotonic() < self._next_beat or self._stop.is_set():
@@ -323,7 +327,7 @@ class SyncEngine:
         self._next_stamp = time.monotonic() + fleet.STAMP_INTERVAL_S
         return True
 
-    def _renamer(self, central: CentralDatabase,
+    def _renamer(self, central: RecordBackend,
                  objects: Optional[ObjectStore]) -> Optional[ObjectRenamer]:
         if objects is None:
             return None

@@ -46,7 +46,8 @@ from sync.settings import CentralSettings, load_settings
 
 log = logging.getLogger(__name__)
 
-_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
+#: An ETag that is the object's plain MD5 (a single-part upload), so a download can check it.
+PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class CentralSource:
     etag: Optional[str]
 
 
-def _clean_etag(etag: Any) -> Optional[str]:
+def clean_etag(etag: Any) -> Optional[str]:
+    """An ETag as records and checks compare it: no quotes, lower case (None if empty)."""
     text = str(etag or "").strip().strip('"').lower()
     return text or None
 
@@ -76,14 +78,14 @@ def central_source(service: BenchService, datapoint: DataPoint,
                 "names no object in the central bucket")
         return CentralSource(bucket=datapoint.bucket_name or default_bucket,
                              object_name=datapoint.object_name, sha256=datapoint.sha256,
-                             size=datapoint.size_bytes, etag=_clean_etag(datapoint.etag))
+                             size=datapoint.size_bytes, etag=clean_etag(datapoint.etag))
     if isinstance(datapoint, FileDataPoint) and datapoint.sha256:
         stored = Outbox(service.store).objects_for([ident]).get(ident)
         if stored is not None and stored["sha256"] == datapoint.sha256:
             return CentralSource(bucket=str(stored["bucket"]),
                                  object_name=str(stored["object_name"]),
                                  sha256=datapoint.sha256, size=int(stored["size"]),
-                                 etag=_clean_etag(stored["etag"]))
+                                 etag=clean_etag(stored["etag"]))
         raise FileNotReachableError(
             f"the file of datapoint {ident} is not in this bench's file store and no "
             "verified central copy of it is recorded")
@@ -148,9 +150,9 @@ def _check_headers(ident: str, source: CentralSource, response: Any) -> None:
             f"the central copy of datapoint {ident} is {length} bytes, its record says "
             f"{source.size}; it was not served")
     if source.sha256 is None:
-        served = _clean_etag(headers.get("etag"))
+        served = clean_etag(headers.get("etag"))
         if source.etag is None or (source.size is None
-                                   and not _PLAIN_MD5.fullmatch(source.etag)):
+                                   and not PLAIN_MD5.fullmatch(source.etag)):
             raise FileDamagedError(
                 f"the central copy of datapoint {ident} cannot be verified: its record has "
                 "no SHA-256, and no size and ETag; it was not served")
@@ -191,7 +193,7 @@ def fetch_verified(service: BenchService, objects: ObjectStore, datapoint: DataP
     try:
         _check_headers(ident, source, response)
         reader = _CheckedReader(response, md5=source.sha256 is None
-                                and bool(source.etag and _PLAIN_MD5.fullmatch(source.etag)))
+                                and bool(source.etag and PLAIN_MD5.fullmatch(source.etag)))
         blob = service.files.put_stream(reader, expected_size=source.size, hold=True,
                                         chunk_size=NETWORK_CHUNK_SIZE)
     except DiskFullError:

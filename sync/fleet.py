@@ -29,7 +29,6 @@ from app import __version__
 from app.core.diskspace import disk_space
 from app.service import BenchService
 
-from sync.faults import classify_mongo
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +91,25 @@ def beat(benches: Any, bench_id: str, fields: dict[str, Any]) -> datetime:
     try:
         document = benches.find_one_and_update(
             {"_id": bench_id}, {"$set": fields, "$currentDate": {SEEN_AT: True}},
-            upsert=True, return_document=True, projection={SEEN_AT: 1})
+            upsert=True, projection={SEEN_AT: 1})
     except Exception as exc:  # noqa: BLE001
-        raise classify_mongo(exc, what="writing this bench's heartbeat") from exc
+        raise benches.classify(exc, what="writing this bench's heartbeat") from exc
     return _aware(document[SEEN_AT])
 
 
 def first_live_bench(benches: Any, server_now: datetime) -> Optional[str]:
     """The lowest bench id among those seen within ``LIVE_WINDOW`` of ``server_now``."""
     try:
-        found = list(benches.find({SEEN_AT: {"$gte": server_now - LIVE_WINDOW}}, {"_id": 1})
-                     .sort([("_id", 1)]).limit(1))
+        found = list(benches.find({SEEN_AT: {"$gte": server_now - LIVE_WINDOW}}, {"_id": 1},
+                                  sort=[("_id", 1)], limit=1))
     except Exception as exc:  # noqa: BLE001
-        raise classify_mongo(exc, what="reading the benches' heartbeats") from exc
+        raise benches.classify(exc, what="reading the benches' heartbeats") from exc
     return str(found[0]["_id"]) if found else None
 
 
 def server_time(central: Any) -> Optional[datetime]:
     """The MongoDB server's clock (``hello``'s ``localTime``), or None if it will not say."""
-    try:
-        moment = central.datapoints.database.client.admin.command("hello").get("localTime")
-    except Exception:  # noqa: BLE001 - judged against the newest heartbeat instead
-        return None
+    moment = central.server_time()  # None: judged against the newest heartbeat instead
     return _aware(moment) if isinstance(moment, datetime) else None
 
 
@@ -125,7 +121,7 @@ def fleet_status(central: Any, offline_after: timedelta = OFFLINE_AFTER,
     try:
         documents = list(central.benches.find({}))
     except Exception as exc:  # noqa: BLE001
-        raise classify_mongo(exc, what="reading the benches' heartbeats") from exc
+        raise central.classify(exc, what="reading the benches' heartbeats") from exc
     seen = [m for m in (_moment(d.get(SEEN_AT)) for d in documents) if m is not None]
     now = server_time(central) or max(seen, default=datetime.now(timezone.utc))
     rows = [_bench_row(d, now, offline_after, behind_after_s) for d in documents]

@@ -33,10 +33,9 @@ from app.core.timestamps import bench_zone, lab_zone
 from app.service import BenchService
 
 from sync import localrows
-from sync.central import CentralDatabase
+from sync.backends import RecordBackend, RecordCollection
 from sync.documents import BENCH, DELETED_BY, REVISION, UNDELETES, WRITTEN_AT, \
     local_datapoint, undoes
-from sync.faults import classify_mongo
 from sync.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ class Puller:
     read by id for those new here or newer than the local row — the overlap re-read costs
     index entries, not documents."""
 
-    def __init__(self, service: BenchService, outbox: Outbox, central: CentralDatabase,
+    def __init__(self, service: BenchService, outbox: Outbox, central: RecordBackend,
                  bench_id: str, overlap_s: float, page_size: int = PAGE_SIZE,
                  scope: Optional[dict[str, list[str]]] = None) -> None:
         """``scope``: ownership field (``lab_id`` …) → ids this bench subscribes to;
@@ -174,7 +173,7 @@ class Puller:
                 datapoints.update_many({REVISION: {"$exists": False}}, {"$set": {REVISION: 1}})
                 self.outbox.set_meta(FOREIGN_REVISIONS_KEY, "1")
         except Exception as exc:  # noqa: BLE001
-            raise classify_mongo(exc, what="stamping documents MADSci wrote") from exc
+            raise self.central.classify(exc, what="stamping documents MADSci wrote") from exc
 
     def _datapoints_cursor(self) -> str:
         """One cursor per scope: a scope widened later is pulled from its start."""
@@ -193,7 +192,7 @@ class Puller:
                  for ident in ids]
         return {"$and": [selector, terms[0] if len(terms) == 1 else {"$or": terms}]}
 
-    def _pull_collection(self, collection: Any, cursor_key: str,
+    def _pull_collection(self, collection: RecordCollection, cursor_key: str,
                          fields: Optional[dict[str, int]], report: PullReport,
                          apply: Callable[[list[dict[str, Any]], PullReport, dict[str, Optional[str]]],
                                          None],
@@ -206,10 +205,10 @@ class Puller:
         while True:
             selector = narrow(selector)
             try:
-                page = list(collection.find(selector, fields)
-                            .sort([(WRITTEN_AT, 1), ("_id", 1)]).limit(self.page_size))
+                page = list(collection.find(selector, fields, sort=[(WRITTEN_AT, 1), ("_id", 1)],
+                                            limit=self.page_size))
             except Exception as exc:  # noqa: BLE001
-                raise classify_mongo(exc, what="pulling from MongoDB") from exc
+                raise self.central.classify(exc, what="pulling from MongoDB") from exc
             if not page:
                 break
             position = _position_of(page[-1])
@@ -271,7 +270,7 @@ class Puller:
             return list(self.central.datapoints.find({"_id": {"$in": ids}},
                                                      batch_size=len(ids)))
         except Exception as exc:  # noqa: BLE001
-            raise classify_mongo(exc, what="pulling from MongoDB") from exc
+            raise self.central.classify(exc, what="pulling from MongoDB") from exc
 
     def _parse(self, doc: dict[str, Any], report: PullReport) -> Optional[tuple[DataPoint, int]]:
         ident = str(doc["_id"])
@@ -292,7 +291,7 @@ class Puller:
             return {str(d["_id"]): int(d.get(REVISION) or 0) for d in self.central.tombstones.find(
                 {"_id": {"$in": ids}}, {REVISION: 1})}
         except Exception as exc:  # noqa: BLE001
-            raise classify_mongo(exc, what="reading tombstones") from exc
+            raise self.central.classify(exc, what="reading tombstones") from exc
 
     def _repair_resurrected(self, ident: str, doc_revision: int, tomb_revision: int,
                             report: PullReport) -> None:
@@ -300,7 +299,7 @@ class Puller:
         try:
             self.central.datapoints.delete_one({"_id": ident})
         except Exception as exc:  # noqa: BLE001
-            raise classify_mongo(exc, what="removing a deleted record") from exc
+            raise self.central.classify(exc, what="removing a deleted record") from exc
         localrows.apply_tombstones(self.service.store, [(ident, max(doc_revision, tomb_revision))])
         report.repaired += 1
 

@@ -10,20 +10,20 @@ again — the last writer (in the central store's order, not by any clock) wins.
 is a tombstone (its own collection) and then the record's removal; deletions are final and
 win over concurrent edits.
 
-An item is confirmed only when its central record reads back as written: one ``find``
-per batch (``_id $in``, a light projection, one round trip) must return our revision,
-our bench id and — for files — the object's name, size and SHA-256, or a later revision
-that superseded ours. The central work of a batch (write, read-back, local confirmation)
+An item is confirmed only when its central record reads back as written
+(``sync.readback``). The central work of a batch (write, read-back, local confirmation)
 runs on a thread of its own while this thread prepares the next batch (outbox, local rows,
 documents, file uploads), so the central store never waits for the bench between batches.
+The central store is any ``sync.backends.RecordBackend``; the bucket an ``ObjectStore``
+over any ``ObjectBackend``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -31,14 +31,17 @@ from typing import Any, Optional
 from app.service import BenchService
 
 from sync import localrows
-from sync.central import CentralDatabase
 from app.core import deletions
+from sync.backends import BulkWriteError, DeleteOne, RecordBackend, UpdateOne
 from sync.documents import BENCH, DELETED_BY, REVISION, WRITTEN_AT, DocumentTooLarge, \
-    central_document, tombstone_document
+    central_document
 from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, \
-    SyncError, classify_mongo, classify_write_error, duplicate_key_on_id, duplicate_key_rejection
-from sync.objects import ObjectStore, SavedPart, UploadListener, object_name_for, safe_filename
+    SyncError, classify_write_error, duplicate_key_on_id, duplicate_key_rejection
+from sync.objectnames import object_name_for, safe_filename
+from sync.objects import ObjectStore, SavedPart, UploadListener
 from sync.outbox import RECORDED, UPLOADING, Outbox, OutboxItem
+from sync.readback import BatchOutcome, PreparedRecords, RecordQueue, Signature, \
+    read_back_fields, reads_back, signature
 from sync.settings import CentralSettings
 
 log = logging.getLogger(__name__)
@@ -47,103 +50,6 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_NETWORK_FAILURES = 3
 #: How often one item may be lifted above a concurrent writer within one pass.
 MAX_REBASES_PER_PASS = 3
-#: What identifies our write of a record, revision first: the writer and revision, and
-#: for a file which object it points at. The read-back projects to these fields only (one
-#: small reply per batch, not the documents again) and compares them as one tuple.
-_VALUE_FIELDS: tuple[str, ...] = (REVISION, BENCH)
-_FILE_FIELDS: tuple[str, ...] = (REVISION, BENCH, "object_name", "size_bytes", "sha256")
-
-#: The read-back fields of one record, in the batch's field order (missing ones None).
-Signature = tuple[Any, ...]
-
-
-def read_back_fields(documents: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
-    """The fields a batch's records are read back by (file fields only if it has files)."""
-    if any(d.get("data_type") == "object_storage" for d in documents):
-        return _FILE_FIELDS
-    return _VALUE_FIELDS
-
-
-def signature(record: Mapping[str, Any], fields: Sequence[str]) -> Signature:
-    """The record's values of ``fields`` (revision first)."""
-    return tuple(map(record.get, fields))
-
-
-def reads_back(found: Optional[Signature], wrote: Signature) -> bool:
-    """Whether a record read back after our write confirms it.
-
-    Ours as written (same revision, bench and object), or a newer revision: a later
-    writer reached the central store after us (last writer wins), so ours did arrive.
-    Anything else — missing, an older revision, our revision holding another bench's
-    write or another object — is not confirmed.
-    """
-    if found is None:
-        return False
-    if found == wrote:
-        return True
-    theirs = found[0]
-    return isinstance(theirs, int) and theirs > wrote[0]
-
-
-@dataclass
-class _BatchOutcome:
-    """What a batch's central work leaves for this thread's bookkeeping."""
-
-    #: Read back as written: to confirm locally.
-    confirmed: list[tuple[str, int]] = field(default_factory=list)
-    #: Lifted above a concurrent writer: to push again in this pass.
-    again: set[str] = field(default_factory=set)
-
-    def merge(self, other: "_BatchOutcome") -> None:
-        self.confirmed.extend(other.confirmed)
-        self.again |= other.again
-
-
-@dataclass
-class _PreparedRecords:
-    """A batch's records, built on the pass's thread before they are written."""
-
-    rows: list[dict[str, Any]]
-    objects: dict[str, dict[str, Any]]
-    documents: dict[str, dict[str, Any]]
-    upserts: list[Any]
-
-
-class _RecordQueue:
-    """Central record work (write, read back) of one batch at a time, on its own thread.
-
-    While batch k is written and read back, the pass builds batch k+1 and confirms
-    batch k-1 locally, so the central store gets its requests back to back instead of
-    waiting for the bench between batches. At most one batch is in flight (bounded memory;
-    batches reach the central store in order). ``submit`` and ``wait`` hand back the
-    outcome of the batch that finished, re-raising what its task raised.
-    """
-
-    def __init__(self) -> None:
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._pending: Optional[Future[_BatchOutcome]] = None
-
-    def submit(self, task: Callable[[], _BatchOutcome]) -> _BatchOutcome:
-        finished = self.wait()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-records")
-        self._pending = self._pool.submit(task)
-        return finished
-
-    def wait(self) -> _BatchOutcome:
-        pending, self._pending = self._pending, None
-        return pending.result() if pending is not None else _BatchOutcome()
-
-    def close(self) -> None:
-        """Wait for the batch in flight (its outcome is dropped: items stay due)."""
-        try:
-            self.wait()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-
-
 @dataclass
 class PushReport:
     confirmed: int = 0
@@ -190,7 +96,7 @@ class _SavingListener(UploadListener):
 class Pusher:
     """One pass of pushing, run by the engine."""
 
-    def __init__(self, service: BenchService, outbox: Outbox, central: CentralDatabase,
+    def __init__(self, service: BenchService, outbox: Outbox, central: RecordBackend,
                  objects: Optional[ObjectStore], settings: CentralSettings, bench_id: str,
                  progress: Optional[dict[str, tuple[int, int]]] = None,
                  stop: Optional[threading.Event] = None,
@@ -208,7 +114,7 @@ class Pusher:
         self._multipart_gate = threading.Semaphore(1)  # bounded memory for large files
         self._network_failures = 0
         self._lock = threading.Lock()
-        self._records = _RecordQueue()
+        self._records = RecordQueue()
         self._again: set[str] = set()
 
     # -- the pass --------------------------------------------------------------------------
@@ -302,7 +208,7 @@ class Pusher:
             if row["id"] in undeletes:
                 row["undeletes"] = undeletes[row["id"]]
 
-    def _settle(self, outcome: _BatchOutcome, report: PushReport) -> None:
+    def _settle(self, outcome: BatchOutcome, report: PushReport) -> None:
         """Local bookkeeping of a finished batch: one transaction for its confirmations."""
         if outcome.confirmed:
             self.outbox.confirm_many(outcome.confirmed)
@@ -310,10 +216,10 @@ class Pusher:
                 report.confirmed += len(outcome.confirmed)
         self._again |= outcome.again
 
-    def _record_batch(self, prepared: Optional[_PreparedRecords], deleted: list[dict[str, Any]],
-                      report: PushReport, rebases: dict[str, int]) -> _BatchOutcome:
+    def _record_batch(self, prepared: Optional[PreparedRecords], deleted: list[dict[str, Any]],
+                      report: PushReport, rebases: dict[str, int]) -> BatchOutcome:
         """A batch's central work (on the records thread)."""
-        outcome = _BatchOutcome()
+        outcome = BatchOutcome()
         if prepared is not None:
             outcome.merge(self._write_records(prepared, report, rebases))
         if deleted:
@@ -418,29 +324,27 @@ class Pusher:
     # -- records ---------------------------------------------------------------------------
 
     def _prepare_records(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
-                         report: PushReport) -> Optional[_PreparedRecords]:
+                         report: PushReport) -> Optional[PreparedRecords]:
         """The batch's documents and upserts (None if none is left to write)."""
         rows = self._drop_tombstoned(rows)
         documents = self._documents(rows, objects, report)
         if not documents:
             return None
         rows = [r for r in rows if r["id"] in documents]  # the others are quarantined
-        return _PreparedRecords(rows, objects, documents, self._upserts(documents))
+        return PreparedRecords(rows, objects, documents, self._upserts(documents))
 
     def _push_records(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
-                      report: PushReport, rebases: dict[str, int]) -> _BatchOutcome:
+                      report: PushReport, rebases: dict[str, int]) -> BatchOutcome:
         """Build and write at once (isolating a refused batch, one row at a time)."""
         prepared = self._prepare_records(rows, objects, report)
         if prepared is None:
-            return _BatchOutcome()
+            return BatchOutcome()
         return self._write_records(prepared, report, rebases)
 
-    def _write_records(self, prepared: _PreparedRecords, report: PushReport,
-                       rebases: dict[str, int]) -> _BatchOutcome:
+    def _write_records(self, prepared: PreparedRecords, report: PushReport,
+                       rebases: dict[str, int]) -> BatchOutcome:
         """Upsert the records and read them back: those that read back as written are
         to be confirmed; those lifted above a concurrent writer are to be pushed again."""
-        from pymongo.errors import BulkWriteError
-
         documents = prepared.documents
         fields = read_back_fields(documents.values())
         wrote = {i: signature(d, fields) for i, d in documents.items()}
@@ -449,9 +353,9 @@ class Pusher:
         failed: dict[str, SyncError] = {}
         conflicts: list[str] = []
         try:
-            self.central.datapoints.bulk_write(prepared.upserts, ordered=False)
+            self.central.datapoints.bulk_write(prepared.upserts)
         except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
+            for error in exc.write_errors:
                 ident = ids[int(error["index"])]
                 code = int(error.get("code", 0))
                 if code == DUPLICATE_KEY and duplicate_key_on_id(error):
@@ -461,14 +365,14 @@ class Pusher:
                 else:
                     failed[ident] = classify_write_error(code, str(error.get("errmsg")),
                                                          what=ident)
-        except Exception as exc:  # noqa: BLE001 - sorted by classify_mongo
-            error = classify_mongo(exc, what="writing records")
+        except Exception as exc:  # noqa: BLE001 - sorted by the backend
+            error = self.central.classify(exc, what="writing records")
             if isinstance(error, CentralConfigError):
                 raise error from exc
             if isinstance(error, RejectedError) and len(ids) > 1:
                 return self._isolate(prepared.rows, prepared.objects, report, rebases)
             self._fail_all([(i, revisions[i]) for i in ids], error, report)
-            return _BatchOutcome()
+            return BatchOutcome()
         for ident, error in failed.items():
             if isinstance(error, CentralConfigError):
                 raise error
@@ -493,24 +397,22 @@ class Pusher:
         return documents
 
     @staticmethod
-    def _upserts(documents: dict[str, dict[str, Any]]) -> list[Any]:
+    def _upserts(documents: dict[str, dict[str, Any]]) -> list[UpdateOne]:
         """One guarded upsert per document, in ``documents`` order (error indexes map back).
 
         Strictly older revisions only; our own retry then "conflicts" with itself and is
         recognised by its revision and bench. (No $or beside _id: nx-27017 0.8.1
         mis-handles it.)
         """
-        from pymongo import UpdateOne
-
         return [UpdateOne({"_id": ident, REVISION: {"$lt": document[REVISION]}},
                           {"$set": {k: v for k, v in document.items() if k != "_id"},
                            "$currentDate": {WRITTEN_AT: True}}, upsert=True)
                 for ident, document in documents.items()]
 
     def _isolate(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
-                 report: PushReport, rebases: dict[str, int]) -> _BatchOutcome:
+                 report: PushReport, rebases: dict[str, int]) -> BatchOutcome:
         """A batch the driver refused as a whole: push one by one to find the bad item."""
-        outcome = _BatchOutcome()
+        outcome = BatchOutcome()
         for row in rows:
             outcome.merge(self._push_records([row], objects, report, rebases))
         return outcome
@@ -529,7 +431,7 @@ class Pusher:
             tombstoned = {d["_id"]: int(d.get(REVISION) or 0) for d in self.central.tombstones.find(
                 {"_id": {"$in": suspects}}, {REVISION: 1})}
         except Exception as exc:  # noqa: BLE001
-            raise classify_mongo(exc, what="reading tombstones") from exc
+            raise self.central.classify(exc, what="reading tombstones") from exc
         if not tombstoned:
             return rows
         tombstoned = self._lift_undone_tombstones(rows, tombstoned)
@@ -543,8 +445,6 @@ class Pusher:
                                 tombstoned: dict[str, int]) -> dict[str, int]:
         """Tombstones our restored rows undo are removed centrally (the record follows in
         this batch); the others are returned: they still win."""
-        from pymongo import DeleteOne
-
         undone = {r["id"]: int(r["undeletes"]) for r in rows
                   if r.get("undeletes") is not None and r["id"] in tombstoned
                   and int(r["undeletes"]) >= tombstoned[r["id"]]}
@@ -554,9 +454,9 @@ class Pusher:
                 # made elsewhere meanwhile stays and wins at the next pass.
                 self.central.tombstones.bulk_write(
                     [DeleteOne({"_id": ident, REVISION: {"$lte": revision}})
-                     for ident, revision in undone.items()], ordered=False)
+                     for ident, revision in undone.items()])
             except Exception as exc:  # noqa: BLE001
-                raise classify_mongo(exc, what="removing undone deletions") from exc
+                raise self.central.classify(exc, what="removing undone deletions") from exc
             log.info("%d deleted datapoint(s) restored centrally", len(undone))
         return {i: r for i, r in tombstoned.items() if i not in undone}
 
@@ -571,17 +471,17 @@ class Pusher:
 
     def _resolve_conflicts(self, conflicts: list[str], wrote: dict[str, Signature],
                            fields: Sequence[str], report: PushReport,
-                           rebases: dict[str, int]) -> _BatchOutcome:
+                           rebases: dict[str, int]) -> BatchOutcome:
         """Records our write did not replace: our own earlier write (to confirm), or
         another (ours is lifted above it, to push again)."""
-        outcome = _BatchOutcome()
+        outcome = BatchOutcome()
         if not conflicts:
             return outcome
         try:
             remote = self._find_records(conflicts, fields)
         except Exception as exc:  # noqa: BLE001
             self._fail_all([(i, int(wrote[i][0])) for i in conflicts],
-                           classify_mongo(exc, what="reading conflicting records"), report)
+                           self.central.classify(exc, what="reading conflicting records"), report)
             return outcome
         for ident in conflicts:
             found = remote.get(ident)
@@ -613,7 +513,7 @@ class Pusher:
             found = self._find_records(list(written), fields)
         except Exception as exc:  # noqa: BLE001
             self._fail_all([(i, int(w[0])) for i, w in written.items()],
-                           classify_mongo(exc, what="reading records back"), report)
+                           self.central.classify(exc, what="reading records back"), report)
             return []
         confirmed: list[tuple[str, int]] = []
         missing: list[tuple[str, int]] = []
@@ -630,8 +530,6 @@ class Pusher:
     # -- deletions -------------------------------------------------------------------------
 
     def _push_tombstones(self, rows: list[dict[str, Any]], report: PushReport) -> None:
-        from pymongo import UpdateOne
-
         items = [(r["id"], int(r["revision"])) for r in rows]
         by = deletions.deleted_by_of(self.service.store, [ident for ident, _r in items])
         ops = [UpdateOne({"_id": ident}, {"$max": {REVISION: revision},
@@ -641,14 +539,14 @@ class Pusher:
                for ident, revision in items]
         ids = [ident for ident, _r in items]
         try:
-            self.central.tombstones.bulk_write(ops, ordered=False)
+            self.central.tombstones.bulk_write(ops)
             self.central.datapoints.delete_many({"_id": {"$in": ids}})
             marked = {d["_id"] for d in self.central.tombstones.find({"_id": {"$in": ids}},
                                                                      {"_id": 1})}
             still = {d["_id"] for d in self.central.datapoints.find({"_id": {"$in": ids}},
                                                                     {"_id": 1})}
         except Exception as exc:  # noqa: BLE001
-            error = classify_mongo(exc, what="writing deletions")
+            error = self.central.classify(exc, what="writing deletions")
             if isinstance(error, CentralConfigError):
                 raise error from exc
             self._fail_all(items, error, report)
@@ -693,7 +591,3 @@ class Pusher:
                 self._quarantine(ident, revision, str(error), report)
         else:
             self._retry(items, str(error), report)
-
-
-def tombstone_for(datapoint_id: str, revision: int, bench_id: str) -> dict[str, Any]:
-    return tombstone_document(datapoint_id, revision, bench_id)

@@ -33,9 +33,10 @@ from app.core import custody, syncrows
 from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 
-from sync.central import CentralDatabase
-from sync.faults import CentralConfigError, RejectedError, SyncError, classify_mongo
-from sync.objects import ObjectStore, StoredObject, object_name_for
+from sync.backends import RecordBackend
+from sync.faults import CentralConfigError, RejectedError, SyncError
+from sync.objectnames import object_name_for
+from sync.objects import ObjectStore, StoredObject
 from sync.settings import CentralSettings
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class ObjectRenamer:
     """One pass's share of the move to new object names (``start`` before the push,
     ``finish`` after it)."""
 
-    def __init__(self, store: LocalStore, objects: ObjectStore, central: CentralDatabase,
+    def __init__(self, store: LocalStore, objects: ObjectStore, central: RecordBackend,
                  settings: CentralSettings) -> None:
         store.migrate_component("sync_rename", MIGRATIONS)
         self.store = store
@@ -179,7 +180,7 @@ class ObjectRenamer:
             return {str(d["_id"]): d.get("object_name") for d in self.central.datapoints.find(
                 {"_id": {"$in": ids}}, {"object_name": 1}, batch_size=max(1, len(ids)))}
         except Exception as exc:  # noqa: BLE001
-            raise classify_mongo(exc, what="reading moved records back") from exc
+            raise self.central.classify(exc, what="reading moved records back") from exc
 
     def _forget(self, datapoint_id: str) -> None:
         with self.store.transaction() as conn:

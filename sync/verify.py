@@ -28,9 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -45,116 +43,18 @@ from app.core.timestamps import now_canonical, parse_timestamp, utc_now
 from app.service import BenchService
 
 from sync.faults import SyncError
-from sync.fetch import _PLAIN_MD5, _clean_etag, central_source, fetch_verified
-from sync.objects import META_SHA256, ObjectStore, is_bench_object_name
+from sync.fetch import PLAIN_MD5, clean_etag, central_source, fetch_verified
+from sync.objectnames import META_SHA256, is_bench_object_name
+from sync.objects import ObjectStore
 from sync.outbox import Outbox
+from sync.scrubreport import CHUNK_SIZE, MIB, Problem, Progress, RateLimiter, VerifyReport
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
-#: Bytes read (and hashed) at a time.
-CHUNK_SIZE = 1 * MIB
 #: Scrub marks written per transaction (each commit is a durable fsync).
 MARKS_PER_COMMIT = 500
 #: Rows read from the store at a time.
 PAGE = 500
-
-
-class RateLimiter:
-    """A token bucket over bytes: at most ``mib_per_s`` MiB/s on average, with a burst of
-    one second's worth. 0 (or less) means unlimited. ``clock`` and ``sleep`` are
-    injectable so the limit can be checked without a wall clock."""
-
-    def __init__(self, mib_per_s: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Any] = time.sleep) -> None:
-        self.rate = max(0.0, float(mib_per_s)) * MIB
-        self.capacity = max(self.rate, float(CHUNK_SIZE))
-        self._tokens = self.capacity
-        self._last: Optional[float] = None
-        self._clock = clock
-        self._sleep = sleep
-
-    def consume(self, size: int) -> None:
-        """Account for ``size`` bytes, waiting as long as the rate asks."""
-        if self.rate <= 0:
-            return
-        now = self._clock()
-        if self._last is not None:
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        self._tokens -= size
-        if self._tokens < 0:
-            self._sleep(-self._tokens / self.rate)
-            self._tokens = 0.0
-            self._last = self._clock()
-
-
-@dataclass
-class Problem:
-    """Something a scrub found wrong, with the datapoints it concerns."""
-
-    where: str  # "local" | "central"
-    kind: str  # "missing" | "damaged"
-    datapoint_ids: list[str]
-    detail: str
-    repaired: bool = False
-    #: What repair did, or why it could not.
-    repair: Optional[str] = None
-
-    def line(self) -> str:
-        ids = ", ".join(self.datapoint_ids[:5]) + (
-            f" (+{len(self.datapoint_ids) - 5} more)" if len(self.datapoint_ids) > 5 else "")
-        text = f"{self.where} {self.kind}: {ids}: {self.detail}"
-        if self.repair:
-            text += f" -> {'repaired: ' if self.repaired else 'not repaired: '}{self.repair}"
-        return text
-
-
-@dataclass
-class Progress:
-    phase: str
-    items_done: int
-    items_total: int
-    bytes_done: int
-    bytes_total: int
-
-
-@dataclass
-class VerifyReport:
-    started_at: str = field(default_factory=now_canonical)
-    central: bool = False
-    deep: bool = False
-    repair: bool = False
-    rate_mib_s: float = 0.0
-    #: File datapoints whose bytes were checked (locally, centrally or both).
-    files: int = 0
-    blobs: int = 0
-    bytes_hashed: int = 0
-    #: Blobs not kept here whose central copy is verified (freed; fetched on demand).
-    central_only: int = 0
-    objects: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    #: Why (part of) the scrub could not run (the central store unreachable, say).
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing is wrong now: no error, and every problem found was repaired."""
-        return not self.errors and all(p.repaired for p in self.problems)
-
-    def summary(self) -> dict[str, Any]:
-        return {"central": self.central, "deep": self.deep, "files": self.files,
-                "bytes_hashed": self.bytes_hashed, "objects": self.objects,
-                "problems": len(self.problems),
-                "repaired": sum(p.repaired for p in self.problems),
-                "problem_ids": sorted({i for p in self.problems if not p.repaired
-                                       for i in p.datapoint_ids})[:20],
-                "errors": self.errors[:5]}
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ok"] = self.ok
-        return data
 
 
 class Scrubber:
@@ -395,14 +295,13 @@ class Scrubber:
             return Problem("central", "damaged", [ident], f"object {where} is {stat.size} "
                            f"bytes, its record says {source.size}")
         if source.sha256 is not None:
-            meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
-            stored_sha = meta.get(f"x-amz-meta-{META_SHA256}")
+            stored_sha = stat.metadata.get(META_SHA256)
             if stored_sha != source.sha256:
                 return Problem("central", "damaged", [ident], f"object {where} carries "
                                f"SHA-256 {stored_sha}, its record says {source.sha256}")
-        elif source.etag is not None and _clean_etag(stat.etag) != source.etag:
+        elif source.etag is not None and clean_etag(stat.etag) != source.etag:
             return Problem("central", "damaged", [ident], f"object {where} has ETag "
-                           f"{_clean_etag(stat.etag)}, its record says {source.etag}")
+                           f"{clean_etag(stat.etag)}, its record says {source.etag}")
         if self.deep:
             return self._deep_problem(ident, source, where)
         return None
@@ -411,7 +310,7 @@ class Scrubber:
         """Download the object and hash it (at the scrub's rate; nothing is stored)."""
         assert self.objects is not None
         md5 = hashlib.md5(usedforsecurity=False) if source.sha256 is None and \
-            source.etag and _PLAIN_MD5.fullmatch(source.etag) else None
+            source.etag and PLAIN_MD5.fullmatch(source.etag) else None
         digest = hashlib.sha256()
         response = self.objects.open_stream(source.bucket, source.object_name)
         try:
@@ -616,7 +515,10 @@ def make_component(service: BenchService, options: Any) -> Optional[ScrubCompone
 
 
 __all__ = [
+    "CHUNK_SIZE",
+    "MIB",
     "Problem",
+    "Progress",
     "RateLimiter",
     "ScrubComponent",
     "Scrubber",

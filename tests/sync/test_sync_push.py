@@ -98,9 +98,8 @@ def test_files_are_uploaded_verified_and_recorded(bench: BenchService, engine: S
     assert _object_bytes(central, doc["object_name"]) == data
     with ObjectStore(central) as objects:
         stat = objects.stat(doc["object_name"])
-        meta = {k.lower(): v for k, v in stat.metadata.items()}
-        assert meta["x-amz-meta-sha256"] == doc["sha256"]
-        assert meta["x-amz-meta-datapoint-id"] == captured.datapoint_id
+        assert stat is not None and stat.metadata["sha256"] == doc["sha256"]
+        assert stat.metadata["datapoint-id"] == captured.datapoint_id
     assert bench.get_stored(captured.datapoint_id).sync_state == "confirmed"
 
 
