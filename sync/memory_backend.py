@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from sync.backends import Backends, BulkWriteError, ClassifiedErrors, DeleteOne, Document, Filter, \
     ObjectInfo, PartInfo, Projection, Sort, UpdateOne, UploadInfo, WriteOp
-from sync.faults import DUPLICATE_KEY, RejectedError, RetryableError, SyncError
+from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, SyncError
 from sync.memory_query import apply_update, matches, project, sort_key, upsert_seed
 
 
@@ -152,7 +152,7 @@ class MemoryObjects(MemoryErrors):
     def _objects(self, bucket: Optional[str] = None) -> dict[str, _Object]:
         found = self.central.buckets.get(bucket or self.bucket)
         if found is None:
-            raise RejectedError(f"bucket {bucket or self.bucket} does not exist")
+            raise CentralConfigError(f"bucket {bucket or self.bucket} does not exist (NoSuchBucket)")
         return found
 
     def bucket_exists(self) -> bool:
