@@ -49,18 +49,6 @@ def test_other_benches_datapoints_appear_and_files_download_on_request(
     assert engine_b.run_pass(force=True).remaining == 0
 
 
-def test_late_arrival_with_old_ulid_and_skewed_clock_is_pulled(
-        benches: list[tuple[BenchService, SyncEngine]]) -> None:
-    (a, engine_a), (b, engine_b) = benches
-    a.capture_value(1, label="now")
-    _sync_all(benches)  # b's cursor is now past everything central
-    week_ago = ULID.from_timestamp(ULID().timestamp - 8 * 86400)
-    late = a.submit(ValueDataPoint(datapoint_id=str(week_ago), value=2, label="late",
-                                   data_timestamp="2020-01-01T00:00:00Z"))
-    _sync_all(benches)
-    assert b.get(late.datapoint_id).value == 2
-
-
 def test_edits_propagate_last_writer_wins(benches: list[tuple[BenchService, SyncEngine]],
                                           central: Any) -> None:
     (a, engine_a), (b, engine_b) = benches
@@ -117,16 +105,6 @@ def test_deletes_are_tombstones_that_propagate_and_win(
     # The file was verified central, so the local copy was freed after the deletion.
     assert not a.files.exists(a.store.get_stored(doomed.datapoint_id, include_deleted=True)
                               .datapoint.sha256)
-
-
-def test_a_delete_never_frees_a_file_not_verified_central(tmp_path: Path, central: Any) -> None:
-    with BenchService(tmp_path / "solo") as bench, SyncEngine(bench, central) as engine:
-        source = tmp_path / "unsynced.txt"
-        source.write_bytes(b"not yet central")
-        dp = bench.capture_file(source)
-        bench.delete(dp.datapoint_id)
-        assert engine.run_pass(force=True).ok
-        assert bench.files.exists(dp.sha256)
 
 
 def test_documents_madsci_wrote_itself_reach_the_benches(
