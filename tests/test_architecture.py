@@ -108,7 +108,7 @@ def test_only_the_core_writes_sql_on_datapoints() -> None:
 #: Folders whose modules are split by concept; a module over this many lines mixes
 #: concepts again (issue 17). Add a folder once its big files are split.
 MAX_MODULE_LINES = 600
-SPLIT_BY_CONCEPT = [ROOT / "app" / "api", ROOT / "app" / "ingest"]
+SPLIT_BY_CONCEPT = [ROOT / "app" / "api", ROOT / "app" / "ingest", ROOT / "sync"]
 
 
 def test_split_modules_stay_small() -> None:
@@ -117,3 +117,16 @@ def test_split_modules_stay_small() -> None:
                if (lines := len(path.read_text(encoding="utf-8").splitlines()))
                > MAX_MODULE_LINES}
     assert not too_big, f"split these by concept (at most {MAX_MODULE_LINES} lines): {too_big}"
+
+
+#: The real sync backends and the error classifiers they use: the only sync modules that
+#: import the storage SDKs; the rest of sync works on ``sync.backends``' protocols.
+_SDK_USERS = {"sync/s3.py", "sync/central.py", "sync/faults.py"}
+_SDK_IMPORT = re.compile(r"^\s*(?:from|import)\s+(?:minio|pymongo|bson)\b", re.MULTILINE)
+
+
+def test_only_the_real_backends_import_the_storage_sdks() -> None:
+    offenders = [rel for path in sorted((ROOT / "sync").rglob("*.py"))
+                 if (rel := path.relative_to(ROOT).as_posix()) not in _SDK_USERS
+                 and _SDK_IMPORT.search(path.read_text(encoding="utf-8"))]
+    assert offenders == [], f"use sync.backends instead of minio/pymongo in: {offenders}"
