@@ -39,6 +39,8 @@ from app.core.filestore import NETWORK_CHUNK_SIZE
 from app.core.models import DataPoint, FileDataPoint, ObjectStorageDataPoint
 from app.service import BenchService
 
+from sync.backends import REAL_BACKENDS, Backends
+from sync.clock import ServerClock
 from sync.faults import RejectedError, SyncError
 from sync.objects import ObjectStore
 from sync.outbox import Outbox
@@ -232,8 +234,9 @@ def fetch_verified(service: BenchService, objects: ObjectStore, datapoint: DataP
 class CentralFetcher:
     """Fetches files from the central bucket with one set of settings."""
 
-    def __init__(self, settings: CentralSettings) -> None:
+    def __init__(self, settings: CentralSettings, backends: Backends = REAL_BACKENDS) -> None:
         self.settings = settings
+        self.backends = backends
         self._objects: Optional[ObjectStore] = None
         self._lock = threading.Lock()
 
@@ -241,7 +244,9 @@ class CentralFetcher:
         with self._lock:
             if self._objects is None:
                 try:
-                    self._objects = ObjectStore(self.settings)
+                    clock = ServerClock()
+                    self._objects = ObjectStore(self.settings, clock,
+                                                self.backends.objects(self.settings, clock))
                 except BenchDataError as exc:
                     raise FileUnavailableError(
                         f"the central bucket cannot be used: {exc}") from exc

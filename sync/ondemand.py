@@ -17,7 +17,7 @@ from app.core.errors import BenchDataError
 from app.core.ids import is_ulid
 from app.service import BenchService
 
-from sync.central import CentralDatabase
+from sync.backends import REAL_BACKENDS, Backends, RecordBackend
 from sync.faults import SyncError
 from sync.outbox import Outbox
 from sync.pull import Puller
@@ -29,15 +29,16 @@ log = logging.getLogger(__name__)
 class CentralRecords:
     """Reads single records from the central MongoDB with one set of settings."""
 
-    def __init__(self, settings: CentralSettings) -> None:
+    def __init__(self, settings: CentralSettings, backends: Backends = REAL_BACKENDS) -> None:
         self.settings = settings
-        self._central: Optional[CentralDatabase] = None
+        self.backends = backends
+        self._central: Optional[RecordBackend] = None
         self._lock = threading.Lock()
 
-    def _database(self) -> CentralDatabase:
+    def _database(self) -> RecordBackend:
         with self._lock:
             if self._central is None:
-                self._central = CentralDatabase(self.settings)
+                self._central = self.backends.records(self.settings)
             return self._central
 
     def pull(self, service: BenchService, datapoint_id: str) -> bool:

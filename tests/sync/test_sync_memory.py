@@ -414,3 +414,83 @@ def test_abandoned_uploads_of_this_bench_are_aborted(
     objects.age_uploads(timedelta(days=30))
     assert engine.run_pass(force=True).ok
     assert not central.uploads[BUCKET]
+
+
+# -- fetch ------------------------------------------------------------------------------
+
+
+def _fetch(service: BenchService, central: MemoryCentral, ident: str) -> str:
+    """The one download-and-verify step, over the memory bucket."""
+    from sync.fetch import fetch_verified
+    from sync.objects import ObjectStore
+
+    objects = ObjectStore(memory_settings(), backend=MemoryObjects(central, BUCKET))
+    return fetch_verified(service, objects, service.get(ident))
+
+
+def _madsci_write(central: MemoryCentral, data: bytes, label: str) -> str:
+    """An object_storage datapoint as MADSci 0.8.1's server writes one: the object, then
+    a record with its size and ETag but no SHA-256."""
+    ident = str(ULID())
+    name = f"{ident}_{label}"
+    objects = MemoryObjects(central, BUCKET)
+    objects.put(name, data, content_type="application/octet-stream",
+                metadata={"original_datapoint_id": ident})
+    info = objects.stat(name)
+    assert info is not None
+    records = central.backends().records(memory_settings())
+    records.datapoints.insert({
+        "_id": ident, "label": label, "data_type": "object_storage",
+        "data_timestamp": "2026-11-23T22:10:32.072422", "ownership_info": {},
+        "custom_metadata": {}, "path": f"/tmp/tmpabc_{label}", "bucket_name": BUCKET,
+        "object_name": name, "etag": info.etag, "size_bytes": len(data),
+        "content_type": "application/octet-stream", "storage_endpoint": "central.invalid:9000",
+        "public_endpoint": "central.invalid:9000",
+        "url": f"http://central.invalid:9000/{BUCKET}/{name}"})
+    return ident
+
+
+def test_a_central_copy_that_does_not_hash_to_its_record_is_refused(
+        benches: list[tuple[BenchService, SyncEngine]], central: MemoryCentral,
+        tmp_path: Path) -> None:
+    from app.core import custody
+    from app.core.errors import FileDamagedError
+
+    (a, _engine_a), (b, _engine_b) = benches
+    source = tmp_path / "data.bin"
+    data = os.urandom(200_000)
+    source.write_bytes(data)
+    ident = a.capture_file(source).datapoint_id
+    _sync_all(benches)
+    stored = central.buckets[BUCKET][_record(central, ident)["object_name"]]
+    forged = bytearray(data)
+    forged[-1] ^= 0xFF  # same size and metadata: only the bytes tell
+    stored.data = bytes(forged)
+    with pytest.raises(FileDamagedError, match="does not match its record"):
+        _fetch(b, central, ident)
+    assert custody.custody_of(b.store, ident) is None
+    assert not b.files.exists(hashlib.sha256(forged).hexdigest())
+    stored.data = data
+    assert _fetch(b, central, ident) == hashlib.sha256(data).hexdigest()
+    assert b.value(ident) == data
+
+
+@pytest.mark.allow_error_logs  # the refused fetch is logged
+def test_objects_madsci_wrote_are_verified_by_size_and_etag(
+        benches: list[tuple[BenchService, SyncEngine]], central: MemoryCentral) -> None:
+    from app.core import custody
+    from app.core.errors import FileDamagedError
+
+    (b, engine_b) = benches[1]
+    good = _madsci_write(central, b"original bytes", "good.bin")
+    tampered = _madsci_write(central, b"original bytes", "tampered.bin")
+    MemoryObjects(central, BUCKET).put(f"{tampered}_tampered.bin", b"modified bytes",
+                                       content_type="application/octet-stream", metadata={})
+    assert engine_b.run_pass(force=True).ok
+    _fetch(b, central, good)
+    assert b.value(good) == b"original bytes"
+    record = custody.custody_of(b.store, good)
+    assert record is not None and record.how == "etag"
+    with pytest.raises(FileDamagedError, match="has changed since it was recorded"):
+        _fetch(b, central, tampered)
+    assert custody.custody_of(b.store, tampered) is None
