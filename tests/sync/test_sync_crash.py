@@ -175,7 +175,7 @@ def test_sigkill_while_old_object_names_move_leaves_each_file_once(
     ``sync --once`` is killed at random points: each file ends as exactly one object,
     under its new name, with a record that names it."""
     from sync import push as push_module
-    from sync.objects import legacy_object_name, object_name_for
+    from sync.objectnames import legacy_object_name, object_name_for
 
     seed = int(os.environ.get("BENCHDATA_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)

@@ -203,7 +203,8 @@ def test_stale_upload_cleanup_aborts_only_this_benchs_own_uploads(
     from ulid import ULID
 
     from sync import engine as engine_module
-    from sync.objects import ObjectStore, object_name_for
+    from sync.objectnames import object_name_for
+    from sync.objects import ObjectStore
 
     monkeypatch.setattr(engine_module, "ABANDONED_UPLOAD_AGE", timedelta(0))
     with BenchService(tmp_path / "a") as bench, SyncEngine(bench, central) as engine, \

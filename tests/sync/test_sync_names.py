@@ -16,7 +16,8 @@ from app.core.ids import new_ulid
 from app.service import BenchService
 from sync import push as push_module
 from sync.engine import SyncEngine
-from sync.objects import ObjectStore, is_bench_object_name, legacy_object_name, object_name_for
+from sync.objectnames import is_bench_object_name, legacy_object_name, object_name_for
+from sync.objects import ObjectStore
 from sync.settings import CentralSettings
 
 SETTINGS = CentralSettings()
