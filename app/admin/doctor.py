@@ -489,7 +489,7 @@ def _object_storage_check(settings: Any) -> Check:
 
 def _mongo_check(settings: Any) -> Check:
     from sync.central import CentralDatabase
-    from sync.faults import CentralConfigError, SyncError, classify_mongo
+    from sync.faults import CentralConfigError, SyncError
     from sync.settings import redact_url
 
     name = "central MongoDB"
@@ -500,7 +500,7 @@ def _mongo_check(settings: Any) -> Check:
             try:  # ping needs no rights; reading the collection does
                 database.datapoints.find_one({}, {"_id": 1})
             except Exception as exc:
-                raise classify_mongo(exc, what="reading the datapoints") from exc
+                raise database.classify(exc, what="reading the datapoints") from exc
     except CentralConfigError as exc:
         return Check(name, FAIL, f"{where}: {exc}",
                      "fix the MongoDB URL (user, password, database): "

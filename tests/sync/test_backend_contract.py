@@ -227,6 +227,18 @@ def test_pages_sort_by_write_time_then_id_and_filter_like_the_pull(backend: Cent
                                       sort=[("sync_written_at", 1), ("_id", 1)]))
     assert len(page) == 2 and page == everything[:2]
     assert len(everything) == 3
+    last = datapoints.find_one({"_id": page[-1]["_id"]}, {"sync_written_at": 1})
+    assert last is not None
+    at, ident = last["sync_written_at"], last["_id"]
+    rest = list(datapoints.find({"sync_written_at": {"$ne": None},  # the pull's keyset
+                                 "$or": [{"sync_written_at": {"$gt": at}},
+                                         {"sync_written_at": at, "_id": {"$gt": ident}}]},
+                                {"_id": 1}, sort=[("sync_written_at", 1), ("_id", 1)]))
+    # Everything after the position, in order. nx-27017 0.8.1 also matches some earlier
+    # documents (it mis-handles ``_id`` inside ``$or``): the pull re-reads them, harmlessly
+    # (applying a document is idempotent and the cursor never moves back).
+    assert [d for d in rest if d in everything[2:]] == everything[2:]
+    assert [d for d in everything if d in rest] == rest  # still in write order
     scoped = datapoints.find({"$and": [{"sync_written_at": {"$ne": None}},
                                        {"$or": [{"ownership_info.lab_id": "L1"}]}]})
     assert sorted(d["_id"] for d in scoped) == ["p2", "p3"]

@@ -494,3 +494,62 @@ def test_objects_madsci_wrote_are_verified_by_size_and_etag(
     with pytest.raises(FileDamagedError, match="has changed since it was recorded"):
         _fetch(b, central, tampered)
     assert custody.custody_of(b.store, tampered) is None
+
+
+# -- deletions and restores -------------------------------------------------------------
+
+
+def test_a_restore_after_the_delete_synced_brings_it_back_everywhere(
+        benches: list[tuple[BenchService, SyncEngine]], central: MemoryCentral,
+        tmp_path: Path) -> None:
+    """The logic of the real-server test (test_sync_undelete.py, which also has MADSci's
+    own server read the restored datapoint)."""
+    (a, _engine_a), (b, engine_b) = benches
+    data = b"spectrum 7\n" * 1000
+    source = tmp_path / "spectrum-7.csv"
+    source.write_bytes(data)
+    doomed = a.capture_file(source, label="spectrum 7")
+    ident = doomed.datapoint_id
+    _sync_all(benches)
+    a.delete(ident, by="alice on UV-Vis 2")
+    _sync_all(benches)
+    assert ident not in central.collections["datapoints"]
+    assert central.collections["tombstones"][ident]["sync_deleted_by"] == "alice on UV-Vis 2"
+    with pytest.raises(NotFoundError):
+        b.get(ident)
+    [seen] = b.recently_deleted()
+    assert seen.deleted_by == "alice on UV-Vis 2"
+
+    b.restore(ident)  # bench b restores what bench a deleted
+    _sync_all(benches)
+    record = _record(central, ident)
+    assert record["sync_undeletes"] == seen.revision
+    assert record["sync_revision"] == seen.revision + 1
+    assert ident not in central.collections["tombstones"]
+    assert a.value(ident) == data  # its copy, kept while restorable
+    engine_b.fetch_file(ident)
+    assert b.value(ident) == data
+    for service in (a, b):
+        assert service.get_stored(ident).sync_state == "confirmed"
+
+    a.delete(ident)  # a later deletion wins over the restore again
+    _sync_all(benches)
+    for service in (a, b):
+        with pytest.raises(NotFoundError):
+            service.get(ident)
+    assert ident not in central.collections["datapoints"]
+
+
+def test_files_of_deletions_past_the_retention_period_are_freed(
+        bench: BenchService, engine: SyncEngine, tmp_path: Path) -> None:
+    source = tmp_path / "old.txt"
+    source.write_bytes(b"old run")
+    dp = bench.capture_file(source)
+    assert engine.run_pass(force=True).ok
+    bench.delete(dp.datapoint_id)
+    assert engine.run_pass(force=True).ok
+    assert bench.files.exists(str(dp.sha256))  # restorable: kept
+    save_section(bench.paths, "deleted", {"retention_days": 0})
+    assert engine.run_pass(force=True).freed_files == 1
+    assert not bench.files.exists(str(dp.sha256))
+    assert bench.recently_deleted() == []

@@ -12,7 +12,6 @@ from typing import Any
 import pymongo
 import pytest
 
-from app.core.config import save_section
 from app.core.errors import NotFoundError
 from app.service import BenchService
 from sync.engine import SyncEngine
@@ -94,19 +93,3 @@ def test_a_restore_after_the_delete_synced_brings_it_back_everywhere(
         assert records.find_one({"_id": doomed.datapoint_id}) is None
     finally:
         client.close()
-
-
-def test_files_of_deletions_past_the_retention_period_are_freed(
-        benches: list[tuple[BenchService, SyncEngine]], tmp_path: Path) -> None:
-    (a, engine_a), _b = benches
-    source = tmp_path / "old.txt"
-    source.write_bytes(b"old run")
-    dp = a.capture_file(source)
-    assert engine_a.run_pass(force=True).ok
-    a.delete(dp.datapoint_id)
-    assert engine_a.run_pass(force=True).ok
-    assert a.files.exists(str(dp.sha256))  # restorable: kept
-    save_section(a.paths, "deleted", {"retention_days": 0})
-    assert engine_a.run_pass(force=True).freed_files == 1
-    assert not a.files.exists(str(dp.sha256))
-    assert a.recently_deleted() == []
