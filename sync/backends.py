@@ -39,6 +39,13 @@ Sort = Optional[Sequence[tuple[str, int]]]
 # -- errors -----------------------------------------------------------------------------
 
 
+def sorted_already(error: SyncError) -> SyncError:
+    """What ``classify`` answers for an error a backend sorted itself: a fresh one of the
+    same kind, so ``raise classify(exc) from exc`` never makes an error its own cause
+    (code that walks ``__cause__``, such as ``doctor``'s, would loop forever)."""
+    return type(error)(*error.args)
+
+
 class ClassifiedErrors:
     """``is_permanent`` and ``is_config_error`` from a backend's one ``classify``."""
 

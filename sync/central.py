@@ -17,7 +17,7 @@ from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from sync.backends import BulkWriteError, ClassifiedErrors, DeleteOne, Document, Filter, \
-    Projection, Sort, UpdateOne, WriteOp
+    Projection, Sort, UpdateOne, WriteOp, sorted_already
 from sync.documents import BENCH, REVISION, UNDELETES, WRITTEN_AT
 from sync.faults import SyncError, classify_mongo
 from sync.settings import CentralSettings
@@ -158,7 +158,9 @@ class CentralDatabase(ClassifiedErrors):
         self.close()
 
     def classify(self, exc: BaseException, *, what: str) -> SyncError:
-        return exc if isinstance(exc, SyncError) else classify_mongo(exc, what=what)
+        if isinstance(exc, SyncError):
+            return sorted_already(exc)
+        return classify_mongo(exc, what=what)
 
     def server_time(self) -> Optional[datetime]:
         """The MongoDB server's clock (``hello``'s ``localTime``), or None if it will not say."""

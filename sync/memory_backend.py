@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 from sync.backends import Backends, BulkWriteError, ClassifiedErrors, DeleteOne, Document, Filter, \
-    ObjectInfo, PartInfo, Projection, Sort, UpdateOne, UploadInfo, WriteOp
+    ObjectInfo, PartInfo, Projection, Sort, UpdateOne, UploadInfo, WriteOp, sorted_already
 from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, SyncError
 from sync.memory_query import apply_update, matches, project, sort_key, upsert_seed
 
@@ -47,7 +47,7 @@ class MemoryErrors(ClassifiedErrors):
 
     def classify(self, exc: BaseException, *, what: str) -> SyncError:
         if isinstance(exc, SyncError):
-            return exc
+            return sorted_already(exc)
         if isinstance(exc, DuplicateKeyError):
             return RejectedError(f"{what}: {exc}")
         return RetryableError(f"{what}: {type(exc).__name__}: {exc}")

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Optional
 
-from sync.backends import ClassifiedErrors, ObjectInfo, ObjectStream, PartInfo, UploadInfo
+from sync.backends import ClassifiedErrors, ObjectInfo, ObjectStream, PartInfo, UploadInfo, \
+    sorted_already
 from sync.clock import SKEW_CODES, ServerClock, describe_skew
 from sync.faults import CentralConfigError, SyncError, classify_s3
 from sync.settings import CentralSettings
@@ -149,7 +150,9 @@ class S3Backend(ClassifiedErrors):
         self._pool.clear()
 
     def classify(self, exc: BaseException, *, what: str) -> SyncError:
-        return exc if isinstance(exc, SyncError) else classify_s3(exc, what=what)
+        if isinstance(exc, SyncError):
+            return sorted_already(exc)
+        return classify_s3(exc, what=what)
 
     # -- the bucket ------------------------------------------------------------------------
 

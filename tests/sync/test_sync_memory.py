@@ -553,3 +553,21 @@ def test_files_of_deletions_past_the_retention_period_are_freed(
     assert engine.run_pass(force=True).freed_files == 1
     assert not bench.files.exists(str(dp.sha256))
     assert bench.recently_deleted() == []
+
+
+def test_an_error_a_backend_sorted_itself_is_not_made_its_own_cause(
+        central: MemoryCentral) -> None:
+    """``raise classify(exc) from exc`` over an error the backend raised already sorted
+    once made it its own cause: ``doctor``, walking the causes, hung on a wrong secret."""
+    from sync.objects import ObjectStore
+
+    central.fail_next("bucket_exists", CentralConfigError("access denied to the bucket"))
+    store = ObjectStore(memory_settings(), backend=MemoryObjects(central, BUCKET))
+    with pytest.raises(CentralConfigError, match="access denied") as raised:
+        store.check_access()
+    chain: list[BaseException] = []
+    current: Any = raised.value
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__
+    assert len(chain) == 2  # the error raised, caused by the one the backend raised
