@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from madsci_env import madsci_python  # noqa: F401  (fixture)
+from tests.support.madsci_env import madsci_python  # noqa: F401  (fixture)
 
 from app.service import BenchService
 from sync.engine import SyncEngine

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fulldisk import FullDisk, full_disk  # noqa: F401  (the fixture)
-from waiting import wait_until
+from tests.support.fulldisk import FullDisk, full_disk  # noqa: F401  (the fixture)
+from tests.support.waiting import wait_until
 
 from app.api.server import ApiServer
 from app.core.errors import DiskFullError

@@ -3,9 +3,9 @@ index, but never under CI (tests/madsci_env.py)."""
 
 from __future__ import annotations
 
-import madsci_env
+from tests.support import madsci_env
 import pytest
-from madsci_env import IndexUnreachable, unavailable
+from tests.support.madsci_env import IndexUnreachable, unavailable
 
 
 def test_without_the_index_a_developer_run_skips(monkeypatch: pytest.MonkeyPatch) -> None:

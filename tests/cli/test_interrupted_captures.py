@@ -19,7 +19,7 @@ import pytest
 from app.core import capture_notes
 from app.core.errors import NotFoundError, SourceMissingError, ValidationError
 from app.service import BenchService
-from tests.test_crash_capture import CLI, ROOT, Attempt, _kill_when, _start
+from tests.cli.test_crash_capture import CLI, ROOT, Attempt, _kill_when, _start
 
 BIG = 96 * 1024 * 1024
 

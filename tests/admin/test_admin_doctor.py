@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
-from servers import central_env
+from tests.support.servers import central_env
 
 from app.admin import doctor
 from app.cli import cli
