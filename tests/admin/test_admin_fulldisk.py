@@ -26,7 +26,7 @@ from app.service import BenchService
 #: is a server-side condition the operator must see in the log).
 pytestmark = pytest.mark.allow_error_logs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VALUE = {"data_type": "json", "label": "temp", "value": {"t": 23.5}}
 
 

@@ -1,5 +1,5 @@
 """The MADSci interoperability tests may skip on a developer's machine without the package
-index, but never under CI (tests/madsci_env.py)."""
+index, but never under CI (tests/support/madsci_env.py)."""
 
 from __future__ import annotations
 
