@@ -1,7 +1,7 @@
 """``benchdata doctor``: OK / WARN / FAIL lines with what to do, ``--json``, exit status.
 
 The central-store checks run against the real SeaweedFS and nx-27017 servers of
-``tests/servers.py`` (right keys, a wrong secret, a wrong access key, a missing bucket) and
+``tests/support/servers.py`` (right keys, a wrong secret, a wrong access key, a missing bucket) and
 against real sockets where nothing answers (a closed port, a port that never replies)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
-from servers import central_env
+from tests.support.servers import central_env
 
 from app.admin import doctor
 from app.cli import cli
