@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QT_FREE = [ROOT / "app" / "core", ROOT / "sync", ROOT / "app" / "service.py",
-           ROOT / "app" / "client.py", ROOT / "app" / "cli.py",
+           ROOT / "app" / "client.py", ROOT / "app" / "cli.py", ROOT / "app" / "commands",
            ROOT / "app" / "capture_queue.py"]
 
 
