@@ -17,6 +17,15 @@ from app.ui.tasks import describe_error
 class ServiceControl:
     """Mixed into ``MainWindow``: who runs watching, the REST API and sync for this store."""
 
+    def component(self, name: str) -> Any:
+        """A component the runner hosts ("sync", "watch", "api"), if it runs."""
+        if self.runner is None:
+            return None
+        for component in list(getattr(self.runner, "components", [])):
+            if getattr(component, "name", "") == name:
+                return component
+        return None
+
     def host_components(self, hosted: Any) -> None:
         """Run the watcher, API and sync in this window (``HostedComponents``)."""
         self.runner = hosted

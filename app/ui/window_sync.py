@@ -25,15 +25,6 @@ class SyncControl:
         if not self._closing and self.sync_engine() is not None:
             self.refresh_sync()
 
-    def component(self, name: str) -> Any:
-        """A component the runner hosts ("sync", "watch", "api"), if it runs."""
-        if self.runner is None:
-            return None
-        for component in list(getattr(self.runner, "components", [])):
-            if getattr(component, "name", "") == name:
-                return component
-        return None
-
     def sync_engine(self) -> Any:
         """The sync engine hosted by the runner, if there is one."""
         component = self.component("sync")
