@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from test_sync_tls import cas, tls_central, tls_mongo, tls_weed  # noqa: F401  (fixtures)
+from tests.sync.test_sync_tls import cas, tls_central, tls_mongo, tls_weed  # noqa: F401  (fixtures)
 
 from sync.backends import BulkWriteError, DeleteOne, ObjectBackend, RecordBackend, UpdateOne
 from sync.faults import DUPLICATE_KEY, duplicate_key_on_id
