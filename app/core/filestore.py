@@ -19,15 +19,16 @@ Why it looks like this (DESIGN.md, "Never lose data"):
 
 Speed: hashing runs on a helper thread (hashlib releases the GIL on large buffers) while
 the caller's thread reads and writes the next chunk, and on Linux finished ranges of the
-temp file are handed to the kernel for write-back as the copy goes, so the final ``fsync``
-has little left to wait for. ``bench/bench_filestore.py`` measures it against
-``shutil.copyfile``.
+temp file are handed to the kernel for write-back as the copy goes (pages stay cached), so
+the final ``fsync`` has little left to wait for. ``bench/bench_filestore.py`` measures it
+against ``shutil.copyfile``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import logging
@@ -36,6 +37,7 @@ import queue
 import re
 import secrets
 import stat
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -243,13 +245,43 @@ def _make_hasher(total: int | None,
 # --------------------------------------------------------------------------- OS helpers
 
 
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a finished range of the temp file to disk now.
+_SYNC_FILE_RANGE_WRITE: Final = 2
+"""``<linux/fs.h>``: start write-out of the range's dirty pages, do not wait for it."""
 
-    On Linux ``POSIX_FADV_DONTNEED`` starts asynchronous write-back of the range's dirty
-    pages (pages still being written stay cached), so the disk works while we copy instead
-    of all at the final ``fsync``: measured ~25% faster for 2 GiB. A hint: errors ignored.
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux; ``os`` has no binding), None where there is none.
+
+    Looked up on first use, so importing the store does not import ctypes."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], function)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a finished range of the temp file to disk now, so
+    the disk works while we copy instead of all at the final ``fsync``: measured ~25%
+    faster for 2 GiB. A hint: errors ignored (the ``fsync`` decides).
+
+    Linux: ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` starts the write-back and leaves the
+    pages cached, so reading the blob right after it is stored (a fetched file is served
+    at once) comes from memory. Elsewhere, or where that call fails, ``POSIX_FADV_DONTNEED``:
+    on Linux it starts the write-back too, but drops the pages already written, which on a
+    machine whose background flusher keeps up sends that first read to the disk.
     """
+    sync_file_range = _sync_file_range()
+    if sync_file_range is not None and \
+            sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0:
+        return
     if hasattr(os, "posix_fadvise"):
         try:
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
