@@ -32,7 +32,8 @@ from app.core.errors import NotFoundError, ValidationError
 from app.core.models import DataPoint
 from app.core.paths import BenchPaths
 from app.core.sqlin import in_chunks
-from app.core.store import LocalStore, row_to_datapoint
+from app.core.rows import row_to_datapoint
+from app.core.store import LocalStore
 from app.core.syncstate import SyncState
 from app.core.timestamps import format_canonical, now_canonical, utc_now
 
