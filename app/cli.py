@@ -28,6 +28,7 @@ from app.core.timestamps import format_local
 
 if TYPE_CHECKING:
     from app.core.models import DataPoint
+    from app.core.rows import RowSummary
     from app.service import BenchService
 
 # The models, the service and the commands of components are imported where they are
@@ -71,30 +72,33 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def _summary_line(datapoint: DataPoint) -> str:
-    from app.core.models import ValueDataPoint
-
-    when = format_local(datapoint.data_instant)
-    if isinstance(datapoint, ValueDataPoint):
-        detail = json.dumps(datapoint.value, ensure_ascii=False)
+def _summary_line(summary: RowSummary) -> str:
+    when = format_local(summary.instant)
+    if summary.holds_value:
+        detail = json.dumps(summary.value, ensure_ascii=False)
         detail = detail if len(detail) <= 60 else detail[:57] + "..."
     else:
-        size = getattr(datapoint, "size_bytes", None)
-        detail = f"{getattr(datapoint, 'filename', None) or datapoint.path}"
-        if size is not None:
-            detail += f" ({human_size(size)})"
-    label = datapoint.label or "-"
-    return f"{when}  {datapoint.datapoint_id}  {datapoint.data_type.value:<6}  {label}  {detail}"
+        detail = f"{summary.filename}"
+        if summary.size_bytes is not None:
+            detail += f" ({human_size(summary.size_bytes)})"
+    label = summary.label or "-"
+    return f"{when}  {summary.datapoint_id}  {summary.data_type:<6}  {label}  {detail}"
 
 
 def _print_datapoints(datapoints: Sequence[DataPoint], as_json: bool) -> None:
     if as_json:
         emit_json([dp.to_document() for dp in datapoints])
         return
-    if not datapoints:
+    from app.core.rows import datapoint_summary
+
+    _print_summaries([datapoint_summary(dp) for dp in datapoints])
+
+
+def _print_summaries(summaries: Sequence[RowSummary]) -> None:
+    if not summaries:
         click.echo("No datapoints.")
-    for datapoint in datapoints:
-        click.echo(_summary_line(datapoint))
+    for summary in summaries:
+        click.echo(_summary_line(summary))
 
 
 def _print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[str] = None,
@@ -430,7 +434,10 @@ def save(ctx: Context, datapoint_id: str, destination: Path, force: bool) -> Non
 @pass_ctx
 def list_(ctx: Context, number: int, as_json: bool) -> None:
     """List the newest datapoints, newest first."""
-    _print_datapoints(ctx.service.latest(number), as_json)
+    if as_json:
+        _print_datapoints(ctx.service.latest(number), as_json)
+    else:  # read from the rows: no models, so no pydantic to load (bench_startup.py)
+        _print_summaries(ctx.service.latest_summaries(number))
 
 
 @cli.command()

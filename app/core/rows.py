@@ -3,22 +3,27 @@
 Rows are MADSci documents split into columns (see ``app.core.schema``): the fields people
 filter by are real columns, the JSON value, custom metadata and any extra MADSci fields
 JSON text. Also the bookkeeping a new row starts with (revision 1, pending sync).
+
+pydantic is imported where a model is built, not with this module: ``benchdata list``
+reads rows without it (``RowSummary``), and its import is most of that command's time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Optional
 
-from pydantic_core import to_jsonable_python
-
+from app.core.datatype import DataPointTypeEnum
 from app.core.errors import ConflictError
 from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
-from app.core.models import DataPoint, DataPointTypeEnum
 from app.core.syncstate import SyncState
 from app.core.timestamps import INSTANT_FIELD, madsci_text, now_canonical
+
+if TYPE_CHECKING:
+    from app.core.models import DataPoint
 
 #: Document fields that have a column of the same name.
 _PLAIN_FIELDS: Final[tuple[str, ...]] = (
@@ -97,7 +102,7 @@ def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
         row[field] = value if value is None or type(value) in (str, int, float) \
             else _column_value(value)
     extra = {key: value for key, value in extras.items() if key not in _DOCUMENT_KEYS}
-    row["extra"] = _json_object_text(to_jsonable_python(extra)) if extra else "{}"
+    row["extra"] = _json_object_text(_jsonable(extra)) if extra else "{}"
     now = now or now_canonical()
     row.update(revision=1, deleted=0, sync_state=SyncState.PENDING, origin=origin,
                created_at=now, updated_at=now)
@@ -120,7 +125,14 @@ def _column_value(value: Any) -> Any:
     """A value for a plain text/integer column (extra fields may hold anything)."""
     if value is None or isinstance(value, (str, int, float)):
         return value
-    return json.dumps(to_jsonable_python(value), ensure_ascii=False, sort_keys=True)
+    return json.dumps(_jsonable(value), ensure_ascii=False, sort_keys=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-ready data from any value of a model's extra fields (as pydantic dumps it)."""
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)
 
 
 def refuse_if_different(stored: Mapping[str, Any], row: Mapping[str, Any]) -> None:
@@ -153,4 +165,50 @@ def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def row_to_datapoint(row: Mapping[str, Any]) -> DataPoint:
+    from app.core.models import DataPoint
+
     return DataPoint.discriminate(row_to_document(row)).pin_instant(row["data_timestamp"])
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    """What a one-line listing shows of a datapoint (``benchdata list``)."""
+
+    datapoint_id: str
+    label: Optional[str]
+    data_type: str
+    #: The true instant of ``data_timestamp``, canonical UTC text.
+    instant: str
+    #: The JSON value of a json datapoint (None for the others).
+    value: Any
+    #: A file's name, else where it was captured (file and object-storage datapoints).
+    filename: Optional[str]
+    size_bytes: Optional[int]
+
+    @property
+    def holds_value(self) -> bool:
+        """A json datapoint (``value``), not a file (``filename``, ``size_bytes``)."""
+        return self.data_type == DataPointTypeEnum.JSON.value
+
+
+def row_summary(row: Mapping[str, Any]) -> RowSummary:
+    """A row's summary, read straight from its columns (no model built)."""
+    is_json = row["data_type"] == DataPointTypeEnum.JSON.value
+    return RowSummary(
+        datapoint_id=row["id"], label=row["label"], data_type=row["data_type"],
+        instant=row["data_timestamp"],
+        value=json.loads(row["value"]) if is_json and row["value"] is not None else None,
+        filename=None if is_json else row["filename"] or row["path"],
+        size_bytes=None if is_json else row["size_bytes"])
+
+
+def datapoint_summary(datapoint: DataPoint) -> RowSummary:
+    """The same summary of a model (a query's matches): equal to its row's."""
+    is_json = datapoint.data_type == DataPointTypeEnum.JSON
+    fields = {**datapoint.__dict__, **(datapoint.model_extra or {})}
+    return RowSummary(
+        datapoint_id=datapoint.datapoint_id, label=datapoint.label,
+        data_type=DataPointTypeEnum(datapoint.data_type).value,
+        instant=datapoint.instant_text(), value=fields.get("value") if is_json else None,
+        filename=None if is_json else fields.get("filename") or fields.get("path"),
+        size_bytes=None if is_json else fields.get("size_bytes"))

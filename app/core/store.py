@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from app.core import query as querylang
 from app.core import search as textsearch
@@ -33,21 +33,25 @@ from app.core.errors import (
     is_disk_full,
 )
 from app.core.ids import OWNERSHIP_FIELDS, require_ulid
-from app.core.models import DataPoint
 from app.core.readpool import ReaderPool, open_connection, read_only_uris
 from app.core.rows import (
     ALL_COLUMNS,
     CONTENT_COLUMNS,
     INSERT_SQL,
     SELECT_COLUMNS,
+    RowSummary,
     datapoint_to_row,
     refuse_if_different,
+    row_summary,
     row_to_datapoint,
 )
 from app.core.schema import SCHEMA_VERSION, migrate
 from app.core.sqlin import in_chunks, placeholders
 from app.core.syncstate import SyncState
 from app.core.timestamps import now_canonical
+
+if TYPE_CHECKING:  # the models (pydantic) load where a row becomes one: app.core.rows
+    from app.core.models import DataPoint
 
 log = logging.getLogger(__name__)
 
@@ -447,24 +451,39 @@ class LocalStore:
         """Newest first by data_timestamp; ``number <= 0`` means all (as MADSci)."""
         return self.query(None, limit=number if number > 0 else None).items
 
+    def latest_summaries(self, number: int = 100) -> list[RowSummary]:
+        """What :meth:`latest` finds, as listing summaries read straight from the rows: no
+        model is built (the rows are this store's own, validated when they were written),
+        so ``benchdata list`` never loads pydantic."""
+        rows, _sort = self._select(None, limit=number if number > 0 else None)
+        return [row_summary(row) for row in rows]
+
     def query(self, selector: Optional[Mapping[str, Any]] = None, *,
               sort: Any = None, limit: Optional[int] = None,
               cursor: Optional[str] = None, text: Optional[str] = None) -> Page:
         """One page of matches; ``text`` (or ``$text`` in the selector) also requires a
         full-text match (``app.core.search``)."""
-        selector, found = textsearch.split_text(selector)
-        text = textsearch.join_texts(found, text)
-        plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
-                                      columns=SELECT_COLUMNS, resolve_name=self.resolve_name)
-        rows = self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text))
+        rows, sort_keys = self._select(selector, sort=sort, limit=limit, cursor=cursor,
+                                       text=text)
         items = [row_to_datapoint(row) for row in rows]
         next_cursor = None
         if limit is not None and len(rows) == limit:
             last = rows[-1]
             next_cursor = querylang.make_cursor(
-                [querylang.sort_value(last, key) for key in plan.sort], last["id"], plan.sort
+                [querylang.sort_value(last, key) for key in sort_keys], last["id"], sort_keys
             )
         return Page(items=items, next_cursor=next_cursor)
+
+    def _select(self, selector: Optional[Mapping[str, Any]], *, sort: Any = None,
+                limit: Optional[int] = None, cursor: Optional[str] = None,
+                text: Optional[str] = None) -> tuple[list[dict[str, Any]], list[querylang.SortKey]]:
+        """The rows of one page of matches, and the sort keys the page is ordered by."""
+        selector, found = textsearch.split_text(selector)
+        text = textsearch.join_texts(found, text)
+        plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
+                                      columns=SELECT_COLUMNS, resolve_name=self.resolve_name)
+        return self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text)), \
+            plan.sort
 
     def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
                    sort: Any = None, page_size: int = 1000,
