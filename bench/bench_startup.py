@@ -1,6 +1,6 @@
 """How long the ``benchdata`` command takes to start, against a bare interpreter.
 
-    python bench/bench_startup.py [--repeat 15] [--quick] [--against DIR] [--cold-bytecode]
+    python bench/bench_startup.py [--repeat 15] [--quick] [--against DIR]
 
 Times, as fresh processes in the same run, interleaved so machine load hits all alike:
 
@@ -14,9 +14,9 @@ against another checkout, e.g. an older commit from ``git worktree``/``git archi
 same interleaved rounds). Reports wall time and the processes' CPU time, and how many
 modules each imports (``sys.modules`` at exit). Goal: each command <= 4x the baseline (p50).
 
-The commands run with their bytecode cached, as an installed app does (a warm-up run writes
-it, even when ``PYTHONDONTWRITEBYTECODE`` is set here). ``--cold-bytecode``: compile every
-module of the checkout at each start instead (the stdlib's stays cached either way).
+The commands run with their bytecode cached, as an installed app does: the warm-up run
+writes it, even when ``PYTHONDONTWRITEBYTECODE`` is set here (with it, every start compiled
+the whole checkout while the baseline's stdlib stayed compiled).
 """
 
 from __future__ import annotations
@@ -69,17 +69,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="5 repeats")
     parser.add_argument("--against", type=Path, help="another checkout to time alike")
-    parser.add_argument("--cold-bytecode", action="store_true",
-                        help="PYTHONDONTWRITEBYTECODE=1: the checkout compiles at each start")
     args = parser.parse_args()
     repeat = 5 if args.quick else args.repeat
     work = bench_dir()
     trees = {"": ROOT, **({"against_": args.against.resolve()} if args.against else {})}
-    bytecode = {"PYTHONDONTWRITEBYTECODE": "1"} if args.cold_bytecode else {}
     inherited = {key: value for key, value in os.environ.items()
                  if key != "PYTHONDONTWRITEBYTECODE"}
-    envs = {prefix: {**inherited, **bytecode, "BENCHDATA_HOME": str(work),
-                     "PYTHONPATH": str(tree)}
+    envs = {prefix: {**inherited, "BENCHDATA_HOME": str(work), "PYTHONPATH": str(tree)}
             for prefix, tree in trees.items()}
     try:
         subprocess.run([sys.executable, "-m", "app", "add", "value", "1", "--label", "x"],
@@ -101,7 +97,6 @@ def main() -> None:
         baseline = percentiles_ms(wall_s["baseline_import_sqlite3"])["p50_ms"]
         baseline_cpu = percentiles_ms(cpu_s["baseline_import_sqlite3"])["p50_ms"]
         result: dict[str, Any] = {"benchmark": "startup", "repeat": repeat,
-                                  "bytecode": "cold" if args.cold_bytecode else "cached",
                                   **({"against": str(args.against)} if args.against else {})}
         for name, (argv, env) in runs.items():
             wall = percentiles_ms(wall_s[name])
