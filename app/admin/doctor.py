@@ -175,7 +175,7 @@ def check_blobs(paths: BenchPaths, *, full: bool = False) -> list[Check]:
     name = "stored files" + (" (all)" if full else "")
     if not paths.database.exists():
         return []
-    from app.core.store import file_blob_rows
+    from app.core.rows import file_blob_rows
 
     conn = _open_ro(paths.database)
     try:

@@ -2,7 +2,8 @@
 
 Rows are MADSci documents split into columns (see ``app.core.schema``): the fields people
 filter by are real columns, the JSON value, custom metadata and any extra MADSci fields
-JSON text. Also the bookkeeping a new row starts with (revision 1, pending sync).
+JSON text. Also the bookkeeping a new row starts with (revision 1, pending sync), and the
+reads of rows over a connection the caller opened (a backup copy, a budgeted reader).
 
 pydantic is imported where a model is built, not with this module: ``benchdata list``
 reads rows without it (``RowSummary``), and its import is most of that command's time.
@@ -11,7 +12,8 @@ reads rows without it (``RowSummary``), and its import is most of that command's
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Optional
 
@@ -19,6 +21,7 @@ from app.core.datatype import DataPointTypeEnum
 from app.core.errors import ConflictError
 from app.core.ids import OWNERSHIP_FIELDS, require_ulid
 from app.core.jsonvalue import dump_json_value
+from app.core.sqlin import in_chunks
 from app.core.syncstate import SyncState
 from app.core.timestamps import INSTANT_FIELD, madsci_text, now_canonical
 
@@ -212,3 +215,35 @@ def datapoint_summary(datapoint: DataPoint) -> RowSummary:
         instant=datapoint.instant_text(), value=fields.get("value") if is_json else None,
         filename=None if is_json else fields.get("filename") or fields.get("path"),
         size_bytes=None if is_json else fields.get("size_bytes"))
+
+
+# -- reads over a connection the caller opened (a read-only or backup copy, or a reader the
+#    caller budgets and cancels) ----------------------------------------------------------
+
+
+def count_datapoints(conn: sqlite3.Connection) -> int:
+    """Every row, live or deleted."""
+    return int(conn.execute("SELECT COUNT(*) FROM datapoints").fetchone()[0])
+
+
+def live_rows_by_rowid(conn: sqlite3.Connection, columns: str,
+                       rowids: Sequence[int]) -> Iterator[Sequence[Any]]:
+    """``columns`` (trusted SQL) of the live rows among these rowids, in no set order."""
+    for marks, chunk in in_chunks(rowids):
+        yield from conn.execute(
+            f"SELECT {columns} FROM datapoints WHERE deleted = 0 AND rowid IN ({marks})", chunk)
+
+
+def file_blob_rows(conn: sqlite3.Connection,
+                   limit: Optional[int]) -> list[tuple[str, str, bool]]:
+    """(id, sha256, uploaded from here and verified) of the live file datapoints, a random
+    sample of ``limit`` (all when None)."""
+    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'sync_objects'").fetchone() is not None
+    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
+               "o.sha256 = d.sha256)") if has_sync else "0"
+    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
+           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
+    if limit is not None:
+        sql += f" ORDER BY random() LIMIT {int(limit)}"
+    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]
