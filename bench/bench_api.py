@@ -31,7 +31,7 @@ urlencoded ``datapoint`` form field; a multipart ``files`` part for files):
   the server's peak RSS (VmHWM, reset before each transfer through /proc/PID/clear_refs)
   and its growth over the idle RSS.
 
-MADSci runs in its own venv (``tests/madsci_env.py`` builds it) with its in-memory
+MADSci runs in its own venv (``tests/support/madsci_env.py`` builds it) with its in-memory
 document handler (no disk writes at all), started by ``DataManager(...).run_server()`` —
 its uvicorn uses httptools+uvloop, which that venv has; ours runs on whatever this
 environment has.
@@ -63,7 +63,7 @@ import httpx
 from ulid import ULID
 
 sys.path.insert(0, str(ROOT))
-from tests.madsci_env import ensure_madsci_venv  # noqa: E402
+from tests.support.madsci_env import ensure_madsci_venv  # noqa: E402
 
 OURS_SERVER = r"""
 import json, sys

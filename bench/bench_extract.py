@@ -21,15 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, bench_dir, emit, percentiles_ms
+from _common import bench_dir, emit, percentiles_ms
 
-sys.path.insert(0, str(ROOT / "tests"))
-
-import extract_samples as samples  # noqa: E402
+from tests.support import extract_samples as samples  # noqa: E402
 
 from app.core import extractqueue  # noqa: E402
 from app.extract.component import ExtractComponent  # noqa: E402

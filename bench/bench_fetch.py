@@ -32,16 +32,13 @@ import os
 import resource
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, bench_dir, emit
+from _common import bench_dir, emit
 
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import MongoServer, SeaweedServer, central_env, central_settings  # noqa: E402
+from tests.support.servers import MongoServer, SeaweedServer, central_env, central_settings  # noqa: E402
 
 CHUNK = 1024 * 1024
 

@@ -23,9 +23,7 @@ from typing import Any
 
 from _common import ROOT, bench_dir, emit
 
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import MongoServer  # noqa: E402
+from tests.support.servers import MongoServer  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time

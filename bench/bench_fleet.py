@@ -38,9 +38,7 @@ from typing import Any
 
 from _common import ROOT, bench_dir, emit
 
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import (  # noqa: E402
+from tests.support.servers import (  # noqa: E402
     MongoServer, SeaweedServer, central_env, central_settings, free_port, wait_until)
 
 # -- counting proxies ----------------------------------------------------------------------

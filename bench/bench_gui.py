@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import sqlite3
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -41,9 +40,7 @@ from typing import Any, Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from _common import ROOT, bench_dir, emit, peak_rss_mb  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "tests"))
+from _common import bench_dir, emit, peak_rss_mb  # noqa: E402
 
 from PySide6.QtCore import QEventLoop, QObject, QTimer  # noqa: E402
 
@@ -320,7 +317,7 @@ def queue_stalls(work: Path, files: int) -> dict[str, Any]:
 
 def sync_stalls(work: Path, service: BenchService, window: Any, monitor: StallMonitor,
                 gib: float, servers: list[Any]) -> dict[str, Any]:
-    from servers import MongoServer, SeaweedServer, central_settings
+    from tests.support.servers import MongoServer, SeaweedServer, central_settings
 
     from sync.settings import save_settings
 

@@ -36,9 +36,7 @@ from typing import Any
 
 from _common import ROOT, bench_dir, emit, percentiles_ms
 
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import MongoServer, SeaweedServer, central_env, central_settings  # noqa: E402
+from tests.support.servers import MongoServer, SeaweedServer, central_env, central_settings  # noqa: E402
 
 
 def _write_file(path: Path, size: int) -> None:

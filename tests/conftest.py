@@ -11,8 +11,8 @@ import pytest
 
 from app import DataClient
 # The real central servers (SeaweedFS + nx-27017), session-scoped: declared once here so
-# that the whole run shares one pair (tests/servers.py).
-from servers import central, mongo, private_central, seaweed  # noqa: F401
+# that the whole run shares one pair (tests/support/servers.py).
+from tests.support.servers import central, mongo, private_central, seaweed  # noqa: F401
 
 EXP = "01JD3Q9V6X5J8Z0K2M4N6P8R0T"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QT_FREE = [ROOT / "app" / "core", ROOT / "sync", ROOT / "app" / "service.py",
-           ROOT / "app" / "client.py", ROOT / "app" / "cli.py",
+           ROOT / "app" / "client.py", ROOT / "app" / "cli.py", ROOT / "app" / "commands",
            ROOT / "app" / "capture_queue.py"]
 
 
@@ -108,12 +108,14 @@ def test_only_the_core_writes_sql_on_datapoints() -> None:
 #: Folders whose modules are split by concept; a module over this many lines mixes
 #: concepts again (issue 17). Add a folder once its big files are split.
 MAX_MODULE_LINES = 600
-SPLIT_BY_CONCEPT = [ROOT / "app" / "api", ROOT / "app" / "ingest"]
+SPLIT_BY_CONCEPT = [ROOT / "app" / "api", ROOT / "app" / "ingest", ROOT / "app" / "ui",
+                    ROOT / "app" / "admin", ROOT / "app" / "commands", ROOT / "app" / "cli.py"]
 
 
 def test_split_modules_stay_small() -> None:
-    too_big = {str(path.relative_to(ROOT)): lines
-               for folder in SPLIT_BY_CONCEPT for path in sorted(folder.rglob("*.py"))
+    modules = [path for place in SPLIT_BY_CONCEPT
+               for path in ([place] if place.is_file() else sorted(place.rglob("*.py")))]
+    too_big = {str(path.relative_to(ROOT)): lines for path in modules
                if (lines := len(path.read_text(encoding="utf-8").splitlines()))
                > MAX_MODULE_LINES}
     assert not too_big, f"split these by concept (at most {MAX_MODULE_LINES} lines): {too_big}"

@@ -81,8 +81,10 @@ def error_reply(exc: BaseException) -> Optional[tuple[int, dict[str, Any]]]:
         return exc.status, _error_body(exc.message)
     if isinstance(exc, BenchDataError):
         status = _status_for(exc)
-        if status >= 500:
+        if status == 502:  # a central copy that did not verify: someone must look
             log.error("request failed: %s", exc)
+        elif status >= 500:  # a full disk or an unreachable store: expected, and said
+            log.warning("request refused (%d): %s", status, exc)
         return status, _error_body(str(exc))
     if isinstance(exc, PydanticValidationError):
         return 422, _error_body(f"invalid datapoint: {describe_validation_error(exc)}")

@@ -202,6 +202,21 @@ def verified_central_sql(alias: str = "d") -> str:
 _IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
 
 
+def file_blobs_to_check(conn: sqlite3.Connection,
+                        limit: Optional[int]) -> list[tuple[str, str, bool]]:
+    """(id, SHA-256, central copy verified) of the live file datapoints, a random sample of
+    ``limit`` (all when None), on the caller's connection (``doctor`` reads a store it must
+    not migrate over a read-only one; a store from before custody has no verified copy)."""
+    has_custody = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'central_custody'").fetchone() is not None
+    central = verified_central_sql("d") if has_custody else "0"
+    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
+           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
+    if limit is not None:
+        sql += f" ORDER BY random() LIMIT {int(limit)}"
+    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]
+
+
 def verified_counts_by(store: LocalStore, table: str, group_column: str,
                        id_column: str = "datapoint_id") -> dict[str, tuple[int, int]]:
     """Per ``group_column`` of ``table`` (whose ``id_column`` names datapoints): (live

@@ -232,18 +232,3 @@ def live_rows_by_rowid(conn: sqlite3.Connection, columns: str,
     for marks, chunk in in_chunks(rowids):
         yield from conn.execute(
             f"SELECT {columns} FROM datapoints WHERE deleted = 0 AND rowid IN ({marks})", chunk)
-
-
-def file_blob_rows(conn: sqlite3.Connection,
-                   limit: Optional[int]) -> list[tuple[str, str, bool]]:
-    """(id, sha256, uploaded from here and verified) of the live file datapoints, a random
-    sample of ``limit`` (all when None)."""
-    has_sync = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                            "name = 'sync_objects'").fetchone() is not None
-    central = ("EXISTS (SELECT 1 FROM sync_objects AS o WHERE o.datapoint_id = d.id AND "
-               "o.sha256 = d.sha256)") if has_sync else "0"
-    sql = (f"SELECT d.id, d.sha256, {central} FROM datapoints AS d WHERE d.deleted = 0 AND "
-           "d.data_type = 'file' AND d.sha256 IS NOT NULL")
-    if limit is not None:
-        sql += f" ORDER BY random() LIMIT {int(limit)}"
-    return [(str(i), str(sha), bool(verified)) for i, sha, verified in conn.execute(sql)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,6 +40,7 @@ from app.core.jsonvalue import check_json_value
 from app.core.names import NAME_KEYS
 from app.ui.context import UiContext
 from app.ui.formatting import human_size
+from app.ui.operations import capture_value, run_op, update_datapoint
 from app.ui.ownership import FORM_KINDS, MetadataTable, OwnershipForm, remember, remembered
 from app.ui.tasks import describe_error
 
@@ -318,16 +319,9 @@ class ValueDialog(QDialog):
         names = self.form.ownership.names()
         metadata = self.form.metadata.metadata()
         self.form.remember(self._context)
-        service = self._context.service
         self.save_button.setEnabled(False)
-
-        def work() -> list[str]:
-            datapoint = service.capture_value(value, label=label,
-                                              ownership=service.ownership(**names),
-                                              metadata=metadata)
-            return [datapoint.datapoint_id]
-
-        self._context.tasks.run(work, self._done, self._failed, write=True)
+        run_op(self._context, capture_value(value, label=label, names=names, metadata=metadata),
+               lambda changes: self._done(list(changes.written)), self._failed)
 
     def _done(self, ids: list[str]) -> None:
         self.captured_ids = ids
@@ -427,13 +421,12 @@ class EditDialog(QDialog):
         removed = [k for k in self._before if k not in after]
         ownership = self.ownership_changes()
         label = self.label.text()
-        service, datapoint_id = self._context.service, self._id
-        self._context.tasks.run(
-            lambda: service.update(datapoint_id, label=label, set_metadata=changed,
-                                   remove_metadata=removed, ownership=ownership),
-            lambda _dp: (self.saved.emit(datapoint_id), self.accept()),
-            lambda error: self.message.setText(f"Not saved: {describe_error(error)}"),
-            write=True)
+        datapoint_id = self._id
+        run_op(self._context,
+               update_datapoint(datapoint_id, label=label, set_metadata=changed,
+                                remove_metadata=removed, ownership=ownership),
+               lambda _changes: (self.saved.emit(datapoint_id), self.accept()),
+               lambda error: self.message.setText(f"Not saved: {describe_error(error)}"))
 
 
 def confirm_delete(parent: QWidget, count: int, what: str) -> bool:
@@ -447,16 +440,3 @@ def confirm_delete(parent: QWidget, count: int, what: str) -> bool:
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.exec()
     return box.clickedButton() is delete
-
-
-def delete_datapoints(context: UiContext, ids: Sequence[str],
-                      on_done: Callable[[int], None],
-                      on_error: Callable[[BaseException], None]) -> None:
-    service = context.service
-
-    def work() -> int:
-        for datapoint_id in ids:
-            service.delete(datapoint_id)
-        return len(ids)
-
-    context.tasks.run(work, on_done, on_error, write=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QSettings
@@ -10,6 +10,7 @@ from PySide6.QtCore import QSettings
 from app.core.config import load_section
 from app.core.ids import OWNERSHIP_KINDS
 from app.service import BenchService
+from app.ui.operations import Operations
 from app.ui.tasks import TaskManager
 
 #: The configuration section with the bench's identity (names, not ids).
@@ -23,6 +24,8 @@ class UiContext:
     settings: QSettings
     #: Started with an explicit --data-dir: Settings cannot move the data directory.
     data_dir_given: bool = False
+    #: What the window's own operations changed, for its views (app/ui/operations.py).
+    operations: Operations = field(default_factory=Operations)
 
     def known_names(self) -> dict[str, list[str]]:
         """Names this bench has seen, per ownership kind (in memory: cheap)."""

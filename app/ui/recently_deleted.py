@@ -9,7 +9,6 @@ undelete, also after the deletion reached the central store and other benches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from typing import Optional
 
 from PySide6.QtCore import Signal
@@ -30,23 +29,12 @@ from PySide6.QtWidgets import (
 from app.core import deletions
 from app.core.timestamps import format_local
 from app.ui.context import UiContext
+from app.ui.operations import OpChanges, restore_datapoints, run_op
 from app.ui.tasks import describe_error
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("Label", "Type", "Deleted", "By", "Id")
-
-
-def restore_datapoints(context: UiContext, ids: Sequence[str],
-                       on_done: Callable[[list[str]], None],
-                       on_error: Callable[[BaseException], None]) -> None:
-    """Restore these deleted datapoints on the writer thread."""
-    service = context.service
-
-    def work() -> list[str]:
-        return [service.restore(ident).datapoint_id for ident in ids]
-
-    context.tasks.run(work, on_done, on_error, write=True)
 
 
 class RecentlyDeleted(QDialog):
@@ -97,7 +85,13 @@ class RecentlyDeleted(QDialog):
         layout.addLayout(row)
         self.restore_button.clicked.connect(self.restore_selected)
         self.table.itemSelectionChanged.connect(self._update_buttons)
+        context.operations.did_execute.connect(self._operation_did_execute)
         self._update_buttons()
+
+    def _operation_did_execute(self, changes: OpChanges, initiator: object) -> None:
+        """A delete or restore (here or in the window) changes what is listed."""
+        if changes.rows and (self.isVisible() or initiator is self):
+            self.reload()
 
     def reload(self) -> None:
         self.context.tasks.run(self.context.service.recently_deleted, self.show_items,
@@ -132,12 +126,11 @@ class RecentlyDeleted(QDialog):
             return
         self.restore_button.setEnabled(False)
 
-        def done(restored: list[str]) -> None:
-            self.message.setText(f"Restored {len(restored)} datapoint(s).")
-            self.restored.emit(restored)
-            self.reload()
+        def done(changes: OpChanges) -> None:
+            self.message.setText(f"Restored {len(changes.written)} datapoint(s).")
+            self.restored.emit(list(changes.written))
 
-        restore_datapoints(self.context, ids, done, self._failed)
+        run_op(self.context, restore_datapoints(ids), done, self._failed, initiator=self)
 
     def _failed(self, error: BaseException) -> None:
         log.warning("recently deleted: %s", error)

@@ -11,7 +11,7 @@ import pytest
 
 from app.api.server import ApiServer
 from app.service import BenchService
-from tests.madsci_env import madsci_python  # noqa: F401  (the fixture)
+from tests.support.madsci_env import madsci_python  # noqa: F401  (the fixture)
 
 
 @pytest.fixture

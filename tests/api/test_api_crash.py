@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import free_port
-from waiting import wait_until
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 from app.service import BenchService
 

@@ -20,7 +20,7 @@ import pytest
 from app.api.app import create_app
 from app.api.server import ApiServer
 from app.service import BenchService
-from tests.madsci_env import run_madsci
+from tests.support.madsci_env import run_madsci
 
 PRELUDE = r"""
 import hashlib, json, os, sys, warnings

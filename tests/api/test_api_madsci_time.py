@@ -15,7 +15,7 @@ import pytest
 
 from app.api.server import ApiServer
 from app.service import BenchService
-from tests.madsci_env import run_madsci
+from tests.support.madsci_env import run_madsci
 
 CHICAGO = "America/Chicago"
 

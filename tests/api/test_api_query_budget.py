@@ -26,7 +26,7 @@ from app.api.server import ApiServer
 from app.core import query as querylang
 from app.core.models import ValueDataPoint
 from app.service import BenchService
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 EVIL_LABEL = "a" * 32 + "b"

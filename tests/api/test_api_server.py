@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 from app.api.component import make_component
 from app.api.server import ApiConfigError, ApiServer, check_bind

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import extract_samples as samples
+from tests.support import extract_samples as samples
 from app.core.tabular import read_table
 from app.extract import child, registry
 from app.extract.api import ERROR_KEY, MAX_FIELDS, to_metadata

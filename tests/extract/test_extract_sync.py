@@ -10,7 +10,7 @@ from typing import Any
 import pymongo
 import pytest
 
-import extract_samples as samples
+from tests.support import extract_samples as samples
 from app.extract.process import ExtractorProcess
 from app.extract.worker import extract_datapoint
 from app.service import BenchService

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import extract_samples as samples
+from tests.support import extract_samples as samples
 from app.core import extractqueue
 from app.core.config import save_section
 from app.core.store import SYNC_PENDING
@@ -24,7 +24,7 @@ from app.extract.component import ExtractComponent, make_component
 from app.extract.worker import ExtractSettings
 from app.runner import RunOptions
 from app.service import BenchService
-from servers import wait_until
+from tests.support.waiting import wait_until
 
 PLUGIN = '''
 import os, pathlib, signal, time

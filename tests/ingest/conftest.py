@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import pytest
-from waiting import wait_until as wait_for
+from tests.support.waiting import wait_until as wait_for
 
 from app.core.models import DataPoint
 from app.ingest.component import IngestComponent

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 from app.ingest.rules import add_rule
 from app.service import BenchService

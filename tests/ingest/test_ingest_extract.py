@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import extract_samples as samples
+from tests.support import extract_samples as samples
 from app.extract.component import ExtractComponent
 from app.extract.worker import ExtractSettings
 from app.service import BenchService

@@ -25,7 +25,7 @@ from typing import Final
 
 import pytest
 
-from tests.madsci_env import (
+from tests.support.madsci_env import (
     MADSCI_VERSION,
     IndexUnreachable,
     _build_lock,
@@ -33,7 +33,7 @@ from tests.madsci_env import (
     ensure_suite_venv,
     unavailable,
 )
-from tests.servers import SeaweedServer
+from tests.support.servers import SeaweedServer
 
 ROOT: Final[Path] = Path(__file__).resolve().parents[2]
 ADAPTER: Final[Path] = Path(__file__).with_name("conftest_adapter.py")

@@ -1,5 +1,5 @@
 """The sync tests' fixtures (the real servers are shared by the whole run: tests/conftest.py)
-and MADSci 0.8.1 in its own venv (see ``tests/madsci_env.py``)."""
+and MADSci 0.8.1 in its own venv (see ``tests/support/madsci_env.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from madsci_env import madsci_python  # noqa: F401  (fixture)
+from tests.support.madsci_env import madsci_python  # noqa: F401  (fixture)
 
 from app.service import BenchService
 from sync.engine import SyncEngine

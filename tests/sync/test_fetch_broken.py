@@ -17,7 +17,7 @@ from app.core import custody
 from app.core.errors import FileDamagedError, FileUnavailableError
 from app.core.filestore import NETWORK_CHUNK_SIZE
 from app.service import BenchService
-from servers import PrivateCentral, central_env
+from tests.support.servers import PrivateCentral, central_env
 from sync import fetch
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore

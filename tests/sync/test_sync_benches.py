@@ -13,7 +13,7 @@ import pymongo
 import pytest
 
 from app.service import BenchService
-from servers import central_env
+from tests.support.servers import central_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 
 from app.service import BenchService
-from servers import SeaweedServer, central_settings
+from tests.support.servers import SeaweedServer, central_settings
 from sync.engine import SyncEngine
 
 LIMITED_KEY = "benchlimited"

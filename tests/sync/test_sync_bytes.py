@@ -30,11 +30,11 @@ from app.client import DataClient
 from app.core import custody
 from app.core.errors import FileDamagedError, FileNotReachableError
 from app.service import BenchService
-from servers import central_env, free_port
-from waiting import wait_until
+from tests.support.servers import central_env, free_port
+from tests.support.waiting import wait_until
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore
-from test_sync_madsci import madsci_server  # noqa: F401  (MADSci 0.8.1's server, a fixture)
+from tests.sync.test_sync_madsci import madsci_server  # noqa: F401  (MADSci 0.8.1's server, a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from app.cli import main; main()"]

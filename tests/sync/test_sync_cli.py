@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.service import BenchService
-from servers import central_env
+from tests.support.servers import central_env
 from sync.settings import CentralSettings, load_settings
 
 

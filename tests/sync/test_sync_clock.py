@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from app.service import BenchService
-from servers import PrivateCentral, central_env
-from waiting import wait_until
+from tests.support.servers import PrivateCentral, central_env
+from tests.support.waiting import wait_until
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore
 from sync.outbox import Outbox

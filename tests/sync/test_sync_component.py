@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 from app.core.config import save_section
 from app.runner import RunOptions

@@ -20,7 +20,7 @@ import pytest
 
 from app.core.config import save_section
 from app.service import BenchService
-from servers import central_env
+from tests.support.servers import central_env
 from sync import engine as engine_module
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore

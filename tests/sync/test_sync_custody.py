@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import central_env, wait_until
+from tests.support.servers import central_env
+from tests.support.waiting import wait_until
 
 from app.api.server import ApiServer
 from app.core import custody

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from app.service import BenchService
-from servers import PrivateCentral
-from waiting import wait_until
+from tests.support.servers import PrivateCentral
+from tests.support.waiting import wait_until
 from sync import engine as engine_module
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore

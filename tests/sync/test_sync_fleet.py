@@ -17,8 +17,9 @@ import pytest
 from app.core.config import save_section
 from app.core.models import ValueDataPoint
 from app.service import BenchService
-from fleetcount import counted_engine
-from servers import central_env, wait_until
+from tests.sync.fleetcount import counted_engine
+from tests.support.servers import central_env
+from tests.support.waiting import wait_until
 from sync.engine import SyncEngine
 
 ROOT = Path(__file__).resolve().parents[2]

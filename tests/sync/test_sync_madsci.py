@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from app.service import BenchService
-from madsci_env import run_madsci
-from servers import free_port
-from waiting import wait_until
+from tests.support.madsci_env import run_madsci
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 from sync.engine import SyncEngine
 
 CLIENT_SCRIPT = r"""

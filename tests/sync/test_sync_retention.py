@@ -22,7 +22,7 @@ from app.ingest.component import IngestComponent
 from app.ingest.rules import WatchRule
 from app.ingest.watcher import WorkerOptions
 from app.service import BenchService
-from servers import central_env
+from tests.support.servers import central_env
 from sync.engine import SyncEngine
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import io
 import pytest
 from minio.error import S3Error
 
-from servers import MongoServer, SeaweedServer
+from tests.support.servers import MongoServer, SeaweedServer
 
 
 def test_seaweed_refuses_a_wrong_secret(seaweed: SeaweedServer) -> None:

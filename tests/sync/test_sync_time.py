@@ -19,9 +19,9 @@ import pytest
 from app.core.models import ValueDataPoint
 from app.core.timestamps import INSTANT_FIELD
 from app.service import BenchService
-from madsci_env import run_madsci
+from tests.support.madsci_env import run_madsci
 from sync.engine import SyncEngine
-from test_sync_madsci import madsci_server  # noqa: F401  (fixture, started after TZ is set)
+from tests.sync.test_sync_madsci import madsci_server  # noqa: F401  (fixture, started after TZ is set)
 
 CHICAGO = "America/Chicago"
 UTC = timezone.utc

@@ -22,12 +22,12 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.service import BenchService
-from servers import MongoServer, central_env, central_settings
+from tests.support.servers import MongoServer, central_env, central_settings
 from sync.central import url_uses_tls
 from sync.engine import SyncEngine
 from sync.objects import ObjectStore
 from sync.settings import load_settings
-from tls_central import TestCA, TlsProxy, TlsSeaweed, make_ca
+from tests.sync.tls_central import TestCA, TlsProxy, TlsSeaweed, make_ca
 
 
 @pytest.fixture(scope="module")

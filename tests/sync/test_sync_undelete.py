@@ -16,7 +16,7 @@ from app.core.config import save_section
 from app.core.errors import NotFoundError
 from app.service import BenchService
 from sync.engine import SyncEngine
-from test_sync_madsci import madsci_server  # noqa: F401  (fixture)
+from tests.sync.test_sync_madsci import madsci_server  # noqa: F401  (fixture)
 
 
 def _sync_all(pairs: list[tuple[BenchService, SyncEngine]], rounds: int = 2) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from servers import SeaweedServer, free_port
+from tests.support.servers import SeaweedServer, free_port
 
 _CHUNK = 64 * 1024
 

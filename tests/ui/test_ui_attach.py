@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import grab, wait_idle
-from servers import free_port
-from waiting import wait_until
+from tests.ui.conftest import grab, wait_idle
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 from app.admin.lock import read_holder
 from app.core.paths import bench_paths

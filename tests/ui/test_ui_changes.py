@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import wait_idle
+from tests.ui.conftest import wait_idle
 
 from app.core.changes import ChangeWatcher
 from app.service import BenchService

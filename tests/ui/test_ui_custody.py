@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import grab, wait_idle
+from tests.ui.conftest import grab, wait_idle
 
 from app.ingest.ledger import Ledger, LedgerEntry
 from app.service import BenchService

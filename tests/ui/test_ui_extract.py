@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from test_ui_window import drop, tree_text
+from tests.ui.test_ui_window import drop, tree_text
 
-import extract_samples as samples
+from tests.support import extract_samples as samples
 from app.extract.component import ExtractComponent
 from app.extract.worker import ExtractSettings
 from app.service import BenchService

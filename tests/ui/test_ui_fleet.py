@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from app.service import BenchService
-from conftest import grab
-from servers import central_env
+from tests.ui.conftest import grab
+from tests.support.servers import central_env
 from sync.engine import SyncEngine
 
 

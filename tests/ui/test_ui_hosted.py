@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import wait_idle
+from tests.ui.conftest import wait_idle
 
 from app.service import BenchService
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import grab, wait_idle
-from test_ui_window import labels_shown, wait_rows
+from tests.ui.conftest import grab, wait_idle
+from tests.ui.test_ui_window import labels_shown, wait_rows
 
 from app.core.ids import new_ulid
 from app.service import BenchService

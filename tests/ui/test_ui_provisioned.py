@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import grab
+from tests.ui.conftest import grab
 
 
 def provision(site: dict[str, Any]) -> Path:

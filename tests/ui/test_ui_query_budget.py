@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import wait_idle
+from tests.ui.conftest import wait_idle
 
 from app.core import query as querylang
 from app.core.models import ValueDataPoint

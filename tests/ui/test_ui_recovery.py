@@ -114,3 +114,31 @@ def test_recently_deleted_lists_when_and_by_whom_and_restores(
     qtbot.waitUntil(lambda: view.table.rowCount() == 1)
     qtbot.waitUntil(lambda: window.model.rowCount() == 1)
     view.close()
+
+
+def test_a_delete_in_the_window_is_announced_and_an_open_recently_deleted_lists_it(
+        qtbot: Any, window: Any, service: BenchService) -> None:
+    """The window's operations say what they changed on one signal
+    (``context.operations.did_execute``); every view redraws from it, so the open
+    Recently deleted dialog shows a datapoint deleted in the table."""
+    kept = service.capture_value({"t": 1}, label="kept")
+    gone = service.capture_value({"t": 2}, label="deleted here")
+    window.refresh()
+    qtbot.waitUntil(lambda: window.model.rowCount() == 2)
+    view = window.show_recently_deleted()
+    wait_idle(qtbot, window)
+    assert view.table.rowCount() == 0
+    with qtbot.waitSignal(window.context.operations.did_execute, timeout=10_000) as done:
+        window.delete_ids([gone.datapoint_id], confirmed=True)
+    changes, initiator = done.args
+    assert changes.removed == (gone.datapoint_id,) and changes.rows and initiator is window
+    qtbot.waitUntil(lambda: view.table.rowCount() == 1)
+    assert view.table.item(0, 0).text() == "deleted here"
+    qtbot.waitUntil(lambda: window.model.rowCount() == 1)
+    assert window.model.id_at(0) == kept.datapoint_id
+    with qtbot.waitSignal(window.context.operations.did_execute, timeout=10_000) as undone:
+        window.undo_delete()
+    assert undone.args[0].written == (gone.datapoint_id,)
+    qtbot.waitUntil(lambda: view.table.rowCount() == 0)
+    qtbot.waitUntil(lambda: window.model.rowCount() == 2)
+    view.close()

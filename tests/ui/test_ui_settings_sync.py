@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from conftest import grab, wait_idle
+from tests.ui.conftest import grab, wait_idle
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from app.core.models import ValueDataPoint
 from app.service import BenchService
-from servers import free_port
+from tests.support.servers import free_port
 
 
 def fill_settings(dialog: Any, settings: Any, **overrides: str) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers import free_port
+from tests.support.servers import free_port
 
 from app.service import BenchService
 
@@ -105,7 +105,7 @@ def test_an_explicit_platform_or_a_wayland_session_is_left_to_qt() -> None:
     assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}) is None
 
 
-from x11 import x11_display  # noqa: E402,F401 - a fixture
+from tests.ui.x11 import x11_display  # noqa: E402,F401 - a fixture
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 check is Linux's")

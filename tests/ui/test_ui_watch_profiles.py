@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import grab, wait_idle
+from tests.ui.conftest import grab, wait_idle
 
 from app.ingest.component import IngestComponent
 from app.ingest.rules import WatchRule, load_rules

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import free_port
-from waiting import wait_until
-from x11 import x11_display  # noqa: F401 - a fixture
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
+from tests.ui.x11 import x11_display  # noqa: F401 - a fixture
 
 from app.admin.lock import read_holder
 from app.core.paths import bench_paths

@@ -28,7 +28,7 @@ import pytest
 from app.core.filestore import FileStore
 from app.service import BenchService
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
 TRIALS = 16
 _CAPTURED = re.compile(r"^captured ([0-9A-HJKMNP-TV-Z]{26})\b", re.MULTILINE)

@@ -17,8 +17,8 @@ def test_human_size(size: int, shown: str) -> None:
 
 
 def test_the_window_and_the_cli_use_the_same_function() -> None:
-    import app.cli
+    from app.commands import output
     from app.ui import formatting
 
     assert formatting.human_size is human_size
-    assert app.cli.human_size is human_size
+    assert output.human_size is human_size

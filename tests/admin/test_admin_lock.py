@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 from app.admin.lock import ServiceLock, ServiceLockedError, is_locked, read_holder
 from app.core.paths import bench_paths

@@ -205,7 +205,7 @@ def test_a_new_process_sees_everything(tmp_path: Path, run_txt: Path) -> None:
         f"print(json.dumps([c.get_datapoint_value({value_id!r}), c.get_datapoint_value({file_id!r}).decode()]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[2])
     assert json.loads(result.stdout) == [[1, 2], run_txt.read_text(encoding="utf-8")]
 
 

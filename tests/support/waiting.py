@@ -1,6 +1,7 @@
 """The tests' one way to wait for a condition (never a blind sleep).
 
-``from waiting import wait_until`` (``tests/`` is on ``sys.path`` through its conftest).
+``from tests.support.waiting import wait_until`` (``tests`` is a package; pytest puts the
+checkout on ``sys.path``).
 GUI tests wait with pytest-qt's ``qtbot.waitUntil`` instead, which keeps Qt's event loop
 running while it waits.
 """

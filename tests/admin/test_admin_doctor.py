@@ -1,7 +1,7 @@
 """``benchdata doctor``: OK / WARN / FAIL lines with what to do, ``--json``, exit status.
 
 The central-store checks run against the real SeaweedFS and nx-27017 servers of
-``tests/servers.py`` (right keys, a wrong secret, a wrong access key, a missing bucket) and
+``tests/support/servers.py`` (right keys, a wrong secret, a wrong access key, a missing bucket) and
 against real sockets where nothing answers (a closed port, a port that never replies)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
-from servers import central_env
+from tests.support.servers import central_env
 
 from app.admin import doctor
 from app.cli import cli
@@ -102,7 +102,7 @@ def test_unwritable_data_dir_and_missing_folder_fail(tmp_path: Path, plenty_of_s
 @pytest.fixture
 def quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Probes of dead servers give up after half a second instead of three."""
-    monkeypatch.setattr(doctor, "CENTRAL_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(doctor.central, "CENTRAL_TIMEOUT_S", 0.5)
 
 
 def _configure_env(monkeypatch: pytest.MonkeyPatch, settings: Any, **overrides: str) -> None:
@@ -321,3 +321,66 @@ def test_doctor_shows_the_last_verify_and_fails_when_it_left_a_problem(
     check = _by_name(report)["last verify"]
     assert code != 0 and check["status"] == "FAIL" and ident in check["detail"]
     assert "benchdata verify" in check["fix"]
+
+
+def _freed_after_upload(service: BenchService, path: Path) -> tuple[str, Path]:
+    """A file captured, uploaded by sync (its object row and custody, as the engine writes
+    them), its record read back, and its local copy freed."""
+    from app.core import custody
+    from sync.outbox import Outbox
+
+    datapoint = service.capture_file(path, label="spectrum")
+    sha256 = datapoint.sha256
+    Outbox(service.store)  # the sync engine's tables, sync_objects among them
+    with service.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO sync_objects (datapoint_id, bucket, object_name, size, etag, sha256, "
+            "content_type, endpoint, verified_at) VALUES (?, 'lab', 'obj', 5, 'e', ?, "
+            "'application/octet-stream', 'http://s3', '2026-12-07T06:00:00Z')",
+            (datapoint.datapoint_id, sha256))
+        custody.note_uploaded(conn, datapoint.datapoint_id, sha256, "lab", "obj")
+        custody.note_records_verified(conn, [datapoint.datapoint_id])
+    blob = service.files.path_for(sha256)
+    blob.chmod(0o644)
+    blob.unlink()
+    return datapoint.datapoint_id, blob
+
+
+def test_stored_files_reads_custody_a_freed_file_whose_central_copy_a_scrub_lost_fails(
+        tmp_path: Path) -> None:
+    """A file kept only centrally is fine while its central copy is verified
+    (``app.core.custody``), not because sync once uploaded it: after a scrub found the
+    central object missing, the freed file is missing everywhere and doctor says so."""
+    from app.core import custody
+
+    source = tmp_path / "spectrum.csv"
+    source.write_bytes(b"1,2,3")
+    data_dir = tmp_path / "store"
+    with BenchService(data_dir) as service:
+        datapoint_id, _blob = _freed_after_upload(service, source)
+    [check] = doctor.check_blobs(bench_paths(data_dir))
+    assert check.status == doctor.OK and "1 kept only centrally (verified)" in check.detail
+    with BenchService(data_dir) as service:
+        custody.note_central_problem(service.store, datapoint_id, "central object missing")
+    [check] = doctor.check_blobs(bench_paths(data_dir))
+    assert check.status == doctor.FAIL, check
+    assert f"1 file(s) missing (e.g. datapoint {datapoint_id})" in check.detail
+
+
+def test_stored_files_accepts_a_central_copy_verified_by_download(tmp_path: Path) -> None:
+    """Custody verified by downloading the central copy (no upload from here, so no sync
+    object row) makes a freed local file fine too."""
+    from app.core import custody
+
+    source = tmp_path / "run.raw"
+    source.write_bytes(b"raw bytes")
+    data_dir = tmp_path / "store"
+    with BenchService(data_dir) as service:
+        datapoint = service.capture_file(source)
+        custody.note_central_verified(service.store, datapoint.datapoint_id, datapoint.sha256,
+                                      "lab", "obj", "download-sha256")
+        blob = service.files.path_for(datapoint.sha256)
+        blob.chmod(0o644)
+        blob.unlink()
+    [check] = doctor.check_blobs(bench_paths(data_dir))
+    assert check.status == doctor.OK and "1 kept only centrally (verified)" in check.detail

@@ -120,7 +120,7 @@ def test_value_from_stdin(runner: CliRunner) -> None:
 
 def test_console_script(tmp_path: Path) -> None:
     env = dict(os.environ, BENCHDATA_HOME=str(tmp_path / "home"))
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     added = subprocess.run(["benchdata", "add", "value", '{"x": 1}', "--json"], capture_output=True, text=True, env=env, cwd=root, check=True)
     ident = json.loads(added.stdout)["_id"]
     info = subprocess.run(["benchdata", "info", "--json"], capture_output=True, text=True, env=env, check=True)

@@ -1,7 +1,7 @@
 """Captures a crash cut short are reported, and can be captured again or dismissed.
 
 A real ``benchdata add file`` process is SIGKILLed in the middle of copying a large file
-(the crash-trial helpers of tests/test_crash_capture.py); afterwards the capture is
+(the crash-trial helpers of tests/cli/test_crash_capture.py); afterwards the capture is
 listed (CLI and service), a retry captures it exactly once, and a dismissal forgets it.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from app.core import capture_notes
 from app.core.errors import NotFoundError, SourceMissingError, ValidationError
 from app.service import BenchService
-from tests.test_crash_capture import CLI, ROOT, Attempt, _kill_when, _start
+from tests.cli.test_crash_capture import CLI, ROOT, Attempt, _kill_when, _start
 
 BIG = 96 * 1024 * 1024
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from app.cli import _summary_line, cli
+from app.cli import cli
+from app.commands.output import summary_line
 from app.core.models import FileDataPoint, ObjectStorageDataPoint, ValueDataPoint
 from app.core.paths import bench_paths
 from app.core.rows import datapoint_summary
 from app.core.store import LocalStore
 from app.core.units import human_size
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _varied_datapoints() -> list:
@@ -57,7 +58,7 @@ def test_row_summaries_equal_the_models_summaries(tmp_path: Path) -> None:
         store.close()
     assert len(from_rows) == 6
     assert from_rows == from_models
-    lines = [_summary_line(summary) for summary in from_rows]  # newest first
+    lines = [summary_line(summary) for summary in from_rows]  # newest first
     assert "  object_storage  s3  lab/obj.dat (10 B)" in lines[0]
     assert lines[1].endswith("  file    path only  /bench/raw.bin")
     assert lines[2].endswith("  file    with facts  run 1.txt (" + human_size(12_345_678) + ")")

@@ -1,11 +1,11 @@
 """The MADSci interoperability tests may skip on a developer's machine without the package
-index, but never under CI (tests/madsci_env.py)."""
+index, but never under CI (tests/support/madsci_env.py)."""
 
 from __future__ import annotations
 
-import madsci_env
+from tests.support import madsci_env
 import pytest
-from madsci_env import IndexUnreachable, unavailable
+from tests.support.madsci_env import IndexUnreachable, unavailable
 
 
 def test_without_the_index_a_developer_run_skips(monkeypatch: pytest.MonkeyPatch) -> None:

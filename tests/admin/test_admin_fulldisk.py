@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fulldisk import FullDisk, full_disk  # noqa: F401  (the fixture)
-from waiting import wait_until
+from tests.support.fulldisk import FullDisk, full_disk  # noqa: F401  (the fixture)
+from tests.support.waiting import wait_until
 
 from app.api.server import ApiServer
 from app.core.errors import DiskFullError
@@ -26,7 +26,7 @@ from app.service import BenchService
 #: is a server-side condition the operator must see in the log).
 pytestmark = pytest.mark.allow_error_logs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VALUE = {"data_type": "json", "label": "temp", "value": {"t": 23.5}}
 
 

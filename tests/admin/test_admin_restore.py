@@ -25,7 +25,7 @@ from app.cli import cli
 from app.core.paths import bench_paths
 from app.service import BenchService
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NEW_ROWS = 150
 OLD_ROWS = 8
 
