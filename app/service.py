@@ -12,7 +12,6 @@ import logging
 import mimetypes
 import os
 import shutil
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Optional
@@ -21,14 +20,14 @@ from app.core import capture_notes, custody, deletions, extractqueue
 from app.core import query as querylang
 from app.core.atomic import atomic_writer
 from app.core import fsnames
-from app.core.config import config_stamp, load_section
+from app.core.config import load_section
 from app.core.errors import (
     FileNotReachableError,
     NotFoundError,
     SourceRefusedError,
     ValidationError,
 )
-from app.core.filestore import BlobInfo, FileStore, ProgressCallback
+from app.core.filestore import FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
 from app.core.datatype import DataPointTypeEnum
 from app.core.rows import RowSummary
@@ -40,10 +39,10 @@ if TYPE_CHECKING:
 from app.core.names import NAME_KEYS, NameRegistry, check_name_keys, name_key, refuse_name_keys
 from app.core.paths import BenchPaths, bench_paths
 from app.core.store import LocalStore, Page, StoredDataPoint
+from app.central_access import CentralAccess
+from app.staging import StagedBlobs
 
 log = logging.getLogger(__name__)
-
-_FETCH_LOCK_STRIPES = 64
 
 
 def query_time_budget(paths: BenchPaths) -> float:
@@ -75,23 +74,11 @@ class BenchService:
         deletions.install(self.store)
         self.capture_notes = capture_notes.CaptureNotes(self.files.root)
         extractqueue.install(self.store)  # captured files wait here for app/extract
-        # The downloader of central-only files, built lazily from the settings and rebuilt
-        # when the configuration files change (see file_blob).
-        self._fetcher: Any = None
-        self._fetcher_stamp: Any = None
-        self._fetcher_lock = threading.Lock()
-        self._fetching = tuple(threading.Lock() for _ in range(_FETCH_LOCK_STRIPES))
-        #: (config stamp, reader or None) for datapoints outside the pull scope (get).
-        self._records: tuple[Any, Any] = (object(), None)
+        # The central store, reached on first need: files (file_blob) and records (get).
+        self._central = CentralAccess(self)
 
     def close(self) -> None:
-        with self._fetcher_lock:
-            fetcher, self._fetcher = self._fetcher, None
-            _stamp, records = self._records
-            self._records = (object(), None)
-        for held in (fetcher, records):
-            if held is not None:
-                held.close()
+        self._central.close()
         self.store.close()
 
     def __enter__(self) -> "BenchService":
@@ -355,20 +342,9 @@ class BenchService:
         try:
             return self.store.get(datapoint_id)
         except NotFoundError:
-            if not self._pull_on_demand(datapoint_id):
+            if not self._central.pull(datapoint_id):
                 raise
             return self.store.get(datapoint_id)
-
-    def _pull_on_demand(self, datapoint_id: str) -> bool:
-        stamp = config_stamp(self.paths)
-        with self._fetcher_lock:
-            if self._records[0] != stamp:
-                # Upward, like the fetcher: listed in pyproject.toml's import-linter contract.
-                from sync.ondemand import central_records
-
-                self._records = (stamp, central_records(self))
-            records = self._records[1]
-        return records is not None and bool(records.pull(self, datapoint_id))
 
     def get_stored(self, datapoint_id: str) -> StoredDataPoint:
         return self.store.get_stored(datapoint_id)
@@ -408,11 +384,11 @@ class BenchService:
                 f"the file of datapoint {datapoint.datapoint_id} is not reachable from this "
                 f"bench: it exists only on the disk of the server that stored it "
                 f"({datapoint.path}), and the central bucket has no copy")
-        with self._fetch_lock(datapoint.datapoint_id):
+        with self._central.fetch_lock(datapoint.datapoint_id):
             held = self.held_blob(datapoint)  # fetched by another request meanwhile
             if held is not None:
                 return datapoint, held
-            fetcher = self._central_fetcher()
+            fetcher = self._central.fetcher()
             if fetcher is None:
                 raise FileNotReachableError(
                     f"the file of datapoint {datapoint.datapoint_id} is not on this bench and "
@@ -425,25 +401,6 @@ class BenchService:
         dict, None for a JSON value; what ``get --json``, REST and the window show."""
         found = custody.receipt(self.store, self.files, datapoint_id)
         return None if found is None else found.as_dict()
-
-    def _central_fetcher(self) -> Any:
-        stamp = config_stamp(self.paths)
-        with self._fetcher_lock:
-            if self._fetcher is None or stamp != self._fetcher_stamp:
-                # The sync package sits above the service: imported on first need, and the
-                # one upward import, listed in pyproject.toml's import-linter contract.
-                from sync.fetch import central_fetcher
-
-                # A replaced fetcher is left to the garbage collector: another request may
-                # still be downloading through it.
-                self._fetcher = central_fetcher(self)
-                self._fetcher_stamp = stamp
-            return self._fetcher
-
-    def _fetch_lock(self, datapoint_id: str) -> threading.Lock:
-        """One download per datapoint at a time; concurrent requests wait for it (striped
-        locks: bounded memory, and rarely two datapoints share one)."""
-        return self._fetching[hash(datapoint_id) % _FETCH_LOCK_STRIPES]
 
     def open_file(self, datapoint_id: str) -> BinaryIO:
         """A binary stream of a file datapoint's bytes (fetched first if only central)."""
@@ -569,68 +526,3 @@ class BenchService:
         deletions.restore(self.store, datapoint_id, deletions.restorable_since(self.paths))
         return self.get(datapoint_id.upper())
 
-
-def _size_of(source: os.PathLike[str] | str) -> Optional[int]:
-    try:
-        return os.stat(source).st_size
-    except OSError:
-        return None  # the copy itself reports why
-
-
-class StagedBlobs:
-    """Blobs one capture put into the file store, each held until the capture settles.
-
-    Made by :meth:`BenchService.stage_blobs`; see DEVELOPING.md "Blobs in flight"."""
-
-    def __init__(self, service: BenchService, front_end: Optional[str] = None) -> None:
-        self._service = service
-        self._front_end = front_end
-        self.held: list[str] = []
-        #: One note per copy in flight, so a crash is reported (app/core/capture_notes.py).
-        self._notes: list[capture_notes.OpenNote] = []
-
-    def put_file(self, source: os.PathLike[str] | str, *,
-                 progress: Optional[ProgressCallback] = None,
-                 follow_symlinks: bool = True,
-                 datapoint: Optional[DataPoint] = None,
-                 note_source: Optional[os.PathLike[str] | str] = None) -> BlobInfo:
-        """Copy ``source`` into the file store, held. ``datapoint`` is what the capture is
-        to become (kept in its note to capture it again after a crash); ``note_source``
-        names what the operator captured when ``source`` is an intermediate (an archive)."""
-        self._note(note_source or source, _size_of(source), datapoint)
-        blob = self._service.files.put_file(source, progress=progress, hold=True,
-                                            follow_symlinks=follow_symlinks)
-        self.held.append(blob.sha256)
-        return blob
-
-    def put_stream(self, stream: BinaryIO, *, expected_size: Optional[int] = None,
-                   progress: Optional[ProgressCallback] = None) -> BlobInfo:
-        name = getattr(stream, "name", None)  # a spooled upload's is a descriptor number
-        self._note(name if isinstance(name, (str, bytes, os.PathLike)) and name else
-                   "an upload", expected_size, None)
-        blob = self._service.files.put_stream(stream, expected_size=expected_size,
-                                              progress=progress, hold=True)
-        self.held.append(blob.sha256)
-        return blob
-
-    def _note(self, source: os.PathLike[Any] | str | bytes, size: Optional[int],
-              datapoint: Optional[DataPoint]) -> None:
-        described = datapoint.model_dump(mode="json") if datapoint is not None else None
-        self._notes.append(self._service.capture_notes.begin(
-            os.fsdecode(source), size, datapoint=described, front_end=self._front_end))
-
-    def settle(self, committed: bool) -> None:
-        """End the holds (idempotent); after a failure remove the blobs no row uses."""
-        held, self.held = self.held, []
-        notes, self._notes = self._notes, []
-        try:
-            self._service.settle_blobs(held, committed)
-        finally:
-            for note in notes:
-                note.end()
-
-    def __enter__(self) -> "StagedBlobs":
-        return self
-
-    def __exit__(self, exc_type: object, *_exc: object) -> None:
-        self.settle(committed=exc_type is None)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from _common import bench_dir, emit
 
-from app.service import BenchService, StagedBlobs
+from app.service import BenchService
+from app.staging import StagedBlobs
 
 
 def capture_all(root: Path, files: int, with_notes: bool) -> float:

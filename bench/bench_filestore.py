@@ -31,7 +31,8 @@ from pathlib import Path
 
 from _common import ROOT, bench_dir, emit
 
-from app.core.filestore import CHUNK_SIZE, FileStore
+from app.core.filestore import FileStore
+from app.core.filestore.streamcopy import CHUNK_SIZE
 
 MIB = 1024 * 1024
 

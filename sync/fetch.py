@@ -35,7 +35,7 @@ from app.core.errors import (
     FileUnavailableError,
     SourceChangedError,
 )
-from app.core.filestore import NETWORK_CHUNK_SIZE
+from app.core.filestore.streamcopy import NETWORK_CHUNK_SIZE
 from app.core.models import DataPoint, FileDataPoint, ObjectStorageDataPoint
 from app.service import BenchService
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QT_FREE = [ROOT / "app" / "core", ROOT / "sync", ROOT / "app" / "service.py",
+           ROOT / "app" / "staging.py", ROOT / "app" / "central_access.py",
            ROOT / "app" / "client.py", ROOT / "app" / "cli.py", ROOT / "app" / "commands",
            ROOT / "app" / "capture_queue.py"]
 
@@ -105,17 +106,32 @@ def test_only_the_core_writes_sql_on_datapoints() -> None:
     assert offenders == [], "SQL on datapoints outside app/core:\n" + "\n".join(offenders)
 
 
-#: Folders whose modules are split by concept; a module over this many lines mixes
-#: concepts again (issue 17). Add a folder once its big files are split.
+#: A module over this many lines mixes concepts again (issue 17).
 MAX_MODULE_LINES = 600
-SPLIT_BY_CONCEPT = [ROOT / "app" / "api", ROOT / "app" / "ingest", ROOT / "app" / "ui",
-                    ROOT / "app" / "admin", ROOT / "app" / "commands", ROOT / "app" / "cli.py"]
 
 
-def test_split_modules_stay_small() -> None:
-    modules = [path for place in SPLIT_BY_CONCEPT
-               for path in ([place] if place.is_file() else sorted(place.rglob("*.py")))]
-    too_big = {str(path.relative_to(ROOT)): lines for path in modules
-               if (lines := len(path.read_text(encoding="utf-8").splitlines()))
-               > MAX_MODULE_LINES}
+#: Modules still over MAX_MODULE_LINES while they are being split (issue 17). Shrink this
+#: set as each is split, never grow it; a listed module that is small now fails the test
+#: below, so the list cannot go stale.
+_NOT_YET_SPLIT: set[str] = {
+    "app/core/store.py",
+    "sync/push.py",
+    "sync/objects.py",
+    "sync/verify.py",
+}
+
+
+def _module_lines() -> dict[str, int]:
+    return {path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+            for place in (ROOT / "app", ROOT / "sync") for path in sorted(place.rglob("*.py"))}
+
+
+def test_no_module_in_app_or_sync_mixes_concepts() -> None:
+    """Every module of app/ and sync/ stays at most MAX_MODULE_LINES long (issue 17: one
+    concept per module), but for the shrinking allowlist of those still being split."""
+    lines = _module_lines()
+    too_big = {rel: count for rel, count in lines.items()
+               if count > MAX_MODULE_LINES and rel not in _NOT_YET_SPLIT}
     assert not too_big, f"split these by concept (at most {MAX_MODULE_LINES} lines): {too_big}"
+    split_already = sorted(rel for rel in _NOT_YET_SPLIT if lines.get(rel, 0) <= MAX_MODULE_LINES)
+    assert not split_already, f"remove from _NOT_YET_SPLIT (split or gone): {split_already}"

@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 from app.core.atomic import fsync_dir
 from app.core.errors import DiskFullError, is_disk_full
-from app.core.filestore import exclusive_lock, held_by_another_process
+from app.core.filestore.locks import exclusive_lock, held_by_another_process
 from app.core.timestamps import now_canonical
 
 try:  # POSIX: flock marks a note whose capture is still running

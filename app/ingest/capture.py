@@ -42,7 +42,8 @@ from app.ingest.scanner import (
     list_dataset,
 )
 from app.ingest.templates import describe
-from app.service import BenchService, StagedBlobs, guess_content_type
+from app.service import BenchService, guess_content_type
+from app.staging import StagedBlobs
 
 log = logging.getLogger(__name__)
 

@@ -145,13 +145,13 @@ def test_disk_full_while_capturing(seeded: DataClient, run_txt: Path, tmp_path: 
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from app.core import filestore
+    from app.core.filestore import streamcopy
     from app.core.errors import DiskFullError
 
     big = tmp_path / "big.raw"
     big.write_bytes(os.urandom(3 * 1024 * 1024))
     written = {"bytes": 0}
-    real_write = filestore._write_chunk
+    real_write = streamcopy._write_chunk
 
     def fill_up(fd: int, data: memoryview) -> None:
         if written["bytes"] + len(data) > 1024 * 1024:  # the disk holds 1 MiB more
@@ -159,29 +159,29 @@ def test_disk_full_while_capturing(seeded: DataClient, run_txt: Path, tmp_path: 
         written["bytes"] += len(data)
         real_write(fd, data)
 
-    monkeypatch.setattr(filestore, "_write_chunk", fill_up)
+    monkeypatch.setattr(streamcopy, "_write_chunk", fill_up)
     with pytest.raises(DiskFullError, match="full"):
         seeded.submit_datapoint(FileDataPoint(path=str(big)))
-    monkeypatch.setattr(filestore, "_write_chunk", real_write)
+    monkeypatch.setattr(streamcopy, "_write_chunk", real_write)
     _store_is_intact(seeded, run_txt)
 
 
 def test_file_that_changes_while_copied(seeded: DataClient, run_txt: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.core import filestore
+    from app.core.filestore import streamcopy
     from app.core.errors import SourceChangedError
 
     growing = tmp_path / "growing.csv"
     growing.write_bytes(b"a,b\n" * 500_000)
-    real_write = filestore._write_chunk
+    real_write = streamcopy._write_chunk
 
     def instrument_appends(fd: int, data: memoryview) -> None:
         real_write(fd, data)
         with growing.open("ab") as handle:  # the instrument is still writing
             handle.write(b"1,2\n")
 
-    monkeypatch.setattr(filestore, "_write_chunk", instrument_appends)
+    monkeypatch.setattr(streamcopy, "_write_chunk", instrument_appends)
     with pytest.raises(SourceChangedError, match="growing.csv"):
         seeded.submit_datapoint(FileDataPoint(path=str(growing)))
-    monkeypatch.setattr(filestore, "_write_chunk", real_write)
+    monkeypatch.setattr(streamcopy, "_write_chunk", real_write)
     _store_is_intact(seeded, run_txt)

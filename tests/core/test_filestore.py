@@ -1,7 +1,7 @@
 """The content-addressed file store: round trips, dedup, and every never-lose-data failure.
 
 Real files in tmp_path. Failures that need a full disk or a file changing mid-copy are
-produced through ``filestore._write_chunk``, the one seam every chunk goes through.
+produced through ``streamcopy._write_chunk``, the one seam every chunk goes through.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import filestore
+from app.core.filestore import streamcopy
 from app.core.errors import (
     CaptureError,
     DiskFullError,
@@ -34,7 +34,9 @@ from app.core.errors import (
     SourceMissingError,
     SourceUnreadableError,
 )
-from app.core.filestore import CHUNK_SIZE, BlobInfo, FileStore
+from app.core.filestore import BlobInfo, FileStore
+from app.core.filestore.streamcopy import CHUNK_SIZE
+from app.core.filestore.temp import TempFile
 
 ROOT = Path(__file__).resolve().parents[2]
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -68,7 +70,7 @@ def assert_nothing_left(store: FileStore, before: list[Path] | None = None) -> N
 
 def after_first_chunk(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> None:
     """Run ``action`` right after the first chunk reached the temp file."""
-    real_write = filestore._write_chunk
+    real_write = streamcopy._write_chunk
     calls = 0
 
     def write(fd: int, data: memoryview) -> None:
@@ -78,12 +80,12 @@ def after_first_chunk(monkeypatch: pytest.MonkeyPatch, action: Callable[[], obje
         if calls == 1:
             action()
 
-    monkeypatch.setattr(filestore, "_write_chunk", write)
+    monkeypatch.setattr(streamcopy, "_write_chunk", write)
 
 
 def disk_full_after(monkeypatch: pytest.MonkeyPatch, limit: int, err: int = errno.ENOSPC) -> None:
     """Make the store's disk 'fill up' after ``limit`` bytes, as a real full disk does."""
-    real_write = filestore._write_chunk
+    real_write = streamcopy._write_chunk
     written = 0
 
     def write(fd: int, data: memoryview) -> None:
@@ -95,7 +97,7 @@ def disk_full_after(monkeypatch: pytest.MonkeyPatch, limit: int, err: int = errn
         real_write(fd, data)
         written += len(data)
 
-    monkeypatch.setattr(filestore, "_write_chunk", write)
+    monkeypatch.setattr(streamcopy, "_write_chunk", write)
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -260,7 +262,7 @@ def test_progress_is_reported_at_the_end(store: FileStore, tmp_path: Path) -> No
 
 def test_progress_at_checkpoints(store: FileStore, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filestore, "CHECKPOINT_BYTES", CHUNK_SIZE)  # a 64 MiB file in miniature
+    monkeypatch.setattr(streamcopy, "CHECKPOINT_BYTES", CHUNK_SIZE)  # a 64 MiB file in miniature
     source = tmp_path / "run.bin"
     write_file(source, TWO_CHUNKS)
     calls: list[tuple[int, int | None]] = []
@@ -271,7 +273,7 @@ def test_progress_at_checkpoints(store: FileStore, tmp_path: Path,
 
 def test_progress_end_is_not_reported_twice(store: FileStore, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filestore, "CHECKPOINT_BYTES", CHUNK_SIZE)
+    monkeypatch.setattr(streamcopy, "CHECKPOINT_BYTES", CHUNK_SIZE)
     source = tmp_path / "run.bin"
     write_file(source, 2 * CHUNK_SIZE)
     calls: list[tuple[int, int | None]] = []
@@ -305,7 +307,7 @@ def test_progress_total_is_none_for_an_unsized_stream(store: FileStore) -> None:
 
 def test_an_exception_from_progress_aborts_cleanly(store: FileStore, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filestore, "CHECKPOINT_BYTES", CHUNK_SIZE)
+    monkeypatch.setattr(streamcopy, "CHECKPOINT_BYTES", CHUNK_SIZE)
     source = tmp_path / "run.bin"
     write_file(source, TWO_CHUNKS)
 
@@ -650,7 +652,7 @@ def test_cleanup_in_another_process_leaves_a_capture_in_flight_alone(tmp_path: P
     store = FileStore(tmp_path / "files")
     leftover = store.tmp_dir / f"{'ab' * 16}.part"
     leftover.write_bytes(b"left by a crash")
-    with filestore._TempFile(store.tmp_dir, "in flight", store.root) as temp:
+    with TempFile(store.tmp_dir, "in flight", store.root) as temp:
         assert temp.fd is not None
         os.write(temp.fd, b"half copied")
         # Opening the store runs cleanup_temp (as every CLI command does).
@@ -730,14 +732,14 @@ def test_a_hold_on_a_blob_removed_meanwhile_stores_a_fresh_copy(tmp_path: Path) 
     left holding (and recording) a file that no longer exists."""
     store = FileStore(tmp_path / "files")
     first = store.put_bytes(b"same bytes")
-    original_take_hold = store._take_hold
+    original_take_hold = store._holds.take
 
     def removed_just_before_the_hold(sha256: str, dest: Path) -> bool:
         os.unlink(dest)  # the other process's removal wins the race
-        store._take_hold = original_take_hold  # type: ignore[method-assign]
+        store._holds.take = original_take_hold  # type: ignore[method-assign]
         return original_take_hold(sha256, dest)
 
-    store._take_hold = removed_just_before_the_hold  # type: ignore[method-assign]
+    store._holds.take = removed_just_before_the_hold  # type: ignore[method-assign]
     second = store.put_bytes(b"same bytes", hold=True)
     assert second.sha256 == first.sha256
     assert store.path_for(second.sha256).read_bytes() == b"same bytes"

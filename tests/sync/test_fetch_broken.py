@@ -15,7 +15,7 @@ import pytest
 
 from app.core import custody
 from app.core.errors import FileDamagedError, FileUnavailableError
-from app.core.filestore import NETWORK_CHUNK_SIZE
+from app.core.filestore.streamcopy import NETWORK_CHUNK_SIZE
 from app.service import BenchService
 from tests.support.servers import PrivateCentral, central_env
 from sync import fetch
