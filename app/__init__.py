@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Public name -> the module that defines it (imported on first use: ``import app.core.x``
-#: and ``benchdata --version`` must not load the client, the store and SQLAlchemy).
+#: and ``benchdata --version`` must not load the client, the store and pydantic).
 _LAZY: dict[str, str] = {
     "DataClient": "app.client",
     **dict.fromkeys(("BenchDataError", "CaptureError", "ConflictError", "NotFoundError",

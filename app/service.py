@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from app.core import capture_notes, custody, deletions, extractqueue
 from app.core import query as querylang
@@ -29,13 +29,13 @@ from app.core.errors import (
 )
 from app.core.filestore import FileStore, ProgressCallback
 from app.core.ids import OWNERSHIP_KINDS
-from app.core.models import (
-    DataPoint,
-    DataPointTypeEnum,
-    FileDataPoint,
-    OwnershipInfo,
-    ValueDataPoint,
-)
+from app.core.datatype import DataPointTypeEnum
+from app.core.rows import RowSummary
+
+# The models (pydantic) load where a datapoint is built or checked, not with the service:
+# `benchdata list` reads row summaries without them (bench/bench_startup.py).
+if TYPE_CHECKING:
+    from app.core.models import DataPoint, FileDataPoint, OwnershipInfo
 from app.core.names import NAME_KEYS, NameRegistry, check_name_keys, name_key, refuse_name_keys
 from app.core.paths import BenchPaths, bench_paths
 from app.core.store import LocalStore, Page, StoredDataPoint
@@ -91,6 +91,8 @@ class BenchService:
 
     def ownership(self, **names_or_ids: Optional[str]) -> OwnershipInfo:
         """OwnershipInfo from names (``experiment="EXP42", user="alice"``) or ULIDs."""
+        from app.core.models import OwnershipInfo
+
         ids = {
             f"{self._kind(kind)}_id": self.names.resolve(self._kind(kind), value)
             for kind, value in names_or_ids.items()
@@ -160,6 +162,8 @@ class BenchService:
         Files are copied (and hashed) before the transaction; if anything fails, blobs
         that no committed row uses are removed again, so nothing half-captured remains.
         """
+        from app.core.models import DataPoint, FileDataPoint
+
         prepared: list[DataPoint] = []
         names_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         with self.stage_blobs() as staged:
@@ -240,6 +244,8 @@ class BenchService:
                       ownership: Optional[OwnershipInfo] = None,
                       metadata: Optional[Mapping[str, str]] = None,
                       **extra: Any) -> DataPoint:
+        from app.core.models import OwnershipInfo, ValueDataPoint
+
         return self.submit(
             ValueDataPoint(label=label, value=value,
                            ownership_info=ownership or OwnershipInfo(),
@@ -250,6 +256,8 @@ class BenchService:
                      ownership: Optional[OwnershipInfo] = None,
                      metadata: Optional[Mapping[str, str]] = None,
                      progress: Optional[ProgressCallback] = None, **extra: Any) -> DataPoint:
+        from app.core.models import FileDataPoint, OwnershipInfo
+
         return self.submit(
             FileDataPoint(label=label, path=str(path),
                           ownership_info=ownership or OwnershipInfo(),
@@ -262,6 +270,8 @@ class BenchService:
                        expected_size: Optional[int] = None,
                        progress: Optional[ProgressCallback] = None) -> DataPoint:
         """Capture bytes arriving from a stream (an upload) as a file datapoint."""
+        from app.core.models import FileDataPoint
+
         with self.stage_blobs() as staged:
             blob = staged.put_stream(stream, expected_size=expected_size, progress=progress)
             base = datapoint or FileDataPoint(path=filename)
@@ -292,6 +302,8 @@ class BenchService:
     def retry_interrupted(self, note_id: str) -> DataPoint:
         """Capture an interrupted capture again, as it was meant (same id, label,
         ownership and metadata), then forget it; exactly once even if run twice."""
+        from app.core.models import DataPoint
+
         with self.capture_notes.claimed(note_id) as note:
             if note is None:
                 raise NotFoundError(f"no interrupted capture {note_id!r} (see benchdata "
@@ -367,7 +379,7 @@ class BenchService:
         held = self.held_blob(datapoint)
         if held is not None:
             return datapoint, held
-        if isinstance(datapoint, FileDataPoint) and stored.origin != "local":
+        if datapoint.data_type == DataPointTypeEnum.FILE and stored.origin != "local":
             raise FileNotReachableError(
                 f"the file of datapoint {datapoint.datapoint_id} is not reachable from this "
                 f"bench: it exists only on the disk of the server that stored it "
@@ -397,6 +409,8 @@ class BenchService:
 
     def value(self, datapoint_id: str) -> Any:
         """The JSON value, or the file's bytes (as MADSci's client returns them)."""
+        from app.core.models import ValueDataPoint
+
         datapoint = self.get(datapoint_id)
         if isinstance(datapoint, ValueDataPoint):
             return datapoint.value
@@ -406,6 +420,8 @@ class BenchService:
     def save_value(self, datapoint_id: str, destination: os.PathLike[str] | str) -> Path:
         """Write the value (JSON text) or file to ``destination`` atomically, with the
         permissions any file this user creates gets (colleagues may read a saved copy)."""
+        from app.core.models import ValueDataPoint
+
         target = Path(destination).expanduser()
         datapoint = self.get(datapoint_id)
         with atomic_writer(target, shared=True) as out:
@@ -418,6 +434,10 @@ class BenchService:
 
     def latest(self, number: int = 10) -> list[DataPoint]:
         return self.store.latest(number)
+
+    def latest_summaries(self, number: int = 10) -> list[RowSummary]:
+        """What :meth:`latest` finds, as listing summaries (no model is built)."""
+        return self.store.latest_summaries(number)
 
     def query(self, selector: Optional[Mapping[str, Any]] = None, *, sort: Any = None,
               limit: Optional[int] = None, cursor: Optional[str] = None,

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from app.core import capture_notes
 from app.core.filestore import BlobInfo, ProgressCallback
-from app.core.models import DataPoint
 
 if TYPE_CHECKING:
+    from app.core.models import DataPoint
     from app.service import BenchService
 
 

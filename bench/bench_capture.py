@@ -19,7 +19,7 @@ from _common import bench_dir, emit, percentiles_ms
 
 from app import DataClient, ValueDataPoint
 from app.core.schema import migrate
-from app.core.store import _ALL_COLUMNS, _INSERT_SQL, datapoint_to_row
+from app.core.rows import ALL_COLUMNS, INSERT_SQL, datapoint_to_row
 
 
 def make_datapoints(count: int, ownership) -> list[ValueDataPoint]:
@@ -42,7 +42,7 @@ def raw_sequential(path, rows) -> list[float]:
     for row in rows:
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_INSERT_SQL, [row[c] for c in _ALL_COLUMNS])
+        conn.execute(INSERT_SQL, [row[c] for c in ALL_COLUMNS])
         conn.execute("COMMIT")
         latencies.append(time.perf_counter() - start)
     conn.close()
@@ -54,7 +54,7 @@ def raw_batched(path, rows, batch: int) -> float:
     start = time.perf_counter()
     for first in range(0, len(rows), batch):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_INSERT_SQL, [[r[c] for c in _ALL_COLUMNS] for r in rows[first:first + batch]])
+        conn.executemany(INSERT_SQL, [[r[c] for c in ALL_COLUMNS] for r in rows[first:first + batch]])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()

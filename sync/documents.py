@@ -28,7 +28,7 @@ from typing import Any, Final, Optional
 
 from app.core.errors import ValidationError
 from app.core.models import DataPoint
-from app.core.store import row_to_document
+from app.core.rows import row_to_document
 from app.core.timestamps import (
     INSTANT_FIELD,
     as_utc,

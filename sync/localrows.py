@@ -16,7 +16,8 @@ from typing import Any, Optional
 from app.core import deletions, search, syncrows
 from app.core.filestore import FileStore
 from app.core.models import DataPoint
-from app.core.store import LocalStore, datapoint_to_row
+from app.core.rows import datapoint_to_row
+from app.core.store import LocalStore
 from app.core.timestamps import now_canonical
 from sync.outbox import write_metas
 

@@ -28,7 +28,7 @@ from typing import Any, Optional
 from app.core import deletions
 from app.core.errors import ValidationError
 from app.core.models import DataPoint
-from app.core.store import datapoint_to_row
+from app.core.rows import datapoint_to_row
 from app.core.timestamps import bench_zone, lab_zone
 from app.service import BenchService
 

@@ -110,14 +110,6 @@ def test_only_the_core_writes_sql_on_datapoints() -> None:
 MAX_MODULE_LINES = 600
 
 
-#: Modules still over MAX_MODULE_LINES while they are being split (issue 17). Shrink this
-#: set as each is split, never grow it; a listed module that is small now fails the test
-#: below, so the list cannot go stale.
-_NOT_YET_SPLIT: set[str] = {
-    "app/core/store.py",
-}
-
-
 def _module_lines() -> dict[str, int]:
     return {path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
             for place in (ROOT / "app", ROOT / "sync") for path in sorted(place.rglob("*.py"))}
@@ -125,13 +117,11 @@ def _module_lines() -> dict[str, int]:
 
 def test_no_module_in_app_or_sync_mixes_concepts() -> None:
     """Every module of app/ and sync/ stays at most MAX_MODULE_LINES long (issue 17: one
-    concept per module), but for the shrinking allowlist of those still being split."""
+    concept per module)."""
     lines = _module_lines()
     too_big = {rel: count for rel, count in lines.items()
-               if count > MAX_MODULE_LINES and rel not in _NOT_YET_SPLIT}
+               if count > MAX_MODULE_LINES}
     assert not too_big, f"split these by concept (at most {MAX_MODULE_LINES} lines): {too_big}"
-    split_already = sorted(rel for rel in _NOT_YET_SPLIT if lines.get(rel, 0) <= MAX_MODULE_LINES)
-    assert not split_already, f"remove from _NOT_YET_SPLIT (split or gone): {split_already}"
 
 
 #: The real sync backends and the error classifiers they use: the only sync modules that

@@ -147,7 +147,7 @@ def _copy_durably(source: Path, target: Path) -> None:
 
 def _count(conn: sqlite3.Connection) -> int:
     try:
-        from app.core.store import count_datapoints
+        from app.core.rows import count_datapoints
 
         return count_datapoints(conn)
     except sqlite3.Error:

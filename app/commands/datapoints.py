@@ -13,7 +13,12 @@ import click
 
 from app.cli_common import emit_json, parse_meta
 from app.commands.context import Context, ownership_options, pass_ctx
-from app.commands.output import print_datapoint, print_datapoints, print_matches
+from app.commands.output import (
+    print_datapoint,
+    print_datapoints,
+    print_matches,
+    print_summaries,
+)
 from app.core.errors import BenchDataError
 
 
@@ -71,7 +76,10 @@ def save(ctx: Context, datapoint_id: str, destination: Path, force: bool) -> Non
 @pass_ctx
 def list_(ctx: Context, number: int, as_json: bool) -> None:
     """List the newest datapoints, newest first."""
-    print_datapoints(ctx.service.latest(number), as_json)
+    if as_json:
+        print_datapoints(ctx.service.latest(number), as_json)
+    else:  # read from the rows: no models, so no pydantic to load (bench_startup.py)
+        print_summaries(ctx.service.latest_summaries(number))
 
 
 @click.command()

@@ -19,36 +19,41 @@ from app.core.units import human_size
 
 if TYPE_CHECKING:
     from app.core.models import DataPoint
+    from app.core.rows import RowSummary
     from app.service import BenchService
 
 #: Files at least this large get a progress bar while they are captured.
 PROGRESS_THRESHOLD = 32 * 1024 * 1024
 
 
-def summary_line(datapoint: DataPoint) -> str:
-    from app.core.models import ValueDataPoint
-
-    when = format_local(datapoint.data_instant)
-    if isinstance(datapoint, ValueDataPoint):
-        detail = json.dumps(datapoint.value, ensure_ascii=False)
+def summary_line(summary: RowSummary) -> str:
+    """One datapoint on one line (``app.core.rows``: from its row or from its model)."""
+    when = format_local(summary.instant)
+    if summary.holds_value:
+        detail = json.dumps(summary.value, ensure_ascii=False)
         detail = detail if len(detail) <= 60 else detail[:57] + "..."
     else:
-        size = getattr(datapoint, "size_bytes", None)
-        detail = f"{getattr(datapoint, 'filename', None) or datapoint.path}"
-        if size is not None:
-            detail += f" ({human_size(size)})"
-    label = datapoint.label or "-"
-    return f"{when}  {datapoint.datapoint_id}  {datapoint.data_type.value:<6}  {label}  {detail}"
+        detail = f"{summary.filename}"
+        if summary.size_bytes is not None:
+            detail += f" ({human_size(summary.size_bytes)})"
+    label = summary.label or "-"
+    return f"{when}  {summary.datapoint_id}  {summary.data_type:<6}  {label}  {detail}"
 
 
 def print_datapoints(datapoints: Sequence[DataPoint], as_json: bool) -> None:
     if as_json:
         emit_json([dp.to_document() for dp in datapoints])
         return
-    if not datapoints:
+    from app.core.rows import datapoint_summary
+
+    print_summaries([datapoint_summary(dp) for dp in datapoints])
+
+
+def print_summaries(summaries: Sequence[RowSummary]) -> None:
+    if not summaries:
         click.echo("No datapoints.")
-    for datapoint in datapoints:
-        click.echo(summary_line(datapoint))
+    for summary in summaries:
+        click.echo(summary_line(summary))
 
 
 def print_datapoint(datapoint: DataPoint, as_json: bool, sync_state: Optional[str] = None,

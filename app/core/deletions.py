@@ -25,16 +25,19 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, Optional
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from app.core.config import load_section
 from app.core.errors import NotFoundError, ValidationError
-from app.core.models import DataPoint
 from app.core.paths import BenchPaths
 from app.core.sqlin import in_chunks
-from app.core.store import LocalStore, row_to_datapoint
+from app.core.rows import row_to_datapoint
+from app.core.store import LocalStore
 from app.core.syncstate import SyncState
 from app.core.timestamps import format_canonical, now_canonical, utc_now
+
+if TYPE_CHECKING:
+    from app.core.models import DataPoint
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ for the rules); the store and sync pin it from what they recorded.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import (
@@ -32,6 +31,7 @@ from pydantic import (
 )
 from pydantic import SerializerFunctionWrapHandler
 
+from app.core.datatype import DataPointTypeEnum
 from app.core.ids import OWNERSHIP_FIELDS, is_ulid, new_ulid
 from app.core.timestamps import (
     as_utc,
@@ -41,23 +41,6 @@ from app.core.timestamps import (
     parse_as_sent,
     parse_timestamp,
 )
-
-
-class DataPointTypeEnum(str, Enum):
-    """The three kinds of datapoint MADSci knows."""
-
-    JSON = "json"
-    FILE = "file"
-    OBJECT_STORAGE = "object_storage"
-
-    @classmethod
-    def _missing_(cls, value: object) -> "DataPointTypeEnum":
-        # MADSci accepts its legacy name for JSON datapoints; so do we.
-        if isinstance(value, str) and value.lower() == "data_value":
-            return cls.JSON
-        raise ValueError(
-            f"unknown data_type {value!r}; use one of: json, file, object_storage"
-        )
 
 
 def _optional_ulid(value: Optional[str], info: Any) -> Optional[str]:

@@ -1,12 +1,12 @@
-"""The local datapoint store: SQLAlchemy over SQLite in WAL mode, one writer.
+"""The local datapoint store: plain sqlite3 over SQLite in WAL mode, one writer.
 
 Durability first: every write is one ``BEGIN IMMEDIATE`` … ``COMMIT`` on the single writer
 connection with ``synchronous=FULL`` (in WAL mode NORMAL can lose commits that already
-returned if power fails). Readers use pooled connections; WAL lets them read while the
-writer writes, so a long export never blocks a capture.
+returned if power fails). Readers use pooled connections (``app.core.readpool``); WAL lets
+them read while the writer writes, so a long export never blocks a capture.
 
-Rows are MADSci documents split into columns (see ``app.core.schema``); this module maps
-between the two and owns the bookkeeping columns (revision, sync state, tombstones).
+Rows are MADSci documents split into columns (``app.core.rows`` maps between the two);
+this module owns the bookkeeping columns (revision, sync state, tombstones).
 """
 
 from __future__ import annotations
@@ -20,12 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Optional
-
-from pydantic_core import to_jsonable_python
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import QueuePool
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 from app.core import query as querylang
 from app.core import search as textsearch
@@ -38,49 +33,27 @@ from app.core.errors import (
     is_disk_full,
 )
 from app.core.ids import OWNERSHIP_FIELDS, require_ulid
-from app.core.jsonvalue import dump_json_value
-from app.core.models import DataPoint, DataPointTypeEnum
+from app.core.readpool import ReaderPool, open_connection, read_only_uris
+from app.core.rows import (
+    ALL_COLUMNS,
+    CONTENT_COLUMNS,
+    INSERT_SQL,
+    SELECT_COLUMNS,
+    RowSummary,
+    datapoint_to_row,
+    refuse_if_different,
+    row_summary,
+    row_to_datapoint,
+)
 from app.core.schema import SCHEMA_VERSION, migrate
 from app.core.sqlin import in_chunks, placeholders
 from app.core.syncstate import SyncState
-from app.core.timestamps import INSTANT_FIELD, madsci_text, now_canonical
+from app.core.timestamps import now_canonical
+
+if TYPE_CHECKING:  # the models (pydantic) load where a row becomes one: app.core.rows
+    from app.core.models import DataPoint
 
 log = logging.getLogger(__name__)
-
-#: Document fields that have a column of the same name.
-_PLAIN_FIELDS: Final[tuple[str, ...]] = (
-    "label",
-    "path",
-    "filename",
-    "size_bytes",
-    "content_type",
-    "sha256",
-    "bucket_name",
-    "object_name",
-    "storage_endpoint",
-    "public_endpoint",
-    "url",
-    "etag",
-    "replaces",
-)
-_DOCUMENT_KEYS: Final[frozenset[str]] = frozenset(
-    {"_id", "datapoint_id", "data_type", "data_timestamp", "ownership_info", "value",
-     "custom_metadata", INSTANT_FIELD, *_PLAIN_FIELDS}
-)
-#: Columns that say something about the datapoint itself (compared for idempotency).
-_CONTENT_COLUMNS: Final[tuple[str, ...]] = (
-    "id", "label", "data_type", "data_timestamp", "data_timestamp_sent", *OWNERSHIP_FIELDS,
-    "value", *_PLAIN_FIELDS, "custom_metadata", "extra",
-)
-_ALL_COLUMNS: Final[tuple[str, ...]] = (
-    *_CONTENT_COLUMNS, "revision", "deleted", "sync_state", "origin", "created_at",
-    "updated_at",
-)
-_INSERT_SQL: Final[str] = (
-    f"INSERT INTO datapoints ({', '.join(_ALL_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _ALL_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
-)
-_SELECT_COLUMNS: Final[str] = ", ".join(_ALL_COLUMNS)
 
 #: Sync states a row moves through (app/core/syncstate.py); the engine owns all after pending.
 SYNC_PENDING: Final[str] = SyncState.PENDING
@@ -117,121 +90,6 @@ class Page:
     next_cursor: Optional[str]
 
 
-def _json_object_text(value: Mapping[str, Any]) -> str:
-    if not value:
-        return "{}"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
-
-
-def datapoint_to_row(datapoint: DataPoint, *, origin: str = "local",
-                     now: Optional[str] = None,
-                     metadata_text: Optional[dict[tuple[tuple[str, str], ...], str]] = None,
-                     ) -> dict[str, Any]:
-    """Split a datapoint into the store's columns (validating the JSON value).
-
-    Reads the model's attributes directly rather than through ``model_dump``: capture
-    throughput is bounded by this function, and a JSON-mode dump would also render the
-    value a second time.
-    """
-    data_type = DataPointTypeEnum(datapoint.data_type).value
-    # Declared fields and extras as plain dicts: pydantic's __getattr__ for an absent
-    # field costs an exception each time.
-    extras = datapoint.model_extra or {}
-    fields = {**datapoint.__dict__, **extras}
-    ownership = datapoint.ownership_info.__dict__ if datapoint.ownership_info else {}
-    row: dict[str, Any] = {
-        "id": require_ulid(datapoint.datapoint_id, "datapoint_id").upper(),
-        "label": datapoint.label,
-        "data_type": data_type,
-        # The instant orders and filters; the sent form is what MADSci clients get back.
-        "data_timestamp": datapoint.instant_text(),
-        "data_timestamp_sent": madsci_text(datapoint.data_timestamp),
-        # Validate the Python value itself (NaN, bytes, sets ...), not a rendering of it.
-        "value": dump_json_value(fields.get("value"))
-        if data_type == DataPointTypeEnum.JSON.value else None,
-        "custom_metadata": _metadata_text(datapoint.custom_metadata, metadata_text),
-    }
-    for field in OWNERSHIP_FIELDS:
-        row[field] = ownership.get(field)
-    for field in _PLAIN_FIELDS:
-        value = fields.get(field)
-        row[field] = value if value is None or type(value) in (str, int, float) \
-            else _column_value(value)
-    extra = {key: value for key, value in extras.items() if key not in _DOCUMENT_KEYS}
-    row["extra"] = _json_object_text(to_jsonable_python(extra)) if extra else "{}"
-    now = now or now_canonical()
-    row.update(revision=1, deleted=0, sync_state=SYNC_PENDING, origin=origin,
-               created_at=now, updated_at=now)
-    return row
-
-
-def _metadata_text(metadata: dict[str, str],
-                   cache: Optional[dict[tuple[tuple[str, str], ...], str]]) -> str:
-    """Custom metadata as JSON text; a batch usually repeats the same few dicts."""
-    if cache is None:
-        return _json_object_text(metadata)
-    key = tuple(metadata.items())
-    text = cache.get(key)
-    if text is None:
-        text = cache[key] = _json_object_text(metadata)
-    return text
-
-
-def _column_value(value: Any) -> Any:
-    """A value for a plain text/integer column (extra fields may hold anything)."""
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    return json.dumps(to_jsonable_python(value), ensure_ascii=False, sort_keys=True)
-
-
-def _refuse_if_different(stored: Mapping[str, Any], row: Mapping[str, Any]) -> None:
-    differing = [c for c in _CONTENT_COLUMNS if stored[c] != row[c]]
-    if differing:
-        raise ConflictError(
-            f"datapoint {row['id']} already exists with different {', '.join(differing)}; "
-            f"use a new id for new data"
-        )
-
-
-def row_to_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild the MADSci document (``_id`` key) from a row; ``data_timestamp`` in the
-    form it was sent (the instant is ``row["data_timestamp"]``)."""
-    document: dict[str, Any] = {
-        "_id": row["id"],
-        "label": row["label"],
-        "data_type": row["data_type"],
-        "data_timestamp": row.get("data_timestamp_sent") or row["data_timestamp"],
-        "ownership_info": {f: row[f] for f in OWNERSHIP_FIELDS if row[f] is not None},
-        "custom_metadata": json.loads(row["custom_metadata"] or "{}"),
-    }
-    if row["data_type"] == DataPointTypeEnum.JSON.value:
-        document["value"] = json.loads(row["value"]) if row["value"] is not None else None
-    for field in _PLAIN_FIELDS:
-        if row[field] is not None:
-            document[field] = row[field]
-    document.update(json.loads(row["extra"] or "{}"))
-    return document
-
-
-def row_to_datapoint(row: Mapping[str, Any]) -> DataPoint:
-    return DataPoint.discriminate(row_to_document(row)).pin_instant(row["data_timestamp"])
-
-
-def read_only_uris(db_path: Path) -> list[str]:
-    """SQLite URIs that read ``db_path`` without writing, best first.
-
-    A WAL database needs its shared-memory index (``-shm``), which cannot be created or
-    grown on a full disk. When the WAL is empty (the last writer closed cleanly), the
-    database file is complete on its own and can be read as immutable instead."""
-    base = f"{db_path.as_uri()}?mode=ro"
-    wal = db_path.with_name(db_path.name + "-wal")
-    try:
-        wal_empty = not wal.exists() or wal.stat().st_size == 0
-    except OSError:
-        wal_empty = False
-    return [base, base + "&immutable=1"] if wal_empty else [base]
-
-
 class LocalStore:
     """All datapoint rows of one bench; safe to share between threads."""
 
@@ -250,7 +108,7 @@ class LocalStore:
         self.read_only_reason: Optional[str] = None
         self._writer: Optional[sqlite3.Connection] = None
         self._closed = False
-        self._engine = self._make_engine(self.db_path)
+        self._readers = self._reader_pool()
         try:
             self._writer = self._open_writer()
         except DiskFullError as exc:
@@ -260,47 +118,23 @@ class LocalStore:
 
     # -- connections -------------------------------------------------------------------
 
-    @staticmethod
-    def _make_engine(db_path: Path, uri: Optional[str] = None) -> Engine:
-        """The connection pool; ``uri``: a read-only SQLite URI (see ``_open_read_only``)."""
-        extra: dict[str, Any] = {}
-        if uri is not None:
-            extra["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=30.0,
-                                                       check_same_thread=False)
-        engine = create_engine(
-            f"sqlite:///{db_path}",
-            poolclass=QueuePool,
-            pool_size=4,
-            max_overflow=8,
-            connect_args={"check_same_thread": False, "timeout": 30.0},
-            **extra,
-        )
+    def _reader_pool(self, uri: Optional[str] = None) -> ReaderPool:
+        """Readers of the store; ``uri``: a read-only SQLite URI (see ``_open_read_only``)."""
+        if uri is None:
+            return ReaderPool(lambda: open_connection(str(self.db_path)))
+        return ReaderPool(lambda: open_connection(uri, uri=True, writable=False))
 
-        @event.listens_for(engine, "connect")
-        def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-            # We issue BEGIN ourselves; pysqlite's implicit transactions get in the way.
-            dbapi_connection.isolation_level = None
-            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
-            if uri is None:  # a read-only connection can neither set nor need these
-                dbapi_connection.execute("PRAGMA journal_mode = WAL")
-                dbapi_connection.execute("PRAGMA synchronous = FULL")
-            dbapi_connection.execute("PRAGMA foreign_keys = ON")
-            querylang.register_functions(dbapi_connection)
-
-        return engine
-
-    def _open_writer(self, engine: Optional[Engine] = None) -> sqlite3.Connection:
-        raw = None
+    def _open_writer(self) -> sqlite3.Connection:
+        writer = None
         try:
-            raw = (engine or self._engine).raw_connection()
-            writer: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            writer = open_connection(str(self.db_path))
             # Statement journals in memory: a write that fires a trigger on datapoints (the
             # search index's) needs one, and as a temp file it doubled the cost of a row.
             writer.execute("PRAGMA temp_store = MEMORY")
             found = migrate(writer)
         except sqlite3.DatabaseError as exc:
-            if raw is not None:
-                raw.close()
+            if writer is not None:
+                writer.close()
             if self._says_disk_full(exc):
                 raise self._disk_full_error() from exc
             raise StoreError(
@@ -310,7 +144,6 @@ class LocalStore:
         if found != SCHEMA_VERSION:
             log.info("migrated local store %s from schema %s to %s", self.db_path,
                      found, SCHEMA_VERSION)
-        self._writer_handle = raw  # keep the pool's wrapper alive for the store's life
         return writer
 
     # -- a full disk -------------------------------------------------------------------
@@ -347,19 +180,18 @@ class LocalStore:
         if not self.db_path.exists():
             raise cause
         for uri in read_only_uris(self.db_path):
-            engine = self._make_engine(self.db_path, uri=uri)
+            readers = self._reader_pool(uri)
             try:
-                with engine.connect() as conn:
-                    found = int(conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                        "PRAGMA user_version").fetchone()[0])
+                with readers.connection() as conn:
+                    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
             except sqlite3.Error:
-                engine.dispose()
+                readers.close()
                 continue
             if found != SCHEMA_VERSION:
-                engine.dispose()
+                readers.close()
                 raise cause  # an upgrade needs room to write
-            self._engine.dispose()
-            self._engine = engine
+            self._readers.close()
+            self._readers = readers
             self.read_only_reason = (
                 f"the disk holding the local store ({self.db_path.parent}) is full: it is "
                 "open read-only, and writing resumes by itself once space is freed")
@@ -373,16 +205,11 @@ class LocalStore:
             return self._writer
         if self._closed:
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-        engine = self._make_engine(self.db_path)
-        try:
-            self._writer = self._open_writer(engine)
-        except BaseException:
-            engine.dispose()
-            raise
+        self._writer = self._open_writer()
         # Readers move to the normal pool only now: while the attempt ran they kept the
         # read-only one, which works on a full disk.
-        old_engine, self._engine = self._engine, engine
-        old_engine.dispose()
+        old_readers, self._readers = self._readers, self._reader_pool()
+        old_readers.close()
         self.read_only_reason = None
         log.info("the disk holding %s has room again; the store is writable",
                  self.db_path.parent)
@@ -429,10 +256,10 @@ class LocalStore:
                     self._writer.execute("PRAGMA optimize")
                 except sqlite3.Error:
                     pass
-                self._writer_handle.close()
+                self._writer.close()
                 self._writer = None
             self._closed = True
-        self._engine.dispose()
+        self._readers.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -462,8 +289,8 @@ class LocalStore:
     @contextmanager
     def reader(self) -> Iterator[sqlite3.Connection]:
         """A pooled read connection (autocommit: each statement sees a fresh snapshot)."""
-        with self._engine.connect() as conn:
-            yield conn.connection.driver_connection  # type: ignore[misc]
+        with self._readers.connection() as conn:
+            yield conn
 
     @contextmanager
     def query_reader(self, keep_going: Optional[Callable[[], bool]] = None
@@ -500,7 +327,7 @@ class LocalStore:
         with self.transaction() as conn:
             # rowcount, not total_changes: the latter also counts what triggers write.
             inserted = conn.executemany(
-                _INSERT_SQL, [[row[c] for c in _ALL_COLUMNS] for row in rows]).rowcount
+                INSERT_SQL, [[row[c] for c in ALL_COLUMNS] for row in rows]).rowcount
             if inserted != len(rows):
                 # Some ids were there already (a retried submission, or the same id twice
                 # in this batch): each must match what is stored, or the batch is refused
@@ -512,13 +339,13 @@ class LocalStore:
     @staticmethod
     def _check_identical(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
         existing = conn.execute(
-            f"SELECT {', '.join(_CONTENT_COLUMNS)}, deleted FROM datapoints WHERE id = ?",
+            f"SELECT {', '.join(CONTENT_COLUMNS)}, deleted FROM datapoints WHERE id = ?",
             (row["id"],),
         ).fetchone()
-        stored = dict(zip((*_CONTENT_COLUMNS, "deleted"), existing))
+        stored = dict(zip((*CONTENT_COLUMNS, "deleted"), existing))
         if stored.pop("deleted"):
             raise ConflictError(f"datapoint {row['id']} was deleted; its id cannot be reused")
-        _refuse_if_different(stored, row)
+        refuse_if_different(stored, row)
 
     def update(self, datapoint_id: str, *, label: Optional[str] = None,
                set_metadata: Optional[Mapping[str, str]] = None,
@@ -594,7 +421,7 @@ class LocalStore:
     # -- reads -------------------------------------------------------------------------
 
     def get_stored(self, datapoint_id: str, *, include_deleted: bool = False) -> StoredDataPoint:
-        rows = self._fetch(f"SELECT {_SELECT_COLUMNS} FROM datapoints WHERE id = ?",
+        rows = self._fetch(f"SELECT {SELECT_COLUMNS} FROM datapoints WHERE id = ?",
                            (str(datapoint_id).upper(),))
         if not rows or (rows[0]["deleted"] and not include_deleted):
             raise NotFoundError(f"no datapoint with id {datapoint_id}")
@@ -614,7 +441,7 @@ class LocalStore:
         found: dict[str, DataPoint] = {}
         for marks, chunk in in_chunks(wanted):
             for row in self._fetch(
-                f"SELECT {_SELECT_COLUMNS} FROM datapoints WHERE deleted = 0 AND id IN ({marks})",
+                f"SELECT {SELECT_COLUMNS} FROM datapoints WHERE deleted = 0 AND id IN ({marks})",
                 chunk,
             ):
                 found[row["id"]] = row_to_datapoint(row)
@@ -624,24 +451,39 @@ class LocalStore:
         """Newest first by data_timestamp; ``number <= 0`` means all (as MADSci)."""
         return self.query(None, limit=number if number > 0 else None).items
 
+    def latest_summaries(self, number: int = 100) -> list[RowSummary]:
+        """What :meth:`latest` finds, as listing summaries read straight from the rows: no
+        model is built (the rows are this store's own, validated when they were written),
+        so ``benchdata list`` never loads pydantic."""
+        rows, _sort = self._select(None, limit=number if number > 0 else None)
+        return [row_summary(row) for row in rows]
+
     def query(self, selector: Optional[Mapping[str, Any]] = None, *,
               sort: Any = None, limit: Optional[int] = None,
               cursor: Optional[str] = None, text: Optional[str] = None) -> Page:
         """One page of matches; ``text`` (or ``$text`` in the selector) also requires a
         full-text match (``app.core.search``)."""
-        selector, found = textsearch.split_text(selector)
-        text = textsearch.join_texts(found, text)
-        plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
-                                      columns=_SELECT_COLUMNS, resolve_name=self.resolve_name)
-        rows = self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text))
+        rows, sort_keys = self._select(selector, sort=sort, limit=limit, cursor=cursor,
+                                       text=text)
         items = [row_to_datapoint(row) for row in rows]
         next_cursor = None
         if limit is not None and len(rows) == limit:
             last = rows[-1]
             next_cursor = querylang.make_cursor(
-                [querylang.sort_value(last, key) for key in plan.sort], last["id"], plan.sort
+                [querylang.sort_value(last, key) for key in sort_keys], last["id"], sort_keys
             )
         return Page(items=items, next_cursor=next_cursor)
+
+    def _select(self, selector: Optional[Mapping[str, Any]], *, sort: Any = None,
+                limit: Optional[int] = None, cursor: Optional[str] = None,
+                text: Optional[str] = None) -> tuple[list[dict[str, Any]], list[querylang.SortKey]]:
+        """The rows of one page of matches, and the sort keys the page is ordered by."""
+        selector, found = textsearch.split_text(selector)
+        text = textsearch.join_texts(found, text)
+        plan = querylang.build_select(selector, sort=sort, limit=limit, cursor=cursor,
+                                      columns=SELECT_COLUMNS, resolve_name=self.resolve_name)
+        return self._fetch_searching(*textsearch.restrict(plan.sql, plan.params, text)), \
+            plan.sort
 
     def iter_query(self, selector: Optional[Mapping[str, Any]] = None, *,
                    sort: Any = None, page_size: int = 1000,
@@ -729,20 +571,3 @@ class LocalStore:
     def integrity_check(self) -> str:
         with self.reader() as conn:
             return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-# -- reads over a connection the caller opened (a read-only or backup copy, or a reader the
-#    caller budgets and cancels) ----------------------------------------------------------
-
-
-def count_datapoints(conn: sqlite3.Connection) -> int:
-    """Every row, live or deleted."""
-    return int(conn.execute("SELECT COUNT(*) FROM datapoints").fetchone()[0])
-
-
-def live_rows_by_rowid(conn: sqlite3.Connection, columns: str,
-                       rowids: Sequence[int]) -> Iterator[Sequence[Any]]:
-    """``columns`` (trusted SQL) of the live rows among these rowids, in no set order."""
-    for marks, chunk in in_chunks(rowids):
-        yield from conn.execute(
-            f"SELECT {columns} FROM datapoints WHERE deleted = 0 AND rowid IN ({marks})", chunk)

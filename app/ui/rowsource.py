@@ -20,7 +20,8 @@ from typing import Any, Final, Optional
 from app.core import query as querylang
 from app.core import search as textsearch
 from app.core.errors import QueryError
-from app.core.store import LocalStore, live_rows_by_rowid
+from app.core.rows import live_rows_by_rowid
+from app.core.store import LocalStore
 
 #: Columns of one table row (trusted SQL; no user input reaches it).
 _ROW_COLUMNS: Final[str] = (

@@ -255,9 +255,9 @@ def test_rows_written_around_the_store_are_found_too(service: BenchService) -> N
         newest.datapoint_id]
     conn = sqlite3.connect(db, isolation_level=None)
     row = ValueDataPoint(value="sunny", label="outside")
-    from app.core.store import _ALL_COLUMNS, _INSERT_SQL, datapoint_to_row
+    from app.core.rows import ALL_COLUMNS, INSERT_SQL, datapoint_to_row
     values = datapoint_to_row(row)
-    conn.execute(_INSERT_SQL, [values[c] for c in _ALL_COLUMNS])
+    conn.execute(INSERT_SQL, [values[c] for c in ALL_COLUMNS])
     conn.close()
     assert _labels(service.search("sunny")) == ["outside"]  # indexed before the search
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from app import ValueDataPoint
 from app.core import custody
 from app.core.sqlin import IN_CHUNK, in_chunks
-from app.core.store import count_datapoints, live_rows_by_rowid
+from app.core.rows import count_datapoints, live_rows_by_rowid
 from app.service import BenchService
 
 

@@ -135,12 +135,13 @@ def test_people_read_local_time_with_its_zone(chicago: ZoneInfo) -> None:
 def test_the_window_and_the_cli_show_times_the_same_way(chicago: ZoneInfo,
                                                          client: DataClient) -> None:
     from app.commands.output import summary_line
+    from app.core.rows import datapoint_summary
     from app.ui.formatting import local_time
 
     datapoint = client.submit_datapoint(
         ValueDataPoint(value=1, data_timestamp="2026-01-15T06:00:00"))
     assert local_time("2026-01-15T12:00:00.000000Z") == "2026-01-15 06:00:00 CST"
-    assert summary_line(datapoint).startswith("2026-01-15 06:00:00 CST  ")
+    assert summary_line(datapoint_summary(datapoint)).startswith("2026-01-15 06:00:00 CST  ")
 
 
 # -- the store -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from app.cli import cli
 from app.core import fsnames
 from app.core.errors import ConflictError, SourceRefusedError, ValidationError
 from app.core.models import FileDataPoint
-from app.core.store import row_to_document
+from app.core.rows import row_to_document
 from app.ingest.capture import Capturer, Prepared
 from app.ingest.component import IngestComponent
 from app.ingest.ledger import Ledger, LedgerEntry

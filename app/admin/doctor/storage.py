@@ -16,7 +16,7 @@ from app.core.paths import BenchPaths
 
 def _open_ro(database: Path) -> sqlite3.Connection:
     """A read-only connection that works on a full disk too (see ``read_only_uris``)."""
-    from app.core.store import read_only_uris
+    from app.core.readpool import read_only_uris
 
     uris = read_only_uris(database)
     for index, uri in enumerate(uris):
