@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Optional
 
+from app.core.timestamps import utc_now
+
 #: S3 error codes a wrong clock can cause (with a ``Date`` far from ours, they mean skew).
 SKEW_CODES: Final[frozenset[str]] = frozenset({
     "RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "AccessDenied",
@@ -31,10 +33,6 @@ SKEW_CODES: Final[frozenset[str]] = frozenset({
 CORRECT_ABOVE_S: Final = 60.0
 #: From this skew on, ``sync status`` says the bench clock is off.
 REPORT_ABOVE_S: Final = 120.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def server_date(headers: Any) -> Optional[datetime]:
