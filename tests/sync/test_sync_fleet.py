@@ -20,6 +20,7 @@ from app.service import BenchService
 from fleetcount import counted_engine
 from servers import central_env, wait_until
 from sync.engine import SyncEngine
+from sync.verify import Scrubber
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
@@ -278,6 +279,8 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
                "gone": SyncEngine(services["gone"], central)}
     try:
         services["behind"].capture_file(run_txt, label="cannot go")
+        services["ok"].capture_file(run_txt, label="kept")
+        assert Scrubber(services["ok"]).run().ok  # its heartbeat carries the result
         for engine in engines.values():
             engine.run_pass()
             engine.run_pass()  # a second pass within the minute writes no second heartbeat
@@ -299,6 +302,9 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
         assert any("denied" in p or "secret" in p.lower() for p in behind["problems"]), behind
         ok = rows[ids["ok"]]
         assert not (ok["behind"] or ok["attention"]) and ok["version"] and ok["disk_free_bytes"]
+        assert ok["last_scrub"]["ok"] and ok["last_scrub"]["files"] == 1, ok["last_scrub"]
+        assert "all intact (1 file(s), local)" in ok["last_scrub"]["summary"]
+        assert ok["scrub_age_s"] is not None and rows[ids["gone"]]["last_scrub"] is None
         env = central_env(central)
         result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "ok"), "fleet", "status",
                                           "--json"], env=env, catch_exceptions=False)
@@ -308,10 +314,30 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
         table = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "ok"), "fleet", "status"],
                                    env=env, catch_exceptions=False)
         assert "offline" in table.output and "needs attention" in table.output, table.output
+        ok_line = next(line for line in table.output.splitlines() if ids["ok"] in line)
+        assert " ok, " in ok_line and " ago" in ok_line, table.output
+        gone_line = next(line for line in table.output.splitlines() if ids["gone"] in line)
+        assert " never " in gone_line, table.output
     finally:
         for name in names:
             engines[name].close()
             services[name].close()
+
+
+def test_a_heartbeat_reports_a_failed_scrub_as_a_problem(tmp_path: Path, run_txt: Path) -> None:
+    from sync.engine import sync_status
+    from sync.fleet import heartbeat_fields
+
+    with BenchService(tmp_path / "b") as bench:
+        assert heartbeat_fields(bench, sync_status(bench))["last_scrub"] is None
+        ident = bench.capture_file(run_txt).datapoint_id
+        bench.files.path_for(str(bench.get(ident).sha256)).unlink()  # type: ignore[attr-defined]
+        assert not Scrubber(bench).run().ok
+        fields = heartbeat_fields(bench, sync_status(bench))
+    scrub = fields["last_scrub"]
+    assert not scrub["ok"] and scrub["problems"] == 1 and scrub["files"] == 1, scrub
+    assert fields["problems"] == [f"last scrub: {scrub['summary']}"]
+    assert "1 problem(s)" in scrub["summary"]
 
 
 def test_scoped_pull_and_out_of_scope_datapoints_on_demand(
