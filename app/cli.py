@@ -381,7 +381,9 @@ def _report_captured(datapoints: Sequence[DataPoint], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 @pass_ctx
 def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
-    """Show a datapoint's metadata."""
+    """Show a datapoint's metadata (one outside this bench's pull scope is fetched from
+    the central store and kept here)."""
+    ctx.service.get(datapoint_id)  # fetched on demand if this bench does not hold it
     stored = ctx.service.get_stored(datapoint_id)
     # Shown with the names every reader shows (pins included); --json is the document as stored.
     datapoint = stored.datapoint if as_json else next(ctx.service.with_names([stored.datapoint]))
@@ -433,6 +435,13 @@ def list_(ctx: Context, number: int, as_json: bool) -> None:
     _print_datapoints(ctx.service.latest(number), as_json)
 
 
+def _central_option(command: Any) -> Any:
+    return click.option(
+        "--central", is_flag=True,
+        help="Ask the central store instead (datapoints outside this bench's pull scope "
+             "too); `benchdata get ID` then keeps one here.")(command)
+
+
 @cli.command()
 @click.argument("selector", default="{}")
 @click.option("--sort", help="Sort keys, e.g. '-data_timestamp' or 'label,-value.t'.")
@@ -440,13 +449,18 @@ def list_(ctx: Context, number: int, as_json: bool) -> None:
 @click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
 @click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@_central_option
 @pass_ctx
 def query(ctx: Context, selector: str, sort: Optional[str], limit: int, cursor: Optional[str],
-          count_only: bool, as_json: bool) -> None:
+          count_only: bool, as_json: bool, central: bool) -> None:
     """Find datapoints with a Mongo-style SELECTOR, e.g. '{"value.t": {"$gt": 20}}'.
 
     Ownership fields take names or ULIDs: '{"ownership_info.experiment_id": "EXP42"}'.
     """
+    if central:
+        _print_central(ctx.service, _parse_selector(selector), None, sort=sort, limit=limit,
+                       cursor=cursor, count_only=count_only, as_json=as_json)
+        return
     _print_matches(ctx.service, _parse_selector(selector), None, sort=sort, limit=limit,
                    cursor=cursor, count_only=count_only, as_json=as_json)
 
@@ -473,6 +487,35 @@ def _print_matches(service: BenchService, selector: dict[str, Any], text: Option
         click.echo(f"next_cursor: {next_cursor}", err=True)
 
 
+def _print_central(service: BenchService, selector: dict[str, Any], text: Optional[str], *,
+                   sort: Optional[str], limit: int, cursor: Optional[str], count_only: bool,
+                   as_json: bool) -> None:
+    """What ``query --central`` and ``search --central`` print: the newest matches in the
+    central store, each marked ``here`` (this bench holds it) or ``central``."""
+    from app.core.query import MAX_CENTRAL_RESULTS
+
+    for given, option in ((sort, "--sort"), (cursor, "--cursor"), (count_only, "--count")):
+        if given:
+            raise click.UsageError(f"{option} cannot go with --central: a central query "
+                                   f"answers the newest matches, up to {MAX_CENTRAL_RESULTS}")
+    items = service.query_central(selector, text=text,
+                                  limit=min(limit, MAX_CENTRAL_RESULTS) or MAX_CENTRAL_RESULTS)
+    held = service.store.existing_ids([dp.datapoint_id for dp in items])
+    if as_json:
+        emit_json({"items": [{**dp.to_document(), "location": "here" if dp.datapoint_id in held
+                              else "central"} for dp in items], "next_cursor": None})
+        return
+    if not items:
+        click.echo("No datapoints in the central store match.")
+        return
+    for datapoint in items:
+        where = "here   " if datapoint.datapoint_id in held else "central"
+        click.echo(f"{where}  {_summary_line(datapoint)}")
+    if len(held) < len(items):
+        click.echo("`benchdata get ID` fetches a central one and keeps it on this bench",
+                   err=True)
+
+
 def _parse_selector(text: str) -> dict[str, Any]:
     try:
         parsed = json.loads(text)
@@ -493,9 +536,10 @@ def _parse_selector(text: str) -> dict[str, Any]:
 @click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
 @click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@_central_option
 @pass_ctx
 def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: int,
-           cursor: Optional[str], count_only: bool, as_json: bool) -> None:
+           cursor: Optional[str], count_only: bool, as_json: bool, central: bool) -> None:
     """Find datapoints whose label, file name, names, metadata or value contain TEXT.
 
     Every word must occur; the last one may be the start of a word from three characters
@@ -505,6 +549,10 @@ def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: i
 
     if match_expression(text) is None:
         raise click.BadParameter("give a word or number to search for", param_hint="TEXT")
+    if central:  # words as substrings of label, file name and names (sync.centralquery)
+        _print_central(ctx.service, _parse_selector(selector), text, sort=sort, limit=limit,
+                       cursor=cursor, count_only=count_only, as_json=as_json)
+        return
     _print_matches(ctx.service, _parse_selector(selector), text, sort=sort, limit=limit,
                    cursor=cursor, count_only=count_only, as_json=as_json)
 

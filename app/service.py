@@ -23,6 +23,7 @@ from app.core.atomic import atomic_writer
 from app.core import fsnames
 from app.core.config import config_stamp, load_section
 from app.core.errors import (
+    CentralNotConfiguredError,
     FileNotReachableError,
     NotFoundError,
     SourceRefusedError,
@@ -348,6 +349,11 @@ class BenchService:
             return self.store.get(datapoint_id)
 
     def _pull_on_demand(self, datapoint_id: str) -> bool:
+        records = self._central_records()
+        return records is not None and bool(records.pull(self, datapoint_id))
+
+    def _central_records(self) -> Any:
+        """The reader of the central MongoDB (sync.ondemand), or None if none is set up."""
         stamp = config_stamp(self.paths)
         with self._fetcher_lock:
             if self._records[0] != stamp:
@@ -355,8 +361,21 @@ class BenchService:
                 from sync.ondemand import central_records
 
                 self._records = (stamp, central_records(self))
-            records = self._records[1]
-        return records is not None and bool(records.pull(self, datapoint_id))
+            return self._records[1]
+
+    def query_central(self, selector: Optional[Mapping[str, Any]] = None, *,
+                      text: Optional[str] = None, limit: int = 100) -> list[DataPoint]:
+        """Datapoints in the central store matching a selector and/or search words, newest
+        first, whether or not this bench holds them (outside its pull scope, say); none is
+        stored here (``get`` keeps one). Raises CentralNotConfiguredError without a central
+        MongoDB, CentralUnavailableError when it cannot answer, QueryError for a selector
+        it cannot be asked (``sync.centralquery``)."""
+        records = self._central_records()
+        if records is None:
+            raise CentralNotConfiguredError(
+                "no central store is configured on this bench, so there is nothing to search "
+                "centrally (benchdata sync configure sets one up)")
+        return list(records.query(self, selector, text, limit))
 
     def get_stored(self, datapoint_id: str) -> StoredDataPoint:
         return self.store.get_stored(datapoint_id)

@@ -150,13 +150,7 @@ class Puller:
         return localrows.apply_remote(self.service.store, incoming)
 
     def _lab_zone(self) -> Optional[tzinfo]:
-        """The zone naive times in documents MADSci wrote are read in (a setting)."""
-        try:
-            return lab_zone(self.service.paths)
-        except ValidationError as exc:
-            log.warning("time.lab_zone: %s; reading MADSci's naive times in this bench's "
-                        "zone instead", exc)
-            return bench_zone()
+        return reading_zone(self.service)
 
     def _stamp_foreign_documents(self) -> None:
         """Give documents no bench wrote (MADSci's own Data Manager inserts them) the
@@ -315,6 +309,16 @@ class Puller:
                   for d in page}
             deletions.note_deleted_by(self.service.store, {i: by[i] for i in changed})
         localrows.free_deleted_blobs(self.service, changed)
+
+
+def reading_zone(service: BenchService) -> Optional[tzinfo]:
+    """The zone naive times in documents MADSci wrote are read in (a setting)."""
+    try:
+        return lab_zone(service.paths)
+    except ValidationError as exc:
+        log.warning("time.lab_zone: %s; reading MADSci's naive times in this bench's "
+                    "zone instead", exc)
+        return bench_zone()
 
 
 def _check_safe(datapoint: DataPoint) -> None:
