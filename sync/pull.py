@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -37,6 +38,7 @@ from sync.central import CentralDatabase
 from sync.documents import BENCH, DELETED_BY, REVISION, UNDELETES, WRITTEN_AT, \
     local_datapoint, undoes
 from sync.faults import classify_mongo
+from sync.fleet import server_time
 from sync.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -70,19 +72,25 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def _cursor_text(position: Position) -> str:
-    return json.dumps({"at": position[0].astimezone(timezone.utc).isoformat(),
-                       "id": position[1]})
+def _cursor_text(position: Position, settled: bool = False) -> str:
+    saved: dict[str, Any] = {"at": position[0].astimezone(timezone.utc).isoformat(),
+                             "id": position[1]}
+    if settled:
+        saved["settled"] = True
+    return json.dumps(saved)
 
 
-def _parse_cursor(text: Optional[str]) -> Optional[Position]:
-    """A saved cursor; the older form (a bare time) resumes after everything at that time."""
+def _parse_cursor(text: Optional[str]) -> tuple[Optional[Position], bool]:
+    """A saved cursor and whether it is settled (everything written up to it was stored
+    here: a pull resumes right after it, with no overlap). The older form (a bare time)
+    resumes after everything at that time."""
     if not text:
-        return None
+        return None, False
     if text.startswith("{"):
         saved = json.loads(text)
-        return _aware(datetime.fromisoformat(saved["at"])), str(saved["id"])
-    return _aware(datetime.fromisoformat(text)), "\uffff"
+        return (_aware(datetime.fromisoformat(saved["at"])), str(saved["id"])), \
+            bool(saved.get("settled"))
+    return (_aware(datetime.fromisoformat(text)), "\uffff"), False
 
 
 def _position_of(document: dict[str, Any]) -> Position:
@@ -193,12 +201,17 @@ class Puller:
                                          None],
                          narrow: Callable[[dict[str, Any]], dict[str, Any]] = lambda s: s
                          ) -> None:
-        saved = _parse_cursor(self.outbox.meta(cursor_key))
+        saved, settled = _parse_cursor(self.outbox.meta(cursor_key))
+        # A first pull, or one resuming a settled cursor, may be long: its pages can settle.
+        may_settle = saved is None or settled
+        started: Optional[datetime] = None
         selector: dict[str, Any] = {WRITTEN_AT: {"$ne": None}}
         if saved is not None:
-            selector = {WRITTEN_AT: {"$gte": saved[0] - self.overlap}}
+            selector = _after(saved) if settled else \
+                {WRITTEN_AT: {"$gte": saved[0] - self.overlap}}
         while True:
             selector = narrow(selector)
+            asked = time.monotonic()
             try:
                 page = list(collection.find(selector, fields)
                             .sort([(WRITTEN_AT, 1), ("_id", 1)]).limit(self.page_size))
@@ -208,11 +221,38 @@ class Puller:
                 break
             position = _position_of(page[-1])
             cursor = position if saved is None or position > saved else saved
-            apply(page, report, {cursor_key: _cursor_text(cursor)})
+            more = len(page) == self.page_size
+            if more and may_settle and started is None:
+                started = self._read_since(asked)
+            settled = more and self._settles(cursor, started)
+            apply(page, report, {cursor_key: _cursor_text(cursor, settled)})
             saved = cursor
-            if len(page) < self.page_size:
+            if not more:
                 break
             selector = _after(position)
+        if saved is not None and settled:
+            # Caught up: the next pass re-reads its overlap again, as every pass does.
+            self.outbox.set_meta(cursor_key, _cursor_text(saved))
+
+    def _read_since(self, asked: float) -> Optional[datetime]:
+        """A server time no later than the server's reading of the page asked for at
+        ``asked`` (monotonic): its clock now, less the time elapsed since. Asked only by a
+        pull of more than one page, so idle passes send no extra request."""
+        now = server_time(self.central)
+        if now is None:
+            return None
+        return now - timedelta(seconds=time.monotonic() - asked)
+
+    def _settles(self, cursor: Position, started: Optional[datetime]) -> bool:
+        """Whether every document written at or before ``cursor`` is stored here once this
+        page is: true when the cursor lies more than the overlap before ``started``, a
+        server time before this pass read its first page. A write stamped T commits within
+        the overlap of T (the overlap's premise), so all of those had committed before any
+        page of this pass was read, and the pages from the pass's start up to the cursor
+        saw them. A pull killed after such a page resumes right after it, re-reading only
+        the page it was in — not the overlap's window, which in a collection written in a
+        few minutes (a migration, a bulk import) would be most of it."""
+        return started is not None and cursor[0] < started - self.overlap
 
     def _apply_documents(self, page: list[dict[str, Any]], report: PullReport,
                          cursor: dict[str, Optional[str]]) -> None:

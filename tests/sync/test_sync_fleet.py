@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from app.core.models import ValueDataPoint
 from app.service import BenchService
 from fleetcount import counted_engine
 from servers import central_env, wait_until
+from sync.central import CentralDatabase
 from sync.engine import SyncEngine
+from sync.fleet import server_time
 from sync.verify import Scrubber
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +59,18 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
                                                                   central: Any) -> None:
     seed = int(os.environ.get("BENCHDATA_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    page, total = 40, 2400
-    settings = central.model_copy(update={"pull_page_size": page})
+    page, total, overlap = 40, 2400, 1.0
+    settings = central.model_copy(update={"pull_page_size": page, "pull_overlap_s": overlap})
     ids = seed_central(tmp_path / "lab", settings, total)
+    # The lab's data is older than the overlap, as a lab's history is (seeded in seconds,
+    # it would all lie in a 120 s window, which a resumed pull re-reads as ids).
+    newest = _newest_write(central)
+    with CentralDatabase(central) as database:
+        wait_until(lambda: (server_time(database) or newest) > newest + timedelta(
+            seconds=2 * overlap), timeout=30, what="the seeded data to age past the overlap")
     data_dir = tmp_path / "new-bench"
     with BenchService(data_dir) as bench:
-        save_section(bench.paths, "central", {"pull_page_size": page})
+        save_section(bench.paths, "central", {"pull_page_size": page, "pull_overlap_s": overlap})
     env = {**os.environ, **central_env(settings), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-c", CLI, "--data-dir", str(data_dir), "sync",
                                 "--once"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -88,6 +97,16 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
     assert mongo.full_documents <= total - held + page, \
         f"seed {seed}: {mongo.full_documents} read in full, {held} held before"
     assert report.pull_fetched == mongo.full_documents
+    # Nor is what it held scanned again as ids: it resumes right after its settled cursor.
+    assert report.pull_scanned <= total - held + page, \
+        f"seed {seed}: {report.pull_scanned} window entries read, {held} held before"
+
+
+def _newest_write(settings: Any) -> datetime:
+    with CentralDatabase(settings) as database:
+        newest = database.datapoints.find_one({}, sort=[("sync_written_at", -1)])
+    moment = newest["sync_written_at"]
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def test_pull_window_reads_only_new_documents_in_full(tmp_path: Path, central: Any) -> None:
