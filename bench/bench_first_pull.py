@@ -223,7 +223,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the seeded data here")
     parser.add_argument("--seed", type=int, help="random seed of the kill page")
     parser.add_argument("--seed-only", action="store_true", help="seed --keep and stop")
+    parser.add_argument("--page-size", type=int, default=PAGE_SIZE,
+                        help="pull_page_size of the pulling benches")
     args = parser.parse_args()
+    global PAGE_SIZE
+    PAGE_SIZE = args.page_size
     if args.experiments < 2:
         parser.error("--experiments must be at least 2 (one pulled, one killed)")
     workdir = args.keep or bench_dir()

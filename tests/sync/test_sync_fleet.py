@@ -414,3 +414,25 @@ def test_pull_scope_can_be_locked_by_the_site_file(tmp_path: Path) -> None:
         assert load_settings(bench.paths).pull_scope == {"lab": ["Chemistry"]}
         with pytest.raises(LockedSettingError):
             save_section(bench.paths, "central", {"pull_scope": "everything"})
+
+
+@pytest.mark.parametrize("selector, scope, expected", [
+    ({"sync_written_at": {"$ne": None}}, None, {"sync_written_at": {"$ne": None}}),
+    # One term: side by side (nx-27017 reads the whole collection in Python for a $and).
+    ({"sync_written_at": {"$ne": None}}, {"experiment_id": ["E1"]},
+     {"sync_written_at": {"$ne": None}, "ownership_info.experiment_id": "E1"}),
+    ({"sync_written_at": 1, "$or": [{"a": 1}]}, {"experiment_id": ["E1"]},
+     {"sync_written_at": 1, "$or": [{"a": 1}], "ownership_info.experiment_id": "E1"}),
+    # Several terms beside the keyset's own $or: only $and can hold both.
+    ({"$or": [{"a": 1}]}, {"experiment_id": ["E1"], "lab_id": ["L1"]},
+     {"$and": [{"$or": [{"a": 1}]}, {"$or": [{"ownership_info.experiment_id": "E1"},
+                                             {"ownership_info.lab_id": "L1"}]}]}),
+    ({"b": 2}, {"experiment_id": ["E1", "E2"]},
+     {"b": 2, "$or": [{"ownership_info.experiment_id": "E1"},
+                      {"ownership_info.experiment_id": "E2"}]}),
+])
+def test_a_scope_narrows_the_pull_selector_without_and_where_it_can(
+        selector: dict[str, Any], scope: Any, expected: dict[str, Any]) -> None:
+    from sync.pull import in_scope
+
+    assert in_scope(selector, scope) == expected
