@@ -213,6 +213,7 @@ def start_mongo(workdir: Path, documents: int, experiments: int) -> tuple[MongoS
 
 
 def main() -> None:
+    global PAGE_SIZE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
@@ -226,7 +227,6 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=PAGE_SIZE,
                         help="pull_page_size of the pulling benches")
     args = parser.parse_args()
-    global PAGE_SIZE
     PAGE_SIZE = args.page_size
     if args.experiments < 2:
         parser.error("--experiments must be at least 2 (one pulled, one killed)")
