@@ -355,10 +355,11 @@ def in_scope(selector: dict[str, Any], scope: Optional[dict[str, list[str]]]
     terms = [{f"ownership_info.{field}": ident} for field, ids in scope.items()
              for ident in ids]
     narrowed = terms[0] if len(terms) == 1 else {"$or": terms}
-    if selector.keys().isdisjoint(narrowed):
-        # Beside each other, not under $and: nx-27017 answers a top-level $and by reading
-        # and sorting the whole collection in Python (62 s a page at 1M documents), the
-        # same fields side by side in SQL.
+    if "$or" not in selector and "$or" not in narrowed and selector.keys().isdisjoint(narrowed):
+        # Beside each other, not under $and: nx-27017 answers the first page's $and by
+        # reading and sorting the whole collection in Python (62 s at 1M documents), the
+        # same fields side by side in SQL. Never beside a $or: nx-27017 then lets
+        # documents of other scopes through (MongoDB treats all three forms alike).
         return {**selector, **narrowed}
     return {"$and": [selector, narrowed]}
 

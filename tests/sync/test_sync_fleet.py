@@ -421,18 +421,40 @@ def test_pull_scope_can_be_locked_by_the_site_file(tmp_path: Path) -> None:
     # One term: side by side (nx-27017 reads the whole collection in Python for a $and).
     ({"sync_written_at": {"$ne": None}}, {"experiment_id": ["E1"]},
      {"sync_written_at": {"$ne": None}, "ownership_info.experiment_id": "E1"}),
+    ({"sync_written_at": {"$gte": 5}}, {"experiment_id": ["E1"]},
+     {"sync_written_at": {"$gte": 5}, "ownership_info.experiment_id": "E1"}),
+    # Beside a $or, nx-27017 lets other scopes through: $and.
     ({"sync_written_at": 1, "$or": [{"a": 1}]}, {"experiment_id": ["E1"]},
-     {"sync_written_at": 1, "$or": [{"a": 1}], "ownership_info.experiment_id": "E1"}),
+     {"$and": [{"sync_written_at": 1, "$or": [{"a": 1}]},
+               {"ownership_info.experiment_id": "E1"}]}),
     # Several terms beside the keyset's own $or: only $and can hold both.
     ({"$or": [{"a": 1}]}, {"experiment_id": ["E1"], "lab_id": ["L1"]},
      {"$and": [{"$or": [{"a": 1}]}, {"$or": [{"ownership_info.experiment_id": "E1"},
                                              {"ownership_info.lab_id": "L1"}]}]}),
     ({"b": 2}, {"experiment_id": ["E1", "E2"]},
-     {"b": 2, "$or": [{"ownership_info.experiment_id": "E1"},
-                      {"ownership_info.experiment_id": "E2"}]}),
+     {"$and": [{"b": 2}, {"$or": [{"ownership_info.experiment_id": "E1"},
+                                  {"ownership_info.experiment_id": "E2"}]}]}),
 ])
 def test_a_scope_narrows_the_pull_selector_without_and_where_it_can(
         selector: dict[str, Any], scope: Any, expected: dict[str, Any]) -> None:
     from sync.pull import in_scope
 
     assert in_scope(selector, scope) == expected
+
+
+def test_a_scope_of_one_experiment_holds_across_pages(tmp_path: Path, central: Any) -> None:
+    """One scope term beside the keyset's pages (the two-kind scope above goes under $and
+    anyway): every page must still hold only the scope."""
+    with BenchService(tmp_path / "a") as a, SyncEngine(a, central) as engine_a:
+        mine = []
+        for i in range(12):
+            mine.append(a.capture_value(i, ownership=a.ownership(experiment="EXP1")))
+            a.submit_many([ValueDataPoint(value=i, ownership_info=a.ownership(
+                experiment=f"EXP{9 + j}")) for j in range(3)])
+        assert engine_a.run_pass(force=True).ok
+    scoped = central.model_copy(update={"pull_page_size": 3,
+                                        "pull_scope": {"experiment": ["EXP1"]}})
+    with BenchService(tmp_path / "b") as b, SyncEngine(b, scoped) as engine_b:
+        report = engine_b.run_pass(force=True)
+        assert report.ok and report.pulled == len(mine), report
+        assert {d.datapoint_id for d in b.iter_query({})} == {d.datapoint_id for d in mine}
