@@ -2,7 +2,8 @@
 
 Two readers, each built lazily from the central settings and rebuilt when the
 configuration files change: the fetcher of central-only files (``BenchService.file_blob``)
-and the reader of records outside this bench's pull scope (``BenchService.get``). Both
+and the reader of records outside this bench's pull scope (``BenchService.get`` and
+``BenchService.query_central``). Both
 live in the sync package, which sits above the service: they are imported here on first
 need, the upward imports listed in pyproject.toml's import-linter contract.
 """
@@ -43,9 +44,9 @@ class CentralAccess:
             if held is not None:
                 held.close()
 
-    def pull(self, datapoint_id: str) -> bool:
-        """Read a datapoint this bench does not hold from the central store and keep it as
-        a pulled row; False when no central store is configured or it has no such record."""
+    def records(self) -> Any:
+        """The reader of the central MongoDB (``sync.ondemand.CentralRecords``), or None
+        when no central store is configured."""
         stamp = config_stamp(self._service.paths)
         with self._fetcher_lock:
             if self._records[0] != stamp:
@@ -53,7 +54,12 @@ class CentralAccess:
                 from sync.ondemand import central_records
 
                 self._records = (stamp, central_records(self._service))
-            records = self._records[1]
+            return self._records[1]
+
+    def pull(self, datapoint_id: str) -> bool:
+        """Read a datapoint this bench does not hold from the central store and keep it as
+        a pulled row; False when no central store is configured or it has no such record."""
+        records = self.records()
         return records is not None and bool(records.pull(self._service, datapoint_id))
 
     def fetcher(self) -> Any:

@@ -20,6 +20,7 @@ from app.core.export import export_datapoints
 from app.core.filestore import ProgressCallback
 from app.core.ids import is_ulid
 from app.core.models import DataPoint, OwnershipInfo
+from app.core.query import MAX_CENTRAL_RESULTS
 from app.core.store import Page
 from app.service import BenchService
 
@@ -69,8 +70,16 @@ class DataClient:
         """The newest ``number`` datapoints, newest first (``0`` means all)."""
         return self.service.latest(number)
 
-    def query_datapoints(self, selector: Mapping[str, Any]) -> dict[str, DataPoint]:
-        """Datapoints matching a Mongo-style selector, keyed by id (newest first)."""
+    def query_datapoints(self, selector: Mapping[str, Any], *,
+                         central: bool = False) -> dict[str, DataPoint]:
+        """Datapoints matching a Mongo-style selector, keyed by id (newest first).
+
+        ``central=True`` asks the central store instead (datapoints outside this bench's
+        pull scope too; the newest 1000 at most, none kept here until
+        ``get_datapoint`` fetches one); CentralUnavailableError when it cannot answer."""
+        if central:
+            return {dp.datapoint_id: dp for dp in
+                    self.service.query_central(selector, limit=MAX_CENTRAL_RESULTS)}
         return {dp.datapoint_id: dp for dp in self.service.iter_query(selector)}
 
     def get_datapoints_by_ids(self, datapoint_ids: Sequence[str]) -> dict[str, DataPoint]:

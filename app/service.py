@@ -22,6 +22,7 @@ from app.core.atomic import atomic_writer
 from app.core import fsnames
 from app.core.config import load_section
 from app.core.errors import (
+    CentralNotConfiguredError,
     FileNotReachableError,
     NotFoundError,
     SourceRefusedError,
@@ -345,6 +346,20 @@ class BenchService:
             if not self._central.pull(datapoint_id):
                 raise
             return self.store.get(datapoint_id)
+
+    def query_central(self, selector: Optional[Mapping[str, Any]] = None, *,
+                      text: Optional[str] = None, limit: int = 100) -> list[DataPoint]:
+        """Datapoints in the central store matching a selector and/or search words, newest
+        first, whether or not this bench holds them (outside its pull scope, say); none is
+        stored here (``get`` keeps one). Raises CentralNotConfiguredError without a central
+        MongoDB, CentralUnavailableError when it cannot answer, QueryError for a selector
+        it cannot be asked (``sync.centralquery``)."""
+        records = self._central.records()
+        if records is None:
+            raise CentralNotConfiguredError(
+                "no central store is configured on this bench, so there is nothing to search "
+                "centrally (benchdata sync configure sets one up)")
+        return list(records.query(self, selector, text, limit))
 
     def get_stored(self, datapoint_id: str) -> StoredDataPoint:
         return self.store.get_stored(datapoint_id)

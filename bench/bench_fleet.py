@@ -17,6 +17,18 @@ checkout, e.g. ``/work/main``, in the same run):
 
     python bench/bench_fleet.py                      # N=5, 40 s of capture (quick)
     python bench/bench_fleet.py -n 15 --capture-s 60 --baseline-code /work/main
+
+Issue 15's figures, N=100 (run it on a quiet machine: 100 ``benchdata run`` processes,
+~80 MB each, so ~8 GB of RAM; start-up alone takes minutes on 2 cores):
+
+    python bench/bench_fleet.py -n 100 --rate 0.2 --capture-s 120 --idle-s 60
+
+Each run's JSON has ``lag_p50_s``/``lag_p99_s``, ``documents_read_in_full_per_new_document``
+(documents read per pull pass over the new documents in scope, summed over passes),
+``idle_s3_requests_per_bench_per_min``, ``idle_mongo_requests_per_bench_per_s``,
+``convergence_s``, ``duplicates``, and ``goals``: each of the issue's goals (read <= 1.5x
+new, idle S3 <= 1 per bench per minute, convergence <= 10 s, 0 duplicates) with whether
+this run met it.
 """
 
 from __future__ import annotations
@@ -291,7 +303,7 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
         pulled_logged = sum(p for p, _f in logged)
         fetched_logged = sum(f for _p, f in logged)
         ordered = sorted(lags)
-        return {
+        run: dict[str, Any] = {
             "code": str(code), "benches": n, "rate_per_bench": rate,
             "captured": len(wanted),
             "lag_p50_s": round(statistics.median(ordered), 2) if ordered else None,
@@ -305,9 +317,13 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
             "idle_s3_requests_per_bench_per_min": round(
                 (s3_1[0] - s3_0[0]) / idle_elapsed * 60 / n, 3),
             "idle_mongo_requests_per_s": round((mongo_1[0] - mongo_0[0]) / idle_elapsed, 2),
+            "idle_mongo_requests_per_bench_per_s": round(
+                (mongo_1[0] - mongo_0[0]) / idle_elapsed / n, 3),
             "convergence_s": round(convergence_s, 2),
             "duplicates": documents - len(wanted),
         }
+        run["goals"] = goals(run)
+        return run
     finally:
         for bench in benches:
             bench.stop()
@@ -318,12 +334,26 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def goals(run: dict[str, Any]) -> dict[str, Any]:
+    """Issue 15's goals (set for N=100 on a 2-core machine) and whether this run met them."""
+    read = run["documents_read_in_full_per_new_document"]
+    return {
+        "documents_read_per_new_document_le_1_5": read is not None and read <= 1.5,
+        "idle_s3_per_bench_per_min_le_1": run["idle_s3_requests_per_bench_per_min"] <= 1,
+        "convergence_le_10_s": run["convergence_s"] <= 10,
+        "no_duplicates": run["duplicates"] == 0,
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", "--benches", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("-n", "--benches", type=int, default=5, help="benches (processes)")
     parser.add_argument("--rate", type=float, default=0.2, help="captures/s per bench")
-    parser.add_argument("--capture-s", type=float, default=40.0)
-    parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument("--capture-s", type=float, default=40.0, help="seconds of capture")
+    parser.add_argument("--idle-s", type=float, default=30.0,
+                        help="seconds of idle measured after convergence")
     parser.add_argument("--baseline-code", type=Path,
                         help="another checkout to run the same scenario with first")
     args = parser.parse_args()

@@ -379,7 +379,7 @@ def fleet_status_command(obj: Any, as_json: bool, offline_after: float) -> None:
     from datetime import timedelta
 
     from sync.central import CentralDatabase
-    from sync.fleet import describe_state, fleet_status
+    from sync.fleet import describe_state, fleet_status, scrub_state
     from sync.settings import load_settings
 
     with CentralDatabase(load_settings(obj.service.paths)) as central:
@@ -391,9 +391,12 @@ def fleet_status_command(obj: Any, as_json: bool, offline_after: float) -> None:
         click.echo("no bench has sent a heartbeat to this central store yet")
         return
     click.echo(f"{'bench':<28} {'host':<16} {'state':<26} {'backlog':>8} {'oldest':>9} "
-               f"{'last seen':>10}  problems")
+               f"{'last seen':>10} {'last scrub':<24} problems")
     for row in rows:
+        scrub = scrub_state(row)
+        if row.get("scrub_age_s") is not None:
+            scrub += f", {_age(row['scrub_age_s'])} ago"
         click.echo(f"{row['bench_id']:<28} {str(row.get('host') or '-')[:16]:<16} "
                    f"{describe_state(row):<26} {row.get('backlog_count', 0):>8} "
-                   f"{_age(row.get('backlog_age_s')):>9} {_age(row.get('silent_s')):>10}  "
-                   f"{'; '.join(row.get('problems') or []) or '-'}")
+                   f"{_age(row.get('backlog_age_s')):>9} {_age(row.get('silent_s')):>10} "
+                   f"{scrub:<24} {'; '.join(row.get('problems') or []) or '-'}")

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from app import __version__
+from app.core.custody import describe_scrub
 from app.core.diskspace import disk_space
+from app.core.timestamps import parse_timestamp
 from app.service import BenchService
 
 
@@ -69,6 +71,9 @@ def heartbeat_fields(service: BenchService, status: dict[str, Any],
                 problems.append(str(problem))
     if status.get("quarantined"):
         problems.append(f"{len(status['quarantined'])} item(s) quarantined")
+    scrub = scrub_fields(status.get("last_scrub"))
+    if scrub is not None and not scrub["ok"]:
+        problems.append(f"last scrub: {scrub['summary']}")
     return {
         "host": socket.gethostname(),
         "data_dir": str(service.paths.data_dir),
@@ -81,9 +86,34 @@ def heartbeat_fields(service: BenchService, status: dict[str, Any],
         "last_pull": status.get("last_pull"),
         "disk_free_bytes": free,
         "problems": problems,
-        # Filled once scrubbing records a result this module can read ("last scrub").
-        "last_scrub": status.get("last_scrub"),
+        "last_scrub": scrub,
     }
+
+
+def scrub_fields(run: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The newest scrub's result (``app.core.custody.last_scrub_run``) as a heartbeat
+    carries it: when, whether all was intact, how much it checked, and the sentence every
+    front end says about it; None when this bench never scrubbed."""
+    if run is None:
+        return None
+    return {"finished_at": run.get("finished_at"), "ok": bool(run.get("ok")),
+            "files": int(run.get("files") or 0), "central": bool(run.get("central")),
+            "problems": int(run.get("problems") or 0),
+            "repaired": int(run.get("repaired") or 0),
+            "summary": describe_scrub(run)}
+
+
+def scrub_state(row: dict[str, Any]) -> str:
+    """A bench's last scrub in a few words for a table: ``never``, ``ok``, or its
+    problems (the age is shown beside it, from ``scrub_age_s``)."""
+    scrub = row.get("last_scrub")
+    if not isinstance(scrub, dict):
+        return "never"
+    if scrub.get("ok"):
+        return "ok"
+    if scrub.get("problems"):
+        return f"{scrub['problems']} problem(s)"
+    return "did not finish"
 
 
 def beat(benches: Any, bench_id: str, fields: dict[str, Any]) -> datetime:
@@ -150,6 +180,7 @@ def _bench_row(document: dict[str, Any], now: datetime, offline_after: timedelta
     age = document.get("backlog_age_s")
     row = {key: value for key, value in document.items() if key not in ("_id", SEEN_AT)}
     row.update(
+        scrub_age_s=_scrub_age_s(document.get("last_scrub"), now),
         bench_id=str(document["_id"]),
         seen_at=seen.isoformat() if seen is not None else None,
         silent_s=max(0.0, silent_s) if silent_s is not None else None,
@@ -158,6 +189,17 @@ def _bench_row(document: dict[str, Any], now: datetime, offline_after: timedelta
         float(age) > behind_after_s,
         attention=bool(document.get("problems")))
     return row
+
+
+def _scrub_age_s(scrub: Any, now: datetime) -> Optional[float]:
+    """Seconds since the bench's last scrub finished (its clock: a scrub is days apart,
+    so a skewed bench clock barely shows)."""
+    if not isinstance(scrub, dict) or not scrub.get("finished_at"):
+        return None
+    try:
+        return max(0.0, (now - parse_timestamp(scrub["finished_at"])).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 def describe_state(row: dict[str, Any]) -> str:

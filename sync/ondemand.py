@@ -1,5 +1,7 @@
 """Datapoints outside this bench's pull scope, read from the central store when asked for
-by id (``BenchService.get``, so the REST API, the Python API, the CLI and the window).
+by id (``BenchService.get``, so the REST API, the Python API, the CLI and the window), or
+found there by a query that goes central (``BenchService.query_central``,
+:mod:`sync.centralquery`).
 
 The record is read, checked and kept as a pulled row (``origin = 'remote'``), exactly as
 the pull stores one; its file, if any, then comes through the one path for bytes
@@ -11,16 +13,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
-from app.core.errors import BenchDataError
+from app.core.errors import BenchDataError, CentralUnavailableError
 from app.core.ids import is_ulid
+from app.core.models import DataPoint
 from app.service import BenchService
 
 from sync.backends import REAL_BACKENDS, Backends, RecordBackend
+from sync.centralquery import central_filter, find_central
 from sync.faults import SyncError
 from sync.outbox import Outbox
-from sync.pull import Puller
+from sync.pull import Puller, reading_zone
 from sync.settings import CentralSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,20 @@ class CentralRecords:
             log.warning("datapoint %s is not here and the central store cannot be read: %s",
                         datapoint_id, exc)
             return False
+
+    def query(self, service: BenchService, selector: Optional[Mapping[str, Any]],
+              text: Optional[str], limit: int) -> list[DataPoint]:
+        """Central datapoints matching a selector and search words, newest first, not
+        stored here. Raises QueryError for a selector the central store cannot be asked,
+        CentralUnavailableError when it cannot answer now."""
+        mongo_filter = central_filter(selector, text, resolve_name=service.names.lookup)
+        try:
+            return find_central(self._database().datapoints, mongo_filter, limit,
+                                reading_zone(service))
+        except SyncError as exc:
+            raise CentralUnavailableError(
+                f"the central store cannot be searched now ({exc}); try again later, or "
+                "search this bench without --central") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -60,6 +60,7 @@ from app.api.reads import (
     file_response,
     keyed,
     report_disk_space,
+    run_central_query,
     run_query,
     stream_keyed,
 )
@@ -127,11 +128,13 @@ _ERROR_MEANINGS: Final[dict[int, str]] = {
     404: "No datapoint has this id, or its file is not in this bench's file store.",
     408: "The query ran longer than the server's time limit; narrow the selector or page "
          "through the answer with limit.",
-    409: "A different datapoint already has this id (the same datapoint again is a 200).",
+    409: "A different datapoint already has this id (the same datapoint again is a 200); "
+         "for a query with central=true: no central store is configured on this bench.",
     413: f"Over a limit: a datapoint field of at most {MAX_DATAPOINT_BYTES} bytes (a JSON "
          f"value of at most {MAX_VALUE_BYTES} bytes), an urlencoded form of at most "
          f"{MAX_FORM_BODY_BYTES} bytes, a selector of at most {MAX_SELECTOR_BYTES} bytes.",
     422: "The datapoint (or a parameter) does not validate: the message names the field.",
+    424: "A query with central=true: the central store cannot answer now; try again later.",
     503: "The local store cannot take writes right now; try again.",
     507: "The bench's disk is full: nothing was stored.",
 }
@@ -250,7 +253,7 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
         return stream_keyed(service, service.iter_query(None), number or None)
 
     @app.post("/datapoints/query", summary="Query datapoints",
-              responses=_error_answers(400, 408, 413, 422), openapi_extra={
+              responses=_error_answers(400, 408, 409, 413, 422, 424), openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "description": "A MongoDB-style selector, e.g. "
             '{"label": "temp", "value.t": {"$gt": 20}}'}}}}})
@@ -263,9 +266,17 @@ def create_app(service: BenchService, *, token: Optional[str] = None,
         cursor: Optional[str] = Query(None, description="X-Next-Cursor of the previous page."),
         sort: Optional[str] = Query(None, description=(
             'Sort keys, e.g. "-data_timestamp" (default, newest first) or "label,-value.t".')),
+        central: bool = Query(False, description=(
+            "Ask the central store instead of this bench (datapoints outside its pull scope "
+            "too): the newest matches, up to limit (default 100, at most 1000), each with "
+            '"location": "here" or "central"; GET /datapoint/{id} then keeps one here. '
+            "409 without a central store, 424 when it cannot answer.")),
     ) -> Response:
         """Datapoints matching a selector, as an object keyed by id, newest first."""
         body = await read_body(request, MAX_SELECTOR_BYTES, "the selector")
+        if central:
+            return await run_in_threadpool(run_central_query, service, body, limit, cursor,
+                                           sort)
         return await run_in_threadpool(run_query, service, body, limit, cursor, sort)
 
     @app.get("/health", summary="Health", responses=_error_answers())

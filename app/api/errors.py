@@ -16,6 +16,8 @@ from app.api.wire import json_response
 from app.core.errors import (
     BenchDataError,
     CaptureError,
+    CentralNotConfiguredError,
+    CentralUnavailableError,
     ConflictError,
     DiskFullError,
     FileDamagedError,
@@ -51,6 +53,10 @@ def _status_for(exc: BenchDataError) -> int:
         return 404
     if isinstance(exc, ConflictError):
         return 409
+    if isinstance(exc, CentralNotConfiguredError):
+        return 409  # this bench's settings, not the request, stand in the way
+    if isinstance(exc, CentralUnavailableError):
+        return 424  # the central store failed the request; not this server's fault
     if isinstance(exc, ValueTooLargeError):
         return 413
     if isinstance(exc, QueryTimeoutError):

@@ -74,14 +74,7 @@ def stream_keyed(service: BenchService, datapoints: Iterator[DataPoint],
 
 def run_query(service: BenchService, body: bytes, limit: Optional[int],
               cursor: Optional[str], sort: Optional[str]) -> Response:
-    if not body.strip():
-        raise ApiError(400, "send a JSON selector as the body, e.g. {} for all datapoints "
-                            'or {"label": "temp"}')
-    selector = load_json(body, "the selector", reject_constant=_reject_selector_constant,
-                          too_deep=lambda: QueryError("the selector is nested too deeply"))
-    if not isinstance(selector, dict):
-        raise QueryError(f"a selector must be a JSON object such as {{\"label\": \"temp\"}}, "
-                         f"got a JSON {type(selector).__name__}")
+    selector = _selector(body)
     if limit is not None:
         # One page, answered whole: its cursor is known before the answer starts, so it
         # can go in a header. (A streamed answer's cursor would only be known after its
@@ -107,6 +100,37 @@ def run_query(service: BenchService, body: bytes, limit: Optional[int],
 
     # Every match (after ``cursor``, if given): nothing follows, so no cursor is needed.
     return stream_keyed(service, pages(), None)
+
+
+def _selector(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise ApiError(400, "send a JSON selector as the body, e.g. {} for all datapoints "
+                            'or {"label": "temp"}')
+    selector = load_json(body, "the selector", reject_constant=_reject_selector_constant,
+                          too_deep=lambda: QueryError("the selector is nested too deeply"))
+    if not isinstance(selector, dict):
+        raise QueryError(f"a selector must be a JSON object such as {{\"label\": \"temp\"}}, "
+                         f"got a JSON {type(selector).__name__}")
+    return selector
+
+
+def run_central_query(service: BenchService, body: bytes, limit: Optional[int],
+                      cursor: Optional[str], sort: Optional[str]) -> Response:
+    """``?central=true``: the newest central matches, each marked where it is held."""
+    from app.core.query import MAX_CENTRAL_RESULTS
+
+    selector = _selector(body)
+    if cursor is not None or sort is not None:
+        raise ApiError(422, "a central query answers the newest matches in one page: leave "
+                            "out cursor and sort, and narrow the selector instead")
+    if limit is not None and limit > MAX_CENTRAL_RESULTS:
+        raise ApiError(422, f"a central query answers at most {MAX_CENTRAL_RESULTS} "
+                            f"datapoints, got limit {limit}; narrow the selector")
+    items = service.query_central(selector, limit=limit or 100)
+    held = service.store.existing_ids([dp.datapoint_id for dp in items])
+    return json_response({dp.datapoint_id: {**wire_document(service, dp), "location":
+                                            "here" if dp.datapoint_id in held else "central"}
+                          for dp in items})
 
 
 def _reject_selector_constant(name: str) -> Any:

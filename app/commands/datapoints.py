@@ -16,6 +16,7 @@ from app.commands.context import Context, ownership_options, pass_ctx
 from app.commands.output import (
     print_datapoint,
     print_datapoints,
+    print_central,
     print_matches,
     print_summaries,
 )
@@ -27,7 +28,9 @@ from app.core.errors import BenchDataError
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 @pass_ctx
 def get(ctx: Context, datapoint_id: str, as_json: bool) -> None:
-    """Show a datapoint's metadata."""
+    """Show a datapoint's metadata (one outside this bench's pull scope is fetched from
+    the central store and kept here)."""
+    ctx.service.get(datapoint_id)  # fetched on demand if this bench does not hold it
     stored = ctx.service.get_stored(datapoint_id)
     # Shown with the names every reader shows (pins included); --json is the document as stored.
     datapoint = stored.datapoint if as_json else next(ctx.service.with_names([stored.datapoint]))
@@ -82,6 +85,13 @@ def list_(ctx: Context, number: int, as_json: bool) -> None:
         print_summaries(ctx.service.latest_summaries(number))
 
 
+def _central_option(command: Any) -> Any:
+    return click.option(
+        "--central", is_flag=True,
+        help="Ask the central store instead (datapoints outside this bench's pull scope "
+             "too); `benchdata get ID` then keeps one here.")(command)
+
+
 @click.command()
 @click.argument("selector", default="{}")
 @click.option("--sort", help="Sort keys, e.g. '-data_timestamp' or 'label,-value.t'.")
@@ -89,13 +99,18 @@ def list_(ctx: Context, number: int, as_json: bool) -> None:
 @click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
 @click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@_central_option
 @pass_ctx
 def query(ctx: Context, selector: str, sort: Optional[str], limit: int, cursor: Optional[str],
-          count_only: bool, as_json: bool) -> None:
+          count_only: bool, as_json: bool, central: bool) -> None:
     """Find datapoints with a Mongo-style SELECTOR, e.g. '{"value.t": {"$gt": 20}}'.
 
     Ownership fields take names or ULIDs: '{"ownership_info.experiment_id": "EXP42"}'.
     """
+    if central:
+        print_central(ctx.service, _parse_selector(selector), None, sort=sort, limit=limit,
+                      cursor=cursor, count_only=count_only, as_json=as_json)
+        return
     print_matches(ctx.service, _parse_selector(selector), None, sort=sort, limit=limit,
                    cursor=cursor, count_only=count_only, as_json=as_json)
 
@@ -120,9 +135,10 @@ def _parse_selector(text: str) -> dict[str, Any]:
 @click.option("--cursor", help="Continue after a previous page (printed as next_cursor).")
 @click.option("--count", "count_only", is_flag=True, help="Print only the number of matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print {items, next_cursor} as JSON.")
+@_central_option
 @pass_ctx
 def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: int,
-           cursor: Optional[str], count_only: bool, as_json: bool) -> None:
+           cursor: Optional[str], count_only: bool, as_json: bool, central: bool) -> None:
     """Find datapoints whose label, file name, names, metadata or value contain TEXT.
 
     Every word must occur; the last one may be the start of a word from three characters
@@ -132,6 +148,10 @@ def search(ctx: Context, text: str, selector: str, sort: Optional[str], limit: i
 
     if match_expression(text) is None:
         raise click.BadParameter("give a word or number to search for", param_hint="TEXT")
+    if central:  # words as substrings of label, file name and names (sync.centralquery)
+        print_central(ctx.service, _parse_selector(selector), text, sort=sort, limit=limit,
+                      cursor=cursor, count_only=count_only, as_json=as_json)
+        return
     print_matches(ctx.service, _parse_selector(selector), text, sort=sort, limit=limit,
                    cursor=cursor, count_only=count_only, as_json=as_json)
 
@@ -168,6 +188,13 @@ def delete(ctx: Context, datapoint_ids: Sequence[str], yes: bool) -> None:
     for datapoint_id in datapoint_ids:
         ctx.service.delete(datapoint_id)
         click.echo(f"deleted {datapoint_id}")
+
+
+def _central_option(command: Any) -> Any:
+    return click.option(
+        "--central", is_flag=True,
+        help="Ask the central store instead (datapoints outside this bench's pull scope "
+             "too); `benchdata get ID` then keeps one here.")(command)
 
 
 @click.command()

@@ -149,3 +149,33 @@ def print_matches(service: BenchService, selector: dict[str, Any], text: Optiona
     print_datapoints(items, False)
     if next_cursor:
         click.echo(f"next_cursor: {next_cursor}", err=True)
+
+
+def print_central(service: BenchService, selector: dict[str, Any], text: Optional[str], *,
+                  sort: Optional[str], limit: int, cursor: Optional[str], count_only: bool,
+                  as_json: bool) -> None:
+    """What ``query --central`` and ``search --central`` print: the newest matches in the
+    central store, each marked ``here`` (this bench holds it) or ``central``."""
+    from app.core.query import MAX_CENTRAL_RESULTS
+    from app.core.rows import datapoint_summary
+
+    for given, option in ((sort, "--sort"), (cursor, "--cursor"), (count_only, "--count")):
+        if given:
+            raise click.UsageError(f"{option} cannot go with --central: a central query "
+                                   f"answers the newest matches, up to {MAX_CENTRAL_RESULTS}")
+    items = service.query_central(selector, text=text,
+                                  limit=min(limit, MAX_CENTRAL_RESULTS) or MAX_CENTRAL_RESULTS)
+    held = service.store.existing_ids([dp.datapoint_id for dp in items])
+    if as_json:
+        emit_json({"items": [{**dp.to_document(), "location": "here" if dp.datapoint_id in held
+                              else "central"} for dp in items], "next_cursor": None})
+        return
+    if not items:
+        click.echo("No datapoints in the central store match.")
+        return
+    for datapoint in items:
+        where = "here   " if datapoint.datapoint_id in held else "central"
+        click.echo(f"{where}  {summary_line(datapoint_summary(datapoint))}")
+    if len(held) < len(items):
+        click.echo("`benchdata get ID` fetches a central one and keeps it on this bench",
+                   err=True)

@@ -51,6 +51,15 @@ class FileUnavailableError(BenchDataError):
     trying again later may work."""
 
 
+class CentralUnavailableError(BenchDataError):
+    """A question for the central store (a central query) cannot be asked now: the
+    central MongoDB is not reachable or refused it; trying again later may work."""
+
+
+class CentralNotConfiguredError(CentralUnavailableError):
+    """A central query on a bench with no central MongoDB configured."""
+
+
 class FileDamagedError(BenchDataError):
     """A file's central copy did not verify against its record (SHA-256, size or ETag);
     none of its bytes were served."""

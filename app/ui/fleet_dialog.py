@@ -30,7 +30,7 @@ from app.ui.formatting import human_age
 from app.ui.tasks import TaskManager
 
 COLUMNS = ("Bench", "Host", "State", "Backlog", "Oldest change", "Last seen", "Free disk",
-           "Version", "Problems")
+           "Last scrub", "Version", "Problems")
 #: Row tints: offline (grey-red), behind or needing attention (amber).
 TINTS = {"offline": QColor(244, 214, 214), "attention": QColor(252, 236, 200)}
 
@@ -78,7 +78,7 @@ class FleetDialog(QDialog):
                        lambda error: self.summary.setText(f"The fleet cannot be read: {error}"))
 
     def _show(self, rows: list[dict[str, Any]]) -> None:
-        from sync.fleet import describe_state
+        from sync.fleet import describe_state, scrub_state
 
         self.rows = rows
         self.table.setRowCount(len(rows))
@@ -89,11 +89,14 @@ class FleetDialog(QDialog):
                       human_age(bench.get("silent_s")),
                       human_size(bench["disk_free_bytes"])
                       if bench.get("disk_free_bytes") is not None else "-",
+                      _scrub_text(scrub_state(bench), bench.get("scrub_age_s")),
                       bench.get("version") or "-", "; ".join(bench.get("problems") or []) or "-")
             tint = TINTS["offline"] if bench["offline"] else \
                 TINTS["attention"] if bench["behind"] or bench["attention"] else None
             for column, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
+                if COLUMNS[column] == "Last scrub" and isinstance(bench.get("last_scrub"), dict):
+                    item.setToolTip(str(bench["last_scrub"].get("summary") or ""))
                 if tint is not None:
                     item.setBackground(QBrush(tint))
                 self.table.setItem(index, column, item)
@@ -105,9 +108,17 @@ class FleetDialog(QDialog):
                              "No bench has sent a heartbeat to this central store yet.")
 
     def state_of(self, bench_id: str) -> str:
+        return self.cell(bench_id, "State")
+
+    def cell(self, bench_id: str, column: str) -> str:
+        """The text in ``column`` (a name in COLUMNS) of ``bench_id``'s row; "" if absent."""
         for index in range(self.table.rowCount()):
             item = self.table.item(index, 0)
             if item is not None and item.text() == bench_id:
-                state = self.table.item(index, 2)
-                return state.text() if state is not None else ""
+                found = self.table.item(index, COLUMNS.index(column))
+                return found.text() if found is not None else ""
         return ""
+
+
+def _scrub_text(state: str, age_s: Optional[float]) -> str:
+    return state if age_s is None else f"{state}, {human_age(age_s)} ago"

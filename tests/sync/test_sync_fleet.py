@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ from app.service import BenchService
 from tests.sync.fleetcount import counted_engine
 from tests.support.servers import central_env
 from tests.support.waiting import wait_until
+from sync.central import CentralDatabase
 from sync.engine import SyncEngine
+from sync.fleet import server_time
+from sync.verify import Scrubber
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
@@ -56,12 +60,18 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
                                                                   central: Any) -> None:
     seed = int(os.environ.get("BENCHDATA_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    page, total = 40, 2400
-    settings = central.model_copy(update={"pull_page_size": page})
+    page, total, overlap = 40, 2400, 1.0
+    settings = central.model_copy(update={"pull_page_size": page, "pull_overlap_s": overlap})
     ids = seed_central(tmp_path / "lab", settings, total)
+    # The lab's data is older than the overlap, as a lab's history is (seeded in seconds,
+    # it would all lie in a 120 s window, which a resumed pull re-reads as ids).
+    newest = _newest_write(central)
+    with CentralDatabase(central) as database:
+        wait_until(lambda: (server_time(database) or newest) > newest + timedelta(
+            seconds=2 * overlap), timeout=30, what="the seeded data to age past the overlap")
     data_dir = tmp_path / "new-bench"
     with BenchService(data_dir) as bench:
-        save_section(bench.paths, "central", {"pull_page_size": page})
+        save_section(bench.paths, "central", {"pull_page_size": page, "pull_overlap_s": overlap})
     env = {**os.environ, **central_env(settings), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-c", CLI, "--data-dir", str(data_dir), "sync",
                                 "--once"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -88,6 +98,16 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
     assert mongo.full_documents <= total - held + page, \
         f"seed {seed}: {mongo.full_documents} read in full, {held} held before"
     assert report.pull_fetched == mongo.full_documents
+    # Nor is what it held scanned again as ids: it resumes right after its settled cursor.
+    assert report.pull_scanned <= total - held + page, \
+        f"seed {seed}: {report.pull_scanned} window entries read, {held} held before"
+
+
+def _newest_write(settings: Any) -> datetime:
+    with CentralDatabase(settings) as database:
+        newest = database.datapoints.find_one({}, sort=[("sync_written_at", -1)])
+    moment = newest["sync_written_at"]
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def test_pull_window_reads_only_new_documents_in_full(tmp_path: Path, central: Any) -> None:
@@ -280,6 +300,8 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
                "gone": SyncEngine(services["gone"], central)}
     try:
         services["behind"].capture_file(run_txt, label="cannot go")
+        services["ok"].capture_file(run_txt, label="kept")
+        assert Scrubber(services["ok"]).run().ok  # its heartbeat carries the result
         for engine in engines.values():
             engine.run_pass()
             engine.run_pass()  # a second pass within the minute writes no second heartbeat
@@ -301,6 +323,9 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
         assert any("denied" in p or "secret" in p.lower() for p in behind["problems"]), behind
         ok = rows[ids["ok"]]
         assert not (ok["behind"] or ok["attention"]) and ok["version"] and ok["disk_free_bytes"]
+        assert ok["last_scrub"]["ok"] and ok["last_scrub"]["files"] == 1, ok["last_scrub"]
+        assert "all intact (1 file(s), local)" in ok["last_scrub"]["summary"]
+        assert ok["scrub_age_s"] is not None and rows[ids["gone"]]["last_scrub"] is None
         env = central_env(central)
         result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "ok"), "fleet", "status",
                                           "--json"], env=env, catch_exceptions=False)
@@ -310,10 +335,30 @@ def test_heartbeats_and_fleet_status_show_benches_behind_and_offline(
         table = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "ok"), "fleet", "status"],
                                    env=env, catch_exceptions=False)
         assert "offline" in table.output and "needs attention" in table.output, table.output
+        ok_line = next(line for line in table.output.splitlines() if ids["ok"] in line)
+        assert " ok, " in ok_line and " ago" in ok_line, table.output
+        gone_line = next(line for line in table.output.splitlines() if ids["gone"] in line)
+        assert " never " in gone_line, table.output
     finally:
         for name in names:
             engines[name].close()
             services[name].close()
+
+
+def test_a_heartbeat_reports_a_failed_scrub_as_a_problem(tmp_path: Path, run_txt: Path) -> None:
+    from sync.engine import sync_status
+    from sync.fleet import heartbeat_fields
+
+    with BenchService(tmp_path / "b") as bench:
+        assert heartbeat_fields(bench, sync_status(bench))["last_scrub"] is None
+        ident = bench.capture_file(run_txt).datapoint_id
+        bench.files.path_for(str(bench.get(ident).sha256)).unlink()  # type: ignore[attr-defined]
+        assert not Scrubber(bench).run().ok
+        fields = heartbeat_fields(bench, sync_status(bench))
+    scrub = fields["last_scrub"]
+    assert not scrub["ok"] and scrub["problems"] == 1 and scrub["files"] == 1, scrub
+    assert fields["problems"] == [f"last scrub: {scrub['summary']}"]
+    assert "1 problem(s)" in scrub["summary"]
 
 
 def test_scoped_pull_and_out_of_scope_datapoints_on_demand(
@@ -371,3 +416,47 @@ def test_pull_scope_can_be_locked_by_the_site_file(tmp_path: Path) -> None:
         assert load_settings(bench.paths).pull_scope == {"lab": ["Chemistry"]}
         with pytest.raises(LockedSettingError):
             save_section(bench.paths, "central", {"pull_scope": "everything"})
+
+
+@pytest.mark.parametrize("selector, scope, expected", [
+    ({"sync_written_at": {"$ne": None}}, None, {"sync_written_at": {"$ne": None}}),
+    # One term: side by side (nx-27017 reads the whole collection in Python for a $and).
+    ({"sync_written_at": {"$ne": None}}, {"experiment_id": ["E1"]},
+     {"sync_written_at": {"$ne": None}, "ownership_info.experiment_id": "E1"}),
+    ({"sync_written_at": {"$gte": 5}}, {"experiment_id": ["E1"]},
+     {"sync_written_at": {"$gte": 5}, "ownership_info.experiment_id": "E1"}),
+    # Beside a $or, nx-27017 lets other scopes through: $and.
+    ({"sync_written_at": 1, "$or": [{"a": 1}]}, {"experiment_id": ["E1"]},
+     {"$and": [{"sync_written_at": 1, "$or": [{"a": 1}]},
+               {"ownership_info.experiment_id": "E1"}]}),
+    # Several terms beside the keyset's own $or: only $and can hold both.
+    ({"$or": [{"a": 1}]}, {"experiment_id": ["E1"], "lab_id": ["L1"]},
+     {"$and": [{"$or": [{"a": 1}]}, {"$or": [{"ownership_info.experiment_id": "E1"},
+                                             {"ownership_info.lab_id": "L1"}]}]}),
+    ({"b": 2}, {"experiment_id": ["E1", "E2"]},
+     {"$and": [{"b": 2}, {"$or": [{"ownership_info.experiment_id": "E1"},
+                                  {"ownership_info.experiment_id": "E2"}]}]}),
+])
+def test_a_scope_narrows_the_pull_selector_without_and_where_it_can(
+        selector: dict[str, Any], scope: Any, expected: dict[str, Any]) -> None:
+    from sync.pull import in_scope
+
+    assert in_scope(selector, scope) == expected
+
+
+def test_a_scope_of_one_experiment_holds_across_pages(tmp_path: Path, central: Any) -> None:
+    """One scope term beside the keyset's pages (the two-kind scope above goes under $and
+    anyway): every page must still hold only the scope."""
+    with BenchService(tmp_path / "a") as a, SyncEngine(a, central) as engine_a:
+        mine = []
+        for i in range(12):
+            mine.append(a.capture_value(i, ownership=a.ownership(experiment="EXP1")))
+            a.submit_many([ValueDataPoint(value=i, ownership_info=a.ownership(
+                experiment=f"EXP{9 + j}")) for j in range(3)])
+        assert engine_a.run_pass(force=True).ok
+    scoped = central.model_copy(update={"pull_page_size": 3,
+                                        "pull_scope": {"experiment": ["EXP1"]}})
+    with BenchService(tmp_path / "b") as b, SyncEngine(b, scoped) as engine_b:
+        report = engine_b.run_pass(force=True)
+        assert report.ok and report.pulled == len(mine), report
+        assert {d.datapoint_id for d in b.iter_query({})} == {d.datapoint_id for d in mine}

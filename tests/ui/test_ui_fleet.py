@@ -14,6 +14,7 @@ from app.service import BenchService
 from tests.ui.conftest import grab
 from tests.support.servers import central_env
 from sync.engine import SyncEngine
+from sync.verify import Scrubber
 
 
 @pytest.mark.allow_error_logs  # one bench has a wrong secret on purpose
@@ -28,21 +29,28 @@ def test_fleet_dialog_shows_benches_behind_and_offline(
         with BenchService(tmp_path / name) as bench, SyncEngine(bench, settings) as engine:
             if name == "behind":
                 bench.capture_file(run_txt, label="cannot go")
+            if name == "ok":
+                assert Scrubber(bench).run().ok
             engine.run_pass()
             ids[name] = engine.bench_id
     client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value())
     try:
-        client[central.mongo_database]["benches"].update_one({"_id": ids["gone"]}, {"$set": {
+        benches = client[central.mongo_database]["benches"]
+        benches.update_one({"_id": ids["gone"]}, {"$set": {
             "seen_at": datetime.now(timezone.utc) - timedelta(minutes=42)}})
+        # Its change has waited an hour (as its next heartbeat would say): behind.
+        benches.update_one({"_id": ids["behind"]}, {"$set": {"backlog_age_s": 3600.0}})
     finally:
         client.close()
     dialog = window.show_fleet()
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 3, timeout=15000)
     assert dialog.state_of(ids["gone"]) == "offline"
     assert "42 min" in dialog.table.item(0, 5).text()
-    assert "needs attention" in dialog.state_of(ids["behind"])
+    assert dialog.state_of(ids["behind"]) == "behind, needs attention"
     assert dialog.state_of(ids["ok"]) == "ok"
+    assert dialog.cell(ids["ok"], "Last scrub").startswith("ok, ")
+    assert dialog.cell(ids["gone"], "Last scrub") == "never"
     assert dialog.table.item(0, 0).text() == ids["gone"]  # most urgent first
-    assert "1 offline" in dialog.summary.text()
+    assert "1 offline, 1 behind" in dialog.summary.text()
     grab(dialog, "fleet-dialog.png")
     dialog.close()

@@ -21,6 +21,8 @@ from app.core.errors import QueryTimeoutError, ValidationError
 
 #: The most rows one page may ask for.
 MAX_LIMIT: Final[int] = 100_000
+#: The most datapoints one query that goes central answers (newest first; one request).
+MAX_CENTRAL_RESULTS: Final[int] = 1000
 #: How deeply ``$and``/``$or``/``$nor``/``$not`` may nest (guards against recursion bombs).
 MAX_DEPTH: Final[int] = 32
 #: SQLite 3.40 allows 32,766 bound parameters per statement; keep clear of it.
