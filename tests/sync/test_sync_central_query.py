@@ -144,7 +144,7 @@ def test_central_query_without_a_central_store_says_so(tmp_path: Path) -> None:
 
 def test_central_query_with_the_central_store_down_says_so(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from servers import free_port
+    from tests.support.servers import free_port
 
     monkeypatch.setenv("BENCHDATA_MONGO_URL", f"mongodb://127.0.0.1:{free_port()}/")
     with BenchService(tmp_path / "b") as b:

@@ -105,7 +105,7 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
 
 def _newest_write(settings: Any) -> datetime:
     with CentralDatabase(settings) as database:
-        newest = database.datapoints.find_one({}, sort=[("sync_written_at", -1)])
+        newest = next(iter(database.datapoints.find({}, sort=[("sync_written_at", -1)], limit=1)))
     moment = newest["sync_written_at"]
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
