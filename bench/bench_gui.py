@@ -474,7 +474,8 @@ def main() -> None:
     if args.quick:
         args.rows, args.big_file_gib, args.no_sync = 100_000, 0.25, True
     if args.only == "sync-stall":
-        args.rows, args.queued_files, args.no_sync = 0, 0, False
+        args.rows, args.store, args.queued_files, args.no_sync = 0, None, 0, False
+        args.live_index = False
     if args.trace_stalls:
         global TRACER
         TRACER = StallTracer(args.trace_stalls)
