@@ -1,7 +1,8 @@
 """The desktop window over a large store: start-up, filtering, scrolling, and GUI stalls.
 
     python bench/bench_gui.py [--rows 1000000] [--store DIR] [--big-file-gib 2] [--live-index]
-                              [--queued-files 1000] [--quick]
+                              [--queued-files 1000] [--quick] [--only sync-stall]
+                              [--trace-stalls MS]
 
 Runs offscreen (QT_QPA_PLATFORM=offscreen). Populates a store with ``--rows`` value
 datapoints (200 labels, 100 experiments, a year of timestamps) unless ``--store`` names a
@@ -18,8 +19,15 @@ populated data directory to reuse (its datapoints are not changed). Times:
   while the window's hosted sync engine uploads it to a real SeaweedFS + nx-27017 (started
   here); and while the capture queue panel shows ``--queued-files`` (1,000) files dropped as
   one folder, from the click on *Capture* until the last is captured (``queue``).
+  ``longest_stall_not_run_queue_ms`` (Linux): the same gap less the time the GUI thread sat
+  runnable waiting for a CPU the OS gave to other processes (a shared machine's noise);
+  what remains is this program's own stall (its GUI work, or waiting for the GIL).
+  ``gui_thread_cpu_s``: CPU time the GUI thread used meanwhile (less noisy than stalls).
 
 ``--quick``: 100,000 rows, a 0.25 GiB file, no sync run (a check, not the figures).
+``--only sync-stall``: only the capture and sync stall run (no store, no queue).
+``--trace-stalls MS``: print to stderr what the GUI thread (and the other threads) were
+doing during each stall longer than MS ms, sampled every 5 ms from a helper thread.
 
 Baselines in the same run: the same first page, count and tail page as hand-written SQL
 on a plain sqlite3 connection. ``--live-index`` repeats the store measurements on a copy
@@ -36,7 +44,7 @@ import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -93,6 +101,69 @@ def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> float:
     return time.perf_counter() - start
 
 
+class StallTracer:
+    """Samples every thread's Python stack every ``period`` s from a helper thread, so a
+    GUI stall can be explained afterwards: which frames the GUI thread sat in, and whether
+    the sampler itself was held off (then some thread held the GIL in C code)."""
+
+    def __init__(self, threshold_ms: float, period: float = 0.005) -> None:
+        import threading
+
+        self.threshold = threshold_ms / 1000
+        self.period = period
+        self.main = threading.main_thread().ident
+        self.samples: list[tuple[float, float, dict[int, list[str]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-tracer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import threading
+
+        names = {}
+        last = time.perf_counter()
+        while not self._stop.wait(self.period):
+            now = time.perf_counter()
+            frames = sys._current_frames()
+            names.update({t.ident: t.name for t in threading.enumerate()})
+            stacks = {ident: [f"{names.get(ident, ident)}"] + outermost_last(frame)
+                      for ident, frame in frames.items() if ident != threading.get_ident()}
+            self.samples.append((now, now - last, stacks))
+            last = now
+            if len(self.samples) > 4000:
+                del self.samples[:2000]
+
+    def report(self, start: float, end: float) -> None:
+        """Print what was sampled between ``start`` and ``end`` (a stall)."""
+        print(f"--- stall {1000 * (end - start):.1f} ms", file=sys.stderr)
+        for t, late, stacks in self.samples:
+            if start - self.period <= t <= end + self.period:
+                print(f"  +{1000 * (t - start):7.1f} ms (sampler waited "
+                      f"{1000 * late:.1f} ms)", file=sys.stderr)
+                for ident, stack in stacks.items():
+                    top = stack[-1].split()[-1]
+                    if ident == self.main or not (top in IDLE_FRAMES or "wait" in top):
+                        print("     " + " < ".join(reversed(stack)), file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def outermost_last(frame: Any, depth: int = 6) -> list[str]:
+    """The innermost ``depth`` frames of a stack, outermost first (no source lines read)."""
+    found: list[str] = []
+    while frame is not None and len(found) < depth:
+        found.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} "
+                     f"{frame.f_code.co_name}")
+        frame = frame.f_back
+    return found[::-1]
+
+
+TRACER: Optional[StallTracer] = None
+IDLE_FRAMES = {"acquire", "select", "poll", "get", "_recv_into", "readinto", "accept"}
+
+
 class StallMonitor(QObject):
     """The longest gap between ticks of a fast GUI-thread timer."""
 
@@ -104,24 +175,51 @@ class StallMonitor(QObject):
         self.timer.timeout.connect(self._tick)
         self.last = 0.0
         self.max_gap = 0.0
+        self.max_own_gap = 0.0
+        self.queued = 0.0
         self.ticks = 0
 
     def start(self) -> None:
         self.last = time.perf_counter()
+        self.queued = run_queue_ms()
+        self.cpu = time.thread_time()  # start() and stop() run on the GUI thread
         self.max_gap = 0.0
+        self.max_own_gap = 0.0
         self.ticks = 0
         self.timer.start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        queued = run_queue_ms()
         self.max_gap = max(self.max_gap, now - self.last)
+        # The part of the gap this thread was runnable but the OS ran other work (other
+        # processes on a shared machine) is not this program's stall.
+        self.max_own_gap = max(self.max_own_gap,
+                               now - self.last - (queued - self.queued) / 1000)
+        self.queued = queued
+        if TRACER is not None and now - self.last > TRACER.threshold:
+            QTimer.singleShot(50, lambda start=self.last, end=now: TRACER.report(start, end))
         self.last = now
         self.ticks += 1
 
     def stop(self) -> dict[str, float]:
         self.timer.stop()
-        return {"longest_stall_ms": round(max(0.0, self.max_gap - self.interval) * 1000, 1),
-                "ticks": self.ticks}
+        out = {"longest_stall_ms": round(max(0.0, self.max_gap - self.interval) * 1000, 1),
+               "ticks": self.ticks,
+               "gui_thread_cpu_s": round(time.thread_time() - self.cpu, 2)}
+        if self.queued >= 0:
+            out["longest_stall_not_run_queue_ms"] = round(
+                max(0.0, self.max_own_gap - self.interval) * 1000, 1)
+        return out
+
+
+def run_queue_ms() -> float:
+    """How long this thread has waited, runnable, for a CPU (Linux schedstat); -1 elsewhere."""
+    try:
+        with open("/proc/thread-self/schedstat") as stats:
+            return int(stats.read().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return -1.0
 
 
 def painted(window: Any) -> None:
@@ -365,21 +463,32 @@ def main() -> None:
                         help="Files in the capture queue for its stall run (0 skips it).")
     parser.add_argument("--quick", action="store_true",
                         help="100,000 rows, a 0.25 GiB file, no sync run.")
+    parser.add_argument("--only", choices=["sync-stall"],
+                        help="sync-stall: only the capture and sync stall run.")
+    parser.add_argument("--trace-stalls", type=float, metavar="MS",
+                        help="Print the threads' stacks during stalls longer than MS ms.")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.big_file_gib, args.no_sync = 100_000, 0.25, True
+    if args.only == "sync-stall":
+        args.rows, args.store, args.queued_files, args.no_sync = 0, None, 0, False
+        args.live_index = False
+    if args.trace_stalls:
+        global TRACER
+        TRACER = StallTracer(args.trace_stalls)
     app = make_application([])
     assert app is not None
     work = bench_dir()
     result: dict[str, Any] = {"benchmark": "gui", "platform": os.environ["QT_QPA_PLATFORM"]}
     try:
         store = args.store
-        if store is None:
+        if store is None and args.rows > 0:
             store = work / "big"
             with BenchService(store) as service:
                 result["populate_s"] = round(populate(service, args.rows), 1)
-        result["store"] = measure_store(store)
-        if args.live_index:
+        if store is not None:
+            result["store"] = measure_store(store)
+        if args.live_index and store is not None:
             copy = work / "indexed"
             copy.mkdir()
             shutil.copy2(store / "store.sqlite3", copy / "store.sqlite3")

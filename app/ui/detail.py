@@ -343,6 +343,12 @@ class DetailPane(QWidget):
                 receipt: Optional[dict[str, Any]] = None) -> None:
         if request != self._request:
             return
+        if stored == self._stored and receipt == self.receipt:
+            # A commit elsewhere (a sync pass saves each uploaded part) reloads the shown
+            # row; rebuilding identical facts and re-reading the preview would only cost the
+            # GUI thread time.
+            self.shown.emit(stored.datapoint_id)
+            return
         self._stored = stored
         #: The file's custody receipt (``app.core.custody.receipt``), None for a value.
         self.receipt = receipt

@@ -58,6 +58,22 @@ def per_mille(done: int, total: int) -> int:
     return int(1000 * min(done, total) / total) if total > 0 else 0
 
 
+def show_icon(label: QLabel, name: str, size: int) -> None:
+    """Put icon ``name`` on ``label`` unless it is already there: snapshots arrive several
+    times a second during an upload, and rendering a pixmap costs the GUI thread."""
+    if label.property("iconName") != name:
+        label.setPixmap(icon(name).pixmap(size, size))
+        label.setProperty("iconName", name)
+
+
+def mark_error(label: QLabel, error: bool) -> None:
+    """Style ``label`` as an error or not; re-polishing (slow) only when that changes."""
+    name = "error" if error else ""
+    if label.objectName() != name:
+        label.setObjectName(name)
+        label.style().polish(label)
+
+
 class SyncIndicator(QWidget):
     """The status bar's sync summary; click opens the Sync panel."""
 
@@ -84,7 +100,7 @@ class SyncIndicator(QWidget):
 
     def show_snapshot(self, snapshot: SyncSnapshot) -> None:
         name, line = headline(snapshot)
-        self.icon.setPixmap(icon(name).pixmap(16, 16))
+        show_icon(self.icon, name, 16)
         self.text.setText(line)
         tip = [line]
         if snapshot.oldest_age_s is not None and snapshot.backlog_count:
@@ -200,9 +216,9 @@ class SyncPanel(QWidget):
             self.show_datapoint.emit(item.text())
 
     def show_snapshot(self, snapshot: SyncSnapshot) -> None:
-        self.snapshot = snapshot
+        previous, self.snapshot = self.snapshot, snapshot
         name, line = headline(snapshot)
-        self.state_icon.setPixmap(icon(name).pixmap(24, 24))
+        show_icon(self.state_icon, name, 24)
         self.headline.setText(line)
         self.engine_note.setVisible(not snapshot.engine_running and not snapshot.paused)
         # Pausing stops an engine thread, which only works for the engine in this window.
@@ -213,8 +229,7 @@ class SyncPanel(QWidget):
             if snapshot.runs_in else "Stop syncing until resumed (capture goes on)")
         self.sync_now_button.setEnabled(snapshot.engine_running)
         self.last_error.setText(snapshot.last_error or "—")
-        self.last_error.setObjectName("error" if snapshot.last_error else "")
-        self.last_error.style().polish(self.last_error)
+        mark_error(self.last_error, bool(snapshot.last_error))
         self.retry_button.setEnabled(bool(snapshot.quarantined))
         self.backlog.setText(f"{snapshot.backlog_count:,} datapoint(s), "
                              f"{human_size(snapshot.backlog_bytes) or '0 B'} of files")
@@ -224,8 +239,7 @@ class SyncPanel(QWidget):
         self.last_success.setText(local_time(snapshot.last_success) if snapshot.last_success
                                   else ("never" if snapshot.engine_running else "—"))
         self.last_scrub.setText(snapshot.last_scrub)
-        self.last_scrub.setObjectName("" if snapshot.last_scrub_ok else "error")
-        self.last_scrub.style().polish(self.last_scrub)
+        mark_error(self.last_scrub, not snapshot.last_scrub_ok)
         if snapshot.uploading:
             label, done, total = snapshot.uploading
             self.upload_label.setText(f"Uploading {label}:")
@@ -236,6 +250,13 @@ class SyncPanel(QWidget):
         else:
             self.upload_label.setText("")
             self.upload.setVisible(False)
+        # The tables are rebuilt only when their contents change (not on each progress step).
+        if previous is None or previous.counts != snapshot.counts:
+            self._show_counts(snapshot)
+        if previous is None or previous.quarantined != snapshot.quarantined:
+            self._show_quarantined(snapshot)
+
+    def _show_counts(self, snapshot: SyncSnapshot) -> None:
         order = list(SYNC_STATES)
         states = sorted(snapshot.counts, key=lambda s: order.index(s) if s in order else 99)
         self.counts.setRowCount(len(states))
@@ -244,6 +265,8 @@ class SyncPanel(QWidget):
             count = QTableWidgetItem(f"{snapshot.counts[state]:,}")
             count.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.counts.setItem(row, 1, count)
+
+    def _show_quarantined(self, snapshot: SyncSnapshot) -> None:
         self.quarantine.setRowCount(len(snapshot.quarantined))
         for row, item in enumerate(snapshot.quarantined):
             self.quarantine.setItem(row, 0, QTableWidgetItem(item.label))
@@ -262,6 +285,7 @@ class TrayIcon(QSystemTrayIcon):
         self._notified: set[str] = set()
         self._last_error: Optional[str] = None
         self._sync_line = ""
+        self._icon_name = "sync-off"
         self._folder_problems: list[str] = []
 
     def _show_tooltip(self) -> None:
@@ -279,7 +303,9 @@ class TrayIcon(QSystemTrayIcon):
 
     def show_snapshot(self, snapshot: SyncSnapshot) -> None:
         name, line = headline(snapshot)
-        self.setIcon(icon(name))
+        if name != self._icon_name:
+            self.setIcon(icon(name))
+            self._icon_name = name
         self._sync_line = line
         self._show_tooltip()
         new = [q for q in snapshot.quarantined if q.datapoint_id not in self._notified]

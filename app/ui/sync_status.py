@@ -68,15 +68,20 @@ def read_snapshot(service: BenchService, engine: Any = None, paused: bool = Fals
     backlog_count, backlog_bytes, oldest = service.store.sync_backlog(settled)
     quarantined = [QuarantinedItem(i, label, "") for i, label in service.store.refused_rows()]
     oldest_at = parse_canonical(oldest) if oldest else None
+    status = _engine_status(service, engine)
     snapshot = SyncSnapshot(
         counts=counts, backlog_count=backlog_count, backlog_bytes=backlog_bytes,
         oldest_age_s=(time.time() - oldest_at.timestamp()) if oldest_at else None,
-        configured=_central_configured(service), quarantined=quarantined, paused=paused,
-        runs_in=runs_in)
+        # The engine's status says whether it is configured; loading the settings (a file,
+        # the OS keyring, validation) for nothing several times a second while an upload
+        # runs would hold the GIL the GUI thread waits for.
+        configured=False if status is not None else _central_configured(service),
+        quarantined=quarantined, paused=paused, runs_in=runs_in)
     scrub = custody.last_scrub_run(service.store)
     snapshot.last_scrub = custody.describe_scrub(scrub)
     snapshot.last_scrub_ok = scrub is None or bool(scrub.get("ok"))
-    _merge_engine(snapshot, service, engine)
+    if status is not None:
+        _merge_engine(snapshot, engine, status)
     return snapshot
 
 
@@ -96,10 +101,7 @@ def _engine_status(service: BenchService, engine: Any) -> Optional[dict[str, Any
         return None
 
 
-def _merge_engine(snapshot: SyncSnapshot, service: BenchService, engine: Any) -> None:
-    status = _engine_status(service, engine)
-    if status is None:
-        return
+def _merge_engine(snapshot: SyncSnapshot, engine: Any, status: dict[str, Any]) -> None:
     snapshot.engine_running = (engine is not None or snapshot.runs_in is not None) \
         and not snapshot.paused
     snapshot.configured = bool(status.get("configured", snapshot.configured))

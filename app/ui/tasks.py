@@ -63,6 +63,9 @@ class TaskManager(QObject):
         self._lock = threading.Lock()
         self._pending = 0
         self._closed = False
+        #: run_latest: per key, None while one runs, or the request that waits for it.
+        self._latest: dict[str, Optional[tuple[Callable[[], Any], Optional[OnDone],
+                                              Optional[OnError]]]] = {}
         self._deliver.connect(self._run_delivered, Qt.ConnectionType.QueuedConnection)
 
     # -- submitting ----------------------------------------------------------------------
@@ -80,6 +83,36 @@ class TaskManager(QObject):
         future.add_done_callback(lambda f: self.call_soon(
             lambda: self._finish(f, on_done, on_error)))
         return future
+
+    def run_latest(self, key: str, fn: Callable[[], Any], on_done: Optional[OnDone] = None,
+                   on_error: Optional[OnError] = None) -> None:
+        """Like :meth:`run` (a read), but at most one task per ``key`` at a time: asked
+        again while one runs, the newest request waits and starts when it ends (earlier
+        waiting ones are dropped). A status read asked for several times a second then
+        never piles up on the pool, and the last request still gets a fresh answer.
+        Call it on the GUI thread."""
+        if key in self._latest:
+            self._latest[key] = (fn, on_done, on_error)
+            return
+        self._latest[key] = None
+
+        def settle(callback: Optional[Callable[[Any], None]], outcome: Any) -> None:
+            waiting = self._latest.pop(key, None)
+            try:
+                if callback is not None:
+                    callback(outcome)
+            finally:
+                if waiting is not None:
+                    self.run_latest(key, *waiting)
+
+        def failed(error: BaseException) -> None:
+            if on_error is None:
+                log.error("background task failed", exc_info=error)
+                self.failed.emit(describe_error(error))
+            settle(on_error, error)
+
+        if self.run(fn, lambda result: settle(on_done, result), failed) is None:
+            self._latest.pop(key, None)  # shut down: nothing runs any more
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the GUI thread (safe from any thread, also after shutdown)."""

@@ -31,8 +31,8 @@ class SyncControl:
         return getattr(component, "engine", component)
 
     def refresh_sync(self) -> None:
-        self.context.tasks.run(self._snapshot_reader(), self._show_sync,
-                               lambda error: log.warning("sync status: %s", error))
+        self.context.tasks.run_latest("sync status", self._snapshot_reader(), self._show_sync,
+                                      lambda error: log.warning("sync status: %s", error))
 
     def _snapshot_reader(self) -> Callable[[], SyncSnapshot]:
         """Reads the sync status as the window sees it now (call the result off the GUI
