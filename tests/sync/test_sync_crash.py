@@ -157,6 +157,22 @@ def _move_state(data_dir: Path) -> tuple[int, int]:
     return int(old), int(moving)
 
 
+def _after_finished_moves(data_dir: Path, k: int) -> Any:
+    """Ready once k recorded moves have finished (their old objects deleted), counted down
+    from the most moves seen recorded at once. Monotone, so a 5 ms poll cannot miss it on a
+    loaded machine, as ``0 < moving <= k`` could when a batch of moves was recorded and
+    finished between two polls."""
+    peak = 0
+
+    def ready() -> bool:
+        nonlocal peak
+        moving = _move_state(data_dir)[1]
+        peak = max(peak, moving)
+        return peak > 0 and moving <= max(peak - k, 0)
+
+    return ready
+
+
 def _kill_when(process: subprocess.Popen[bytes], ready: Any) -> bool:
     """SIGKILL the process once ``ready()`` holds (polled); False if it ended first."""
     deadline = time.monotonic() + 120
@@ -210,7 +226,7 @@ def test_sigkill_while_old_object_names_move_leaves_each_file_once(
         if old and rng.random() < 0.6:
             ready = lambda old=old, k=k: _move_state(data_dir)[0] <= old - k  # noqa: E731
         else:
-            ready = lambda k=k: 0 < _move_state(data_dir)[1] <= k  # noqa: E731
+            ready = _after_finished_moves(data_dir, k)
         process = _sync_process(data_dir, env)
         killed += _kill_when(process, ready)
         process.wait(timeout=30)
