@@ -102,23 +102,23 @@ def test_a_pull_stopped_inside_a_grown_page_loses_at_most_one_slice(
             seconds=2 * overlap), timeout=30, what="the seeded data to age past the overlap")
     sizers = sizers_with(monkeypatch, SteppingClock(3.0), cap=40)
     applied = localrows.apply_remote
-    calls = 0
+    stored = 0
 
-    def dies_at_the_ninth_slice(*args: Any, **kwargs: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 9:  # slice 9 of 30: inside the third page (36 entries)
+    def dies_past_30_rows(*args: Any, **kwargs: Any) -> int:
+        nonlocal stored
+        if stored >= 30:  # 32 stored: inside the third page (36 entries), its 5th slice
             raise Killed()
-        return applied(*args, **kwargs)
+        count = applied(*args, **kwargs)
+        stored += count
+        return count
 
-    monkeypatch.setattr(localrows, "apply_remote", dies_at_the_ninth_slice)
+    monkeypatch.setattr(localrows, "apply_remote", dies_past_30_rows)
     with BenchService(tmp_path / "new") as bench, SyncEngine(bench, settings) as engine:
         killed_run, _s3 = counted_engine(engine)
         with pytest.raises(Killed):
             engine.run_pass(force=True)
         held = bench.count({})
     assert sizers[-1].asked[:3] == [4, 12, 36], sizers[-1].asked
-    assert held == 8 * page
     monkeypatch.setattr(localrows, "apply_remote", applied)
     with BenchService(tmp_path / "new") as bench, SyncEngine(bench, settings) as engine:
         resumed, _s3 = counted_engine(engine)
@@ -129,3 +129,4 @@ def test_a_pull_stopped_inside_a_grown_page_loses_at_most_one_slice(
     assert killed_run.full_documents + resumed.full_documents <= total + page
     # ... and nothing it stored is scanned again: it resumes after its last slice.
     assert report.pull_scanned == total - held
+    assert held == 8 * page
