@@ -39,6 +39,7 @@ from sync.documents import BENCH, DELETED_BY, REVISION, UNDELETES, WRITTEN_AT, \
     local_datapoint, undoes
 from sync.fleet import server_time
 from sync.outbox import Outbox
+from sync.pagesize import PageSizer
 
 log = logging.getLogger(__name__)
 
@@ -201,27 +202,35 @@ class Puller:
         if saved is not None:
             selector = _after(saved) if settled else \
                 {WRITTEN_AT: {"$gte": saved[0] - self.overlap}}
+        sizer = PageSizer(self.page_size)  # grows the pages while the server is slow
         while True:
             selector = narrow(selector)
             asked = time.monotonic()
+            page_started = sizer.start()
             try:
                 page = list(collection.find(selector, fields, sort=[(WRITTEN_AT, 1), ("_id", 1)],
-                                            limit=self.page_size))
+                                            limit=sizer.size))
             except Exception as exc:  # noqa: BLE001
                 raise self.central.classify(exc, what="pulling from MongoDB") from exc
             if not page:
                 break
-            position = _position_of(page[-1])
-            cursor = position if saved is None or position > saved else saved
-            more = len(page) == self.page_size
-            if more and may_settle and started is None:
+            more = len(page) == sizer.size
+            sizer.took(page_started, len(page))
+            if (more or len(page) > self.page_size) and may_settle and started is None:
                 started = self._read_since(asked)
-            settled = more and self._settles(cursor, started)
-            apply(page, report, {cursor_key: _cursor_text(cursor, settled)})
-            saved = cursor
+            slices = [page[i:i + self.page_size] for i in range(0, len(page), self.page_size)]
+            for index, piece in enumerate(slices):
+                # Each slice of a grown page is applied like a page of its own: its own
+                # transaction and cursor, so a kill re-reads at most one slice.
+                position = _position_of(piece[-1])
+                cursor = position if saved is None or position > saved else saved
+                follows = more or index < len(slices) - 1
+                settled = follows and self._settles(cursor, started)
+                apply(piece, report, {cursor_key: _cursor_text(cursor, settled)})
+                saved = cursor
             if not more:
                 break
-            selector = _after(position)
+            selector = _after(_position_of(page[-1]))
         if saved is not None and settled:
             # Caught up: the next pass re-reads its overlap again, as every pass does.
             self.outbox.set_meta(cursor_key, _cursor_text(saved))
