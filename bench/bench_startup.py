@@ -88,10 +88,13 @@ def against_tree(against: str | None) -> Iterator[Path | None]:
 def measure(repeat: int, against: Path | None, against_name: str | None) -> None:
     work = bench_dir()
     trees = {"": ROOT, **({"against_": against} if against else {})}
-    envs = {prefix: tree_env(tree, BENCHDATA_HOME=str(work)) for prefix, tree in trees.items()}
+    # A store of each checkout's own making: an older checkout refuses a newer schema.
+    envs = {prefix: tree_env(tree, BENCHDATA_HOME=str(work / f"{prefix}home"))
+            for prefix, tree in trees.items()}
     try:
-        subprocess.run([sys.executable, "-m", "app", "add", "value", "1", "--label", "x"],
-                       env=envs[""], check=True, capture_output=True)
+        for prefix, tree in trees.items():
+            subprocess.run([sys.executable, "-m", "app", "add", "value", "1", "--label", "x"],
+                           env=envs[prefix], cwd=tree, check=True, capture_output=True)
         # Run in the checkout: `python -m`/`-c` put the working directory first on sys.path.
         runs = {(prefix if name != "baseline_import_sqlite3" else "") + name:
                 (argv, {**envs[prefix], "_CWD": str(tree)})
