@@ -102,11 +102,16 @@ def compare_figure(path: str, base: list[float], current: list[float]) -> dict[s
     figure: dict[str, Any] = {
         "base_median": base_median, "current_median": current_median,
         "ratio": round(ratio, 3) if ratio is not None else None,
-        "base_spread": round(spread(base), 3), "current_spread": round(spread(current), 3),
+        "base_spread": _json_number(spread(base)), "current_spread": _json_number(spread(current)),
         "better": better, "verdict": verdict(ratio, noise, better)}
     if is_baseline(path):
         figure["baseline"] = True
     return figure
+
+
+def _json_number(value: float) -> float | None:
+    """``value`` rounded for the report; None where JSON has no number (an infinite spread)."""
+    return round(value, 3) if value != float("inf") else None
 
 
 def verdict(ratio: float | None, noise: float, better: str) -> str:

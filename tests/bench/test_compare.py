@@ -73,6 +73,10 @@ def test_a_figure_of_unknown_direction_gets_no_verdict() -> None:
 def test_a_zero_base_median_has_no_ratio() -> None:
     figure = compare.compare_figure("x.stall_ms", [0.0, 0.0], [1.0, 2.0])
     assert figure["ratio"] is None and figure["verdict"] == "unknown"
+    # around a zero median the spread is unbounded: written as null, JSON has no Infinity
+    mixed = compare.compare_figure("x.stall_ms", [-1.0, 1.0], [1.0, 1.0])
+    assert mixed["base_spread"] is None and mixed["verdict"] == "unknown"
+    json.dumps(mixed, allow_nan=False)
 
 
 def test_spread_is_range_over_median() -> None:
