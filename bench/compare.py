@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,18 +172,22 @@ def run_bench(tree: Path, name: str, args: list[str], timeout_s: float) -> dict[
     if not script.is_file():
         return {"error": f"no bench/{name}.py in this tree"}
     started = time.perf_counter()
+    # A session of its own, so that a run that times out is ended with the servers it started.
+    process = subprocess.Popen([sys.executable, str(script), *args], cwd=tree,
+                               env=tree_env(tree), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        done = subprocess.run([sys.executable, str(script), *args], cwd=tree, env=tree_env(tree),
-                              capture_output=True, text=True, timeout=timeout_s, check=False)
+        stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout_s:.0f} s"}
-    if done.returncode != 0:
-        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return {"error": f"timed out after {timeout_s:g} s"}
+    if process.returncode != 0:
+        return {"error": f"exit {process.returncode}: {stderr.strip()[-1500:]}"}
     try:
-        return {"result": parse_output(done.stdout),
-                "wall_s": round(time.perf_counter() - started, 1)}
+        return {"result": parse_output(stdout), "wall_s": round(time.perf_counter() - started, 1)}
     except ValueError as exc:
-        return {"error": f"{exc}: {done.stdout.strip()[-500:]}"}
+        return {"error": f"{exc}: {stdout.strip()[-500:]}"}
 
 
 def imports_from(tree: Path) -> str:

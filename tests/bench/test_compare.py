@@ -128,6 +128,8 @@ def test_a_missing_or_failing_benchmark_is_reported_not_raised(tmp_path: Path) -
     assert "old flags differ" in report["errors"]["base"]
     assert report["runs"] == {"base": 0, "current": 2}
     assert "figures" not in report
+    (new / "bench" / "bench_hangs.py").write_text("import time; time.sleep(60)\n")
+    assert compare.run_bench(new, "bench_hangs", [], 0.5) == {"error": "timed out after 0.5 s"}
     missing = compare.compare_bench({"base": old, "current": new}, "bench_absent", [], 1, 60)
     assert set(missing["errors"]) == {"base", "current"}
     assert "no bench/bench_absent.py" in missing["errors"]["base"]
