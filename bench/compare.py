@@ -253,6 +253,8 @@ def main() -> None:
                         help="arguments for one benchmark, e.g. bench_query='--rows 100000'")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     args = parser.parse_args()
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     names = [Path(name).stem for name in args.benchmarks]
     try:
         base_commit = resolve_revision(args.base)
