@@ -1,6 +1,6 @@
 """How long the ``benchdata`` command takes to start, against a bare interpreter.
 
-    python bench/bench_startup.py [--repeat 15] [--quick] [--against DIR]
+    python bench/bench_startup.py [--repeat 15] [--quick] [--against DIR|REV]
 
 Times, as fresh processes in the same run, interleaved so machine load hits all alike:
 
@@ -9,8 +9,8 @@ Times, as fresh processes in the same run, interleaved so machine load hits all 
 - ``benchdata list -n 1`` on a store holding one datapoint (opens the store, reads a row);
 - ``python -c "import app.core.paths"`` (a core module alone must not drag in the rest).
 
-Each command runs as ``python -m app ...`` against this checkout (``--against DIR``: also
-against another checkout, e.g. an older commit from ``git worktree``/``git archive``, in the
+Each command runs as ``python -m app ...`` against this checkout (``--against DIR|REV``:
+also against another checkout, or a git revision exported to a temporary directory, in the
 same interleaved rounds). Reports wall time and the processes' CPU time, and how many
 modules each imports (``sys.modules`` at exit). Goal: each command <= 4x the baseline (p50).
 
@@ -22,16 +22,17 @@ the whole checkout while the baseline's stdlib stayed compiled).
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-from _common import ROOT, bench_dir, emit, percentiles_ms
+from _common import ROOT, bench_dir, emit, exported_tree, percentiles_ms, tree_env
 
 #: Prints the number of imported modules when the interpreter exits.
 _COUNT_MODULES = "import atexit, sys; atexit.register(lambda: print(len(sys.modules), file=sys.stderr))"
@@ -68,18 +69,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="5 repeats")
-    parser.add_argument("--against", type=Path, help="another checkout to time alike")
+    parser.add_argument("--against", help="another checkout (directory) or git revision to time alike")
     args = parser.parse_args()
-    repeat = 5 if args.quick else args.repeat
+    with against_tree(args.against) as against:
+        measure(5 if args.quick else args.repeat, against, args.against)
+
+
+@contextlib.contextmanager
+def against_tree(against: str | None) -> Iterator[Path | None]:
+    """The other checkout: a directory as given, or a revision exported for the run."""
+    if against is None or Path(against).is_dir():
+        yield Path(against).resolve() if against else None
+    else:
+        with exported_tree(against) as tree:
+            yield tree
+
+
+def measure(repeat: int, against: Path | None, against_name: str | None) -> None:
     work = bench_dir()
-    trees = {"": ROOT, **({"against_": args.against.resolve()} if args.against else {})}
-    inherited = {key: value for key, value in os.environ.items()
-                 if key != "PYTHONDONTWRITEBYTECODE"}
-    envs = {prefix: {**inherited, "BENCHDATA_HOME": str(work), "PYTHONPATH": str(tree)}
+    trees = {"": ROOT, **({"against_": against} if against else {})}
+    # A store of each checkout's own making: an older checkout refuses a newer schema.
+    envs = {prefix: tree_env(tree, BENCHDATA_HOME=str(work / f"{prefix}home"))
             for prefix, tree in trees.items()}
     try:
-        subprocess.run([sys.executable, "-m", "app", "add", "value", "1", "--label", "x"],
-                       env=envs[""], check=True, capture_output=True)
+        for prefix, tree in trees.items():
+            subprocess.run([sys.executable, "-m", "app", "add", "value", "1", "--label", "x"],
+                           env=envs[prefix], cwd=tree, check=True, capture_output=True)
         # Run in the checkout: `python -m`/`-c` put the working directory first on sys.path.
         runs = {(prefix if name != "baseline_import_sqlite3" else "") + name:
                 (argv, {**envs[prefix], "_CWD": str(tree)})
@@ -97,7 +112,7 @@ def main() -> None:
         baseline = percentiles_ms(wall_s["baseline_import_sqlite3"])["p50_ms"]
         baseline_cpu = percentiles_ms(cpu_s["baseline_import_sqlite3"])["p50_ms"]
         result: dict[str, Any] = {"benchmark": "startup", "repeat": repeat,
-                                  **({"against": str(args.against)} if args.against else {})}
+                                  **({"against": against_name} if against else {})}
         for name, (argv, env) in runs.items():
             wall = percentiles_ms(wall_s[name])
             cpu = percentiles_ms(cpu_s[name])["p50_ms"]
