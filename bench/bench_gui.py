@@ -41,6 +41,7 @@ import os
 import random
 import shutil
 import sqlite3
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
