@@ -17,6 +17,7 @@ Fixtures (import them into a test module or a conftest):
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -203,6 +204,7 @@ class SeaweedServer(_Process):
             try:
                 wait_until(self._healthy, START_TIMEOUT_S, f"SeaweedFS on {self.endpoint}")
                 wait_until(self._s3_answers, START_TIMEOUT_S, "SeaweedFS S3 API")
+                wait_until(self._volumes_registered, START_TIMEOUT_S, "SeaweedFS volumes")
             except TimeoutError as exc:
                 self.kill()
                 raise TimeoutError(f"{exc}\n{self.log_tail()}") from exc
@@ -215,6 +217,20 @@ class SeaweedServer(_Process):
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def _volumes_registered(self) -> bool:
+        """The volume server has told the master about every volume on disk: until then a
+        restarted server answers reads of existing objects with InternalError."""
+        on_disk = len(list((self.workdir / "data").rglob("*.dat")))
+        url = f"http://127.0.0.1:{self.ports['master']}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                topology = json.loads(resp.read())["Topology"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            return False
+        nodes = [node for centre in topology.get("DataCenters") or []
+                 for rack in centre.get("Racks") or [] for node in rack.get("DataNodes") or []]
+        return bool(nodes) and sum(int(node.get("Volumes", 0)) for node in nodes) >= on_disk
 
     def _s3_answers(self) -> bool:
         client, pool = self.client()
