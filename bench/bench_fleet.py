@@ -154,21 +154,35 @@ class Proxy(threading.Thread):
 
 
 class Bench:
+    #: API ports handed out in this run: ``free_port`` asked 100 times in a row can hand the
+    #: same port to two benches, and then one answers (health, captures) for both.
+    ports_taken: set[int] = set()
+
     def __init__(self, folder: Path, env: dict[str, str], code: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--data-dir", str(folder), "run", "--no-watch",
-             "--api-port", str(self.port), "--log-level", "INFO"],
-            env={**env, "PYTHONPATH": str(code), "BENCHDATA_HOME": str(folder / "home")},
-            cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.folder, self.env, self.code = folder, env, code
+        self.start()
         self.seen: set[str] = set()
         self.last_rowid = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        while self.port in Bench.ports_taken:
+            self.port = free_port()
+        Bench.ports_taken.add(self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "--data-dir", str(self.folder), "run", "--no-watch",
+             "--api-port", str(self.port), "--log-level", "INFO"],
+            env={**self.env, "PYTHONPATH": str(self.code),
+                 "BENCHDATA_HOME": str(self.folder / "home")},
+            cwd=self.code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def healthy(self) -> bool:
         import httpx
 
+        if self.process.poll() is not None:  # it lost its port to another process: again
+            self.start()
+            return False
         try:
             return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
