@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from typing import Any, Optional
 from _common import ROOT, bench_dir, emit
 
 from tests.support.servers import MongoServer  # noqa: E402
+from tests.support.stores import remote_rows  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -118,21 +118,6 @@ def first_pull(workdir: Path, env: dict[str, str], scope: Any,
     return result
 
 
-def held_rows(folder: Path) -> int:
-    """Rows the pulling bench has committed, read as another process would."""
-    database = folder / "store.sqlite3"
-    if not database.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT count(*) FROM datapoints WHERE origin = 'remote'")
-                   .fetchone()[0])
-    except sqlite3.OperationalError:  # not migrated yet
-        return 0
-    finally:
-        conn.close()
-
-
 def peak_rss_of(pid: int) -> float:
     """A running process's peak RSS (VmHWM) in MB; 0 if it has gone."""
     try:
@@ -177,13 +162,13 @@ def killed_and_resumed(workdir: Path, env: dict[str, str], scope: Any, total: in
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0.0
     try:
-        while held_rows(folder) < kill_page * PAGE_SIZE and process.poll() is None:
+        while remote_rows(folder) < kill_page * PAGE_SIZE and process.poll() is None:
             peak = max(peak, peak_rss_of(process.pid))
             time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
-    held = held_rows(folder)
+    held = remote_rows(folder)
     resumed = first_pull(workdir, env, scope, folder)
     missing = total - held
     reread_full = max(0, resumed["read_in_full"] - missing)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ from app.core.models import ValueDataPoint
 from app.service import BenchService
 from tests.sync.fleetcount import counted_engine
 from tests.support.servers import central_env
+from tests.support.stores import remote_rows
 from tests.support.waiting import wait_until
 from sync.central import CentralDatabase
 from sync.engine import SyncEngine
@@ -38,21 +38,6 @@ def seed_central(bench_dir: Path, settings: Any, count: int, label: str = "seed"
         report = engine.run_pass(force=True, pull=False)
         assert report.ok and report.remaining == 0, report
     return {d.datapoint_id for d in made}
-
-
-def remote_rows(data_dir: Path) -> int:
-    """Rows this bench pulled, read as another process would (the bench may be writing)."""
-    database = data_dir / "store.sqlite3"
-    if not database.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
-    try:
-        return int(conn.execute("SELECT count(*) FROM datapoints WHERE origin = 'remote'")
-                   .fetchone()[0])
-    except sqlite3.OperationalError:  # not migrated yet
-        return 0
-    finally:
-        conn.close()
 
 
 @pytest.mark.slow
