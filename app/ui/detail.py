@@ -35,12 +35,12 @@ from PySide6.QtWidgets import (
 from app.core.ids import OWNERSHIP_FIELDS
 from app.core.models import ValueDataPoint
 from app.core.store import StoredDataPoint
-from app.core.syncstate import SAFE_STATES
+from app.core.syncstate import SAFE_STATES, describe
 from app.core.timestamps import format_canonical
 from app.extract.api import PREFIX as EXTRACTED_PREFIX
 from app.extract.api import extracted_of
 from app.ui.context import UiContext
-from app.ui.formatting import TYPE_NAMES, human_size, local_time, sync_label, sync_tooltip
+from app.ui.formatting import TYPE_NAMES, human_size, local_time
 from app.ui.previews import Preview, QuickPlot, fill_json_tree, load_preview
 from app.ui.resources import icon
 from app.ui.tasks import describe_error
@@ -229,6 +229,8 @@ class DetailPane(QWidget):
         self._stored: Optional[StoredDataPoint] = None
         self.receipt: Optional[dict[str, Any]] = None
         self._request = 0
+        #: Without a central store, waiting reads "Local only", as in the table.
+        self.central_configured = True
         #: Downloads a file that is only in the central store (set when sync runs).
         self.title = QLabel("Nothing selected", self)
         self.title.setObjectName("title")
@@ -357,13 +359,23 @@ class DetailPane(QWidget):
         self.title.setText(dp.label or doc.get("filename") or "(no label)")
         parts = [TYPE_NAMES.get(dp.data_type.value, dp.data_type.value),
                  human_size(doc.get("size_bytes")) if doc.get("size_bytes") is not None else "",
-                 local_time(dp.data_instant), sync_label(stored.sync_state)]
+                 local_time(dp.data_instant), self._sync_words(stored)[0]]
         self.subtitle.setText("  ·  ".join(p for p in parts if p))
-        self.subtitle.setToolTip(sync_tooltip(stored.sync_state))
+        self.subtitle.setToolTip(self._sync_words(stored)[1])
         self._fill_facts(stored, doc)
         self._enable_actions()
         self._load_preview(request, stored)
         self.shown.emit(dp.datapoint_id)
+
+    def _sync_words(self, stored: StoredDataPoint) -> tuple[str, str]:
+        return describe(stored.sync_state, self.central_configured)
+
+    def set_central_configured(self, configured: bool) -> None:
+        if configured != self.central_configured:
+            self.central_configured = configured
+            if self._stored is not None:  # the words change, the row does not
+                self._stored, stored = None, self._stored
+                self._loaded(self._request, stored, self.receipt)
 
     def _fill_facts(self, stored: StoredDataPoint, doc: dict[str, Any]) -> None:
         dp = stored.datapoint
@@ -375,7 +387,7 @@ class DetailPane(QWidget):
         _row(general, "Type", f"{TYPE_NAMES.get(dp.data_type.value)} ({dp.data_type.value})")
         _row(general, "Time", local_time(dp.data_instant),
              f"As sent: {doc['data_timestamp']} · UTC: {format_canonical(dp.data_instant)}")
-        _row(general, "Sync", sync_label(stored.sync_state), sync_tooltip(stored.sync_state))
+        _row(general, "Sync", *self._sync_words(stored))
         _row(general, "Revision", stored.revision)
         _row(general, "Origin", "captured on this bench" if stored.origin == "local"
              else stored.origin)

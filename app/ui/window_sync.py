@@ -51,6 +51,7 @@ class SyncControl:
     def _show_sync(self, snapshot: SyncSnapshot) -> None:
         self.sync_snapshot = snapshot
         self.model.set_central_configured(snapshot.configured)
+        self.detail.set_central_configured(snapshot.configured)
         self.sync_indicator.show_snapshot(snapshot)
         self.sync_panel.show_snapshot(snapshot)
         if self.tray is not None:

@@ -352,6 +352,21 @@ def test_value_dialog_rejects_bad_json_and_accepts_good(qtbot: Any, window: Any,
     assert window.detail.preview.json.topLevelItem(0).childCount() == 2
 
 
+def test_the_detail_pane_says_local_only_as_the_table_does(qtbot: Any, window: Any,
+                                                           service: BenchService) -> None:
+    """Without a central store the selected row's details read "Local only" too (they said
+    "Waiting", in words the table no longer uses)."""
+    captured = service.capture_value({"a": 1}, label="here")
+    window.refresh()
+    wait_rows(qtbot, window)
+    window.table.selectRow(0)
+    qtbot.waitUntil(lambda: window.detail.datapoint_id == captured.datapoint_id)
+    qtbot.waitUntil(lambda: window.model.index(0, SYNC).data() == "Local only", timeout=10_000)
+    qtbot.waitUntil(lambda: "Local only" in window.detail.subtitle.text(), timeout=10_000)
+    assert "Waiting" not in window.detail.subtitle.text()
+    assert "no central store" in window.detail.subtitle.toolTip()
+
+
 def test_edit_and_delete(qtbot: Any, window: Any, service: BenchService,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     captured = service.capture_value({"a": 1}, label="old", metadata={"k": "v"})
