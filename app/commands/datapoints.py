@@ -190,13 +190,6 @@ def delete(ctx: Context, datapoint_ids: Sequence[str], yes: bool) -> None:
         click.echo(f"deleted {datapoint_id}")
 
 
-def _central_option(command: Any) -> Any:
-    return click.option(
-        "--central", is_flag=True,
-        help="Ask the central store instead (datapoints outside this bench's pull scope "
-             "too); `benchdata get ID` then keeps one here.")(command)
-
-
 @click.command()
 @click.argument("selector", default="{}")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path))
