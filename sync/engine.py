@@ -71,6 +71,8 @@ class PassReport:
     uploaded_bytes: int = 0
     retrying: int = 0
     quarantined: int = 0
+    #: Written records and deletions stamped again after a slow write (``sync.stamps``).
+    restamped: int = 0
     pulled: int = 0
     pulled_deletions: int = 0
     pull_skipped: int = 0
@@ -240,6 +242,7 @@ class SyncEngine:
         report.uploaded_bytes = pushed.uploaded_bytes
         report.retrying = pushed.retrying
         report.quarantined = pushed.quarantined
+        report.restamped = pushed.restamped
         report.errors.extend(pushed.errors)
         if pushed.retrying:
             report.ok = False

@@ -20,6 +20,7 @@ import hashlib
 import io
 import itertools
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -79,6 +80,7 @@ class MemoryCentral:
         self.uploads: dict[str, dict[str, _Upload]] = {}
         self.collections: dict[str, dict[Any, Document]] = {}
         self._failures: dict[str, list[BaseException]] = {}
+        self._late_commits: list[float] = []
         self._upload_ids = itertools.count(1)
         self._last_time = datetime(2000, 1, 1, tzinfo=timezone.utc)
         self.calls: dict[str, int] = {}
@@ -95,6 +97,18 @@ class MemoryCentral:
         """The next ``times`` calls of ``operation`` (a backend method name) raise ``error``."""
         with self.lock:
             self._failures.setdefault(operation, []).extend([error] * times)
+
+    def commit_late(self, seconds: float, times: int = 1) -> None:
+        """The next ``times`` bulk writes or ``update_many`` calls are stamped as they start and become readable
+        ``seconds`` later, while other writes and reads go on: a loaded server's write in
+        flight, whose stamps a reader can pass before it commits."""
+        with self.lock:
+            self._late_commits.extend([seconds] * times)
+
+    def late_commit(self) -> float:
+        """How long the bulk write starting now stays in flight (0: it commits at once)."""
+        with self.lock:
+            return self._late_commits.pop(0) if self._late_commits else 0.0
 
     def enter(self, operation: str) -> None:
         """Count the call; raise an injected failure if one is due."""
@@ -324,8 +338,9 @@ class MemoryCollection(MemoryErrors):
 
     def update_many(self, filter: Filter, update: Mapping[str, Any]) -> None:
         self.central.enter("update_many")
+        stamp = self._in_flight()
         with self.central.lock:
-            self._update(filter, update, upsert=False, many=True)
+            self._update(filter, update, upsert=False, many=True, now=stamp)
 
     def delete_one(self, filter: Filter) -> None:
         self.central.enter("delete_one")
@@ -341,17 +356,29 @@ class MemoryCollection(MemoryErrors):
         """Unordered: every operation is tried; the failures are raised together."""
         self.central.enter("bulk_write")
         errors: list[dict[str, Any]] = []
+        stamp = self._in_flight()
         with self.central.lock:
             for index, op in enumerate(operations):
                 try:
                     if isinstance(op, UpdateOne):
-                        self._update(op.filter, op.update, upsert=op.upsert, many=False)
+                        self._update(op.filter, op.update, upsert=op.upsert, many=False,
+                                     now=stamp)
                     elif isinstance(op, DeleteOne):
                         self._delete(op.filter, many=False)
                 except DuplicateKeyError as exc:
                     errors.append({"index": index, **exc.details})
         if errors:
             raise BulkWriteError(errors)
+
+    def _in_flight(self) -> Optional[datetime]:
+        """For a write due to commit late (``commit_late``): its stamp, taken now, once it
+        has been in flight (stamped, not yet readable; others go on meanwhile)."""
+        seconds = self.central.late_commit()
+        if not seconds:
+            return None
+        stamp = self.central.now()
+        time.sleep(seconds)
+        return stamp
 
     def create_index(self, keys: Sequence[tuple[str, int]], *, name: str) -> None:
         self.central.enter("create_index")
@@ -363,8 +390,8 @@ class MemoryCollection(MemoryErrors):
             self._docs[document["_id"]] = copy.deepcopy(document)
 
     def _update(self, filter: Filter, update: Mapping[str, Any], *, upsert: bool,
-                many: bool) -> Optional[Document]:
-        now = self.central.now()
+                many: bool, now: Optional[datetime] = None) -> Optional[Document]:
+        now = now or self.central.now()
         last: Optional[Document] = None
         for document in [d for d in self._docs.values() if matches(d, filter)]:
             apply_update(document, update, now)

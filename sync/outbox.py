@@ -35,7 +35,7 @@ from app.core.store import LocalStore
 from app.core.syncstate import ACTIVE_STATES, SyncState
 from app.core.timestamps import now_canonical
 
-from sync.objects import SavedPart, SavedUpload, StoredObject
+from sync.objects import SavedPart, SavedUpload, StoredObject, UploadListener
 
 PENDING: Final = SyncState.PENDING
 UPLOADING: Final = SyncState.UPLOADING
@@ -463,3 +463,33 @@ class Outbox:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+class SavingListener(UploadListener):
+    """Persist multipart progress so a killed process resumes the upload."""
+
+    def __init__(self, outbox: Outbox, datapoint_id: str, revision: int, object_name: str,
+                 total: int, progress: dict[str, tuple[int, int]]) -> None:
+        self.outbox = outbox
+        self.datapoint_id = datapoint_id
+        self.revision = revision
+        self.object_name = object_name
+        self.total = total
+        self.upload_id: Optional[str] = None
+        self._progress = progress
+        self._done = 0
+
+    def started(self, upload_id: str, part_size: int) -> None:
+        self.upload_id = upload_id
+        self.outbox.save_upload(self.datapoint_id, self.object_name, upload_id, part_size)
+
+    def part_done(self, part: SavedPart) -> None:
+        assert self.upload_id is not None
+        self._done += part.size
+        self.outbox.save_part(self.datapoint_id, self.upload_id, part)
+
+    def progress(self, done: int, total: int) -> None:
+        self._progress[self.datapoint_id] = (done, total)
+
+    def finished(self) -> None:
+        self._progress.pop(self.datapoint_id, None)

@@ -39,7 +39,9 @@ from sync.documents import BENCH, DELETED_BY, REVISION, UNDELETES, WRITTEN_AT, \
     local_datapoint, undoes
 from sync.fleet import server_time
 from sync.outbox import Outbox
+from sync.faults import RetryableError
 from sync.pagesize import PageSizer
+from sync.stamps import STAMP_CHUNK, WriteTimer, stamp_again, write_bound_s
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +74,41 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def _cursor_text(position: Position, settled: bool = False) -> str:
-    saved: dict[str, Any] = {"at": position[0].astimezone(timezone.utc).isoformat(),
-                             "id": position[1]}
-    if settled:
-        saved["settled"] = True
-    return json.dumps(saved)
+@dataclass(frozen=True)
+class Cursor:
+    """Where a pull stands, as saved with each page.
 
+    ``settled``: everything written up to ``position`` is stored here; a pull resumes
+    right after it, with no overlap. Otherwise the next pass re-reads from ``position``
+    less the overlap and less ``span_s``, the seconds between the pass's first unsettled
+    page read and its last: a document passed while its write was in flight commits
+    within the write bound of its stamp (``sync.stamps``), but the cursor may have moved
+    on for as long as the pass went on reading."""
 
-def _parse_cursor(text: Optional[str]) -> tuple[Optional[Position], bool]:
-    """A saved cursor and whether it is settled (everything written up to it was stored
-    here: a pull resumes right after it, with no overlap). The older form (a bare time)
-    resumes after everything at that time."""
-    if not text:
-        return None, False
-    if text.startswith("{"):
-        saved = json.loads(text)
-        return (_aware(datetime.fromisoformat(saved["at"])), str(saved["id"])), \
-            bool(saved.get("settled"))
-    return (_aware(datetime.fromisoformat(text)), "\uffff"), False
+    position: Position
+    settled: bool = False
+    span_s: float = 0.0
+
+    def text(self) -> str:
+        saved: dict[str, Any] = {"at": self.position[0].astimezone(timezone.utc).isoformat(),
+                                 "id": self.position[1]}
+        if self.settled:
+            saved["settled"] = True
+        elif self.span_s > 0:
+            saved["span_s"] = round(self.span_s, 3)
+        return json.dumps(saved)
+
+    @staticmethod
+    def parse(text: Optional[str]) -> Optional["Cursor"]:
+        """A saved cursor; the older form (a bare time) resumes after everything at that
+        time, less the overlap."""
+        if not text:
+            return None
+        if text.startswith("{"):
+            saved = json.loads(text)
+            return Cursor((_aware(datetime.fromisoformat(saved["at"])), str(saved["id"])),
+                          bool(saved.get("settled")), float(saved.get("span_s") or 0.0))
+        return Cursor((_aware(datetime.fromisoformat(text)), "\uffff"))
 
 
 def _position_of(document: dict[str, Any]) -> Position:
@@ -106,6 +124,8 @@ def _after(position: Position) -> dict[str, Any]:
 
 #: Outbox meta key: this bench has given revision 1 to older foreign documents.
 FOREIGN_REVISIONS_KEY = "foreign_revisions_stamped"
+#: Outbox meta key: ids of documents MADSci wrote whose stamp write was slow (JSON list).
+STAMPING_KEY = "foreign_stamps_pending"
 DATAPOINTS_CURSOR = "pull_cursor_datapoints"
 TOMBSTONES_CURSOR = "pull_cursor_tombstones"
 
@@ -129,7 +149,8 @@ class Puller:
         self.outbox = outbox
         self.central = central
         self.bench_id = bench_id
-        self.overlap = timedelta(seconds=overlap_s)
+        # Never below the bound writers keep their stamps to (sync.stamps).
+        self.overlap = timedelta(seconds=max(overlap_s, write_bound_s()))
         self.page_size = page_size
         self.scope = {k: sorted(v) for k, v in sorted((scope or {}).items()) if v} or None
         self.lab_zone: Optional[tzinfo] = None
@@ -166,17 +187,43 @@ class Puller:
         revision 1, so a bench's edit (revision 2) can replace them.
 
         MongoDB sets the time (``$currentDate``), never a bench clock; the fields are
-        extra ones, which MADSci's models allow and ignore."""
+        extra ones, which MADSci's models allow and ignore. A stamp write that took longer
+        than the bound is stamped again (``sync.stamps``); the ids are remembered here
+        until it is, so a kill in between is finished by the next pass."""
         datapoints = self.central.datapoints
         try:
-            datapoints.update_many({WRITTEN_AT: {"$exists": False}},
-                                   {"$currentDate": {WRITTEN_AT: True}, "$set": {REVISION: 1}})
+            self._finish_stamping()
+            while True:
+                ids = [str(d["_id"]) for d in datapoints.find(
+                    {WRITTEN_AT: {"$exists": False}}, {"_id": 1}, limit=STAMP_CHUNK)]
+                if not ids:
+                    break
+                self.outbox.set_meta(STAMPING_KEY, json.dumps(ids))
+                with WriteTimer() as timer:
+                    datapoints.update_many({"_id": {"$in": ids}, WRITTEN_AT: {"$exists": False}},
+                                           {"$currentDate": {WRITTEN_AT: True},
+                                            "$set": {REVISION: 1}})
+                if not timer.slow:
+                    self.outbox.set_meta(STAMPING_KEY, None)
+                self._finish_stamping()
+                if len(ids) < STAMP_CHUNK:
+                    break
             if self.outbox.meta(FOREIGN_REVISIONS_KEY) is None:
                 # Once per bench: documents stamped before revisions were added to them.
                 datapoints.update_many({REVISION: {"$exists": False}}, {"$set": {REVISION: 1}})
                 self.outbox.set_meta(FOREIGN_REVISIONS_KEY, "1")
         except Exception as exc:  # noqa: BLE001
             raise self.central.classify(exc, what="stamping documents MADSci wrote") from exc
+
+    def _finish_stamping(self) -> None:
+        """Stamp again the documents a slow (or interrupted) stamp write left."""
+        pending = self.outbox.meta(STAMPING_KEY)
+        if not pending:
+            return
+        if not stamp_again(self.central.datapoints, json.loads(pending)):
+            raise RetryableError("the central store is too slow to stamp the documents MADSci "
+                                 "wrote; trying again next pass")
+        self.outbox.set_meta(STAMPING_KEY, None)
 
     def _datapoints_cursor(self) -> str:
         """One cursor per scope: a scope widened later is pulled from its start."""
@@ -194,24 +241,31 @@ class Puller:
                                          None],
                          narrow: Callable[[dict[str, Any]], dict[str, Any]] = lambda s: s
                          ) -> None:
-        saved, settled = _parse_cursor(self.outbox.meta(cursor_key))
+        resumed = Cursor.parse(self.outbox.meta(cursor_key))
+        saved = resumed.position if resumed is not None else None
         # A first pull, or one resuming a settled cursor, may be long: its pages can settle.
-        may_settle = saved is None or settled
+        may_settle = resumed is None or resumed.settled
+        settled = resumed is not None and resumed.settled
         started: Optional[datetime] = None
         selector: dict[str, Any] = {WRITTEN_AT: {"$ne": None}}
-        if saved is not None:
-            selector = _after(saved) if settled else \
-                {WRITTEN_AT: {"$gte": saved[0] - self.overlap}}
+        if resumed is not None:
+            selector = _after(resumed.position) if resumed.settled else \
+                {WRITTEN_AT: {"$gte": resumed.position[0] - self.overlap
+                              - timedelta(seconds=resumed.span_s)}}
         sizer = PageSizer(self.page_size)  # grows the pages while the server is slow
+        unsettled_since: Optional[float] = None  # when the first unsettled page was asked
         while True:
             selector = narrow(selector)
             asked = time.monotonic()
+            if unsettled_since is None:
+                unsettled_since = asked
             page_started = sizer.start()
             try:
                 page = list(collection.find(selector, fields, sort=[(WRITTEN_AT, 1), ("_id", 1)],
                                             limit=sizer.size))
             except Exception as exc:  # noqa: BLE001
                 raise self.central.classify(exc, what="pulling from MongoDB") from exc
+            span_s = time.monotonic() - unsettled_since
             if not page:
                 break
             more = len(page) == sizer.size
@@ -226,14 +280,16 @@ class Puller:
                 cursor = position if saved is None or position > saved else saved
                 follows = more or index < len(slices) - 1
                 settled = follows and self._settles(cursor, started)
-                apply(piece, report, {cursor_key: _cursor_text(cursor, settled)})
+                apply(piece, report, {cursor_key: Cursor(cursor, settled, span_s).text()})
                 saved = cursor
+            if settled:
+                unsettled_since = None
             if not more:
                 break
             selector = _after(_position_of(page[-1]))
         if saved is not None and settled:
             # Caught up: the next pass re-reads its overlap again, as every pass does.
-            self.outbox.set_meta(cursor_key, _cursor_text(saved))
+            self.outbox.set_meta(cursor_key, Cursor(saved).text())
 
     def _read_since(self, asked: float) -> Optional[datetime]:
         """A server time no later than the server's reading of the page asked for at

@@ -38,11 +38,12 @@ from sync.documents import BENCH, DELETED_BY, REVISION, WRITTEN_AT, DocumentTooL
 from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, \
     SyncError, classify_write_error, duplicate_key_on_id, duplicate_key_rejection
 from sync.objectnames import object_name_for, safe_filename
-from sync.objects import ObjectStore, SavedPart, UploadListener
-from sync.outbox import RECORDED, UPLOADING, Outbox, OutboxItem
+from sync.objects import ObjectStore
+from sync.outbox import RECORDED, UPLOADING, Outbox, OutboxItem, SavingListener
 from sync.readback import BatchOutcome, PreparedRecords, RecordQueue, Signature, \
     read_back_fields, reads_back, signature
 from sync.settings import CentralSettings
+from sync.stamps import WriteTimer, slow_write_message, stamp_again
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +57,13 @@ class PushReport:
     uploaded_bytes: int = 0
     retrying: int = 0
     quarantined: int = 0
+    #: Records and deletions stamped again after a slow write (``sync.stamps``).
+    restamped: int = 0
     errors: list[str] = field(default_factory=list)
 
     def note(self, error: str) -> None:
         if len(self.errors) < 20:
             self.errors.append(error)
-
-
-class _SavingListener(UploadListener):
-    """Persist multipart progress so a killed process resumes the upload."""
-
-    def __init__(self, outbox: Outbox, datapoint_id: str, revision: int, object_name: str,
-                 total: int, progress: dict[str, tuple[int, int]]) -> None:
-        self.outbox = outbox
-        self.datapoint_id = datapoint_id
-        self.revision = revision
-        self.object_name = object_name
-        self.total = total
-        self.upload_id: Optional[str] = None
-        self._progress = progress
-        self._done = 0
-
-    def started(self, upload_id: str, part_size: int) -> None:
-        self.upload_id = upload_id
-        self.outbox.save_upload(self.datapoint_id, self.object_name, upload_id, part_size)
-
-    def part_done(self, part: SavedPart) -> None:
-        assert self.upload_id is not None
-        self._done += part.size
-        self.outbox.save_part(self.datapoint_id, self.upload_id, part)
-
-    def progress(self, done: int, total: int) -> None:
-        self._progress[self.datapoint_id] = (done, total)
-
-    def finished(self) -> None:
-        self._progress.pop(self.datapoint_id, None)
 
 
 class Pusher:
@@ -275,7 +248,7 @@ class Pusher:
             filename = row["filename"] or Path(str(row["path"] or "file")).name
             object_name = object_name_for(self.settings, datapoint_id, filename)
             self.outbox.mark(datapoint_id, revision, UPLOADING, bytes_total=size)
-            listener = _SavingListener(self.outbox, datapoint_id, revision, object_name, size,
+            listener = SavingListener(self.outbox, datapoint_id, revision, object_name, size,
                                        self.progress)
             saved = self.outbox.saved_upload(datapoint_id, object_name)
             if saved is not None:
@@ -352,8 +325,10 @@ class Pusher:
         ids = list(documents)
         failed: dict[str, SyncError] = {}
         conflicts: list[str] = []
+        timer = WriteTimer()
         try:
-            self.central.datapoints.bulk_write(prepared.upserts)
+            with timer:
+                self.central.datapoints.bulk_write(prepared.upserts)
         except BulkWriteError as exc:
             for error in exc.write_errors:
                 ident = ids[int(error["index"])]
@@ -378,10 +353,34 @@ class Pusher:
                 raise error
             self._fail_all([(ident, revisions[ident])], error, report)
         outcome = self._resolve_conflicts(conflicts, wrote, fields, report, rebases)
+        # Our own earlier writes found in place: how long those took is not known.
+        unsure = list(outcome.confirmed)
         written = {i: wrote[i] for i in ids if i not in failed and i not in conflicts}
         if written:
-            outcome.confirmed.extend(self._read_back(written, fields, report))
+            read = self._read_back(written, fields, report)
+            outcome.confirmed.extend(read)
+            if timer.slow:
+                unsure.extend(read)
+        if unsure:
+            late = self._stamp_again(self.central.datapoints, unsure, timer, report)
+            outcome.confirmed = [item for item in outcome.confirmed if item not in late]
         return outcome
+
+    def _stamp_again(self, collection: Any, items: list[tuple[str, int]], timer: WriteTimer,
+                     report: PushReport) -> set[tuple[str, int]]:
+        """Stamp written items again (``sync.stamps``); those that could not be are
+        returned, to wait for the next pass."""
+        try:
+            stamped = stamp_again(collection, [ident for ident, _revision in items])
+            reason = None if stamped else slow_write_message(timer.seconds)
+        except Exception as exc:  # noqa: BLE001 - sorted by the backend
+            reason = str(self.central.classify(exc, what="stamping records again"))
+        if reason is not None:
+            self._retry(items, reason, report)
+            return set(items)
+        with self._lock:
+            report.restamped += len(items)
+        return set()
 
     def _documents(self, rows: list[dict[str, Any]], objects: dict[str, dict[str, Any]],
                    report: PushReport) -> dict[str, dict[str, Any]]:
@@ -538,8 +537,10 @@ class Pusher:
                                           "$currentDate": {WRITTEN_AT: True}}, upsert=True)
                for ident, revision in items]
         ids = [ident for ident, _r in items]
+        timer = WriteTimer()
         try:
-            self.central.tombstones.bulk_write(ops)
+            with timer:
+                self.central.tombstones.bulk_write(ops)
             self.central.datapoints.delete_many({"_id": {"$in": ids}})
             marked = {d["_id"] for d in self.central.tombstones.find({"_id": {"$in": ids}},
                                                                      {"_id": 1})}
@@ -552,6 +553,10 @@ class Pusher:
             self._fail_all(items, error, report)
             return
         done = [(i, r) for i, r in items if i in marked and i not in still]
+        if done and timer.slow:
+            late_stamps = self._stamp_again(self.central.tombstones, done, timer, report)
+            items = [item for item in items if item not in late_stamps]
+            done = [item for item in done if item not in late_stamps]
         if done:
             self.outbox.confirm_many(done)
             with self._lock:  # a read-back thread may be counting too

@@ -95,8 +95,10 @@ class CentralSettings(BaseModel):
     #: Largest object the bucket policy accepts (None: unknown); larger -> quarantine.
     max_object_size: Optional[int] = None
     pull: bool = True
-    #: Pull reads back this far behind its cursor, for writes that committed late.
-    pull_overlap_s: float = 120.0
+    #: Pull reads back this far behind its cursor, for writes that committed after a
+    #: reader passed their write time. Never below the bound every bench keeps its writes
+    #: to (``sync.stamps.WRITE_BOUND_S``, 5 s): a slower write is stamped again.
+    pull_overlap_s: float = 10.0
     pull_interval_s: float = 5.0
     #: What this bench pulls: "everything", or the labs, projects, campaigns and
     #: experiments it subscribes to, by name or id (``{"experiment": ["EXP42"]}``); other

@@ -25,6 +25,7 @@ from sync.central import CentralDatabase
 from sync.engine import SyncEngine
 from sync.fleet import server_time
 from sync.verify import Scrubber
+from sync.stamps import WRITE_BOUND_S
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "from app.cli import main; main()"
@@ -45,7 +46,7 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
                                                                   central: Any) -> None:
     seed = int(os.environ.get("BENCHDATA_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    page, total, overlap = 40, 2400, 1.0
+    page, total, overlap = 40, 2400, WRITE_BOUND_S  # the least overlap a pull uses
     settings = central.model_copy(update={"pull_page_size": page, "pull_overlap_s": overlap})
     ids = seed_central(tmp_path / "lab", settings, total)
     # The lab's data is older than the overlap, as a lab's history is (seeded in seconds,
@@ -53,7 +54,7 @@ def test_first_pull_killed_at_a_random_page_resumes_at_that_page(tmp_path: Path,
     newest = _newest_write(central)
     with CentralDatabase(central) as database:
         wait_until(lambda: (server_time(database) or newest) > newest + timedelta(
-            seconds=2 * overlap), timeout=30, what="the seeded data to age past the overlap")
+            seconds=overlap + 1), timeout=30, what="the seeded data to age past the overlap")
     data_dir = tmp_path / "new-bench"
     with BenchService(data_dir) as bench:
         save_section(bench.paths, "central", {"pull_page_size": page, "pull_overlap_s": overlap})

@@ -22,6 +22,7 @@ from sync.central import CentralDatabase
 from sync.engine import SyncEngine
 from sync.fleet import server_time
 from sync.pagesize import PageSizer
+from sync.stamps import WRITE_BOUND_S
 
 
 class SteppingClock:
@@ -90,7 +91,7 @@ class Killed(BaseException):
 
 def test_a_pull_stopped_inside_a_grown_page_loses_at_most_one_slice(
         tmp_path: Path, central: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    page, total, overlap = 4, 120, 1.0
+    page, total, overlap = 4, 120, WRITE_BOUND_S  # the least overlap a pull uses
     settings = central.model_copy(update={"pull_page_size": page, "pull_overlap_s": overlap})
     with BenchService(tmp_path / "lab") as lab, SyncEngine(lab, settings) as engine:
         ids = {d.datapoint_id for d in lab.submit_many(
@@ -99,7 +100,7 @@ def test_a_pull_stopped_inside_a_grown_page_loses_at_most_one_slice(
     newest = _newest_write(central)
     with CentralDatabase(central) as database:  # a lab's history is older than the overlap
         wait_until(lambda: (server_time(database) or newest) > newest + timedelta(
-            seconds=2 * overlap), timeout=30, what="the seeded data to age past the overlap")
+            seconds=overlap + 1), timeout=30, what="the seeded data to age past the overlap")
     sizers = sizers_with(monkeypatch, SteppingClock(3.0), cap=40)
     applied = localrows.apply_remote
     stored = 0
