@@ -204,16 +204,20 @@ class Bench:
         self.seen.update(fresh)
         return fresh
 
-    def pull_log(self) -> tuple[int, int]:
-        """(pulled, read in full) summed over the engine's log lines, where it logs them."""
-        pulled = fetched = 0
+    def pull_log(self) -> tuple[int, int, int]:
+        """(pulled, read in full, stamped again) summed over the engine's log lines, where
+        it logs them."""
+        pulled = fetched = restamped = 0
         for path in (self.folder / "logs").glob("benchdata.log*"):
             for line in path.read_text(errors="replace").splitlines():
                 found = re.search(r"pulled (\d+) \((\d+) read in full", line)
                 if found:
                     pulled += int(found.group(1))
                     fetched += int(found.group(2))
-        return pulled, fetched
+                found = re.search(r"(\d+) record\(s\) stamped again", line)
+                if found:
+                    restamped += int(found.group(1))
+        return pulled, fetched, restamped
 
     def stop(self) -> None:
         self.process.terminate()
@@ -314,8 +318,8 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
             central.close()
         foreign_rows = len(wanted) * (n - 1)
         logged = [b.pull_log() for b in benches]
-        pulled_logged = sum(p for p, _f in logged)
-        fetched_logged = sum(f for _p, f in logged)
+        pulled_logged = sum(entry[0] for entry in logged)
+        fetched_logged = sum(entry[1] for entry in logged)
         ordered = sorted(lags)
         run: dict[str, Any] = {
             "code": str(code), "benches": n, "rate_per_bench": rate,
@@ -334,6 +338,8 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
             "idle_mongo_requests_per_bench_per_s": round(
                 (mongo_1[0] - mongo_0[0]) / idle_elapsed / n, 3),
             "convergence_s": round(convergence_s, 2),
+            # Records written slower than the write bound and stamped again (sync.stamps).
+            "records_stamped_again": sum(entry[2] for entry in logged),
             "duplicates": documents - len(wanted),
         }
         run["goals"] = goals(run)

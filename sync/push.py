@@ -378,6 +378,7 @@ class Pusher:
         if reason is not None:
             self._retry(items, reason, report)
             return set(items)
+        log.info("%d record(s) stamped again after a %.1f s write", len(items), timer.seconds)
         with self._lock:
             report.restamped += len(items)
         return set()
