@@ -42,6 +42,7 @@ from _common import ROOT, bench_dir, emit
 
 from tests.support.servers import MongoServer  # noqa: E402
 from tests.support.stores import remote_rows  # noqa: E402
+from sync.settings import CentralSettings  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -64,7 +65,7 @@ print(json.dumps({"seconds": seconds, "pulled": report.pull_fetched - report.pul
 
 PAGE_SIZE = 1000
 #: The pull overlap the children run with (the default setting).
-OVERLAP_S = 120.0
+OVERLAP_S = CentralSettings().pull_overlap_s
 
 
 def seed(url: str, database: str, documents: int, experiments: int) -> list[str]:

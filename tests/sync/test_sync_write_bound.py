@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from app.core.models import ValueDataPoint
 from app.service import BenchService
+from sync import pull as pull_module
 from sync import push as push_module
 from sync import stamps
 from sync.engine import PassReport, SyncEngine
@@ -188,17 +189,31 @@ def test_a_bench_killed_before_stamping_a_slow_write_again_does_it_when_it_resta
     assert reader[0].get(slow).label == "written slowly"
 
 
+@pytest.mark.parametrize("killed", [False, True], ids=["running", "killed-before-new-stamp"])
 def test_documents_madsci_wrote_stamped_slowly_are_stamped_again(
-        three: list[Pair], memory: MemoryCentral, monkeypatch: pytest.MonkeyPatch) -> None:
+        three: list[Pair], memory: MemoryCentral, monkeypatch: pytest.MonkeyPatch,
+        killed: bool) -> None:
     writer, other, reader = three
     # The writer is the fleet's stamper; the reader only reads (a forced pass would stamp).
     monkeypatch.setattr(reader[1], "_stamp_due", lambda _force: False)
+    if killed:
+        def dies(*_args: Any, **_kwargs: Any) -> bool:
+            raise Killed()
+
+        monkeypatch.setattr(pull_module, "stamp_again", dies)
     records = memory.backends().records(writer[1].settings)
     records.datapoints.insert({"_id": "01KBZ4T8P2D3QF9V6X7Y8Z9A0B", "label": "from MADSci",
                                "data_type": "json", "value": {"t": 23.5}})
     memory.commit_late(IN_FLIGHT)  # the stamper's stamp write
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (writer[1].run_pass(force=True), done.set()))
+    raised: list[BaseException] = []
+
+    def stamp() -> None:
+        try:
+            writer[1].run_pass(force=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=stamp)
     thread.start()
     wait_until(lambda: memory.calls.get("update_many", 0) > 0, timeout=10,
                what="the stamp write to start")
@@ -209,7 +224,16 @@ def test_documents_madsci_wrote_stamped_slowly_are_stamped_again(
     assert other[1].run_pass(force=True, pull=False).ok
     assert reader[1].run_pass(force=True).ok
     thread.join(timeout=30)
-    assert done.is_set()
+    assert not thread.is_alive()
+    if killed:
+        assert len(raised) == 1 and isinstance(raised[0], Killed), raised
+        monkeypatch.setattr(pull_module, "stamp_again", stamps.stamp_again)
+        settings = writer[1].settings
+        writer[1].close()
+        with SyncEngine(writer[0], settings, backends=memory.backends()) as restarted:
+            assert restarted.run_pass(force=True).ok  # finishes the stamping it remembers
+    else:
+        assert not raised, raised
     assert reader[1].run_pass(force=True).ok
     assert "from MADSci" in {d.label for d in reader[0].iter_query({})}
 
