@@ -5,9 +5,10 @@ The cursor is the central server's own write time (``sync_written_at``, set by M
 offline for a week with its clock set back still writes *now* in the server's time, so
 its old ULIDs arrive in every other bench's next pull. Each pass re-reads an overlap
 window before the saved cursor, because a write stamped at time T may commit after a
-reader has passed T; re-reading is idempotent (rows carry the central revision and only a
-newer one replaces them). Pages are read in (write time, _id) order with a keyset, so
-millions of documents page in constant memory.
+reader has passed T (every bench keeps that delay under a bound: ``sync.stamps``);
+re-reading is idempotent (rows carry the central revision and only a newer one replaces
+them). Pages are read in (write time, _id) order with a keyset, so millions of documents
+page in constant memory.
 
 Metadata only: a file is downloaded when someone asks for its bytes
 (``BenchService.file_blob`` and :mod:`sync.fetch`), into the content-addressed file store —
@@ -37,9 +38,9 @@ from sync import localrows
 from sync.backends import RecordBackend, RecordCollection
 from sync.documents import BENCH, DELETED_BY, REVISION, UNDELETES, WRITTEN_AT, \
     local_datapoint, undoes
+from sync.faults import RetryableError
 from sync.fleet import server_time
 from sync.outbox import Outbox
-from sync.faults import RetryableError
 from sync.pagesize import PageSizer
 from sync.stamps import STAMP_CHUNK, WriteTimer, stamp_again, write_bound_s
 
