@@ -3,8 +3,9 @@ and MADSci 0.8.1 in its own venv (see ``tests/support/madsci_env.py``).
 
 A scenario that takes ``sync_backend`` (or ``bench``, ``engine``, ``benches``, built on it)
 runs twice: on the in-memory central store and on SeaweedFS + nx-27017
-(``tests/sync/central_stores.py``). A module that needs one of them only parametrizes it:
-``pytestmark = pytest.mark.parametrize("sync_backend", ["memory"], indirect=True)``.
+(``tests/sync/central_stores.py``). Other stores are chosen by parametrizing it
+(``pytest.mark.parametrize("sync_backend", [...], indirect=True)``, as the backend
+contract adds "tls"); a module of injected faults overrides it with the memory store.
 """
 
 from __future__ import annotations
