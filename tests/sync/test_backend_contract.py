@@ -12,80 +12,36 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from tests.sync.central_stores import KINDS, CentralStore, read_object
 from tests.sync.test_sync_tls import cas, tls_central, tls_mongo, tls_weed  # noqa: F401  (fixtures)
 
-from sync.backends import BulkWriteError, DeleteOne, ObjectBackend, RecordBackend, UpdateOne
+from sync.backends import BulkWriteError, DeleteOne, UpdateOne
 from sync.faults import DUPLICATE_KEY, duplicate_key_on_id
 
 PART = 5 * 1024 * 1024  # S3's smallest part but the last
 
 
-@dataclass
-class Central:
-    records: RecordBackend
-    objects: ObjectBackend
-    #: The object backend of a bucket that does not exist.
-    missing_bucket: Callable[[], ObjectBackend]
+# Every test on each store, TLS too (the ``sync_backend`` fixture: tests/sync/conftest.py).
+pytestmark = pytest.mark.parametrize("sync_backend", [*KINDS, "tls"], indirect=True)
 
 
-def _memory() -> Central:
-    from sync.memory_backend import MemoryCentral, MemoryObjects, MemoryRecords
-
-    central = MemoryCentral(buckets=["bench"])
-    return Central(MemoryRecords(central), MemoryObjects(central, "bench"),
-                   lambda: MemoryObjects(central, f"missing-{secrets.token_hex(4)}"))
-
-
-def _real(settings: Any) -> Central:
-    from sync.central import CentralDatabase
-    from sync.s3 import S3Backend
-
-    return Central(CentralDatabase(settings), S3Backend(settings), lambda: S3Backend(
-        settings.model_copy(update={"bucket": f"missing-{secrets.token_hex(4)}"})))
-
-
-@pytest.fixture(params=["memory", "servers", "tls"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Central]:
-    if request.param == "memory":
-        made = _memory()
-    else:
-        made = _real(request.getfixturevalue("central" if request.param == "servers"
-                                             else "tls_central"))
-    try:
-        yield made
-    finally:
-        made.records.close()
-        made.objects.close()
+@pytest.fixture
+def backend(sync_backend: CentralStore) -> CentralStore:
+    return sync_backend
 
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _read_all(objects: ObjectBackend, name: str) -> tuple[dict[str, str], bytes]:
-    stream = objects.open_stream(objects.bucket, name)
-    try:
-        headers = {k.lower(): v for k, v in stream.headers.items()}
-        chunks = []
-        while chunk := stream.read(1 << 20):
-            chunks.append(chunk)
-    finally:
-        stream.close()
-        stream.release_conn()
-    return headers, b"".join(chunks)
-
-
 # -- objects ----------------------------------------------------------------------------
 
 
-def test_a_put_object_reads_back_with_size_etag_type_and_metadata(backend: Central) -> None:
+def test_a_put_object_reads_back_with_size_etag_type_and_metadata(backend: CentralStore) -> None:
     objects = backend.objects
     assert objects.bucket_exists()
     objects.make_bucket()  # already there: fine
@@ -97,13 +53,13 @@ def test_a_put_object_reads_back_with_size_etag_type_and_metadata(backend: Centr
                                                                     "text/csv")
     assert info.metadata["sha256"] == "abc" and info.metadata["filename"] == "x"
     assert objects.stat("a_1", objects.bucket) == info
-    headers, body = _read_all(objects, "a_1")
+    headers, body = read_object(objects, "a_1")
     assert body == data and int(headers["content-length"]) == 1000
     assert headers["etag"].strip('"') == _md5(data)
     assert objects.stat("no-such-object") is None
 
 
-def test_multipart_uploads_list_their_parts_resume_and_complete(backend: Central) -> None:
+def test_multipart_uploads_list_their_parts_resume_and_complete(backend: CentralStore) -> None:
     objects = backend.objects
     first, second = os.urandom(PART), os.urandom(1234)
     upload_id = objects.create_multipart("big_1", content_type="application/octet-stream",
@@ -121,11 +77,11 @@ def test_multipart_uploads_list_their_parts_resume_and_complete(backend: Central
     assert info is not None and info.size == PART + 1234
     assert info.etag == _md5(bytes.fromhex(etag1) + bytes.fromhex(etag2)) + "-2"
     assert info.metadata["sha256"] == "s" and info.metadata["datapoint-id"] == "D"
-    assert _read_all(objects, "big_1")[1] == first + second
+    assert read_object(objects, "big_1")[1] == first + second
     assert upload_id not in [u.upload_id for u in objects.list_multipart_uploads()]
 
 
-def test_an_aborted_upload_is_gone_and_aborting_again_is_fine(backend: Central) -> None:
+def test_an_aborted_upload_is_gone_and_aborting_again_is_fine(backend: CentralStore) -> None:
     objects = backend.objects
     upload_id = objects.create_multipart("gone_1", content_type="text/plain", metadata={})
     objects.upload_part("gone_1", upload_id, 1, b"part")
@@ -136,7 +92,7 @@ def test_an_aborted_upload_is_gone_and_aborting_again_is_fine(backend: Central) 
     assert objects.stat("gone_1") is None
 
 
-def test_uploads_say_when_they_began(backend: Central) -> None:
+def test_uploads_say_when_they_began(backend: CentralStore) -> None:
     objects = backend.objects
     upload_id = objects.create_multipart("when_1", content_type="text/plain", metadata={})
     try:
@@ -148,33 +104,30 @@ def test_uploads_say_when_they_began(backend: Central) -> None:
 
 
 def test_a_copy_has_the_bytes_and_the_metadata_given_and_removal_is_idempotent(
-        backend: Central) -> None:
+        backend: CentralStore) -> None:
     objects = backend.objects
     objects.put("old/name", b"payload", content_type="text/plain", metadata={"sha256": "h"})
     objects.copy("old/name", "new_name", content_type="text/plain", metadata={"sha256": "h"})
     info = objects.stat("new_name")
     assert info is not None and info.size == 7 and info.metadata["sha256"] == "h"
     assert info.content_type == "text/plain"
-    assert _read_all(objects, "new_name")[1] == b"payload"
+    assert read_object(objects, "new_name")[1] == b"payload"
     objects.remove("old/name")
     objects.remove("old/name")
     assert objects.stat("old/name") is None
 
 
-def test_object_errors_are_sorted_by_the_backend(backend: Central) -> None:
+def test_object_errors_are_sorted_by_the_backend(backend: CentralStore) -> None:
     objects = backend.objects
     with pytest.raises(Exception) as missing:
         objects.open_stream(objects.bucket, "no-such-object")
     assert objects.is_permanent(missing.value) and not objects.is_config_error(missing.value)
-    elsewhere = backend.missing_bucket()
-    try:
-        assert not elsewhere.bucket_exists()
-        with pytest.raises(Exception) as no_bucket:
-            elsewhere.put("x", b"1", content_type="text/plain", metadata={})
-        assert elsewhere.is_config_error(no_bucket.value)
-        assert not elsewhere.is_permanent(no_bucket.value)
-    finally:
-        elsewhere.close()
+    elsewhere = backend.missing_bucket()  # closed with the store
+    assert not elsewhere.bucket_exists()
+    with pytest.raises(Exception) as no_bucket:
+        elsewhere.put("x", b"1", content_type="text/plain", metadata={})
+    assert elsewhere.is_config_error(no_bucket.value)
+    assert not elsewhere.is_permanent(no_bucket.value)
 
 
 # -- records ----------------------------------------------------------------------------
@@ -188,7 +141,7 @@ def _upsert(ident: str, revision: int, **fields: Any) -> UpdateOne:
 
 
 def test_guarded_upserts_apply_over_older_revisions_and_conflict_on_newer(
-        backend: Central) -> None:
+        backend: CentralStore) -> None:
     datapoints = backend.records.datapoints
     datapoints.bulk_write([_upsert("A", 2, sync_bench="b1"), _upsert("B", 1, sync_bench="b1")])
     with pytest.raises(BulkWriteError) as conflict:
@@ -204,7 +157,7 @@ def test_guarded_upserts_apply_over_older_revisions_and_conflict_on_newer(
     assert set(found["A"]) == {"_id", "sync_revision", "sync_bench"}  # the projection
 
 
-def test_write_times_are_the_servers_aware_and_in_milliseconds(backend: Central) -> None:
+def test_write_times_are_the_servers_aware_and_in_milliseconds(backend: CentralStore) -> None:
     datapoints = backend.records.datapoints
     before = datetime.now(timezone.utc) - timedelta(minutes=5)
     datapoints.bulk_write([_upsert("T", 1)])
@@ -217,7 +170,7 @@ def test_write_times_are_the_servers_aware_and_in_milliseconds(backend: Central)
     assert datapoints.find_one({"sync_written_at": {"$gt": written}}) is None
 
 
-def test_pages_sort_by_write_time_then_id_and_filter_like_the_pull(backend: Central) -> None:
+def test_pages_sort_by_write_time_then_id_and_filter_like_the_pull(backend: CentralStore) -> None:
     datapoints = backend.records.datapoints
     datapoints.bulk_write([_upsert(i, 1, ownership_info={"lab_id": lab}) for i, lab in
                            (("p3", "L1"), ("p1", "L2"), ("p2", "L1"))])
@@ -246,7 +199,7 @@ def test_pages_sort_by_write_time_then_id_and_filter_like_the_pull(backend: Cent
     assert len(list(datapoints.find({"missing_field": {"$exists": False}}))) == 3
 
 
-def test_stamping_foreign_documents_and_deleting_by_filter(backend: Central) -> None:
+def test_stamping_foreign_documents_and_deleting_by_filter(backend: CentralStore) -> None:
     datapoints = backend.records.datapoints
     datapoints.update_one({"_id": "m1"}, {"$set": {"label": "madsci"}}, upsert=True)
     datapoints.update_many({"sync_written_at": {"$exists": False}},
@@ -263,7 +216,7 @@ def test_stamping_foreign_documents_and_deleting_by_filter(backend: Central) -> 
 
 
 def test_tombstones_keep_the_highest_revision_and_go_only_when_not_newer(
-        backend: Central) -> None:
+        backend: CentralStore) -> None:
     tombstones = backend.records.tombstones
 
     def tomb(revision: int) -> UpdateOne:
@@ -280,7 +233,7 @@ def test_tombstones_keep_the_highest_revision_and_go_only_when_not_newer(
     assert tombstones.find_one({"_id": "X"}) is None
 
 
-def test_heartbeats_upsert_and_return_the_document_after(backend: Central) -> None:
+def test_heartbeats_upsert_and_return_the_document_after(backend: CentralStore) -> None:
     benches = backend.records.benches
     first = benches.find_one_and_update({"_id": "bench-1"},
                                         {"$set": {"backlog": 3},
@@ -298,7 +251,7 @@ def test_heartbeats_upsert_and_return_the_document_after(backend: Central) -> No
     assert live == [{"_id": "bench-1"}]
 
 
-def test_the_record_store_answers_and_indexes_and_sorts_its_errors(backend: Central) -> None:
+def test_the_record_store_answers_and_indexes_and_sorts_its_errors(backend: CentralStore) -> None:
     records = backend.records
     records.ping()
     records.ensure_indexes()

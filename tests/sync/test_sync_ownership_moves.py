@@ -1,42 +1,27 @@
-"""Moving a datapoint to another experiment reaches central and the other benches."""
+"""Moving a datapoint to another experiment reaches central and the other benches (on the
+in-memory central store and on SeaweedFS + nx-27017: the ``sync_backend`` fixture)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pymongo
+from tests.sync.central_stores import CentralStore, sync_all
 
 from app.service import BenchService
 from sync.engine import SyncEngine
 
 
-
-def _sync_all(pairs: list[tuple[BenchService, SyncEngine]]) -> None:
-    for _ in range(2):
-        for _service, engine in pairs:
-            report = engine.run_pass(force=True)
-            assert report.ok, report
-
-
 def test_a_moved_datapoint_is_pushed_with_the_new_id_and_name_and_pulled(
-        benches: list[tuple[BenchService, SyncEngine]], central: Any) -> None:
+        benches: list[tuple[BenchService, SyncEngine]], sync_backend: CentralStore) -> None:
     (a, _engine_a), (b, _engine_b) = benches
     captured = a.capture_value({"note": "cloudy buffer"}, label="run",
                                ownership=a.ownership(experiment="EXP42", user="alice"))
-    _sync_all(benches)
+    sync_all(benches)
     assert b.count({"ownership_info.experiment_id": "EXP42"}) == 1
 
     a.update(captured.datapoint_id, ownership={"experiment": "EXP43"})
-    _sync_all(benches)
+    sync_all(benches)
     exp43 = a.names.lookup("experiment", "EXP43")
-    client: Any = pymongo.MongoClient(central.mongo_url.get_secret_value(),
-                                      serverSelectionTimeoutMS=5000)
-    try:
-        doc = client[central.mongo_database][central.mongo_collection].find_one(
-            {"_id": captured.datapoint_id})
-    finally:
-        client.close()
-    assert doc is not None and doc["sync_revision"] == 2
+    doc = sync_backend.written(captured.datapoint_id)
+    assert doc["sync_revision"] == 2
     assert doc["ownership_info"] == {"user_id": captured.ownership_info.user_id,
                                      "experiment_id": exp43}
     assert doc["custom_metadata"] == {"experiment_name": "EXP43", "user_name": "alice"}

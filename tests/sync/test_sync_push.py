@@ -1,106 +1,93 @@
-"""Push: values and files reach MongoDB and the bucket, verified, exactly once."""
+"""Push: values and files reach MongoDB and the bucket, verified, exactly once; on the
+in-memory central store and on SeaweedFS + nx-27017 (the ``sync_backend`` fixture)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
+from tests.sync.central_stores import MIB, CentralStore
 
 from app.service import BenchService
 from sync.engine import SyncEngine
-from sync.objects import ObjectStore
 from sync.push import Pusher, read_back_fields, reads_back, signature
 
 
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[BenchService]:
-    with BenchService(tmp_path / "bench") as service:
-        yield service
-
-
-@pytest.fixture
-def engine(bench: BenchService, central: Any) -> Iterator[SyncEngine]:
-    with SyncEngine(bench, central) as sync_engine:
-        yield sync_engine
-
-
-def _collection(settings: Any) -> tuple[Any, Any]:
-    client: Any = pymongo.MongoClient(settings.mongo_url.get_secret_value(),
-                                      serverSelectionTimeoutMS=5000)
-    return client, client[settings.mongo_database][settings.mongo_collection]
-
-
-def _object_bytes(settings: Any, name: str) -> bytes:
-    with ObjectStore(settings) as objects:
-        response = objects.client.get_object(settings.bucket, name)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
-
-
-def test_values_are_pushed_in_madsci_shape_and_confirmed(bench: BenchService,
-                                                          engine: SyncEngine, central: Any) -> None:
+def test_values_are_pushed_in_madsci_shape_and_confirmed(
+        bench: BenchService, engine: SyncEngine, sync_backend: CentralStore) -> None:
     ownership = bench.ownership(experiment="EXP42", user="alice")
     first = bench.capture_value({"t": 23.5, "ok": True}, label="temp", ownership=ownership)
     second = bench.capture_value([1, 2, None], label="temp")
     report = engine.run_pass()
-    assert report.ok, report
-    assert report.confirmed == 2 and report.remaining == 0
-    client, coll = _collection(central)
-    try:
-        doc = coll.find_one({"_id": first.datapoint_id})
-        assert doc is not None
-        assert doc["data_type"] == "json" and doc["value"] == {"t": 23.5, "ok": True}
-        assert doc["label"] == "temp"
-        assert doc["ownership_info"] == {"user_id": ownership.user_id,
-                                         "experiment_id": ownership.experiment_id}
-        assert doc["data_timestamp"] == first.to_document()["data_timestamp"]
-        assert doc["custom_metadata"]["experiment_name"] == "EXP42"
-        assert doc["sync_revision"] == 1 and doc["sync_written_at"] is not None
-        assert coll.count_documents({}) == 2
-        assert coll.find_one({"_id": second.datapoint_id})["value"] == [1, 2, None]
-    finally:
-        client.close()
-    assert bench.get_stored(first.datapoint_id).sync_state == "confirmed"
-    again = engine.run_pass()
+    assert report.ok and report.confirmed == 2 and report.remaining == 0, report
+    doc = sync_backend.written(first.datapoint_id)
+    assert doc["data_type"] == "json" and doc["value"] == {"t": 23.5, "ok": True}
+    assert doc["label"] == "temp"
+    assert doc["ownership_info"] == {"user_id": ownership.user_id,
+                                     "experiment_id": ownership.experiment_id}
+    assert doc["data_timestamp"] == first.to_document()["data_timestamp"]
+    assert doc["custom_metadata"]["experiment_name"] == "EXP42"
+    assert doc["sync_revision"] == 1 and doc["sync_bench_id"] == engine.bench_id
+    assert doc["sync_written_at"] is not None
+    assert len(list(sync_backend.records.datapoints.find({}, {"_id": 1}))) == 2
+    assert sync_backend.written(second.datapoint_id)["value"] == [1, 2, None]
+    for captured in (first, second):
+        assert bench.get_stored(captured.datapoint_id).sync_state == "confirmed"
+    again = engine.run_pass(force=True)  # exactly once: nothing is written twice
     assert again.ok and again.confirmed == 0
+    assert sync_backend.written(first.datapoint_id)["sync_written_at"] == doc["sync_written_at"]
+    if sync_backend.memory is not None:  # and the one batch write, counted
+        assert sync_backend.memory.calls.get("bulk_write") == 1
 
 
-@pytest.mark.parametrize("size", [0, 5 * 1024 * 1024])
-def test_files_are_uploaded_verified_and_recorded(bench: BenchService, engine: SyncEngine,
-                                                 central: Any, tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize("size", [0, 5 * MIB, 6 * MIB + 123])
+def test_files_are_uploaded_verified_and_recorded(
+        bench: BenchService, sync_backend: CentralStore, tmp_path: Path, size: int) -> None:
     source = tmp_path / "spectrum run.csv"
     data = os.urandom(size)
     source.write_bytes(data)
     captured = bench.capture_file(source, label="spectrum")
-    report = engine.run_pass()
+    with sync_backend.engine(bench, part_size=5 * MIB) as engine:  # multipart above 5 MiB
+        report = engine.run_pass()
     assert report.ok and report.confirmed == 1, report
-    client, coll = _collection(central)
-    try:
-        doc = coll.find_one({"_id": captured.datapoint_id})
-    finally:
-        client.close()
-    assert doc["data_type"] == "object_storage"
-    assert doc["bucket_name"] == central.bucket
+    doc = sync_backend.written(captured.datapoint_id)
+    settings = sync_backend.settings
+    assert doc["data_type"] == "object_storage" and doc["bucket_name"] == settings.bucket
     assert captured.datapoint_id in doc["object_name"]
     assert doc["object_name"].endswith("spectrum run.csv")
     assert doc["size_bytes"] == size and doc["sha256"] == hashlib.sha256(data).hexdigest()
-    assert doc["storage_endpoint"] == central.endpoint and doc["url"].startswith("http://")
+    assert doc["storage_endpoint"] == settings.endpoint and doc["url"].startswith("http://")
     assert doc["content_type"] == "text/csv" and doc["etag"]
     assert doc["path"] == str(source.absolute())
-    assert _object_bytes(central, doc["object_name"]) == data
-    with ObjectStore(central) as objects:
-        stat = objects.stat(doc["object_name"])
-        assert stat is not None and stat.metadata["sha256"] == doc["sha256"]
-        assert stat.metadata["datapoint-id"] == captured.datapoint_id
+    assert sync_backend.object_bytes(doc["object_name"]) == data
+    stat = sync_backend.objects.stat(doc["object_name"])
+    assert stat is not None and stat.metadata["sha256"] == doc["sha256"]
+    assert stat.metadata["datapoint-id"] == captured.datapoint_id
+    assert stat.etag.endswith("-2") == (size > 5 * MIB)  # two parts above one
     assert bench.get_stored(captured.datapoint_id).sync_state == "confirmed"
+
+
+def test_same_name_and_label_never_overwrite(bench: BenchService, engine: SyncEngine,
+                                             sync_backend: CentralStore,
+                                             tmp_path: Path) -> None:
+    captured = []
+    for index in range(5):
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        path = folder / "result.txt"
+        path.write_bytes(f"run {index}\n".encode())
+        captured.append((bench.capture_file(path, label="result"), path.read_bytes()))
+    report = engine.run_pass()
+    assert report.ok and report.confirmed == 5
+    names = set()
+    for datapoint, data in captured:
+        name = sync_backend.written(datapoint.datapoint_id)["object_name"]
+        names.add(name)
+        assert sync_backend.object_bytes(name) == data
+    assert len(names) == 5
 
 
 # -- read-back: confirmed only as written -----------------------------------------------------
@@ -138,19 +125,15 @@ def test_values_are_read_back_by_revision_and_bench_only() -> None:
     assert fields == ("sync_revision", "sync_bench_id")
 
 
-def _tamper_after_write(monkeypatch: pytest.MonkeyPatch, settings: Any, datapoint_id: str,
-                        change: dict[str, Any]) -> None:
+def _tamper_after_write(monkeypatch: pytest.MonkeyPatch, central: CentralStore,
+                        datapoint_id: str, change: dict[str, Any]) -> None:
     """Change the central record between our write and its read-back (as another writer
     or a damaged store would), once."""
     real = Pusher._find_records
 
     def tampering(pusher: Pusher, ids: Any, fields: Any) -> Any:
         if datapoint_id in ids:
-            client, coll = _collection(settings)
-            try:
-                coll.update_one({"_id": datapoint_id}, {"$set": change})
-            finally:
-                client.close()
+            central.change(datapoint_id, change)
             monkeypatch.setattr(Pusher, "_find_records", real)
         return real(pusher, ids, fields)
 
@@ -158,12 +141,13 @@ def _tamper_after_write(monkeypatch: pytest.MonkeyPatch, settings: Any, datapoin
 
 
 @pytest.mark.parametrize("kind, change", [
-    # End to end on the real servers for one case; every case runs on the memory
-    # backends (test_sync_memory.py).
     ("file", {"sha256": "0" * 64}),           # the record points at other bytes
+    ("file", {"object_name": "benchdata/elsewhere/x.csv"}),
+    ("value", {"sync_bench_id": "01JOTHERBENCH0000000000000"}),  # another bench's write
+    ("value", {"sync_revision": 0}),          # an older revision came back
 ])
 def test_a_record_that_does_not_read_back_as_written_is_not_confirmed(
-        bench: BenchService, engine: SyncEngine, central: Any, tmp_path: Path,
+        bench: BenchService, engine: SyncEngine, sync_backend: CentralStore, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, kind: str, change: dict[str, Any]) -> None:
     if kind == "file":
         source = tmp_path / "run.csv"
@@ -172,7 +156,7 @@ def test_a_record_that_does_not_read_back_as_written_is_not_confirmed(
     else:
         captured = bench.capture_value({"t": 1.5}, label="temp")
     neighbour = bench.capture_value({"t": 2.5}, label="temp")  # same batch, untouched
-    _tamper_after_write(monkeypatch, central, captured.datapoint_id, change)
+    _tamper_after_write(monkeypatch, sync_backend, captured.datapoint_id, change)
 
     report = engine.run_pass(force=True)
     assert report.confirmed == 1 and report.retrying == 1, report
@@ -184,16 +168,12 @@ def test_a_record_that_does_not_read_back_as_written_is_not_confirmed(
     assert report.ok and report.confirmed == 1 and report.remaining == 0, report
     stored = bench.get_stored(captured.datapoint_id)
     assert stored.sync_state == "confirmed"
-    client, coll = _collection(central)
-    try:
-        doc = coll.find_one({"_id": captured.datapoint_id})
-    finally:
-        client.close()
+    doc = sync_backend.written(captured.datapoint_id)
     assert doc["sync_bench_id"] == engine.bench_id
     assert doc["sync_revision"] == stored.revision
     if kind == "file":
         assert doc["sha256"] == captured.sha256
         assert captured.datapoint_id in doc["object_name"]
-        assert _object_bytes(central, doc["object_name"]) == b"a,b\n1,2\n"
+        assert sync_backend.object_bytes(doc["object_name"]) == b"a,b\n1,2\n"
     else:
         assert doc["value"] == {"t": 1.5}
