@@ -33,13 +33,13 @@ from sync.pull import DATAPOINTS_CURSOR, Cursor
 from sync.settings import CentralSettings
 from sync.central import CentralDatabase
 from tests.support.proxy import SlowReplies
+from tests.sync.central_stores import MEMORY_BUCKET, memory_settings
 from tests.support.waiting import wait_until
 
 #: The write bound these tests narrow to, and the overlap readers use (the least allowed).
 BOUND = 0.2
 #: How long a slow write stays in flight: well past the bound and the overlap.
 IN_FLIGHT = 1.5
-BUCKET = "bench"
 
 Pair = tuple[BenchService, SyncEngine]
 
@@ -51,15 +51,13 @@ def narrow_bound(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def memory() -> MemoryCentral:
-    return MemoryCentral(buckets=[BUCKET])
+    return MemoryCentral(buckets=[MEMORY_BUCKET])
 
 
 @pytest.fixture
 def three(tmp_path: Path, memory: MemoryCentral) -> Iterator[list[Pair]]:
     """A writer, another writer and a reader on one in-memory central store."""
-    settings = CentralSettings(endpoint="central.invalid:9000", access_key="bench",
-                               secret_key="unused", bucket=BUCKET,
-                               mongo_url="mongodb://central.invalid/", pull_overlap_s=BOUND)
+    settings = memory_settings(pull_overlap_s=BOUND)
     pairs: list[Pair] = []
     try:
         for name in ("writer", "other", "reader"):
