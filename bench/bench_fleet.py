@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -50,6 +49,7 @@ from typing import Any
 
 from _common import ROOT, bench_dir, emit
 
+from tests.support.proxy import Relay, Watch  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     MongoServer, SeaweedServer, central_env, central_settings, free_port, wait_until)
 
@@ -102,53 +102,36 @@ def _http_requests(buffer: bytearray, state: dict[str, int]) -> int:
         count += 1
 
 
-class Proxy(threading.Thread):
-    """127.0.0.1:port → target, counting what the client asks (``kind`` mongo or http)."""
+class CountingWatch(Watch):
+    """Counts one connection's requests (``kind`` mongo or http) and reply bytes."""
+
+    def __init__(self, counter: Counter, kind: str) -> None:
+        self.counter, self.kind = counter, kind
+        self.buffer, self.state = bytearray(), {"body": 0}
+
+    def requested(self, data: bytes) -> None:
+        self.buffer.extend(data)
+        n = _mongo_messages(self.buffer) if self.kind == "mongo" else \
+            _http_requests(self.buffer, self.state)
+        with self.counter.lock:
+            self.counter.requests += n
+
+    def replied(self, data: bytes) -> None:
+        with self.counter.lock:
+            self.counter.reply_bytes += len(data)
+
+
+class Proxy(Relay):
+    """127.0.0.1:port → target, counting what clients ask and the bytes sent back."""
 
     def __init__(self, target: tuple[str, int], kind: str) -> None:
-        super().__init__(daemon=True)
-        self.target, self.kind = target, kind
+        self.kind = kind
         self.counter = Counter()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
+        super().__init__(target)
 
-    def run(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._forward, args=(client, upstream, True),
-                             daemon=True).start()
-            threading.Thread(target=self._forward, args=(upstream, client, False),
-                             daemon=True).start()
+    def watch(self) -> Watch:
+        return CountingWatch(self.counter, self.kind)
 
-    def _forward(self, source: socket.socket, sink: socket.socket, asking: bool) -> None:
-        buffer, state = bytearray(), {"body": 0}
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-                if asking:
-                    buffer.extend(data)
-                    n = _mongo_messages(buffer) if self.kind == "mongo" else \
-                        _http_requests(buffer, state)
-                    with self.counter.lock:
-                        self.counter.requests += n
-                else:
-                    with self.counter.lock:
-                        self.counter.reply_bytes += len(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 # -- benches -------------------------------------------------------------------------------
 
@@ -251,8 +234,6 @@ def run_fleet(code: Path, n: int, rate: float, capture_s: float, idle_s: float,
         bucket = weed.make_bucket()
         s3_proxy = Proxy(("127.0.0.1", int(weed.endpoint.rsplit(":", 1)[1])), "http")
         mongo_proxy = Proxy(("127.0.0.1", int(mongo.port or 0)), "mongo")
-        s3_proxy.start()
-        mongo_proxy.start()
         settings = central_settings(weed, mongo, bucket, "madsci_data").model_copy(update={
             "endpoint": f"127.0.0.1:{s3_proxy.port}"})
         env = {**os.environ, **central_env(settings),

@@ -32,7 +32,7 @@ from sync.outbox import Outbox
 from sync.pull import DATAPOINTS_CURSOR, Cursor
 from sync.settings import CentralSettings
 from sync.central import CentralDatabase
-from tests.support.proxy import SlowReplies
+from tests.support.proxy import Relay
 from tests.sync.central_stores import MEMORY_BUCKET, memory_settings
 from tests.support.waiting import wait_until
 
@@ -249,14 +249,14 @@ def test_a_slow_reply_from_nx_27017_gets_the_record_stamped_again_before_it_is_c
     """nx-27017 applies the write at once; its reply comes late. The bench cannot tell a
     late reply from a late commit, so it stamps the record again; while every write is
     slow it keeps the item unconfirmed, and confirms it once a stamp write is quick."""
-    with SlowReplies("127.0.0.1", int(mongo.port)) as relay, \
+    with Relay(("127.0.0.1", int(mongo.port))) as relay, \
             BenchService(tmp_path / "bench") as bench:
         settings = central.model_copy(
             update={"mongo_url": SecretStr(f"mongodb://127.0.0.1:{relay.port}/")})
         with SyncEngine(bench, settings) as engine:
             assert engine.run_pass(force=True).ok  # connected, indexes made
             ident = bench.submit(ValueDataPoint(value=1, label="slow")).datapoint_id
-            relay.delay_s = 2 * BOUND
+            relay.reply_delay_s = 2 * BOUND
             report = engine.run_pass(force=True, pull=False)
             assert not report.ok and report.confirmed == 0 and report.retrying == 1, report
             assert any("took" in error and "to write" in error for error in report.errors)
@@ -265,7 +265,7 @@ def test_a_slow_reply_from_nx_27017_gets_the_record_stamped_again_before_it_is_c
             with CentralDatabase(central) as database:
                 slow_ended = server_time(database)
             assert slow_ended is not None
-            relay.delay_s = 0.0
+            relay.reply_delay_s = 0.0
             report = engine.run_pass(force=True, pull=False)
             assert report.ok and report.confirmed == 1 and report.restamped == 1, report
     assert bench_state(tmp_path / "bench", ident) == "confirmed"
