@@ -99,14 +99,14 @@ class MemoryCentral:
             self._failures.setdefault(operation, []).extend([error] * times)
 
     def commit_late(self, seconds: float, times: int = 1) -> None:
-        """The next ``times`` bulk writes or ``update_many`` calls are stamped as they start and become readable
-        ``seconds`` later, while other writes and reads go on: a loaded server's write in
-        flight, whose stamps a reader can pass before it commits."""
+        """The next ``times`` bulk writes or ``update_many`` calls are stamped as they
+        start and become readable ``seconds`` later, while other writes and reads go on: a
+        loaded server's write in flight, whose stamps a reader can pass before it commits."""
         with self.lock:
             self._late_commits.extend([seconds] * times)
 
     def late_commit(self) -> float:
-        """How long the bulk write starting now stays in flight (0: it commits at once)."""
+        """How long the write starting now stays in flight (0: it commits at once)."""
         with self.lock:
             return self._late_commits.pop(0) if self._late_commits else 0.0
 

@@ -32,7 +32,7 @@ from app.service import BenchService
 
 from sync import localrows
 from app.core import deletions
-from sync.backends import BulkWriteError, DeleteOne, RecordBackend, UpdateOne
+from sync.backends import BulkWriteError, DeleteOne, RecordBackend, RecordCollection, UpdateOne
 from sync.documents import BENCH, DELETED_BY, REVISION, WRITTEN_AT, DocumentTooLarge, \
     central_document
 from sync.faults import DUPLICATE_KEY, CentralConfigError, RejectedError, RetryableError, \
@@ -249,7 +249,7 @@ class Pusher:
             object_name = object_name_for(self.settings, datapoint_id, filename)
             self.outbox.mark(datapoint_id, revision, UPLOADING, bytes_total=size)
             listener = SavingListener(self.outbox, datapoint_id, revision, object_name, size,
-                                       self.progress)
+                                      self.progress)
             saved = self.outbox.saved_upload(datapoint_id, object_name)
             if saved is not None:
                 listener.upload_id = saved.upload_id  # resumed: parts go on under this id
@@ -366,8 +366,8 @@ class Pusher:
             outcome.confirmed = [item for item in outcome.confirmed if item not in late]
         return outcome
 
-    def _stamp_again(self, collection: Any, items: list[tuple[str, int]], timer: WriteTimer,
-                     report: PushReport) -> set[tuple[str, int]]:
+    def _stamp_again(self, collection: RecordCollection, items: list[tuple[str, int]],
+                     timer: WriteTimer, report: PushReport) -> set[tuple[str, int]]:
         """Stamp written items again (``sync.stamps``); those that could not be are
         returned, to wait for the next pass."""
         try:
