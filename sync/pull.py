@@ -42,7 +42,7 @@ from sync.faults import RetryableError
 from sync.fleet import server_time
 from sync.outbox import Outbox
 from sync.pagesize import PageSizer
-from sync.stamps import STAMP_CHUNK, WriteTimer, stamp_again, write_bound_s
+from sync.stamps import STAMP_CHUNK, WriteTimer, least_overlap_s, stamp_again, write_bound_s
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class Puller:
         self.central = central
         self.bench_id = bench_id
         # Never below the bound writers keep their stamps to (sync.stamps).
-        self.overlap = timedelta(seconds=max(overlap_s, write_bound_s()))
+        self.overlap = timedelta(seconds=least_overlap_s(overlap_s))
+        self.write_bound_s = write_bound_s(overlap_s)
         self.page_size = page_size
         self.scope = {k: sorted(v) for k, v in sorted((scope or {}).items()) if v} or None
         self.lab_zone: Optional[tzinfo] = None
@@ -200,7 +201,7 @@ class Puller:
                 if not ids:
                     break
                 self.outbox.set_meta(STAMPING_KEY, json.dumps(ids))
-                with WriteTimer() as timer:
+                with WriteTimer(self.write_bound_s) as timer:
                     datapoints.update_many({"_id": {"$in": ids}, WRITTEN_AT: {"$exists": False}},
                                            {"$currentDate": {WRITTEN_AT: True},
                                             "$set": {REVISION: 1}})
@@ -221,7 +222,8 @@ class Puller:
         pending = self.outbox.meta(STAMPING_KEY)
         if not pending:
             return
-        if not stamp_again(self.central.datapoints, json.loads(pending)):
+        ids = json.loads(pending)
+        if not stamp_again(self.central.datapoints, ids, self.write_bound_s):
             raise RetryableError("the central store is too slow to stamp the documents MADSci "
                                  "wrote; trying again next pass")
         self.outbox.set_meta(STAMPING_KEY, None)

@@ -43,7 +43,7 @@ from sync.outbox import RECORDED, UPLOADING, Outbox, OutboxItem, SavingListener
 from sync.readback import BatchOutcome, PreparedRecords, RecordQueue, Signature, \
     read_back_fields, reads_back, signature
 from sync.settings import CentralSettings
-from sync.stamps import WriteTimer, slow_write_message, stamp_again
+from sync.stamps import WriteTimer, slow_write_message, stamp_again, write_bound_s
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class Pusher:
         self.central = central
         self.objects = objects
         self.settings = settings
+        self.write_bound_s = write_bound_s(settings.pull_overlap_s)
         self.bench_id = bench_id
         self.progress = progress if progress is not None else {}
         self.stop = stop or threading.Event()
@@ -325,7 +326,7 @@ class Pusher:
         ids = list(documents)
         failed: dict[str, SyncError] = {}
         conflicts: list[str] = []
-        timer = WriteTimer()
+        timer = WriteTimer(self.write_bound_s)
         try:
             with timer:
                 self.central.datapoints.bulk_write(prepared.upserts)
@@ -371,8 +372,9 @@ class Pusher:
         """Stamp written items again (``sync.stamps``); those that could not be are
         returned, to wait for the next pass."""
         try:
-            stamped = stamp_again(collection, [ident for ident, _revision in items])
-            reason = None if stamped else slow_write_message(timer.seconds)
+            stamped = stamp_again(collection, [ident for ident, _revision in items],
+                                  timer.bound_s)
+            reason = None if stamped else slow_write_message(timer)
         except Exception as exc:  # noqa: BLE001 - sorted by the backend
             reason = str(self.central.classify(exc, what="stamping records again"))
         if reason is not None:
@@ -538,7 +540,7 @@ class Pusher:
                                           "$currentDate": {WRITTEN_AT: True}}, upsert=True)
                for ident, revision in items]
         ids = [ident for ident, _r in items]
-        timer = WriteTimer()
+        timer = WriteTimer(self.write_bound_s)
         try:
             with timer:
                 self.central.tombstones.bulk_write(ops)

@@ -96,8 +96,9 @@ class CentralSettings(BaseModel):
     max_object_size: Optional[int] = None
     pull: bool = True
     #: Pull reads back this far behind its cursor, for writes that committed after a
-    #: reader passed their write time. Never below the bound every bench keeps its writes
-    #: to (``sync.stamps.WRITE_BOUND_S``, 5 s): a slower write is stamped again.
+    #: reader passed their write time. Every bench stamps again a write slower than half
+    #: of it (at least 5 s; ``sync.stamps``), so it must be the same on every bench: a lab
+    #: with a slow central store raises it everywhere (the site file can lock it).
     pull_overlap_s: float = 10.0
     pull_interval_s: float = 5.0
     #: What this bench pulls: "everything", or the labs, projects, campaigns and

@@ -252,7 +252,8 @@ def test_a_slow_reply_from_nx_27017_gets_the_record_stamped_again_before_it_is_c
     with Relay(("127.0.0.1", int(mongo.port))) as relay, \
             BenchService(tmp_path / "bench") as bench:
         settings = central.model_copy(
-            update={"mongo_url": SecretStr(f"mongodb://127.0.0.1:{relay.port}/")})
+            update={"mongo_url": SecretStr(f"mongodb://127.0.0.1:{relay.port}/"),
+                    "pull_overlap_s": BOUND})
         with SyncEngine(bench, settings) as engine:
             assert engine.run_pass(force=True).ok  # connected, indexes made
             ident = bench.submit(ValueDataPoint(value=1, label="slow")).datapoint_id
@@ -311,3 +312,24 @@ def memory_clock_passes(memory: MemoryCentral, seconds: float) -> None:
     moment = memory.now()
     wait_until(lambda: memory.now() >= moment + timedelta(seconds=seconds), timeout=10,
                what="the central clock to move on")
+
+
+def test_a_lab_with_a_slow_store_raises_the_overlap_and_with_it_the_bound(
+        tmp_path: Path, memory: MemoryCentral) -> None:
+    """The bound is half the lab's overlap (at least the least bound): a write slower than
+    the least bound but within half the overlap is not stamped again, and a reader with
+    that overlap still finds it."""
+    overlap = 10 * BOUND
+    settings = memory_settings(pull_overlap_s=overlap)
+    with BenchService(tmp_path / "writer") as writer, \
+            BenchService(tmp_path / "reader") as reader, \
+            SyncEngine(writer, settings, backends=memory.backends()) as writing, \
+            SyncEngine(reader, settings, backends=memory.backends()) as reading:
+        ident = writer.submit(ValueDataPoint(value=1, label="slow store")).datapoint_id
+        memory.commit_late(overlap / 4)  # slower than BOUND, within overlap / 2
+        report = writing.run_pass(force=True, pull=False)
+        assert report.ok and report.confirmed == 1 and report.restamped == 0, report
+        assert reading.run_pass(force=True).ok
+        assert reader.get(ident).label == "slow store"
+    assert stamps.write_bound_s(overlap) == overlap / 2
+    assert stamps.least_overlap_s(BOUND / 2) == BOUND
