@@ -566,15 +566,12 @@ class Pusher:
                 report.confirmed += len(done)
             for datapoint_id, _revision in done:
                 self._abandon_upload(datapoint_id)
-            self._free_deleted([i for i, _r in done])
+            # Local copies of deleted files go once verified central (never before) and no
+            # longer restorable (deleted.retention_days; the engine frees them then).
+            localrows.free_deleted_blobs(self.service, [i for i, _r in done])
         late = [(i, r) for i, r in items if (i, r) not in done]
         if late:
             self._retry(late, "the deletion did not read back", report)
-
-    def _free_deleted(self, datapoint_ids: list[str]) -> None:
-        """Local copies of deleted files go once they are verified central (never before)
-        and no longer restorable (``deleted.retention_days``; the engine frees them then)."""
-        localrows.free_deleted_blobs(self.service, datapoint_ids)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
