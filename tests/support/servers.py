@@ -86,20 +86,39 @@ def _port_free(port: int) -> bool:
     return True
 
 
+#: Servers listen below the kernel's ephemeral range: an outgoing connection (any client
+#: of any test) takes a port there at any moment, and once took weed's gRPC port between
+#: the moment it was chosen and the moment weed bound it.
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port for a server, below the ephemeral range."""
+    import random
+
+    rng = random.Random()
+    while True:
+        port = rng.randrange(_LOWEST_PORT, _ephemeral_start())
+        if _port_free(port):
+            return port
 
 
 def free_port_pairs(count: int) -> list[int]:
-    """``count`` ports p in 20000..45000 with p and p+10000 free (weed's gRPC offset)."""
+    """``count`` ports p with p and p+10000 free (weed's gRPC offset), both below the
+    ephemeral range."""
     import random
 
     chosen: list[int] = []
     rng = random.Random()
     while len(chosen) < count:
-        port = rng.randrange(20000, 45000)
+        port = rng.randrange(_LOWEST_PORT, _ephemeral_start() - 10000)
         if any(abs(port - other) < 2 or abs(port - other) == 10000 for other in chosen):
             continue
         if _port_free(port) and _port_free(port + 10000):
