@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Final, Optional
+from typing import Any, Final
 
 from sync.backends import RecordCollection
 from sync.documents import WRITTEN_AT
@@ -72,13 +72,12 @@ class WriteTimer:
         return self.seconds > self.bound_s
 
 
-def stamp_again(collection: RecordCollection, ids: Sequence[str], bound_s: float,
-                extra: Optional[dict[str, Any]] = None) -> bool:
+def stamp_again(collection: RecordCollection, ids: Sequence[str], bound_s: float) -> bool:
     """Give the documents ``ids`` a new write time, until one stamp write of each chunk
     returns within ``bound_s``. False if a chunk did not in ``STAMP_ATTEMPTS`` tries: its
     items must not be confirmed (the caller retries them next pass). Errors are the
-    backend's own (the caller classifies them). ``extra``: more of the update."""
-    update: dict[str, Any] = {"$currentDate": {WRITTEN_AT: True}, **(extra or {})}
+    backend's own (the caller classifies them)."""
+    update = {"$currentDate": {WRITTEN_AT: True}}
     for start in range(0, len(ids), STAMP_CHUNK):
         chunk = list(ids[start:start + STAMP_CHUNK])
         for attempt in range(1, STAMP_ATTEMPTS + 1):
