@@ -89,6 +89,8 @@ class Cursor:
     position: Position
     settled: bool = False
     span_s: float = 0.0
+    #: The page size reached (``sync.pagesize``): a resumed pull asks for that much again.
+    page_size: int = 0
 
     def text(self) -> str:
         saved: dict[str, Any] = {"at": self.position[0].astimezone(timezone.utc).isoformat(),
@@ -97,6 +99,8 @@ class Cursor:
             saved["settled"] = True
         elif self.span_s > 0:
             saved["span_s"] = round(self.span_s, 3)
+        if self.page_size:
+            saved["page_size"] = self.page_size
         return json.dumps(saved)
 
     @staticmethod
@@ -108,7 +112,8 @@ class Cursor:
         if text.startswith("{"):
             saved = json.loads(text)
             return Cursor((_aware(datetime.fromisoformat(saved["at"])), str(saved["id"])),
-                          bool(saved.get("settled")), float(saved.get("span_s") or 0.0))
+                          bool(saved.get("settled")), float(saved.get("span_s") or 0.0),
+                          int(saved.get("page_size") or 0))
         return Cursor((_aware(datetime.fromisoformat(text)), "\uffff"))
 
 
@@ -256,6 +261,8 @@ class Puller:
                 {WRITTEN_AT: {"$gte": resumed.position[0] - self.overlap
                               - timedelta(seconds=resumed.span_s)}}
         sizer = PageSizer(self.page_size)  # grows the pages while the server is slow
+        if resumed is not None and resumed.page_size > self.page_size:
+            sizer.size = min(sizer.cap, resumed.page_size)  # where a stopped pull had got to
         unsettled_since: Optional[float] = None  # when the first unsettled page was asked
         while True:
             selector = narrow(selector)
@@ -283,7 +290,9 @@ class Puller:
                 cursor = position if saved is None or position > saved else saved
                 follows = more or index < len(slices) - 1
                 settled = follows and self._settles(cursor, started)
-                apply(piece, report, {cursor_key: Cursor(cursor, settled, span_s).text()})
+                grown = sizer.size if sizer.size > self.page_size else 0
+                apply(piece, report,
+                      {cursor_key: Cursor(cursor, settled, span_s, grown).text()})
                 saved = cursor
             if settled:
                 unsettled_since = None

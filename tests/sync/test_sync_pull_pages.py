@@ -126,6 +126,8 @@ def test_a_pull_stopped_inside_a_grown_page_loses_at_most_one_slice(
         report = engine.run_pass(force=True)
         assert report.ok, report
         assert {d.datapoint_id for d in bench.iter_query({})} == ids
+    # It starts again at the page size the stopped pull had reached (40, the cap), not 4.
+    assert sizers[-1].asked[0] == 40, sizers[-1].asked
     # Work lost to the stop: the one slice it was in (read in full, never stored)...
     assert killed_run.full_documents + resumed.full_documents <= total + page
     # ... and nothing it stored is scanned again: it resumes after its last slice.
