@@ -13,7 +13,9 @@ import hashlib
 import mmap
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,23 +93,12 @@ def test_linux_writeback_goes_through_sync_file_range(
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
-def test_writeback_without_sync_file_range_falls_back_to_fadvise(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filestore, "_sync_file_range", lambda: None)
-    calls: list[tuple[int, ...]] = []
-    monkeypatch.setattr(os, "posix_fadvise", lambda *args: calls.append(args))
-    fd = written_and_flushed(tmp_path / "copy.part", 4096)
-    try:
-        filestore._start_writeback(fd, 0, 4096)
-    finally:
-        os.close(fd)
-    assert calls == [(fd, 0, 4096, os.POSIX_FADV_DONTNEED)]
-
-
-@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
-def test_a_failing_sync_file_range_falls_back_to_fadvise(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(filestore, "_sync_file_range", lambda: lambda *args: -1)
+@pytest.mark.parametrize("sync_file_range", [lambda: None, lambda: lambda *args: -1],
+                         ids=["missing", "failing"])
+def test_writeback_without_a_working_sync_file_range_falls_back_to_fadvise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        sync_file_range: Callable[[], Any]) -> None:
+    monkeypatch.setattr(filestore, "_sync_file_range", sync_file_range)
     calls: list[tuple[int, ...]] = []
     monkeypatch.setattr(os, "posix_fadvise", lambda *args: calls.append(args))
     fd = written_and_flushed(tmp_path / "copy.part", 4096)
