@@ -76,24 +76,26 @@ def _never_slow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _passed_in_flight(memory: MemoryCentral, writer: Pair, other: Pair, reader: Pair,
-                      later_write: Callable[[], None]) -> PassReport:
-    """The writer's next write is stamped and stays in flight; meanwhile ``later_write``
-    (the other bench) lands, stamped well after it, and the reader pulls past both
-    stamps. Returns the writer's report once its write is done; the reader then pulls."""
+                      later_write: Callable[[], None], *, operation: str = "bulk_write",
+                      pull: bool = False) -> PassReport:
+    """The writer's next ``operation`` (in a pass of its own) is stamped and stays in
+    flight; meanwhile ``later_write`` (the other bench) lands, stamped well after it, and
+    the reader pulls past both stamps. Returns the writer's report once its write is done
+    (re-raising what its pass raised); the reader then pulls again."""
     memory.commit_late(IN_FLIGHT)
     reports: list[PassReport] = []
     raised: list[BaseException] = []
 
     def write() -> None:
         try:
-            reports.append(writer[1].run_pass(force=True, pull=False))
+            reports.append(writer[1].run_pass(force=True, pull=pull))
         except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
             raised.append(exc)
 
-    writes = memory.calls.get("bulk_write", 0)
+    writes = memory.calls.get(operation, 0)
     thread = threading.Thread(target=write)
     thread.start()
-    wait_until(lambda: memory.calls.get("bulk_write", 0) > writes, timeout=10,
+    wait_until(lambda: memory.calls.get(operation, 0) > writes, timeout=10,
                what="the writer's write to start")
     stamped = memory.now()
     wait_until(lambda: memory.now() > stamped + timedelta(seconds=3 * BOUND), timeout=10,
@@ -102,9 +104,9 @@ def _passed_in_flight(memory: MemoryCentral, writer: Pair, other: Pair, reader: 
     assert other[1].run_pass(force=True, pull=False).ok
     assert reader[1].run_pass(force=True).ok  # its cursor passes the writer's stamp
     thread.join(timeout=30)
+    assert not thread.is_alive(), "the writer's pass did not finish"
     if raised:
         raise raised[0]
-    assert reports, "the writer's pass did not finish"
     assert reader[1].run_pass(force=True).ok
     return reports[0]
 
@@ -202,37 +204,23 @@ def test_documents_madsci_wrote_stamped_slowly_are_stamped_again(
     records = memory.backends().records(writer[1].settings)
     records.datapoints.insert({"_id": "01KBZ4T8P2D3QF9V6X7Y8Z9A0B", "label": "from MADSci",
                                "data_type": "json", "value": {"t": 23.5}})
-    memory.commit_late(IN_FLIGHT)  # the stamper's stamp write
-    raised: list[BaseException] = []
 
-    def stamp() -> None:
-        try:
-            writer[1].run_pass(force=True)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            raised.append(exc)
+    def in_flight() -> PassReport:  # the stamper's stamp write
+        return _passed_in_flight(memory, writer, other, reader, lambda: other[0].submit(
+            ValueDataPoint(value=2, label="written later")), operation="update_many",
+            pull=True)
 
-    thread = threading.Thread(target=stamp)
-    thread.start()
-    wait_until(lambda: memory.calls.get("update_many", 0) > 0, timeout=10,
-               what="the stamp write to start")
-    stamped = memory.now()
-    wait_until(lambda: memory.now() > stamped + timedelta(seconds=3 * BOUND), timeout=10,
-               what="the stamp write to lie beyond the overlap")
-    other[0].submit(ValueDataPoint(value=2, label="written later"))
-    assert other[1].run_pass(force=True, pull=False).ok
-    assert reader[1].run_pass(force=True).ok
-    thread.join(timeout=30)
-    assert not thread.is_alive()
     if killed:
-        assert len(raised) == 1 and isinstance(raised[0], Killed), raised
+        with pytest.raises(Killed):
+            in_flight()
         monkeypatch.setattr(pull_module, "stamp_again", stamps.stamp_again)
         settings = writer[1].settings
         writer[1].close()
         with SyncEngine(writer[0], settings, backends=memory.backends()) as restarted:
             assert restarted.run_pass(force=True).ok  # finishes the stamping it remembers
+        assert reader[1].run_pass(force=True).ok
     else:
-        assert not raised, raised
-    assert reader[1].run_pass(force=True).ok
+        assert in_flight().ok
     assert "from MADSci" in {d.label for d in reader[0].iter_query({})}
 
 
